@@ -1,0 +1,28 @@
+// Process-wide set-up: the OpenBLAS kernel, and one thread count shared by OpenMP and OpenBLAS.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace qkv {
+
+// Call first in main(). Debian's OpenBLAS does not recognise some current Xeons and falls back
+// to a generic SSE3 kernel ("Prescott") that runs sgemm ~4x slower. When the user has not set
+// OPENBLAS_CORETYPE and the CPU has AVX-512 (or AVX2), this re-executes the program once with
+// OPENBLAS_CORETYPE=SkylakeX (or Haswell), since OpenBLAS reads it only when it loads.
+// A user's own OPENBLAS_CORETYPE always wins. Returns normally when nothing needs doing.
+void select_blas_kernel(char** argv);
+
+// Sets the thread count for our OpenMP loops and for OpenBLAS together; n <= 0 means all cores.
+void set_num_threads(int n);
+int num_threads();
+
+std::string blas_kernel();          // openblas_get_corename(), e.g. "SkylakeX"
+std::string blas_kernel_origin();   // how that kernel was chosen, for the start-up log line
+// One line for logs: kernel, how it was chosen, thread counts, cores.
+std::string runtime_summary();
+
+// Median GFLOP/s of cblas_sgemm C[M,N] = A[M,K]·B[K,N] over `reps` timed runs (after one warm-up).
+double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int reps = 5);
+
+}  // namespace qkv

@@ -1,0 +1,95 @@
+// Tensor: a cheap handle (shared pointer) to float32, row-major, contiguous data of rank <= 4,
+// plus the autograd fields. Copies of a handle share data; reshape/view share storage.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qkv/rng.h"
+#include "qkv/shape.h"
+
+namespace qkv {
+
+struct Node;
+
+// One 64-byte-aligned float block from the caching allocator; returned to it on destruction.
+struct Storage {
+  explicit Storage(int64_t numel);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  float* data = nullptr;
+  int64_t numel = 0;
+};
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;              // first element of this view within storage
+  Shape shape;
+  bool requires_grad = false;
+  std::shared_ptr<Storage> grad;   // same numel as shape; created zero-filled on first use
+  std::shared_ptr<Node> grad_fn;   // null for leaves and for results made without grad
+  bool graph_released = false;     // grad_fn was dropped by backward(); a second pass is an error
+  std::string name;                // parameters: "blocks.0.attn.qkv.weight"; errors quote it
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // an undefined tensor (e.g. "no bias"); defined() is false
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // Factories. Contents of empty() are unspecified.
+  static Tensor empty(Shape shape);
+  static Tensor zeros(Shape shape, bool requires_grad = false);
+  static Tensor ones(Shape shape, bool requires_grad = false);
+  static Tensor full(Shape shape, float value, bool requires_grad = false);
+  static Tensor from_vector(Shape shape, const std::vector<float>& values,
+                            bool requires_grad = false);  // throws if sizes differ
+  static Tensor randn(Shape shape, Rng& rng, float stddev = 1.0f, bool requires_grad = false);
+  static Tensor uniform(Shape shape, Rng& rng, float lo, float hi, bool requires_grad = false);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl_->shape; }
+  int rank() const { return impl_->shape.rank(); }
+  int64_t size(int dim) const;  // negative dims count from the end
+  int64_t numel() const { return impl_->shape.numel(); }
+
+  // Shallow const, like a pointer: a const handle still reaches mutable data.
+  float* data() const { return impl_->storage->data + impl_->offset; }
+  float item() const;                                    // throws unless numel() == 1
+  float at(std::initializer_list<int64_t> index) const;  // bounds-checked, for tests
+  std::vector<float> to_vector() const;
+
+  // Autograd fields.
+  bool requires_grad() const { return impl_->requires_grad; }
+  Tensor& set_requires_grad(bool on);       // leaves only
+  float* grad_data() const;                 // null unless requires_grad and a grad exists
+  Tensor grad() const;                      // undefined when no grad has been accumulated
+  void zero_grad() const;                   // drops the grad; the next backward starts from zero
+  const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
+  Tensor detach() const;                    // shares data, no grad_fn, requires_grad false
+
+  // Reverse-mode pass from this tensor. The first form needs a single element (a loss);
+  // the second seeds with a gradient of this tensor's shape. Throws qkv::Error otherwise, or
+  // when the graph was already released by an earlier backward().
+  void backward() const;
+  void backward(const Tensor& seed) const;
+
+  const std::string& name() const { return impl_->name; }
+  Tensor& set_name(std::string name);
+
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// Prints shape, name and values (long tensors are abbreviated) like PyTorch's repr.
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+}  // namespace qkv

@@ -1,0 +1,127 @@
+// The reverse-mode engine: order the graph (iterative DFS, inputs in argument order, so the
+// order and hence every gradient sum is deterministic), then run each node's backward from the
+// output down, freeing saved tensors and intermediate grads as it goes.
+#include "qkv/autograd.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+#include <utility>
+
+#include "qkv/error.h"
+
+namespace qkv {
+namespace {
+
+thread_local bool g_grad_enabled = true;
+
+void ensure_grad(TensorImpl& t) {
+  if (t.grad) return;
+  const int64_t n = t.shape.numel();
+  t.grad = std::make_shared<Storage>(n);
+  std::memset(t.grad->data, 0, sizeof(float) * static_cast<size_t>(n));
+}
+
+void check_not_released(const TensorImpl& t) {
+  QKV_CHECK(!t.graph_released,
+            "backward: the graph through this tensor was already released by an earlier "
+            "backward(); run the forward pass again before calling backward a second time");
+}
+
+// Post-order over the nodes reachable from root: every tensor comes after all it depends on.
+std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr<TensorImpl>& root) {
+  std::vector<std::shared_ptr<TensorImpl>> order;
+  std::unordered_set<const TensorImpl*> visited{root.get()};
+  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [t, next] = stack.back();
+    const auto& inputs = t->grad_fn->inputs;
+    if (next < inputs.size()) {
+      const std::shared_ptr<TensorImpl>& in = inputs[next++];
+      check_not_released(*in);
+      if (in->grad_fn && visited.insert(in.get()).second) stack.emplace_back(in, 0);
+    } else {
+      order.push_back(std::move(t));
+      stack.pop_back();
+    }
+  }
+  return order;
+}
+
+void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
+  check_not_released(*root);
+  QKV_CHECK(root->requires_grad,
+            "backward: tensor does not require grad (no input of its graph requires grad)");
+  ensure_grad(*root);
+  const int64_t n = root->shape.numel();
+  for (int64_t i = 0; i < n; ++i) root->grad->data[i] += seed[i];
+  if (!root->grad_fn) return;  // a leaf: its grad is the seed
+
+  NoGradGuard no_grad;  // backward closures never record
+  const auto order = topological_order(root);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    TensorImpl& t = **it;
+    std::shared_ptr<Node> node = std::move(t.grad_fn);
+    for (const auto& in : node->inputs) ensure_grad(*in);
+    node->backward(t.grad->data);
+    t.graph_released = true;
+    t.grad.reset();  // intermediates keep no grad, so their storage is reused by the next node
+  }
+}
+
+}  // namespace
+
+bool grad_enabled() { return g_grad_enabled; }
+
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+
+bool needs_grad(std::initializer_list<Tensor> inputs) {
+  if (!g_grad_enabled) return false;
+  return std::any_of(inputs.begin(), inputs.end(),
+                     [](const Tensor& t) { return t.defined() && t.requires_grad(); });
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  return std::any_of(inputs.begin(), inputs.end(),
+                     [](const Tensor& t) { return t.defined() && t.requires_grad(); });
+}
+
+template <class Range>
+static void record_impl(Tensor& out, const char* op, const Range& inputs,
+                        std::function<void(const float*)>&& backward) {
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) node->inputs.push_back(t.impl_ptr());
+  node->backward = std::move(backward);
+  out.impl()->requires_grad = true;
+  out.impl()->grad_fn = std::move(node);
+}
+
+void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs,
+            std::function<void(const float* dout)> backward) {
+  if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
+}
+
+void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs,
+            std::function<void(const float* dout)> backward) {
+  if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
+}
+
+void Tensor::backward() const {
+  QKV_CHECK(numel() == 1,
+            "backward: tensor of shape {} is not a scalar; pass a seed gradient of that shape",
+            shape());
+  const float one = 1.0f;
+  run_backward(impl_, &one);
+}
+
+void Tensor::backward(const Tensor& seed) const {
+  QKV_CHECK(seed.shape() == shape(), "backward: seed gradient has shape {}, tensor has {}",
+            seed.shape(), shape());
+  run_backward(impl_, seed.data());
+}
+
+}  // namespace qkv

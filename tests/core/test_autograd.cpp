@@ -1,0 +1,138 @@
+// The engine, tested through two tiny ops defined here so that no op kernel can hide a bug.
+#include <doctest/doctest.h>
+
+#include "qkv/autograd.h"
+#include "qkv/error.h"
+
+using namespace qkv;
+
+namespace {
+
+Tensor scale(const Tensor& x, float s) {
+  Tensor y = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) y.data()[i] = s * x.data()[i];
+  record(y, "scale", {x}, [x, s, n = x.numel()](const float* dy) {
+    if (float* dx = x.grad_data())
+      for (int64_t i = 0; i < n; ++i) dx[i] += s * dy[i];
+  });
+  return y;
+}
+
+Tensor plus(const Tensor& a, const Tensor& b) {
+  Tensor y = Tensor::empty(a.shape());
+  for (int64_t i = 0; i < a.numel(); ++i) y.data()[i] = a.data()[i] + b.data()[i];
+  record(y, "plus", {a, b}, [a, b, n = a.numel()](const float* dy) {
+    for (const Tensor& t : {a, b})
+      if (float* d = t.grad_data())
+        for (int64_t i = 0; i < n; ++i) d[i] += dy[i];
+  });
+  return y;
+}
+
+Tensor total(const Tensor& x) {
+  Tensor y = Tensor::zeros({});
+  for (int64_t i = 0; i < x.numel(); ++i) y.data()[0] += x.data()[i];
+  record(y, "total", {x}, [x, n = x.numel()](const float* dy) {
+    if (float* dx = x.grad_data())
+      for (int64_t i = 0; i < n; ++i) dx[i] += dy[0];
+  });
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("autograd: diamond graph sums both paths") {
+  Tensor x = Tensor::from_vector({2}, {1, 2}, true);
+  Tensor a = scale(x, 2), b = scale(x, 3);
+  total(plus(a, b)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{5, 5});
+}
+
+TEST_CASE("autograd: a tensor used twice by one op gets both gradients") {
+  Tensor x = Tensor::from_vector({3}, {1, 2, 3}, true);
+  total(plus(x, x)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{2, 2, 2});
+}
+
+TEST_CASE("autograd: leaf grads accumulate across backward calls until zero_grad") {
+  Tensor x = Tensor::from_vector({2}, {1, 1}, true);
+  total(scale(x, 4)).backward();
+  total(scale(x, 4)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{8, 8});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+  total(scale(x, 4)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{4, 4});
+}
+
+TEST_CASE("autograd: NoGradGuard records no node and restores the mode") {
+  Tensor x = Tensor::ones({2}, true);
+  {
+    NoGradGuard guard;
+    CHECK_FALSE(grad_enabled());
+    Tensor y = scale(x, 2);
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.grad_fn() == nullptr);
+  }
+  CHECK(grad_enabled());
+  CHECK(scale(x, 2).grad_fn() != nullptr);
+}
+
+TEST_CASE("autograd: inputs that need no grad get no grad and no node") {
+  Tensor x = Tensor::ones({2});
+  Tensor y = scale(x, 2);
+  CHECK(y.grad_fn() == nullptr);
+  Tensor w = Tensor::ones({2}, true);
+  total(plus(x, w)).backward();
+  CHECK_FALSE(x.grad().defined());
+  CHECK(w.grad().to_vector() == std::vector<float>{1, 1});
+}
+
+TEST_CASE("autograd: a chain of 10,000 ops runs backward without recursion") {
+  Tensor x = Tensor::from_vector({1}, {1}, true);
+  Tensor y = x;
+  for (int i = 0; i < 10000; ++i) y = scale(y, 1.0f);
+  total(y).backward();
+  CHECK(x.grad().item() == 1.0f);
+}
+
+TEST_CASE("autograd: backward frees the graph, and a second backward is a clear error") {
+  Tensor x = Tensor::ones({2}, true);
+  Tensor h = scale(x, 3);
+  Tensor loss = total(h);
+  std::weak_ptr<Node> node = h.grad_fn();
+  loss.backward();
+  CHECK(node.expired());  // saved inputs released with the node
+  CHECK(loss.grad_fn() == nullptr);
+  CHECK_FALSE(h.grad().defined());  // intermediates keep no grad
+  CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("already released"), Error);
+  CHECK_THROWS_WITH_AS(total(h).backward(), doctest::Contains("already released"), Error);
+}
+
+TEST_CASE("autograd: backward on a non-scalar needs a seed of its shape") {
+  Tensor x = Tensor::ones({2}, true);
+  Tensor y = scale(x, 2);
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("not a scalar"), Error);
+  CHECK_THROWS_WITH_AS(y.backward(Tensor::ones({3})), doctest::Contains("seed gradient"), Error);
+  y.backward(Tensor::from_vector({2}, {1, 10}));
+  CHECK(x.grad().to_vector() == std::vector<float>{2, 20});
+}
+
+TEST_CASE("autograd: backward on a tensor that needs no grad is an error") {
+  CHECK_THROWS_WITH_AS(Tensor::ones({}).backward(), doctest::Contains("does not require grad"),
+                       Error);
+}
+
+TEST_CASE("autograd: detach cuts the graph but shares data") {
+  Tensor x = Tensor::ones({2}, true);
+  Tensor y = scale(x, 2);
+  Tensor d = y.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.data() == y.data());
+  CHECK(scale(d, 2).grad_fn() == nullptr);
+}
+
+TEST_CASE("autograd: only leaves can change requires_grad") {
+  Tensor y = scale(Tensor::ones({2}, true), 2);
+  CHECK_THROWS_AS(y.set_requires_grad(false), Error);
+}
