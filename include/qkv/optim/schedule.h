@@ -1,0 +1,31 @@
+// Learning-rate schedules: plain functions of the iteration, as in nanoGPT's get_lr.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "qkv/tensor.h"
+
+namespace qkv::optim {
+
+enum class Decay { cosine, constant };
+
+struct ScheduleConfig {
+  float lr = 1e-3f;
+  float min_lr = 1e-4f;
+  Decay decay = Decay::cosine;
+  int64_t warmup_iters = 100;
+  int64_t lr_decay_iters = 2000;
+};
+
+// Linear warmup lr·(it+1)/(warmup_iters+1) for it < warmup_iters; then (cosine) a half cosine
+// from lr down to min_lr at lr_decay_iters and min_lr after it, or (constant) lr.
+float lr_at(int64_t it, const ScheduleConfig& config);
+
+// Scales every grad so their global L2 norm is at most max_norm (PyTorch's clip_grad_norm_:
+// factor max_norm / (norm + 1e-6) when that is < 1). Returns the norm before clipping,
+// summed in double in parameter order so it is deterministic.
+float clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, float max_norm);
+
+}  // namespace qkv::optim

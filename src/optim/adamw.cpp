@@ -1,0 +1,94 @@
+// AdamW: one fused pass over each parameter.
+#include "qkv/optim/adamw.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "qkv/error.h"
+
+namespace qkv::optim {
+
+AdamW::AdamW(NamedTensors params, AdamWConfig config) : config_(config) {
+  for (auto& [name, p] : params) {
+    const bool decay = config.decay_all || p.rank() >= 2;
+    slots_.push_back({name, p, Tensor::zeros(p.shape()), Tensor::zeros(p.shape()), decay});
+  }
+}
+
+void AdamW::zero_grad() {
+  for (Slot& s : slots_) s.param.zero_grad();
+}
+
+// PyTorch's _single_tensor_adamw, element by element:
+//   p *= 1 - lr·wd;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
+//   p -= (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + eps)
+static void adamw_update(float* p, float* m, float* v, const float* g, int64_t n, float lr,
+                         float wd, float b1, float b2, float eps, float step_size,
+                         float bc2_sqrt) {
+  const float decay = 1.0f - lr * wd;
+#pragma omp parallel for schedule(static) if (n >= 16384)
+  for (int64_t i = 0; i < n; ++i) {
+    p[i] *= decay;
+    m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+    v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+    p[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+  }
+}
+
+void AdamW::step(float lr) {
+  ++step_;
+  const auto& c = config_;
+  const double bc1 = 1.0 - std::pow(double(c.beta1), double(step_));
+  const double bc2 = 1.0 - std::pow(double(c.beta2), double(step_));
+  const auto step_size = static_cast<float>(lr / bc1);
+  const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  for (Slot& s : slots_) {
+    const float* g = s.param.grad_data();
+    if (!g) continue;
+    adamw_update(s.param.data(), s.m.data(), s.v.data(), g, s.param.numel(), lr,
+                 s.decay ? c.weight_decay : 0.0f, c.beta1, c.beta2, c.eps, step_size, bc2_sqrt);
+  }
+}
+
+AdamW::NamedTensors AdamW::state() const {
+  NamedTensors out;
+  for (const Slot& s : slots_) {
+    out.emplace_back("m." + s.name, s.m);
+    out.emplace_back("v." + s.name, s.v);
+  }
+  return out;
+}
+
+void AdamW::load_state(const NamedTensors& state, int64_t step_count) {
+  std::map<std::string, Tensor> given(state.begin(), state.end());
+  std::string problems;
+  auto note = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
+  for (Slot& s : slots_) {
+    for (auto [prefix, dst] : {std::pair{"m.", &s.m}, std::pair{"v.", &s.v}}) {
+      auto it = given.find(prefix + s.name);
+      if (it == given.end()) {
+        note(fmt::format("missing '{}{}'", prefix, s.name));
+        continue;
+      }
+      if (!(it->second.shape() == dst->shape()))
+        note(fmt::format("'{}' is {}, parameter expects {}", it->first, it->second.shape(),
+                         dst->shape()));
+      given.erase(it);
+    }
+  }
+  for (const auto& [name, t] : given) note(fmt::format("unexpected '{}'", name));
+  QKV_CHECK(problems.empty(), "optimizer state: {}", problems);
+  QKV_CHECK(step_count >= 0, "optimizer state: negative step count {}", step_count);
+
+  std::map<std::string, Tensor> by_name(state.begin(), state.end());
+  for (Slot& s : slots_) {
+    const Tensor& m = by_name.at("m." + s.name);
+    const Tensor& v = by_name.at("v." + s.name);
+    std::copy_n(m.data(), m.numel(), s.m.data());
+    std::copy_n(v.data(), v.numel(), s.v.data());
+  }
+  step_ = step_count;
+}
+
+}  // namespace qkv::optim

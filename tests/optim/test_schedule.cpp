@@ -1,0 +1,41 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "qkv/optim/schedule.h"
+
+using namespace qkv;
+using namespace qkv::optim;
+
+TEST_CASE("schedule: warmup, cosine decay and floor match nanoGPT's get_lr") {
+  const ScheduleConfig c{.lr = 1e-3f, .min_lr = 1e-4f, .decay = Decay::cosine,
+                         .warmup_iters = 100, .lr_decay_iters = 2000};
+  CHECK(lr_at(0, c) == doctest::Approx(1e-3 * 1 / 101.0));
+  CHECK(lr_at(99, c) == doctest::Approx(1e-3 * 100 / 101.0));
+  CHECK(lr_at(100, c) == doctest::Approx(1e-3));
+  CHECK(lr_at(1050, c) == doctest::Approx(1e-4 + 0.5 * (1e-3 - 1e-4)));  // halfway: cos = 0
+  CHECK(lr_at(2000, c) == doctest::Approx(1e-4));
+  CHECK(lr_at(5000, c) == doctest::Approx(1e-4));
+  for (int64_t it = 101; it <= 2000; ++it) CHECK(lr_at(it, c) <= lr_at(it - 1, c));
+}
+
+TEST_CASE("schedule: constant decay keeps lr after warmup") {
+  const ScheduleConfig c{.lr = 3e-4f, .min_lr = 0, .decay = Decay::constant, .warmup_iters = 10,
+                         .lr_decay_iters = 100};
+  CHECK(lr_at(4, c) == doctest::Approx(3e-4 * 5 / 11.0));
+  CHECK(lr_at(10, c) == doctest::Approx(3e-4));
+  CHECK(lr_at(1000, c) == doctest::Approx(3e-4));
+}
+
+TEST_CASE("clip_grad_norm: scales grads to the max norm and returns the norm before") {
+  Tensor a = Tensor::zeros({2}, true), b = Tensor::zeros({1}, true);
+  a.backward(Tensor::from_vector({2}, {3, 0}));
+  b.backward(Tensor::from_vector({1}, {4}));
+  const std::vector<std::pair<std::string, Tensor>> params{{"a", a}, {"b", b}};
+  CHECK(clip_grad_norm(params, 10.0f) == doctest::Approx(5.0));
+  CHECK(a.grad().to_vector() == std::vector<float>{3, 0});  // under the limit: untouched
+  CHECK(clip_grad_norm(params, 1.0f) == doctest::Approx(5.0));
+  CHECK(a.grad().at({0}) == doctest::Approx(0.6));
+  CHECK(b.grad().at({0}) == doctest::Approx(0.8));
+  CHECK(clip_grad_norm(params, 1.0f) == doctest::Approx(1.0).epsilon(1e-5));
+}
