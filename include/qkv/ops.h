@@ -55,7 +55,7 @@ Tensor max_last(const Tensor& x);     // max over the last dim; no grad (records
 Tensor argmax_last(const Tensor& x);  // index of the max over the last dim, as floats; no grad
 
 // ---- shape and layout (src/ops/reshape.cpp) ----
-Tensor reshape(const Tensor& x, Shape shape);  // shares storage; one extent may be -1
+Tensor reshape(const Tensor& x, Shape shape);  // shares storage; numel must match
 Tensor view(const Tensor& x, Shape shape);     // same as reshape (all tensors are contiguous)
 // The same with a braced list, which may hold one -1 (inferred from numel): reshape(x, {B, -1}).
 // Needed because Shape rejects negative extents; a braced list picks these overloads.
