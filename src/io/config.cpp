@@ -1,0 +1,375 @@
+// Config parsing: one table of fields drives reading, --set overrides, validation, printing
+// and the key reference, so a key cannot be documented but not parsed, or parsed but not saved.
+#include "qkv/io/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <variant>
+
+#include <toml++/toml.h>
+
+#include "qkv/error.h"
+
+namespace qkv::io {
+namespace {
+
+template <class T>
+using Ref = T& (*)(Config&);
+using AnyRef = std::variant<Ref<int64_t>, Ref<double>, Ref<bool>, Ref<std::string>,
+                            Ref<std::vector<std::string>>>;
+
+struct Range {
+  double lo = -INFINITY, hi = INFINITY;
+  bool lo_open = false, hi_open = false;
+};
+
+struct Field {
+  const char* key;
+  AnyRef ref;
+  const char* meaning;
+  Range range = {};
+  std::vector<std::string> choices = {};
+};
+
+#define QKV_REF(member) +[](Config& c) -> decltype((c.member)) { return c.member; }
+
+constexpr Range kPositive{0, INFINITY, true, false};
+constexpr Range kNonNegative{0, INFINITY, false, false};
+constexpr Range kAtLeastOne{1, INFINITY, false, false};
+constexpr Range kUnitOpenTop{0, 1, false, true};
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> f{
+      {"data.path", QKV_REF(data.path),
+       "training text file(s), or for encoder_decoder one TSV of source<TAB>target lines"},
+      {"data.val_fraction", QKV_REF(data.val_fraction),
+       "fraction of the data, from the end, held out for validation", {0, 1, true, true}},
+      {"data.mask_char", QKV_REF(data.mask_char),
+       "encoder: the character that marks a position to fill in `qkv sample --fill`"},
+      {"model.kind", QKV_REF(model.kind), "model kind", {}, {"decoder", "encoder", "encoder_decoder"}},
+      {"model.n_layer", QKV_REF(model.n_layer), "transformer layers (per stack)", kAtLeastOne},
+      {"model.n_head", QKV_REF(model.n_head), "attention heads; must divide n_embd", kAtLeastOne},
+      {"model.n_embd", QKV_REF(model.n_embd), "model width (channels)", kAtLeastOne},
+      {"model.block_size", QKV_REF(model.block_size), "maximum sequence length", kAtLeastOne},
+      {"model.ffn_hidden", QKV_REF(model.ffn_hidden),
+       "feed-forward hidden width; 0 means 4 * n_embd", kNonNegative},
+      {"model.dropout", QKV_REF(model.dropout), "dropout probability", kUnitOpenTop},
+      {"model.bias", QKV_REF(model.bias), "biases in Linear and LayerNorm layers"},
+      {"model.pos_encoding", QKV_REF(model.pos_encoding), "positional encoding", {},
+       {"learned", "sinusoidal"}},
+      {"model.norm", QKV_REF(model.norm), "LayerNorm placement: pre (GPT-2) or post (original)",
+       {}, {"pre", "post"}},
+      {"model.tie_weights", QKV_REF(model.tie_weights),
+       "share the token embedding with the output head"},
+      {"optim.lr", QKV_REF(optim.lr), "peak learning rate", kPositive},
+      {"optim.min_lr", QKV_REF(optim.min_lr), "learning rate at the end of the cosine decay",
+       kNonNegative},
+      {"optim.beta1", QKV_REF(optim.beta1), "AdamW beta1", kUnitOpenTop},
+      {"optim.beta2", QKV_REF(optim.beta2), "AdamW beta2", kUnitOpenTop},
+      {"optim.eps", QKV_REF(optim.eps), "AdamW epsilon", kPositive},
+      {"optim.weight_decay", QKV_REF(optim.weight_decay), "AdamW decoupled weight decay",
+       kNonNegative},
+      {"optim.grad_clip", QKV_REF(optim.grad_clip),
+       "clip gradients to this global L2 norm; 0 turns clipping off", kNonNegative},
+      {"optim.decay_all", QKV_REF(optim.decay_all),
+       "decay every parameter; false decays only matrices and embeddings (nanoGPT)"},
+      {"schedule.decay", QKV_REF(schedule.decay), "learning-rate decay after warmup", {},
+       {"cosine", "constant"}},
+      {"schedule.warmup_iters", QKV_REF(schedule.warmup_iters), "linear warmup iterations",
+       kNonNegative},
+      {"schedule.lr_decay_iters", QKV_REF(schedule.lr_decay_iters),
+       "iteration at which the cosine decay reaches min_lr", kNonNegative},
+      {"train.batch_size", QKV_REF(train.batch_size), "sequences per micro-batch", kAtLeastOne},
+      {"train.max_iters", QKV_REF(train.max_iters), "optimizer steps to train for", kNonNegative},
+      {"train.grad_accum", QKV_REF(train.grad_accum), "micro-batches accumulated per step",
+       kAtLeastOne},
+      {"train.eval_interval", QKV_REF(train.eval_interval),
+       "evaluate train and val loss every this many steps", kAtLeastOne},
+      {"train.eval_iters", QKV_REF(train.eval_iters), "batches averaged per evaluation",
+       kAtLeastOne},
+      {"train.log_interval", QKV_REF(train.log_interval), "log a training line every this many steps",
+       kAtLeastOne},
+      {"train.seed", QKV_REF(train.seed), "seed for initialisation, data order and dropout",
+       kNonNegative},
+      {"train.threads", QKV_REF(train.threads), "threads for OpenMP and OpenBLAS; 0 means all cores",
+       kNonNegative},
+      {"train.out_dir", QKV_REF(train.out_dir), "run directory (checkpoints, metrics, config)"},
+      {"train.checkpoint_interval", QKV_REF(train.checkpoint_interval),
+       "save a checkpoint every this many steps", kAtLeastOne},
+      {"train.keep_last", QKV_REF(train.keep_last),
+       "checkpoints kept (plus the best by val loss)", kAtLeastOne},
+  };
+  return f;
+}
+
+#undef QKV_REF
+
+const Field* find_field(std::string_view key) {
+  for (const Field& f : fields())
+    if (key == f.key) return &f;
+  return nullptr;
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string did_you_mean(std::string_view key) {
+  const Field* best = nullptr;
+  size_t best_d = 3;  // suggest only near misses
+  for (const Field& f : fields()) {
+    const size_t d = edit_distance(key, f.key);
+    if (d < best_d) best = &f, best_d = d;
+  }
+  return best ? fmt::format(" (did you mean '{}'?)", best->key) : "";
+}
+
+std::string describe(const toml::node& n) {
+  std::ostringstream os;
+  n.visit([&](auto&& v) { os << v; });
+  return os.str();
+}
+
+std::string range_text(const Range& r) {
+  auto num = [](double x) { return std::isinf(x) ? std::string("inf") : fmt::format("{}", x); };
+  return fmt::format("{}{}, {}{}", r.lo_open ? "(" : "[", num(r.lo), num(r.hi),
+                     r.hi_open ? ")" : "]");
+}
+
+void check_range(const Field& f, double v) {
+  const Range& r = f.range;
+  const bool ok = (r.lo_open ? v > r.lo : v >= r.lo) && (r.hi_open ? v < r.hi : v <= r.hi);
+  QKV_CHECK(ok, "{} = {} is out of range {}", f.key, v, range_text(r));
+}
+
+// Assigns node to the field's member, or throws an Error without location (the caller adds it).
+void assign(const Field& f, Config& c, const toml::node& n) {
+  auto wrong = [&](const char* expected) {
+    return Error(fmt::format("expected {} for '{}', got {}", expected, f.key, describe(n)));
+  };
+  std::visit(
+      [&](auto ref) {
+        using T = std::remove_reference_t<decltype(ref(c))>;
+        if constexpr (std::is_same_v<T, int64_t>) {
+          if (!n.is_integer()) throw wrong("an integer");
+          check_range(f, double(n.as_integer()->get()));
+          ref(c) = n.as_integer()->get();
+        } else if constexpr (std::is_same_v<T, double>) {
+          if (!n.is_number()) throw wrong("a number");
+          const double v = n.value<double>().value();
+          check_range(f, v);
+          ref(c) = v;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (!n.is_boolean()) throw wrong("true or false");
+          ref(c) = n.as_boolean()->get();
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          if (!n.is_string()) throw wrong("a string");
+          const std::string& s = n.as_string()->get();
+          if (!f.choices.empty() &&
+              std::find(f.choices.begin(), f.choices.end(), s) == f.choices.end())
+            throw Error(fmt::format("{} = '{}' is not one of: {}", f.key, s,
+                                    fmt::join(f.choices, ", ")));
+          ref(c) = s;
+        } else {
+          std::vector<std::string> paths;
+          if (n.is_string()) {
+            paths.push_back(n.as_string()->get());
+          } else if (const toml::array* a = n.as_array()) {
+            for (const toml::node& e : *a) {
+              if (!e.is_string()) throw wrong("a string or an array of strings");
+              paths.push_back(e.as_string()->get());
+            }
+          } else {
+            throw wrong("a string or an array of strings");
+          }
+          ref(c) = std::move(paths);
+        }
+      },
+      f.ref);
+}
+
+// Where each explicitly set key came from, for errors that involve several keys.
+using Origins = std::map<std::string, std::string>;
+
+void apply_table(Config& c, const toml::table& root, const std::string& file, Origins& origins) {
+  auto where = [&](const toml::node& n) {
+    return fmt::format("{}:{}", file, n.source().begin.line);
+  };
+  for (const auto& [section_key, section] : root) {
+    const std::string section_name(section_key.str());
+    const toml::table* table = section.as_table();
+    if (!table) {
+      const std::string key(section_name);
+      throw Error(fmt::format("{}: key '{}' is outside any section; put it under [data], "
+                              "[model], [optim], [schedule] or [train]{}",
+                              where(section), key, did_you_mean("model." + key)));
+    }
+    for (const auto& [k, node] : *table) {
+      const std::string key = section_name + "." + std::string(k.str());
+      const Field* f = find_field(key);
+      if (!f) throw Error(fmt::format("{}: unknown key '{}'{}", where(node), key, did_you_mean(key)));
+      try {
+        assign(*f, c, node);
+      } catch (const Error& e) {
+        throw Error(fmt::format("{}: {}", where(node), e.what()));
+      }
+      origins[key] = where(node);
+    }
+  }
+}
+
+void apply_override(Config& c, const std::string& arg, Origins& origins) {
+  const size_t eq = arg.find('=');
+  QKV_CHECK(eq != std::string::npos && eq > 0, "--set {}: expected section.key=value", arg);
+  const std::string key = arg.substr(0, eq), value = arg.substr(eq + 1);
+  const Field* f = find_field(key);
+  QKV_CHECK(f, "--set {}: unknown key '{}'{}", arg, key, did_you_mean(key));
+  // A value that is not valid TOML (a bare word, a path) is taken as a string.
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed.insert("v", value);
+  }
+  const bool wants_string = std::holds_alternative<Ref<std::string>>(f->ref) ||
+                            std::holds_alternative<Ref<std::vector<std::string>>>(f->ref);
+  if (wants_string && !parsed["v"].is_string() && !parsed["v"].is_array()) {
+    parsed.insert_or_assign("v", value);
+  }
+  try {
+    assign(*f, c, *parsed.get("v"));
+  } catch (const Error& e) {
+    throw Error(fmt::format("--set {}: {}", arg, e.what()));
+  }
+  origins[key] = "--set " + arg;
+}
+
+void validate(const Config& c, const Origins& origins, const std::string& source) {
+  auto at = [&](const char* key) {
+    auto it = origins.find(key);
+    return it != origins.end() ? it->second : source;
+  };
+  QKV_CHECK(!c.data.path.empty(), "{}: data.path is not set; point it at a text file", source);
+  QKV_CHECK(c.model.n_embd % c.model.n_head == 0,
+            "{}: model.n_embd = {} is not divisible by model.n_head = {}", at("model.n_head"),
+            c.model.n_embd, c.model.n_head);
+  QKV_CHECK(c.model.pos_encoding != "sinusoidal" || c.model.n_embd % 2 == 0,
+            "{}: sinusoidal positions need an even model.n_embd, got {}", at("model.n_embd"),
+            c.model.n_embd);
+  QKV_CHECK(c.optim.min_lr <= c.optim.lr, "{}: optim.min_lr = {} is above optim.lr = {}",
+            at("optim.min_lr"), c.optim.min_lr, c.optim.lr);
+  QKV_CHECK(c.schedule.decay != "cosine" || c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
+            "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",
+            at("schedule.lr_decay_iters"), c.schedule.lr_decay_iters, c.schedule.warmup_iters);
+  QKV_CHECK(c.data.mask_char.size() == 1 ||
+                (c.data.mask_char.size() <= 4 && (c.data.mask_char[0] & 0xC0) == 0xC0),
+            "{}: data.mask_char must be a single character, got '{}'", at("data.mask_char"),
+            c.data.mask_char);
+}
+
+Config parse_with(const toml::table& root, const std::string& source,
+                  const std::vector<std::string>& overrides) {
+  Config c;
+  Origins origins;
+  apply_table(c, root, source, origins);
+  for (const std::string& o : overrides) apply_override(c, o, origins);
+  validate(c, origins, source);
+  return c;
+}
+
+toml::table parse_toml(const std::string& text, const std::string& source) {
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw Error(fmt::format("{}:{}: {}", source, e.source().begin.line, e.description()));
+  }
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
+  return parse_with(parse_toml(text, source), source, overrides);
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const bool missing = e.source().begin.line == 0 && !e.source().path;
+    QKV_CHECK(!missing || e.description().find("File could not be opened") == std::string::npos,
+              "{}: cannot open the config file", path);
+    throw Error(fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
+  }
+  return parse_with(root, path, overrides);
+}
+
+std::string to_toml(const Config& config) {
+  Config c = config;  // the field table's accessors take a mutable Config
+  toml::table root;
+  for (const Field& f : fields()) {
+    const std::string key = f.key;
+    const std::string section = key.substr(0, key.find('.')), name = key.substr(key.find('.') + 1);
+    if (!root.contains(section)) root.insert(section, toml::table{});
+    toml::table& t = *root[section].as_table();
+    std::visit(
+        [&](auto ref) {
+          using T = std::remove_reference_t<decltype(ref(c))>;
+          if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            toml::array a;
+            for (const auto& s : ref(c)) a.push_back(s);
+            t.insert(name, std::move(a));
+          } else {
+            t.insert(name, ref(c));
+          }
+        },
+        f.ref);
+  }
+  std::ostringstream os;
+  os << root << "\n";
+  return os.str();
+}
+
+std::vector<KeyDoc> config_keys() {
+  Config c;
+  std::vector<KeyDoc> out;
+  for (const Field& f : fields()) {
+    KeyDoc d{f.key, "", "", f.meaning};
+    std::visit(
+        [&](auto ref) {
+          using T = std::remove_reference_t<decltype(ref(c))>;
+          if constexpr (std::is_same_v<T, int64_t>) {
+            d.type = "integer", d.default_value = std::to_string(ref(c));
+          } else if constexpr (std::is_same_v<T, double>) {
+            d.type = "float", d.default_value = fmt::format("{}", ref(c));
+          } else if constexpr (std::is_same_v<T, bool>) {
+            d.type = "bool", d.default_value = ref(c) ? "true" : "false";
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            d.type = f.choices.empty() ? "string" : fmt::format("{}", fmt::join(f.choices, " | "));
+            d.default_value = "\"" + ref(c) + "\"";
+          } else {
+            d.type = "string or [strings]", d.default_value = "(required)";
+          }
+        },
+        f.ref);
+    if (f.range.lo != -INFINITY || f.range.hi != INFINITY) d.meaning += "; range " + range_text(f.range);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace qkv::io
