@@ -1,0 +1,70 @@
+// TextDataset: language-model (decoder) data, nanoGPT's char-level prepare.py + get_batch.
+// The corpus is encoded once; the first (1 - val_fraction) of its characters train, the rest
+// validate. Batches are random windows drawn from an explicit Rng, so a saved Rng state
+// replays the same batches.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qkv/data/split.h"
+#include "qkv/data/vocab.h"
+#include "qkv/rng.h"
+
+namespace qkv::data {
+
+struct TextDatasetOptions {
+  double val_fraction = 0.1;
+  // Appended to the corpus's characters when the vocab is built ({kMask} for the encoder).
+  std::vector<std::string> specials = {};
+  // Use this vocab (from a checkpoint) instead of building one; specials is then ignored.
+  std::optional<Vocab> vocab = std::nullopt;
+};
+
+// B rows of T ids, row-major [B, T]; targets[i] is the character after inputs[i].
+struct Batch {
+  std::vector<int32_t> inputs, targets;
+  int64_t B = 0, T = 0;
+};
+
+class TextDataset {
+ public:
+  // Reads the files and concatenates their bytes in order (nothing is inserted between
+  // them). Errors: "data.path 'x' does not exist", invalid UTF-8 or (with a given vocab) an
+  // unknown character, each naming the file and the byte or character position in it.
+  static TextDataset load(const std::vector<std::string>& paths,
+                          const TextDatasetOptions& options = {});
+  // The same from text in memory; errors name `what`.
+  static TextDataset from_text(std::string_view text, const TextDatasetOptions& options = {},
+                               std::string_view what = "text");
+
+  const Vocab& vocab() const { return vocab_; }
+  std::span<const int32_t> ids(Split split) const;
+  int64_t size(Split split) const { return int64_t(ids(split).size()); }
+  // SHA-256 (hex) of the whole corpus's bytes, both splits: a checkpoint stores it so that
+  // resuming on different data is noticed.
+  const std::string& fingerprint() const { return fingerprint_; }
+
+  // nanoGPT's get_batch: B window starts drawn first, each rng.below(n - T) over the split's
+  // n characters, then row b = split[start_b, start_b + T), targets shifted by one. Throws
+  // qkv::Error when the split has fewer than T + 1 characters.
+  Batch get_batch(Split split, int64_t B, int64_t T, Rng& rng) const;
+
+ private:
+  struct Source {
+    std::string what, bytes;
+  };
+  TextDataset() = default;
+  static TextDataset build(const std::vector<Source>& sources, const TextDatasetOptions& options);
+
+  Vocab vocab_;
+  std::vector<int32_t> ids_;  // train split, then val split
+  int64_t n_train_ = 0;
+  std::string fingerprint_;
+};
+
+}  // namespace qkv::data

@@ -1,0 +1,21 @@
+// UTF-8 decoding and encoding for the character-level data: a character is one code point.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace qkv::data {
+
+// The code points of text. Strict (RFC 3629): overlong forms, surrogates, code points above
+// U+10FFFF and truncated sequences are rejected with a qkv::Error
+// "<what>: invalid UTF-8 at byte <offset> (<bytes>); ...", offset counted from 0.
+std::u32string decode_utf8(std::string_view text, std::string_view what = "text");
+
+// Appends the UTF-8 encoding of a valid code point.
+void append_utf8(std::string& out, char32_t cp);
+
+// A character for error messages: 'é' (U+00E9); control characters are escaped ('\n', '\x01')
+// so the message stays on one line.
+std::string describe_char(char32_t cp);
+
+}  // namespace qkv::data
