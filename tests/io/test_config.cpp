@@ -1,0 +1,125 @@
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "qkv/error.h"
+#include "qkv/io/config.h"
+
+using namespace qkv;
+using namespace qkv::io;
+
+namespace {
+const char* kBase = R"(# a comment
+[data]
+path = "corpus.txt"
+
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+dropout = 0.1
+
+[optim]
+lr = 3e-4
+)";
+}  // namespace
+
+TEST_CASE("config: keys are read and the rest keep their defaults") {
+  const Config c = parse_config(kBase, "x.toml");
+  CHECK(c.data.path == std::vector<std::string>{"corpus.txt"});
+  CHECK(c.model.n_layer == 2);
+  CHECK(c.model.dropout == doctest::Approx(0.1));
+  CHECK(c.optim.lr == doctest::Approx(3e-4));
+  CHECK(c.train.batch_size == 12);
+  CHECK(c.model.kind == "decoder");
+}
+
+TEST_CASE("config: an unknown key names file, line and the near miss") {
+  CHECK_THROWS_WITH_AS(parse_config(std::string(kBase) + "[model]\n", "x.toml"),
+                       doctest::Contains("x.toml:"), Error);  // a table defined twice
+  const std::string text = "[data]\npath = \"a\"\n[model]\nn_heads = 4\n";
+  CHECK_THROWS_WITH_AS(parse_config(text, "cfg.toml"),
+                       "cfg.toml:4: unknown key 'model.n_heads' (did you mean 'model.n_head'?)",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_config("[modle]\nn_layer = 1\n", "c.toml"),
+                       "c.toml:2: unknown key 'modle.n_layer' (did you mean 'model.n_layer'?)",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_config("lr = 1\n", "c.toml"),
+                       doctest::Contains("c.toml:1: key 'lr' is outside any section"), Error);
+}
+
+TEST_CASE("config: a wrong type or an out-of-range value is one line with the key") {
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[model]\nn_layer = \"four\"\n", "c.toml"),
+                       "c.toml:4: expected an integer for 'model.n_layer', got 'four'", Error);
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[model]\ndropout = 1.5\n", "c.toml"),
+                       "c.toml:4: model.dropout = 1.5 is out of range [0, 1)", Error);
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[model]\nkind = \"gpt\"\n", "c.toml"),
+                       "c.toml:4: model.kind = 'gpt' is not one of: decoder, encoder, "
+                       "encoder_decoder",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[train]\nbatch_size = 0\n", "c.toml"),
+                       doctest::Contains("train.batch_size = 0 is out of range [1, inf]"), Error);
+}
+
+TEST_CASE("config: TOML syntax errors carry the line") {
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath = \n", "bad.toml"), doctest::Contains("bad.toml:2:"),
+                       Error);
+}
+
+TEST_CASE("config: inconsistent values name the key that was set") {
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[model]\nn_embd = 130\nn_head = 6\n", "c.toml"),
+                       "c.toml:5: model.n_embd = 130 is not divisible by model.n_head = 6", Error);
+  CHECK_THROWS_WITH_AS(parse_config("[model]\nn_layer = 1\n", "c.toml"),
+                       doctest::Contains("data.path is not set"), Error);
+}
+
+TEST_CASE("config: --set overrides any key with the same validation") {
+  const Config c = parse_config(kBase, "x.toml",
+                                {"model.n_layer=6", "data.path=../other.txt", "model.kind=encoder",
+                                 "model.bias=true", "optim.lr=0.01", "train.out_dir=runs/x"});
+  CHECK(c.model.n_layer == 6);
+  CHECK(c.data.path == std::vector<std::string>{"../other.txt"});
+  CHECK(c.model.kind == "encoder");
+  CHECK(c.model.bias);
+  CHECK(c.optim.lr == doctest::Approx(0.01));
+  CHECK(c.train.out_dir == "runs/x");
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "x.toml", {"optim.lr=fast"}),
+                       "--set optim.lr=fast: expected a number for 'optim.lr', got 'fast'", Error);
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "x.toml", {"model.n_heads=3"}),
+                       "--set model.n_heads=3: unknown key 'model.n_heads' (did you mean "
+                       "'model.n_head'?)",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "x.toml", {"model.n_head"}),
+                       doctest::Contains("expected section.key=value"), Error);
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "x.toml", {"model.n_head=3"}),
+                       "--set model.n_head=3: model.n_embd = 32 is not divisible by model.n_head = 3",
+                       Error);
+}
+
+TEST_CASE("config: the resolved TOML reads back to the same config") {
+  const Config c = parse_config(kBase, "x.toml", {"optim.lr=0.000123456789", "model.norm=post"});
+  const std::string text = to_toml(c);
+  const Config d = parse_config(text, "resolved.toml");
+  CHECK(to_toml(d) == text);
+  CHECK(d.optim.lr == c.optim.lr);
+  CHECK(d.model.norm == "post");
+  CHECK(text.find("[schedule]") != std::string::npos);
+}
+
+TEST_CASE("config: a missing file is one clear error") {
+  CHECK_THROWS_WITH_AS(load_config("/nonexistent/qkv.toml"),
+                       doctest::Contains("/nonexistent/qkv.toml"), Error);
+}
+
+TEST_CASE("config: docs/config.md documents every key") {
+  std::ifstream in(QKV_SOURCE_DIR "/docs/config.md");
+  REQUIRE(in.good());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  for (const KeyDoc& k : config_keys()) {
+    const std::string name = k.key.substr(k.key.find('.') + 1);
+    CHECK_MESSAGE(doc.find("`" + name + "`") != std::string::npos, k.key << " is not in docs/config.md");
+  }
+}
