@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "support/temp_dir.h"
 #include "qkv/data/pair_dataset.h"
 #include "qkv/error.h"
 

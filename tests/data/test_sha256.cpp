@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "data/temp_dir.h"
+#include "support/temp_dir.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 

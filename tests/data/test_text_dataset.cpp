@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "data/temp_dir.h"
+#include "support/temp_dir.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/text_dataset.h"
 #include "qkv/error.h"
