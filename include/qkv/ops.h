@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -56,6 +57,10 @@ Tensor argmax_last(const Tensor& x);  // index of the max over the last dim, as 
 // ---- shape and layout (src/ops/reshape.cpp) ----
 Tensor reshape(const Tensor& x, Shape shape);  // shares storage; one extent may be -1
 Tensor view(const Tensor& x, Shape shape);     // same as reshape (all tensors are contiguous)
+// The same with a braced list, which may hold one -1 (inferred from numel): reshape(x, {B, -1}).
+// Needed because Shape rejects negative extents; a braced list picks these overloads.
+Tensor reshape(const Tensor& x, std::initializer_list<int64_t> dims);
+Tensor view(const Tensor& x, std::initializer_list<int64_t> dims);
 Tensor transpose(const Tensor& x, int dim0, int dim1);  // copies
 Tensor permute(const Tensor& x, std::span<const int> dims);  // copies
 Tensor narrow(const Tensor& x, int dim, int64_t start, int64_t length);  // copies

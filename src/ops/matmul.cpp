@@ -1,0 +1,170 @@
+// Matrix products on cblas_sgemm: matmul (rank 2, batched rank 3/4, optionally a shared rank-2 b)
+// and linear (x·Wᵀ + bias, PyTorch's [O, I] weight). Backward GEMMs run with beta = 1, adding
+// straight into the grads.
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <string>
+
+#include "qkv/error.h"
+#include "qkv/ops.h"
+
+namespace qkv {
+namespace {
+
+// "a [2, 3]" or "weight 'blocks.0.mlp.fc.weight' [384, 128]": how errors name a tensor.
+std::string describe(const char* role, const Tensor& t) {
+  if (t.name().empty()) return fmt::format("{} {}", role, t.shape());
+  return fmt::format("{} '{}' {}", role, t.name(), t.shape());
+}
+
+// C[M,N] = op(A)[M,K] · op(B)[K,N] + beta · C. A is stored [M,K], or [K,M] when ta;
+// B is stored [K,N], or [N,K] when tb. Both stored row-major and contiguous.
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, const float* B,
+          float beta, float* C) {
+  if (M == 0 || N == 0) return;
+  const int64_t lda = std::max<int64_t>(1, ta ? M : K), ldb = std::max<int64_t>(1, tb ? K : N);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
+              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(N));
+}
+
+// The GEMM geometry of one matmul: `batches` products, each C[M,N] = op(A)·op(B), with element
+// strides between consecutive A, B and C (sb = 0 when b is shared by the batch).
+struct Batched {
+  bool ta, tb;
+  int64_t batches, M, N, K, sa, sb, sc;
+};
+
+// C_i = op(A_i) · op(B_i) for every batch i.
+void matmul_forward(float* C, const float* A, const float* B, const Batched& g) {
+  for (int64_t i = 0; i < g.batches; ++i)
+    gemm(g.ta, g.tb, g.M, g.N, g.K, A + i * g.sa, B + i * g.sb, 0.0f, C + i * g.sc);
+}
+
+// With C = op(A)·op(B):  d op(A) = dC·op(B)ᵀ,  d op(B) = op(A)ᵀ·dC; for a transposed operand
+// the stored gradient is the transpose of that (dA = op(B)·dCᵀ when ta, dB = dCᵀ·op(A) when tb).
+// A shared B has sb = 0, so its batches accumulate into the one dB in batch order.
+void matmul_backward(float* dA, float* dB, const float* dC, const float* A, const float* B,
+                     const Batched& g) {
+  for (int64_t i = 0; i < g.batches; ++i) {
+    const float* a = A + i * g.sa;
+    const float* b = B + i * g.sb;
+    const float* dc = dC + i * g.sc;
+    if (dA) {
+      float* da = dA + i * g.sa;
+      if (g.ta)
+        gemm(g.tb, true, g.K, g.M, g.N, b, dc, 1.0f, da);
+      else
+        gemm(false, !g.tb, g.M, g.K, g.N, dc, b, 1.0f, da);
+    }
+    if (dB) {
+      float* db = dB + i * g.sb;
+      if (g.tb)
+        gemm(true, g.ta, g.N, g.K, g.M, dc, a, 1.0f, db);
+      else
+        gemm(!g.ta, false, g.K, g.N, g.M, a, dc, 1.0f, db);
+    }
+  }
+}
+
+// y[N,O] = bias rows (or nothing) + x[N,I] · W[O,I]ᵀ
+void linear_forward(float* y, const float* x, const float* W, const float* bias, int64_t N,
+                    int64_t I, int64_t O) {
+  if (bias) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; ++n) std::copy_n(bias, O, y + n * O);
+  }
+  gemm(false, true, N, O, I, x, W, bias ? 1.0f : 0.0f, y);
+}
+
+// dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :].
+// db: each thread owns a block of columns and adds the rows in order, so the sum is the same
+// for any thread count and no two threads touch one element.
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int64_t N, int64_t I, int64_t O) {
+  if (dx) gemm(false, false, N, I, O, dy, W, 1.0f, dx);
+  if (dW) gemm(true, false, O, I, N, dy, x, 1.0f, dW);
+  if (db) {
+    constexpr int64_t kBlock = 16;  // one cache line of floats per block
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < O; c0 += kBlock) {
+      const int64_t c1 = std::min(O, c0 + kBlock);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = c0; c < c1; ++c) db[c] += dy[n * O + c];
+    }
+  }
+}
+
+void check_blas_size(const char* op, int64_t M, int64_t N, int64_t K) {
+  QKV_CHECK(std::max({M, N, K}) <= INT_MAX,
+            "{}: a GEMM of {}x{}x{} exceeds the BLAS index range ({})", op, M, N, K, INT_MAX);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
+  const int ra = a.rank(), rb = b.rank();
+  QKV_CHECK(ra >= 2 && rb >= 2, "matmul: needs rank 2, 3 or 4 operands, got {} and {}",
+            describe("a", a), describe("b", b));
+  QKV_CHECK(rb == 2 || rb == ra,
+            "matmul: {} must have the rank of {} or be rank 2 (shared by the batch)",
+            describe("b", b), describe("a", a));
+  const Shape& sa = a.shape();
+  const Shape& sb = b.shape();
+  for (int d = 0; d < rb - 2; ++d)
+    QKV_CHECK(sa[d] == sb[d], "matmul: batch dims of {} and {} differ", describe("a", a),
+              describe("b", b));
+  const int64_t M = trans_a ? sa[ra - 1] : sa[ra - 2], Ka = trans_a ? sa[ra - 2] : sa[ra - 1];
+  const int64_t N = trans_b ? sb[rb - 2] : sb[rb - 1], Kb = trans_b ? sb[rb - 1] : sb[rb - 2];
+  QKV_CHECK(Ka == Kb,
+            "matmul: inner dims differ: {} (trans_a={}) gives K={}, {} (trans_b={}) gives K={}",
+            describe("a", a), trans_a, Ka, describe("b", b), trans_b, Kb);
+  int64_t batches = 1;
+  for (int d = 0; d < ra - 2; ++d) batches *= sa[d];
+  const bool shared = rb == 2 && ra > 2;
+  Batched g{trans_a, trans_b, batches, M, N, Ka, M * Ka, shared ? 0 : Ka * N, M * N};
+  // A shared b with an untransposed a is one GEMM over a viewed as [batch*M, K]; the same view
+  // makes dB a single GEMM that sums over the batch inside BLAS.
+  if (shared && !trans_a) g = {false, trans_b, 1, batches * M, N, Ka, 0, 0, 0};
+  check_blas_size("matmul", g.M, g.N, g.K);
+
+  Shape out;
+  for (int d = 0; d < ra - 2; ++d) out.push_back(sa[d]);
+  out.push_back(M);
+  out.push_back(N);
+  Tensor y = Tensor::empty(out);
+  matmul_forward(y.data(), a.data(), b.data(), g);
+  record(y, "matmul", {a, b}, [a, b, g](const float* dy) {
+    matmul_backward(a.grad_data(), b.grad_data(), dy, a.data(), b.data(), g);
+  });
+  return y;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  QKV_CHECK(weight.rank() == 2, "linear: {} must be [out, in]", describe("weight", weight));
+  QKV_CHECK(x.rank() >= 1, "linear: {} has no feature dim", describe("input", x));
+  const int64_t O = weight.shape()[0], I = weight.shape()[1];
+  QKV_CHECK(x.shape().back() == I, "linear: input {} has {} features, {} expects {}", x.shape(),
+            x.shape().back(), describe("weight", weight), I);
+  if (bias.defined())
+    QKV_CHECK(bias.rank() == 1 && bias.numel() == O, "linear: {} does not match {}: expected [{}]",
+              describe("bias", bias), describe("weight", weight), O);
+  int64_t N = 1;
+  for (int d = 0; d < x.rank() - 1; ++d) N *= x.shape()[d];
+  check_blas_size("linear", N, O, I);
+
+  Shape out = x.shape();
+  out[out.rank() - 1] = O;
+  Tensor y = Tensor::empty(out);
+  linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, I,
+                 O);
+  record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
+    linear_backward(x.grad_data(), weight.grad_data(), bias.defined() ? bias.grad_data() : nullptr,
+                    dy, x.data(), weight.data(), N, I, O);
+  });
+  return y;
+}
+
+}  // namespace qkv

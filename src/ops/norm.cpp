@@ -1,0 +1,122 @@
+// layer_norm over the last dim, fused into one node. x, y: [N, C] with N = numel / C.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "qkv/error.h"
+#include "qkv/ops.h"
+
+namespace qkv {
+namespace {
+
+// "weight" or "weight 'blocks.0.ln_1.weight'", so shape errors point at the parameter.
+std::string describe(const char* role, const Tensor& t) {
+  return t.name().empty() ? std::string(role) : fmt::format("{} '{}'", role, t.name());
+}
+
+}  // namespace
+
+// y = (x - mean) * rstd * w + b with rstd = 1 / sqrt(var + eps), var biased (1/C) as in PyTorch.
+// x, y: [N, C]; w: [C]; b: [C] or null; mean, rstd: [N] (saved for the backward).
+static void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                               const float* b, int64_t N, int64_t C, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xr = x + n * C;
+    float* yr = y + n * C;
+    float m = 0.0f;
+    for (int64_t c = 0; c < C; ++c) m += xr[c];
+    m /= static_cast<float>(C);
+    // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
+    float v = 0.0f;
+    for (int64_t c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
+    v /= static_cast<float>(C);
+    const float s = 1.0f / std::sqrt(v + eps);
+    for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - m) * s * w[c] + (b ? b[c] : 0.0f);
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+// With xhat = (x - mean) * rstd and g = dy * w:
+//   dx += rstd * (g - mean(g) - xhat * mean(g * xhat));  dw += Σ_rows dy*xhat;  db += Σ_rows dy
+// dx, dy, x: [N, C]; dw, db, w: [C]; mean, rstd: [N]. Null grad pointers are skipped.
+// Note: dw/db go through per-thread partials (partial: [n_parts, 2C], ignored when both are null)
+// summed in thread order, so they are deterministic for a fixed thread count.
+static void layer_norm_backward(float* dx, float* dw, float* db, float* partial, int n_parts,
+                                const float* dy, const float* x, const float* w, const float* mean,
+                                const float* rstd, int64_t N, int64_t C) {
+  const bool params = dw || db;
+  if (params) std::fill_n(partial, n_parts * 2 * C, 0.0f);
+#pragma omp parallel num_threads(n_parts)
+  {
+    float* pdw = params ? partial + omp_get_thread_num() * 2 * C : nullptr;
+    float* pdb = params ? pdw + C : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xr = x + n * C;
+      const float* dyr = dy + n * C;
+      const float m = mean[n], s = rstd[n];
+      if (dx) {
+        float sum_g = 0.0f, sum_gx = 0.0f;
+        for (int64_t c = 0; c < C; ++c) {
+          const float g = dyr[c] * w[c];
+          sum_g += g;
+          sum_gx += g * (xr[c] - m) * s;
+        }
+        const float mean_g = sum_g / static_cast<float>(C);
+        const float mean_gx = sum_gx / static_cast<float>(C);
+        float* dxr = dx + n * C;
+        for (int64_t c = 0; c < C; ++c) {
+          const float xhat = (xr[c] - m) * s;
+          dxr[c] += s * (dyr[c] * w[c] - mean_g - xhat * mean_gx);
+        }
+      }
+      if (params)
+        for (int64_t c = 0; c < C; ++c) {
+          pdw[c] += dyr[c] * (xr[c] - m) * s;
+          pdb[c] += dyr[c];
+        }
+    }
+  }
+  if (!params) return;
+  for (int t = 0; t < n_parts; ++t) {
+    const float* pdw = partial + t * 2 * C;
+    const float* pdb = pdw + C;
+    for (int64_t c = 0; c < C; ++c) {
+      if (dw) dw[c] += pdw[c];
+      if (db) db[c] += pdb[c];
+    }
+  }
+}
+
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps) {
+  QKV_CHECK(x.rank() >= 1 && x.shape().back() > 0,
+            "layer_norm: input of shape {} has no last dim to normalise over", x.shape());
+  const int64_t C = x.shape().back(), N = x.numel() / C;
+  QKV_CHECK(weight.defined(), "layer_norm: weight is undefined (only the bias is optional)");
+  QKV_CHECK(weight.shape() == Shape{C}, "layer_norm: input {} has {} features, but {} has shape {}",
+            x.shape(), C, describe("weight", weight), weight.shape());
+  QKV_CHECK(!bias.defined() || bias.shape() == Shape{C},
+            "layer_norm: input {} has {} features, but {} has shape {}", x.shape(), C,
+            describe("bias", bias), bias.shape());
+
+  Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
+  layer_norm_forward(y.data(), mean.data(), rstd.data(), x.data(), weight.data(),
+                     bias.defined() ? bias.data() : nullptr, N, C, eps);
+  record(y, "layer_norm", {x, weight, bias}, [x, weight, bias, mean, rstd, N, C](const float* dy) {
+    float* dw = weight.grad_data();
+    float* db = bias.defined() ? bias.grad_data() : nullptr;
+    const int n_parts = omp_get_max_threads();
+    Tensor partial;
+    if (dw || db) partial = Tensor::empty({n_parts, 2 * C});
+    layer_norm_backward(x.grad_data(), dw, db, partial.defined() ? partial.data() : nullptr,
+                        n_parts, dy, x.data(), weight.data(), mean.data(), rstd.data(), N, C);
+  });
+  return y;
+}
+
+}  // namespace qkv

@@ -1,0 +1,100 @@
+// softmax and log_softmax over the last dim. x, y: [N, C] with N = numel / C.
+// Both subtract the row max before exp so that large logits cannot overflow.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "qkv/error.h"
+#include "qkv/ops.h"
+
+namespace qkv {
+namespace {
+
+// Both ops need a non-empty last dim: a scalar has none, and C = 0 would make N = numel / C.
+void check_last_dim(const char* op, const Tensor& x) {
+  QKV_CHECK(x.rank() >= 1 && x.shape().back() > 0,
+            "{}: input of shape {} has no last dim to normalise over", op, x.shape());
+}
+
+}  // namespace
+
+// y[n, :] = exp(x[n, :] - max) / Σ exp(x[n, :] - max).   x, y: [N, C].
+static void softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xr = x + n * C;
+    float* yr = y + n * C;
+    const float mx = *std::max_element(xr, xr + C);
+    float sum = 0.0f;
+    for (int64_t c = 0; c < C; ++c) {
+      yr[c] = std::exp(xr[c] - mx);
+      sum += yr[c];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t c = 0; c < C; ++c) yr[c] *= inv;
+  }
+}
+
+// dx += y * (dy - Σ_c dy*y), per row.   dx, dy, y: [N, C].
+static void softmax_backward(float* dx, const float* dy, const float* y, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* dyr = dy + n * C;
+    const float* yr = y + n * C;
+    float* dxr = dx + n * C;
+    float dot = 0.0f;
+    for (int64_t c = 0; c < C; ++c) dot += dyr[c] * yr[c];
+    for (int64_t c = 0; c < C; ++c) dxr[c] += yr[c] * (dyr[c] - dot);
+  }
+}
+
+Tensor softmax(const Tensor& x) {
+  check_last_dim("softmax", x);
+  const int64_t C = x.shape().back(), N = x.numel() / C;
+  Tensor out = Tensor::empty(x.shape());
+  softmax_forward(out.data(), x.data(), N, C);
+  record(out, "softmax", {x}, [x, y = out.detach(), N, C](const float* dout) {
+    if (float* dx = x.grad_data()) softmax_backward(dx, dout, y.data(), N, C);
+  });
+  return out;
+}
+
+// y[n, :] = x[n, :] - max - log Σ exp(x[n, :] - max).   x, y: [N, C].
+static void log_softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xr = x + n * C;
+    float* yr = y + n * C;
+    const float mx = *std::max_element(xr, xr + C);
+    float sum = 0.0f;
+    for (int64_t c = 0; c < C; ++c) sum += std::exp(xr[c] - mx);
+    const float shift = mx + std::log(sum);
+    for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] - shift;
+  }
+}
+
+// dx += dy - exp(y) * Σ_c dy, per row (exp(y) is the softmax).   dx, dy, y: [N, C].
+static void log_softmax_backward(float* dx, const float* dy, const float* y, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* dyr = dy + n * C;
+    const float* yr = y + n * C;
+    float* dxr = dx + n * C;
+    float total = 0.0f;
+    for (int64_t c = 0; c < C; ++c) total += dyr[c];
+    for (int64_t c = 0; c < C; ++c) dxr[c] += dyr[c] - std::exp(yr[c]) * total;
+  }
+}
+
+Tensor log_softmax(const Tensor& x) {
+  check_last_dim("log_softmax", x);
+  const int64_t C = x.shape().back(), N = x.numel() / C;
+  Tensor out = Tensor::empty(x.shape());
+  log_softmax_forward(out.data(), x.data(), N, C);
+  record(out, "log_softmax", {x}, [x, y = out.detach(), N, C](const float* dout) {
+    if (float* dx = x.grad_data()) log_softmax_backward(dx, dout, y.data(), N, C);
+  });
+  return out;
+}
+
+}  // namespace qkv
