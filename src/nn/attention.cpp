@@ -17,8 +17,8 @@ MultiHeadAttention::MultiHeadAttention(int64_t C, int64_t n_head, bool causal, b
       qkv_(submodule<Linear>("qkv", C, 3 * C, bias, init_rng)),
       proj_(submodule<Linear>("proj", C, C, bias, init_rng, proj_stddev)),
       drop_(submodule<Dropout>("drop", dropout, dropout_rng)) {
-  QKV_CHECK(n_head > 0 && C % n_head == 0, "attention: {} channels do not split into {} heads",
-            C, n_head);
+  QKV_CHECK(n_head > 0 && C % n_head == 0, "attention: {} channels do not split into {} heads", C,
+            n_head);
 }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding,
@@ -56,8 +56,8 @@ CrossAttention::CrossAttention(int64_t C, int64_t n_head, bool bias, float dropo
             "cross-attention: {} channels do not split into {} heads", C, n_head);
 }
 
-Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory,
-                               const Tensor& memory_padding, KVCache* cache) const {
+Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_padding,
+                               KVCache* cache) const {
   Tensor k, v;
   if (cache && cache->memory_k.defined()) {
     k = cache->memory_k;

@@ -10,8 +10,8 @@ void ModelConfig::validate() const {
   QKV_CHECK(n_layer > 0, "model.n_layer = {} must be positive", n_layer);
   QKV_CHECK(n_head > 0, "model.n_head = {} must be positive", n_head);
   QKV_CHECK(n_embd > 0, "model.n_embd = {} must be positive", n_embd);
-  QKV_CHECK(n_embd % n_head == 0, "model.n_embd = {} is not divisible by model.n_head = {}",
-            n_embd, n_head);
+  QKV_CHECK(n_embd % n_head == 0, "model.n_embd = {} is not divisible by model.n_head = {}", n_embd,
+            n_head);
   QKV_CHECK(block_size > 0, "model.block_size = {} must be positive", block_size);
   QKV_CHECK(dropout >= 0.0f && dropout < 1.0f, "model.dropout = {} is not in [0, 1)", dropout);
   QKV_CHECK(ffn_hidden >= 0, "model.ffn_hidden = {} must be positive (or 0 for 4·n_embd)",

@@ -10,9 +10,12 @@ namespace {
 
 const char* kind_name(ModelKind k) {
   switch (k) {
-    case ModelKind::decoder: return "decoder";
-    case ModelKind::encoder: return "encoder";
-    case ModelKind::encoder_decoder: return "encoder_decoder";
+    case ModelKind::decoder:
+      return "decoder";
+    case ModelKind::encoder:
+      return "encoder";
+    case ModelKind::encoder_decoder:
+      return "encoder_decoder";
   }
   return "?";
 }
@@ -51,8 +54,7 @@ Encoder::Encoder(const ModelConfig& config)
   name_parameters();
 }
 
-Tensor Encoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
-                        const Tensor& padding) {
+Tensor Encoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& padding) {
   Tensor h = stack_->forward(ids, B, T, padding);
   return linear(h, lm_head_ ? lm_head_->weight() : stack_->tok_emb().weight());
 }
@@ -80,9 +82,8 @@ Tensor EncoderDecoder::decode(const Tensor& memory, const Tensor& src_padding,
   return linear(h, lm_head_ ? lm_head_->weight() : decoder_->tok_emb().weight());
 }
 
-Tensor EncoderDecoder::forward(std::span<const int32_t> src_ids,
-                               std::span<const int32_t> tgt_ids, int64_t B, int64_t Ts,
-                               int64_t Tt, const Tensor& src_padding) {
+Tensor EncoderDecoder::forward(std::span<const int32_t> src_ids, std::span<const int32_t> tgt_ids,
+                               int64_t B, int64_t Ts, int64_t Tt, const Tensor& src_padding) {
   return decode(encode(src_ids, B, Ts, src_padding), src_padding, tgt_ids, B, Tt);
 }
 

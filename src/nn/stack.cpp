@@ -12,8 +12,7 @@ namespace {
 
 void check_ids(const char* who, std::span<const int32_t> ids, int64_t B, int64_t T) {
   QKV_CHECK(B > 0 && T > 0 && int64_t(ids.size()) == B * T,
-            "{}: {} ids do not form a batch of B = {} sequences of T = {}", who, ids.size(), B,
-            T);
+            "{}: {} ids do not form a batch of B = {} sequences of T = {}", who, ids.size(), B, T);
 }
 
 }  // namespace
@@ -21,20 +20,19 @@ void check_ids(const char* who, std::span<const int32_t> ids, int64_t B, int64_t
 EncoderStack::EncoderStack(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng)
     : block_size_(c.block_size) {
   tok_emb_ = &submodule<Embedding>("tok_emb", c.vocab_size, c.n_embd, init_rng);
-  pos_emb_ = &submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size, c.n_embd,
-                                            init_rng);
+  pos_emb_ =
+      &submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size, c.n_embd, init_rng);
   drop_ = &submodule<Dropout>("drop", c.dropout, dropout_rng);
   for (int64_t i = 0; i < c.n_layer; ++i)
-    blocks_.push_back(&submodule<EncoderLayer>("blocks." + std::to_string(i), c, init_rng,
-                                               dropout_rng));
+    blocks_.push_back(
+        &submodule<EncoderLayer>("blocks." + std::to_string(i), c, init_rng, dropout_rng));
   if (c.norm == Norm::pre) ln_f_ = &submodule<LayerNorm>("ln_f", c.n_embd, c.bias);
 }
 
 Tensor EncoderStack::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
                              const Tensor& padding) const {
   check_ids("encoder", ids, B, T);
-  QKV_CHECK(T <= block_size_, "encoder: sequence of T = {} exceeds block_size {}", T,
-            block_size_);
+  QKV_CHECK(T <= block_size_, "encoder: sequence of T = {} exceeds block_size {}", T, block_size_);
   Tensor x = drop_->forward(tok_emb_->forward(ids, {B, T}) + pos_emb_->forward(0, T));
   for (const EncoderLayer* block : blocks_) x = block->forward(x, padding);
   return ln_f_ ? ln_f_->forward(x) : x;
@@ -44,12 +42,12 @@ DecoderStack::DecoderStack(const ModelConfig& c, bool cross_attention, Rng& init
                            Rng* dropout_rng)
     : block_size_(c.block_size) {
   tok_emb_ = &submodule<Embedding>("tok_emb", c.vocab_size, c.n_embd, init_rng);
-  pos_emb_ = &submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size, c.n_embd,
-                                            init_rng);
+  pos_emb_ =
+      &submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size, c.n_embd, init_rng);
   drop_ = &submodule<Dropout>("drop", c.dropout, dropout_rng);
   for (int64_t i = 0; i < c.n_layer; ++i)
-    blocks_.push_back(&submodule<DecoderLayer>("blocks." + std::to_string(i), c,
-                                               cross_attention, init_rng, dropout_rng));
+    blocks_.push_back(&submodule<DecoderLayer>("blocks." + std::to_string(i), c, cross_attention,
+                                               init_rng, dropout_rng));
   if (c.norm == Norm::pre) ln_f_ = &submodule<LayerNorm>("ln_f", c.n_embd, c.bias);
 }
 

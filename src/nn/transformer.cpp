@@ -36,17 +36,16 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, bool cross_attention, Rng& init
       attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, true, c.bias, c.dropout,
                                           dropout_rng, init_rng, residual_proj_stddev(c))),
       ln_cross_(cross_attention ? &submodule<LayerNorm>("ln_cross", c.n_embd, c.bias) : nullptr),
-      cross_attn_(cross_attention
-                      ? &submodule<CrossAttention>("cross_attn", c.n_embd, c.n_head, c.bias,
-                                                   c.dropout, dropout_rng, init_rng,
-                                                   residual_proj_stddev(c))
-                      : nullptr),
+      cross_attn_(cross_attention ? &submodule<CrossAttention>("cross_attn", c.n_embd, c.n_head,
+                                                               c.bias, c.dropout, dropout_rng,
+                                                               init_rng, residual_proj_stddev(c))
+                                  : nullptr),
       ln2_(submodule<LayerNorm>("ln2", c.n_embd, c.bias)),
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, c.dropout, dropout_rng,
                                   init_rng, residual_proj_stddev(c))) {}
 
-Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory,
-                             const Tensor& memory_padding, KVCache* cache) const {
+Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_padding,
+                             KVCache* cache) const {
   Tensor h;
   if (pre_norm_) {
     h = x + attn_.forward(ln1_.forward(x), {}, cache);

@@ -22,8 +22,16 @@ namespace {
 constexpr float kTol = 1e-5f;
 
 ModelConfig config(ModelKind kind, Norm norm, PosEncoding pos) {
-  return {.kind = kind, .vocab_size = 13, .n_layer = 2, .n_head = 4, .n_embd = 32,
-          .block_size = 16, .bias = true, .pos_encoding = pos, .norm = norm, .seed = 5};
+  return {.kind = kind,
+          .vocab_size = 13,
+          .n_layer = 2,
+          .n_head = 4,
+          .n_embd = 32,
+          .block_size = 16,
+          .bias = true,
+          .pos_encoding = pos,
+          .norm = norm,
+          .seed = 5};
 }
 
 std::vector<int32_t> ids_for(int64_t n, int64_t vocab, int32_t salt) {
@@ -51,8 +59,7 @@ void check_matches(const Tensor& step, const Tensor& full, int64_t t0) {
       for (int64_t v = 0; v < V; ++v)
         worst = std::max(worst, std::abs(step.data()[(b * n + t) * V + v] -
                                          full.data()[(b * T + t0 + t) * V + v]));
-  CHECK_MESSAGE(worst <= kTol, "positions " << t0 << ".." << t0 + n - 1 << ": max error "
-                                            << worst);
+  CHECK_MESSAGE(worst <= kTol, "positions " << t0 << ".." << t0 + n - 1 << ": max error " << worst);
 }
 
 }  // namespace
@@ -101,8 +108,8 @@ TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode"
 
     std::vector<KVCache> cache;
     for (int64_t t = 0; t < Tt; ++t)
-      check_matches(m.decode(memory, src_padding, columns(tgt, B, Tt, t, 1), B, 1, &cache, t),
-                    full, t);
+      check_matches(m.decode(memory, src_padding, columns(tgt, B, Tt, t, 1), B, 1, &cache, t), full,
+                    t);
     CHECK(cache[0].memory_k.shape() == Shape{B, Ts, 32});
   }
 }

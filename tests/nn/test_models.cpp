@@ -17,8 +17,7 @@ using namespace qkv::nn;
 namespace {
 
 ModelConfig small(ModelKind kind) {
-  return {.kind = kind, .vocab_size = 11, .n_layer = 1, .n_head = 2, .n_embd = 8,
-          .block_size = 8};
+  return {.kind = kind, .vocab_size = 11, .n_layer = 1, .n_head = 2, .n_embd = 8, .block_size = 8};
 }
 
 std::vector<std::string> names_of(const Module& m) {
@@ -54,14 +53,13 @@ std::string error_of(const std::function<void()>& fn) {
 TEST_CASE("decoder: parameter names follow the spec, pre-LN with biases, learned, tied") {
   ModelConfig c = small(ModelKind::decoder);
   Decoder m(c);
-  CHECK(names_of(m) == std::vector<std::string>{
-                           "tok_emb.weight", "pos_emb.weight", "blocks.0.ln1.weight",
-                           "blocks.0.ln1.bias", "blocks.0.attn.qkv.weight",
-                           "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight",
-                           "blocks.0.attn.proj.bias", "blocks.0.ln2.weight", "blocks.0.ln2.bias",
-                           "blocks.0.mlp.fc.weight", "blocks.0.mlp.fc.bias",
-                           "blocks.0.mlp.proj.weight", "blocks.0.mlp.proj.bias", "ln_f.weight",
-                           "ln_f.bias"});
+  CHECK(names_of(m) ==
+        std::vector<std::string>{
+            "tok_emb.weight", "pos_emb.weight", "blocks.0.ln1.weight", "blocks.0.ln1.bias",
+            "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight",
+            "blocks.0.attn.proj.bias", "blocks.0.ln2.weight", "blocks.0.ln2.bias",
+            "blocks.0.mlp.fc.weight", "blocks.0.mlp.fc.bias", "blocks.0.mlp.proj.weight",
+            "blocks.0.mlp.proj.bias", "ln_f.weight", "ln_f.bias"});
   CHECK(find(m, "blocks.0.attn.qkv.weight").shape() == Shape{24, 8});
   CHECK(find(m, "blocks.0.mlp.fc.weight").shape() == Shape{32, 8});
   CHECK(find(m, "pos_emb.weight").shape() == Shape{8, 8});
@@ -105,27 +103,41 @@ TEST_CASE("encoder_decoder: parameter names follow the spec, with cross-attentio
   c.pos_encoding = PosEncoding::sinusoidal;
   c.tie_weights = false;
   EncoderDecoder m(c);
-  CHECK(names_of(m) ==
-        std::vector<std::string>{
-            "encoder.tok_emb.weight", "encoder.blocks.0.ln1.weight",
-            "encoder.blocks.0.attn.qkv.weight", "encoder.blocks.0.attn.proj.weight",
-            "encoder.blocks.0.ln2.weight", "encoder.blocks.0.mlp.fc.weight",
-            "encoder.blocks.0.mlp.proj.weight", "encoder.ln_f.weight", "decoder.tok_emb.weight",
-            "decoder.blocks.0.ln1.weight", "decoder.blocks.0.attn.qkv.weight",
-            "decoder.blocks.0.attn.proj.weight", "decoder.blocks.0.ln_cross.weight",
-            "decoder.blocks.0.cross_attn.q.weight", "decoder.blocks.0.cross_attn.kv.weight",
-            "decoder.blocks.0.cross_attn.proj.weight", "decoder.blocks.0.ln2.weight",
-            "decoder.blocks.0.mlp.fc.weight", "decoder.blocks.0.mlp.proj.weight",
-            "decoder.ln_f.weight", "lm_head.weight"});
+  CHECK(names_of(m) == std::vector<std::string>{"encoder.tok_emb.weight",
+                                                "encoder.blocks.0.ln1.weight",
+                                                "encoder.blocks.0.attn.qkv.weight",
+                                                "encoder.blocks.0.attn.proj.weight",
+                                                "encoder.blocks.0.ln2.weight",
+                                                "encoder.blocks.0.mlp.fc.weight",
+                                                "encoder.blocks.0.mlp.proj.weight",
+                                                "encoder.ln_f.weight",
+                                                "decoder.tok_emb.weight",
+                                                "decoder.blocks.0.ln1.weight",
+                                                "decoder.blocks.0.attn.qkv.weight",
+                                                "decoder.blocks.0.attn.proj.weight",
+                                                "decoder.blocks.0.ln_cross.weight",
+                                                "decoder.blocks.0.cross_attn.q.weight",
+                                                "decoder.blocks.0.cross_attn.kv.weight",
+                                                "decoder.blocks.0.cross_attn.proj.weight",
+                                                "decoder.blocks.0.ln2.weight",
+                                                "decoder.blocks.0.mlp.fc.weight",
+                                                "decoder.blocks.0.mlp.proj.weight",
+                                                "decoder.ln_f.weight",
+                                                "lm_head.weight"});
   CHECK(find(m, "decoder.blocks.0.cross_attn.kv.weight").shape() == Shape{16, 8});
 }
 
 TEST_CASE("decoder: the baby Shakespeare config has 804,096 parameters (nanoGPT: 0.80M)") {
-  Decoder m({.vocab_size = 65, .n_layer = 4, .n_head = 4, .n_embd = 128, .block_size = 64,
-             .bias = false, .tie_weights = true});
+  Decoder m({.vocab_size = 65,
+             .n_layer = 4,
+             .n_head = 4,
+             .n_embd = 128,
+             .block_size = 64,
+             .bias = false,
+             .tie_weights = true});
   const int64_t C = 128, F = 4 * C, V = 65, block = 64, L = 4;
-  const int64_t per_layer = C /*ln1*/ + 3 * C * C /*qkv*/ + C * C /*proj*/ + C /*ln2*/ +
-                            C * F /*fc*/ + F * C /*proj*/;
+  const int64_t per_layer =
+      C /*ln1*/ + 3 * C * C /*qkv*/ + C * C /*proj*/ + C /*ln2*/ + C * F /*fc*/ + F * C /*proj*/;
   const int64_t expected = V * C /*tok_emb*/ + block * C /*pos_emb*/ + L * per_layer + C /*ln_f*/;
   CHECK(expected == 804096);
   CHECK(m.num_parameters() == expected);
@@ -141,8 +153,7 @@ TEST_CASE("models: init is GPT-2's and the same seed gives identical weights") {
   Decoder a(c), b(c);
   c.seed += 1;
   Decoder other(c);
-  NamedTensors pa = a.named_parameters(), pb = b.named_parameters(),
-               po = other.named_parameters();
+  NamedTensors pa = a.named_parameters(), pb = b.named_parameters(), po = other.named_parameters();
   bool any_differs = false;
   for (size_t i = 0; i < pa.size(); ++i) {
     CHECK(pa[i].second.to_vector() == pb[i].second.to_vector());
@@ -222,7 +233,7 @@ TEST_CASE("models: config errors name the key") {
   c.vocab_size = 0;
   CHECK(error_of([&] { c.validate(); }) == "model.vocab_size = 0 must be positive");
   c = small(ModelKind::decoder);
-  c.n_embd = 6;
+  c.n_embd = 9;
   c.n_head = 3;
   c.pos_encoding = PosEncoding::sinusoidal;
   CHECK(error_of([&] { c.validate(); }).find("must be even") != std::string::npos);
@@ -234,8 +245,9 @@ TEST_CASE("models: a sequence longer than block_size is a clear error") {
   ModelConfig c = small(ModelKind::decoder);
   Decoder d(c);
   const std::vector<int32_t> ids = ids_for(9, c.vocab_size);
-  CHECK(error_of([&] { d.forward(ids, 1, 9); }).starts_with(
-      "decoder: positions 0..8 exceed block_size 8"));
+  CHECK(error_of([&] {
+          d.forward(ids, 1, 9);
+        }).starts_with("decoder: positions 0..8 exceed block_size 8"));
   CHECK(error_of([&] { d.forward(ids, 2, 4); }) ==
         "decoder: 9 ids do not form a batch of B = 2 sequences of T = 4");
   c.kind = ModelKind::encoder;

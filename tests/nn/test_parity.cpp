@@ -62,8 +62,7 @@ Tensor spec_fill(const std::string& name, Shape shape, int64_t k) {
 
 bool flag(const std::map<std::string, std::string>& meta, const std::string& key) {
   const std::string& v = meta.at(key);
-  REQUIRE_MESSAGE((v == "true" || v == "True" || v == "false" || v == "False"),
-                  key << " = " << v);
+  REQUIRE_MESSAGE((v == "true" || v == "True" || v == "false" || v == "False"), key << " = " << v);
   return v == "true" || v == "True";
 }
 
@@ -75,17 +74,23 @@ Tensor padding_tensor(const io::IntTensor& p) {
 
 void run_case(const std::string& name) {
   CAPTURE(name);
-  const io::SafetensorsContents f =
-      io::read_safetensors(std::string(QKV_SOURCE_DIR) + "/tests/fixtures/" + name + ".safetensors");
+  const io::SafetensorsContents f = io::read_safetensors(
+      std::string(QKV_SOURCE_DIR) + "/tests/fixtures/" + name + ".safetensors");
   const auto& meta = f.metadata;
-  ModelConfig c{.vocab_size = 11, .n_layer = 2, .n_head = 2, .n_embd = 32, .block_size = 8,
-                .dropout = 0.0f, .ffn_hidden = 128};
+  ModelConfig c{.vocab_size = 11,
+                .n_layer = 2,
+                .n_head = 2,
+                .n_embd = 32,
+                .block_size = 8,
+                .dropout = 0.0f,
+                .ffn_hidden = 128};
   const std::string kind = meta.at("kind");
   c.kind = kind == "decoder"   ? ModelKind::decoder
            : kind == "encoder" ? ModelKind::encoder
                                : ModelKind::encoder_decoder;
-  REQUIRE_MESSAGE((kind == "decoder" || kind == "encoder" || kind == "encoder_decoder" ||
-                   kind == "encdec"), "kind = " << kind);
+  REQUIRE_MESSAGE(
+      (kind == "decoder" || kind == "encoder" || kind == "encoder_decoder" || kind == "encdec"),
+      "kind = " << kind);
   c.pos_encoding =
       meta.at("pos_encoding") == "learned" ? PosEncoding::learned : PosEncoding::sinusoidal;
   c.norm = meta.at("norm") == "pre" ? Norm::pre : Norm::post;

@@ -17,12 +17,12 @@ struct ModelConfig {
   int64_t n_embd = 128;
   int64_t block_size = 64;  // the longest sequence (positions 0..block_size-1)
   float dropout = 0.0f;
-  bool bias = true;          // biases in Linear and LayerNorm (lm_head never has one)
+  bool bias = true;  // biases in Linear and LayerNorm (lm_head never has one)
   PosEncoding pos_encoding = PosEncoding::learned;
   Norm norm = Norm::pre;
-  bool tie_weights = true;   // logits use tok_emb.weight; no lm_head parameter
-  int64_t ffn_hidden = 0;    // 0 = 4·n_embd
-  uint64_t seed = 1337;      // weight init; the dropout Rng uses stream 1 of the same seed
+  bool tie_weights = true;  // logits use tok_emb.weight; no lm_head parameter
+  int64_t ffn_hidden = 0;   // 0 = 4·n_embd
+  uint64_t seed = 1337;     // weight init; the dropout Rng uses stream 1 of the same seed
 
   int64_t ffn() const { return ffn_hidden > 0 ? ffn_hidden : 4 * n_embd; }
   // Throws qkv::Error naming the first bad key ("model.n_embd = 130 is not divisible by

@@ -64,9 +64,9 @@ class EncoderDecoder : public Module {
                 const Tensor& src_padding = {});
   // tgt_ids: B·Tt ids -> logits [B, Tt, V]. cache and pos_offset as in Decoder::forward; the
   // cache also keeps the memory's cross-attention keys, so keep one cache per memory.
-  Tensor decode(const Tensor& memory, const Tensor& src_padding,
-                std::span<const int32_t> tgt_ids, int64_t B, int64_t Tt,
-                std::vector<KVCache>* cache = nullptr, int64_t pos_offset = 0);
+  Tensor decode(const Tensor& memory, const Tensor& src_padding, std::span<const int32_t> tgt_ids,
+                int64_t B, int64_t Tt, std::vector<KVCache>* cache = nullptr,
+                int64_t pos_offset = 0);
   // Teacher forcing: decode(encode(src), tgt).
   Tensor forward(std::span<const int32_t> src_ids, std::span<const int32_t> tgt_ids, int64_t B,
                  int64_t Ts, int64_t Tt, const Tensor& src_padding = {});
