@@ -1,6 +1,8 @@
 // Dropout module over qkv::dropout, drawing from the model's Rng.
 #include "qkv/nn/dropout.h"
 
+#include <cassert>
+
 #include "qkv/error.h"
 #include "qkv/ops.h"
 

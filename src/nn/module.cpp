@@ -2,6 +2,7 @@
 #include "qkv/nn/module.h"
 
 #include <algorithm>
+#include <cassert>
 #include <map>
 #include <set>
 

@@ -3,7 +3,6 @@
 // — the keys of model.safetensors and of the optimizer state.
 #pragma once
 
-#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <string>
