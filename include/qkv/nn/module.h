@@ -1,0 +1,87 @@
+// Module: the base of every layer and model. It owns named parameters and named child modules,
+// both in registration order, and yields PyTorch-style dotted names ("blocks.0.attn.qkv.weight")
+// — the keys of model.safetensors and of the optimizer state.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qkv/rng.h"
+#include "qkv/tensor.h"
+
+namespace qkv::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// How param() fills a new parameter. normal() draws from rng in row-major order, so building
+// the same modules in the same order from the same seed gives identical weights.
+struct Init {
+  enum class Kind { zeros, ones, normal };
+  Kind kind = Kind::zeros;
+  float stddev = 0.0f;
+  Rng* rng = nullptr;
+
+  static Init zeros() { return {Kind::zeros}; }
+  static Init ones() { return {Kind::ones}; }
+  static Init normal(Rng& rng, float stddev) { return {Kind::normal, stddev, &rng}; }
+};
+
+class Module {
+ public:
+  Module() = default;
+  // Owns its children, and subclasses hold references into them: never copied or moved.
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  virtual ~Module() = default;
+
+  // Depth-first, in registration order, own parameters before children's. A child registered
+  // under the empty name lends its parameters to this module without a prefix.
+  NamedTensors named_parameters() const;
+  std::vector<Tensor> parameters() const;
+  int64_t num_parameters() const;
+
+  // Sets every parameter's Tensor::name() to its dotted name from this module, so op errors
+  // quote "blocks.0.mlp.fc.weight". The model classes call it at the end of their constructors;
+  // until then a parameter is named by its local name ("weight").
+  void name_parameters();
+
+  // Recursive; Dropout and attention dropout act only in training mode (the default).
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // name -> parameter, in named_parameters() order. The tensors share the parameters' data
+  // but carry no autograd state (detached), as in PyTorch.
+  NamedTensors state_dict() const;
+  // Copies dict's values into the parameters. Checks every name and shape first and throws one
+  // qkv::Error listing ALL problems ("load_state_dict: missing 'ln_f.weight'; unexpected 'foo';
+  // 'blocks.0.attn.qkv.weight' is [96, 32], model expects [96, 31]"); copies nothing then.
+  void load_state_dict(const NamedTensors& dict);
+
+ protected:
+  // Registers a leaf tensor that requires grad, named `name` (no dots), filled by init.
+  Tensor param(std::string name, Shape shape, const Init& init);
+
+  // Registers and returns a child module built from args; it starts in this module's mode.
+  // Repeated blocks register as "blocks.0", "blocks.1", ...
+  template <class M, class... Args>
+  M& submodule(std::string name, Args&&... args) {
+    auto child = std::make_unique<M>(std::forward<Args>(args)...);
+    M& ref = *child;
+    ref.train(training_);
+    children_.emplace_back(std::move(name), std::move(child));
+    return ref;
+  }
+
+ private:
+  void collect(const std::string& prefix, NamedTensors& out) const;
+
+  NamedTensors params_;
+  std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace qkv::nn

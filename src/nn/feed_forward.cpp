@@ -1,0 +1,18 @@
+// FeedForward: Linear -> GELU -> Linear -> dropout.
+#include "qkv/nn/feed_forward.h"
+
+#include "qkv/ops.h"
+
+namespace qkv::nn {
+
+FeedForward::FeedForward(int64_t C, int64_t F, bool bias, float dropout, Rng* dropout_rng,
+                         Rng& init_rng, float proj_stddev)
+    : fc_(submodule<Linear>("fc", C, F, bias, init_rng)),
+      proj_(submodule<Linear>("proj", F, C, bias, init_rng, proj_stddev)),
+      drop_(submodule<Dropout>("drop", dropout, dropout_rng)) {}
+
+Tensor FeedForward::forward(const Tensor& x) const {
+  return drop_.forward(proj_.forward(gelu(fc_.forward(x), GeluApprox::none)));
+}
+
+}  // namespace qkv::nn

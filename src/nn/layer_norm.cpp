@@ -1,0 +1,14 @@
+// LayerNorm module over qkv::layer_norm.
+#include "qkv/nn/layer_norm.h"
+
+#include "qkv/ops.h"
+
+namespace qkv::nn {
+
+LayerNorm::LayerNorm(int64_t C, bool bias)
+    : weight_(param("weight", {C}, Init::ones())),
+      bias_(bias ? param("bias", {C}, Init::zeros()) : Tensor()) {}
+
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight_, bias_, 1e-5f); }
+
+}  // namespace qkv::nn

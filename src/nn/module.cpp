@@ -1,0 +1,97 @@
+// Module registry: parameter and child bookkeeping, modes, and state-dict loading.
+#include "qkv/nn/module.h"
+
+#include <algorithm>
+#include <cassert>
+#include <map>
+#include <set>
+
+#include "qkv/error.h"
+
+namespace qkv::nn {
+
+void Module::collect(const std::string& prefix, NamedTensors& out) const {
+  for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
+  for (const auto& [name, child] : children_)
+    child->collect(name.empty() ? prefix : prefix + name + ".", out);
+}
+
+NamedTensors Module::named_parameters() const {
+  NamedTensors out;
+  collect("", out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+void Module::name_parameters() {
+  for (auto& [name, t] : named_parameters()) t.set_name(name);
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+NamedTensors Module::state_dict() const {
+  NamedTensors out = named_parameters();
+  for (auto& [name, t] : out) t = t.detach();
+  return out;
+}
+
+void Module::load_state_dict(const NamedTensors& dict) {
+  std::map<std::string, const Tensor*> given;
+  std::string problems;
+  auto note = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
+  for (const auto& [name, t] : dict)
+    if (!given.emplace(name, &t).second) note(fmt::format("duplicate '{}'", name));
+
+  const NamedTensors params = named_parameters();
+  std::set<std::string> expected;
+  for (const auto& [name, p] : params) {
+    expected.insert(name);
+    auto it = given.find(name);
+    if (it == given.end())
+      note(fmt::format("missing '{}'", name));
+    else if (!(it->second->shape() == p.shape()))
+      note(fmt::format("'{}' is {}, model expects {}", name, it->second->shape(), p.shape()));
+  }
+  for (const auto& [name, t] : dict)
+    if (!expected.contains(name)) note(fmt::format("unexpected '{}'", name));
+  QKV_CHECK(problems.empty(), "load_state_dict: {}", problems);
+
+  for (const auto& [name, p] : params) {
+    const Tensor& src = *given.at(name);
+    std::copy_n(src.data(), src.numel(), p.data());
+  }
+}
+
+Tensor Module::param(std::string name, Shape shape, const Init& init) {
+  assert(name.find('.') == std::string::npos);
+  Tensor t = Tensor::zeros(shape);
+  switch (init.kind) {
+    case Init::Kind::zeros:
+      break;
+    case Init::Kind::ones:
+      std::fill_n(t.data(), t.numel(), 1.0f);
+      break;
+    case Init::Kind::normal:
+      t = Tensor::randn(shape, *init.rng, init.stddev);
+      break;
+  }
+  t.set_requires_grad(true).set_name(name);
+  params_.emplace_back(std::move(name), t);
+  return t;
+}
+
+}  // namespace qkv::nn

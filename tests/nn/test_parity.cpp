@@ -1,0 +1,189 @@
+// Parity with PyTorch (tests/fixtures/make_fixtures.py, per MODULES_SPEC.md): for every fixture
+// case, fill the model's parameters by the spec's formula, run forward + cross-entropy +
+// backward, and compare logits, loss and every parameter gradient with the stored ones.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "qkv/io/safetensors.h"
+#include "qkv/nn/models.h"
+#include "qkv/ops.h"
+
+using namespace qkv;
+using namespace qkv::nn;
+
+namespace {
+
+// |ours - torch| <= kAtol + kRtol·|torch|. Both sides compute in float32; reorderings of sums
+// differ by ~1e-7 relative. The absolute floor covers gradients that are sums of cancelling
+// terms and end near zero. A wrong formula or mask is off by far more. Do not loosen.
+constexpr double kRtol = 1e-5, kAtol = 1e-6;
+
+struct Diff {
+  double max_abs = 0, max_ratio = 0;  // ratio = error / allowed error; <= 1 passes
+  void add(const Diff& d) {
+    max_abs = std::max(max_abs, d.max_abs);
+    max_ratio = std::max(max_ratio, d.max_ratio);
+  }
+};
+
+Diff compare(const std::string& what, const Tensor& ours, const Tensor& ref) {
+  REQUIRE_MESSAGE(ours.defined(), what << ": no value on our side");
+  REQUIRE_MESSAGE(ours.numel() == ref.numel(),
+                  what << ": " << ours.shape().str() << " vs torch " << ref.shape().str());
+  Diff d;
+  int64_t worst = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double a = ours.data()[i], b = ref.data()[i], err = std::abs(a - b);
+    const double ratio = err / (kAtol + kRtol * std::abs(b));
+    if (ratio > d.max_ratio) worst = i;
+    d.max_abs = std::max(d.max_abs, err);
+    d.max_ratio = std::max(d.max_ratio, ratio);
+  }
+  CHECK_MESSAGE(d.max_ratio <= 1.0, what << "[" << worst << "]: ours " << ours.data()[worst]
+                                         << ", torch " << ref.data()[worst]);
+  return d;
+}
+
+// The spec's fill: value(i) = base + 0.1·sin(0.37·i + 1.3·k + 0.5), in double, then float.
+Tensor spec_fill(const std::string& name, Shape shape, int64_t k) {
+  const bool ln_weight = name.ends_with("ln1.weight") || name.ends_with("ln2.weight") ||
+                         name.ends_with("ln_cross.weight") || name.ends_with("ln_f.weight");
+  const double base = ln_weight ? 1.0 : 0.0;
+  Tensor t = Tensor::empty(shape);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data()[i] = float(base + 0.1 * std::sin(0.37 * double(i) + 1.3 * double(k) + 0.5));
+  return t;
+}
+
+// Metadata values are written by make_fixtures.py (see tests/fixtures/README.md).
+std::string meta_value(const std::map<std::string, std::string>& meta, const std::string& key,
+                       std::initializer_list<const char*> allowed) {
+  const std::string& v = meta.at(key);
+  bool ok = false;
+  for (const char* a : allowed) ok |= v == a;
+  REQUIRE_MESSAGE(ok, "fixture metadata " << key << " = '" << v << "'");
+  return v;
+}
+
+Tensor padding_tensor(const io::IntTensor& p) {
+  Tensor t = Tensor::empty(p.shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = float(p.values[i]);
+  return t;
+}
+
+void run_case(const std::string& name) {
+  CAPTURE(name);
+  const io::SafetensorsContents f = io::read_safetensors(
+      std::string(QKV_SOURCE_DIR) + "/tests/fixtures/" + name + ".safetensors");
+  const auto& meta = f.metadata;
+  ModelConfig c{.vocab_size = 11,
+                .n_layer = 2,
+                .n_head = 2,
+                .n_embd = 32,
+                .block_size = 8,
+                .dropout = 0.0f,
+                .ffn_hidden = 128};
+  const std::string kind = meta_value(meta, "kind", {"decoder", "encoder", "encoder_decoder"});
+  c.kind = kind == "decoder"   ? ModelKind::decoder
+           : kind == "encoder" ? ModelKind::encoder
+                               : ModelKind::encoder_decoder;
+  c.pos_encoding = meta_value(meta, "pos_encoding", {"learned", "sinusoidal"}) == "learned"
+                       ? PosEncoding::learned
+                       : PosEncoding::sinusoidal;
+  c.norm = meta_value(meta, "norm", {"pre", "post"}) == "pre" ? Norm::pre : Norm::post;
+  c.bias = meta_value(meta, "bias", {"true", "false"}) == "true";
+  c.tie_weights = meta_value(meta, "tie_weights", {"true", "false"}) == "true";
+
+  std::unique_ptr<Module> model;
+  std::function<Tensor()> forward;
+  const auto& ints = f.int_tensors;
+  if (c.kind == ModelKind::decoder) {
+    auto m = std::make_unique<Decoder>(c);
+    const io::IntTensor& ids = ints.at("ids");
+    forward = [m = m.get(), &ids] { return m->forward(ids.values, ids.shape[0], ids.shape[1]); };
+    model = std::move(m);
+  } else if (c.kind == ModelKind::encoder) {
+    auto m = std::make_unique<Encoder>(c);
+    const io::IntTensor& ids = ints.at("ids");
+    const Tensor pad = padding_tensor(ints.at("src_padding"));
+    forward = [m = m.get(), &ids, pad] {
+      return m->forward(ids.values, ids.shape[0], ids.shape[1], pad);
+    };
+    model = std::move(m);
+  } else {
+    auto m = std::make_unique<EncoderDecoder>(c);
+    const io::IntTensor &src = ints.at("src_ids"), &tgt = ints.at("tgt_ids");
+    const Tensor pad = padding_tensor(ints.at("src_padding"));
+    forward = [m = m.get(), &src, &tgt, pad] {
+      return m->forward(src.values, tgt.values, src.shape[0], src.shape[1], tgt.shape[1], pad);
+    };
+    model = std::move(m);
+  }
+
+  // Fill by the formula, check it against torch's checksums, and load through load_state_dict.
+  const NamedTensors params = model->named_parameters();
+  NamedTensors dict;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const auto& [pname, p] = params[k];
+    Tensor t = spec_fill(pname, p.shape(), int64_t(k));
+    const Tensor* sum = f.find("checksum." + pname);
+    REQUIRE_MESSAGE(sum, "fixture has no checksum." << pname);
+    double ours = 0;
+    for (float v : t.to_vector()) ours += v;
+    // The fixture stores the float64 sum rounded to float32: agree to that rounding. One wrong
+    // value (or a shifted k) moves the sum by ~0.1.
+    CHECK_MESSAGE(std::abs(ours - sum->item()) <= 1e-6 * std::max(1.0, std::abs(ours)),
+                  "checksum." << pname << ": ours " << ours << ", torch " << sum->item());
+    dict.emplace_back(pname, t);
+  }
+  model->load_state_dict(dict);
+
+  // The fixture stores grad.* in torch's named_parameters order: it must be ours.
+  std::vector<std::string> torch_order;
+  for (const auto& [tname, t] : f.tensors)
+    if (tname.starts_with("grad.")) torch_order.push_back(tname.substr(5));
+  std::vector<std::string> our_order;
+  for (const auto& [pname, p] : params) our_order.push_back(pname);
+  CHECK(our_order == torch_order);
+
+  const io::IntTensor& targets = ints.at("targets");
+  Tensor logits = forward();
+  Tensor loss = softmax_cross_entropy(logits, targets.values, -1);
+  loss.backward();
+
+  Diff out = compare("logits", logits, *f.find("logits"));
+  out.add(compare("loss", loss, *f.find("loss")));
+  Diff grads;
+  for (const auto& [pname, p] : params) {
+    const Tensor* ref = f.find("grad." + pname);
+    REQUIRE_MESSAGE(ref, "fixture has no grad." << pname);
+    grads.add(compare("grad." + pname, p.grad(), *ref));
+  }
+  MESSAGE(name << ": logits/loss max abs err " << out.max_abs << " (" << out.max_ratio
+               << " of bound), grads max abs err " << grads.max_abs << " (" << grads.max_ratio
+               << " of bound)");
+}
+
+}  // namespace
+
+TEST_CASE("parity: decoder, learned positions, pre-LN, tied, with biases") {
+  run_case("decoder_learned_pre_tied");
+}
+TEST_CASE("parity: decoder, sinusoidal positions, post-LN, untied, no biases") {
+  run_case("decoder_sinusoidal_post_untied");
+}
+TEST_CASE("parity: encoder, learned positions, pre-LN, padding and ignored targets") {
+  run_case("encoder_learned_pre_padding");
+}
+TEST_CASE("parity: encoder-decoder, sinusoidal positions, pre-LN, source padding") {
+  run_case("encdec_sinusoidal_pre");
+}
+TEST_CASE("parity: encoder-decoder, learned positions, post-LN, tied, source padding") {
+  run_case("encdec_learned_post");
+}
