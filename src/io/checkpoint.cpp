@@ -1,0 +1,415 @@
+// Checkpoint directories: the atomic writer (temp dir, fsync, rename, pointer files), pruning,
+// the resolver (run dir -> checkpoint dir) and the verifying loader. docs/checkpoint-format.md.
+#include "qkv/io/checkpoint.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "io/durable_file.h"
+#include "qkv/data/sha256.h"
+#include "qkv/error.h"
+#include "qkv/io/safetensors.h"
+
+namespace qkv::io {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr int64_t kFormatVersion = 1;
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kModel = "model.safetensors";
+constexpr const char* kOptimizer = "optimizer.safetensors";
+constexpr const char* kTrainerState = "trainer_state.json";
+constexpr const char* kConfig = "config.toml";
+constexpr const char* kVocab = "vocab.json";
+constexpr const char* kRemedy = "resume from an earlier checkpoint";
+
+std::string dir_name(int64_t step) { return fmt::format("checkpoint-{}", step); }
+
+// A non-negative integer written canonically ("05" and "+5" are not).
+std::optional<int64_t> parse_uint(std::string_view digits) {
+  int64_t v = -1;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc() || end != digits.data() + digits.size() || v < 0 ||
+      digits != std::to_string(v))
+    return std::nullopt;
+  return v;
+}
+
+// The step of a "checkpoint-<step>" name.
+std::optional<int64_t> parse_dir_name(std::string_view name) {
+  constexpr std::string_view prefix = "checkpoint-";
+  if (!name.starts_with(prefix)) return std::nullopt;
+  return parse_uint(name.substr(prefix.size()));
+}
+
+// A leftover of an interrupted save: ".checkpoint-<step>.<tag>-<pid>" -> (step, pid).
+std::optional<std::pair<int64_t, pid_t>> parse_leftover(std::string_view name,
+                                                        std::string_view tag) {
+  const size_t dot = name.find('.', 1), dash = name.rfind('-');
+  if (!name.starts_with('.') || dot == std::string_view::npos || dash == std::string_view::npos ||
+      dash < dot || name.substr(dot + 1, dash - dot - 1) != tag)
+    return std::nullopt;
+  const auto step = parse_dir_name(name.substr(1, dot - 1));
+  const auto pid = parse_uint(name.substr(dash + 1));
+  if (!step || !pid) return std::nullopt;
+  return std::pair(*step, static_cast<pid_t>(*pid));
+}
+
+// The last component of a path, ignoring trailing slashes ("runs/x/checkpoint-5/").
+std::string base_name(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return fs::path(path).filename().string();
+}
+
+bool is_file(const fs::path& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+template <typename Json>
+std::string dump(const Json& j, const fs::path& p) {
+  try {
+    return j.dump(2) + "\n";
+  } catch (const typename Json::type_error&) {
+    throw Error(fmt::format("{}: strings must be valid UTF-8", p.string()));
+  }
+}
+
+uint64_t file_bytes(const fs::path& p) {
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0) throw_os_error(p.string(), "cannot read", errno);
+  return uint64_t(st.st_size);
+}
+
+// Writes every file of a checkpoint into dir, each fsynced; manifest.json comes last.
+void write_contents(const fs::path& dir, int64_t step, const CheckpointData& d) {
+  write_safetensors((dir / kModel).string(), d.model,
+                    {{"format", "qkv"}, {"qkv_version", QKV_VERSION}});
+  write_safetensors((dir / kOptimizer).string(), d.optimizer,
+                    {{"step", std::to_string(d.optimizer_step)}});
+  sync_path(dir / kModel);
+  sync_path(dir / kOptimizer);
+  write_file_synced(dir / kTrainerState, dump(d.trainer_state, dir / kTrainerState));
+  write_file_synced(dir / kConfig, d.config_toml);
+  write_file_synced(dir / kVocab, dump(d.vocab, dir / kVocab));
+
+  nlohmann::ordered_json files = nlohmann::ordered_json::object();
+  for (const char* name : {kModel, kOptimizer, kTrainerState, kConfig, kVocab})
+    files[name] = {{"sha256", data::sha256_file_hex((dir / name).string())},
+                   {"bytes", file_bytes(dir / name)}};
+  const nlohmann::ordered_json manifest = {{"format_version", kFormatVersion},
+                                           {"qkv_version", QKV_VERSION},
+                                           {"step", step},
+                                           {"data_fingerprint", d.data_fingerprint},
+                                           {"files", files}};
+  write_file_synced(dir / kManifest, dump(manifest, dir / kManifest));
+}
+
+// RUN/<name> holding "checkpoint-<step>\n", replaced atomically.
+void write_pointer(const fs::path& run, const std::string& name, int64_t step) {
+  const fs::path tmp = run / (name + ".tmp"), dst = run / name;
+  try {
+    write_file_synced(tmp, dir_name(step) + "\n");
+    if (::rename(tmp.c_str(), dst.c_str()) != 0)
+      throw_os_error(dst.string(), "cannot replace", errno);
+    sync_path(run);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw;
+  }
+}
+
+// The step RUN/<name> points at, or nothing when the pointer does not exist.
+std::optional<int64_t> read_pointer(const fs::path& run, const std::string& name) {
+  const fs::path p = run / name;
+  std::ifstream in(p, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_os_error(p.string(), "cannot open for reading", errno);
+  }
+  std::string text;
+  std::getline(in, text);
+  const auto step = parse_dir_name(text);
+  QKV_CHECK(step, "{}: expected 'checkpoint-<step>', found '{}'", p.string(), text.substr(0, 40));
+  return step;
+}
+
+struct Listed {
+  int64_t step;
+  fs::path path;
+  bool complete;  // has manifest.json
+};
+
+// checkpoint-<step> directories, highest step first.
+std::vector<Listed> list_checkpoints(const fs::path& run) {
+  std::error_code ec;
+  std::vector<Listed> out;
+  for (fs::directory_iterator it(run, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto step = parse_dir_name(it->path().filename().string());
+    if (step && it->is_directory(ec))
+      out.push_back({*step, it->path(), is_file(it->path() / kManifest)});
+  }
+  if (ec) throw Error(fmt::format("{}: cannot list: {}", run.string(), ec.message()));
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.step > b.step; });
+  return out;
+}
+
+void remove_dir(const fs::path& p) {
+  std::error_code ec;
+  // Without its manifest the directory counts as incomplete, even if a crash stops the removal.
+  fs::remove(p / kManifest, ec);
+  fs::remove_all(p, ec);
+  if (ec) throw Error(fmt::format("{}: cannot delete: {}", p.string(), ec.message()));
+}
+
+// Temp dirs of saves that died, and replaced checkpoints, except the old copy that
+// resolve_checkpoint uses while `latest` names a checkpoint that a crash left missing.
+void remove_leftovers(const fs::path& run, std::optional<int64_t> latest) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (fs::directory_iterator it(run, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto tmp = parse_leftover(name, "tmp");
+    const auto old = parse_leftover(name, "old");
+    const auto owner = tmp ? tmp : old;
+    if (!owner) continue;
+    const bool dead =
+        owner->second == ::getpid() || (::kill(owner->second, 0) != 0 && errno == ESRCH);
+    const bool recovery_copy =
+        old && old->first == latest && !is_file(run / dir_name(old->first) / kManifest);
+    if (dead && !recovery_copy) stale.push_back(it->path());
+  }
+  if (ec) throw Error(fmt::format("{}: cannot list: {}", run.string(), ec.message()));
+  for (const fs::path& p : stale) remove_dir(p);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw_os_error(p.string(), "cannot open for reading", errno);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  QKV_CHECK(!in.bad(), "{}: read error", p.string());
+  return text;
+}
+
+json read_json(const fs::path& p) {
+  try {
+    return json::parse(read_text(p));
+  } catch (const json::exception& e) {
+    // nlohmann prefixes "[json.exception.parse_error.101] "; users need only the rest.
+    const std::string what = e.what();
+    const size_t bracket = what.find("] ");
+    throw Error(fmt::format("{}: invalid JSON: {}", p.string(),
+                            bracket == std::string::npos ? what : what.substr(bracket + 2)));
+  }
+}
+
+struct ManifestEntry {
+  std::string sha256;
+  uint64_t bytes;
+};
+
+struct Manifest {
+  std::map<std::string, ManifestEntry> files;
+  std::string data_fingerprint;
+};
+
+Manifest read_manifest(const fs::path& dir) {
+  const fs::path p = dir / kManifest;
+  const std::string where = p.string();
+  const json j = read_json(p);
+  QKV_CHECK(j.is_object(), "{}: expected a JSON object", where);
+  const json version = j.value("format_version", json());
+  QKV_CHECK(version.is_number_integer(), "{}: no integer 'format_version'", where);
+  QKV_CHECK(version == kFormatVersion,
+            "{}: format_version {} is not supported; this qkv ({}) reads format_version {}", where,
+            version.dump(), QKV_VERSION, kFormatVersion);
+  const json fingerprint = j.value("data_fingerprint", json());
+  const json files = j.value("files", json());
+  QKV_CHECK(fingerprint.is_string(), "{}: no string 'data_fingerprint'", where);
+  QKV_CHECK(files.is_object(), "{}: no object 'files'", where);
+
+  Manifest m{.files = {}, .data_fingerprint = fingerprint.get<std::string>()};
+  for (const auto& [name, e] : files.items()) {
+    QKV_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
+              "{}: '{}' is not a file name", where, name);
+    const json sha = e.is_object() ? e.value("sha256", json()) : json();
+    const json bytes = e.is_object() ? e.value("bytes", json()) : json();
+    const bool ok = sha.is_string() && sha.get_ref<const std::string&>().size() == 64 &&
+                    bytes.is_number_unsigned();
+    QKV_CHECK(ok, "{}: entry '{}' needs a 64-digit 'sha256' and a non-negative 'bytes'", where,
+              name);
+    m.files[name] = {sha.get<std::string>(), bytes.get<uint64_t>()};
+  }
+  return m;
+}
+
+void verify_file(const fs::path& p, const ManifestEntry& e) {
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0) {
+    QKV_CHECK(errno != ENOENT, "{}: missing; the checkpoint is incomplete — {}", p.string(),
+              kRemedy);
+    throw_os_error(p.string(), "cannot read", errno);
+  }
+  QKV_CHECK(uint64_t(st.st_size) == e.bytes,
+            "{}: has {} bytes, the manifest records {}; the file is truncated or changed — {}",
+            p.string(), st.st_size, e.bytes, kRemedy);
+  QKV_CHECK(data::sha256_file_hex(p.string()) == e.sha256,
+            "{}: SHA-256 does not match the manifest; the file is corrupt — {}", p.string(),
+            kRemedy);
+}
+
+SafetensorsContents read_f32(const fs::path& p) {
+  SafetensorsContents c = read_safetensors(p.string());
+  QKV_CHECK(c.int_tensors.empty(), "{}: tensor '{}' has dtype I32; checkpoints hold only F32",
+            p.string(), c.int_tensors.begin()->first);
+  return c;
+}
+
+int64_t parse_step(const fs::path& p, const std::map<std::string, std::string>& metadata) {
+  const auto it = metadata.find("step");
+  QKV_CHECK(it != metadata.end(), "{}: __metadata__ has no 'step'", p.string());
+  const auto step = parse_uint(it->second);
+  QKV_CHECK(step, "{}: __metadata__ 'step' is '{}', expected a non-negative integer", p.string(),
+            it->second);
+  return *step;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, int64_t step, const CheckpointData& data) {
+  QKV_CHECK(step >= 0, "{}: checkpoint step {} is negative", run_dir, step);
+  const fs::path run(run_dir);
+  std::error_code ec;
+  fs::create_directories(run, ec);
+  QKV_CHECK(!ec, "{}: cannot create run directory: {}", run_dir, ec.message());
+  const std::string name = dir_name(step);
+  const fs::path tmp = run / fmt::format(".{}.tmp-{}", name, ::getpid()), dst = run / name;
+  fs::remove_all(tmp, ec);  // left by a crashed process that had our pid
+  QKV_CHECK(!ec, "{}: cannot delete: {}", tmp.string(), ec.message());
+  if (::mkdir(tmp.c_str(), 0755) != 0)
+    throw_os_error(run_dir, "cannot create checkpoint directory", errno);
+
+  fs::path replaced;
+  try {
+    write_contents(tmp, step, data);
+    sync_path(tmp);
+    replaced = rename_dir_replacing(tmp, dst, run / fmt::format(".{}.old-{}", name, ::getpid()));
+    sync_path(run);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  write_pointer(run, "latest", step);
+  if (!replaced.empty()) fs::remove_all(replaced, ec);  // else remove_leftovers gets it later
+  return dst.string();
+}
+
+void mark_best(const std::string& run_dir, int64_t step) {
+  const fs::path dir = fs::path(run_dir) / dir_name(step);
+  QKV_CHECK(is_file(dir / kManifest), "{}: not a checkpoint (no manifest.json)", dir.string());
+  write_pointer(run_dir, "best", step);
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
+  QKV_CHECK(keep_last >= 0, "{}: keep_last is {}, expected >= 0", run_dir, keep_last);
+  const auto latest = read_pointer(run_dir, "latest"), best = read_pointer(run_dir, "best");
+  std::set<int64_t> keep;
+  for (const auto& pointer : {latest, best})
+    if (pointer) keep.insert(*pointer);
+  int64_t complete = 0;
+  for (const Listed& c : list_checkpoints(run_dir)) {
+    if (c.complete && complete++ < keep_last) keep.insert(c.step);
+    if (!keep.contains(c.step)) remove_dir(c.path);
+  }
+  remove_leftovers(run_dir, latest);
+}
+
+std::string resolve_checkpoint(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    QKV_CHECK(errno != ENOENT, "{}: no such file or directory", path);
+    throw_os_error(path, "cannot access", errno);
+  }
+  QKV_CHECK(S_ISDIR(st.st_mode), "{}: not a checkpoint (expected a checkpoint or run directory)",
+            path);
+  const fs::path dir(path);
+  if (is_file(dir / kManifest)) return path;
+
+  if (const auto step = read_pointer(dir, "latest")) {
+    const fs::path target = dir / dir_name(*step);
+    if (is_file(target / kManifest)) return target.string();
+    // A same-step replace by two renames stopped between them: the old copy is complete.
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const auto old = parse_leftover(it->path().filename().string(), "old");
+      if (old && old->first == *step && is_file(it->path() / kManifest)) return it->path().string();
+    }
+    throw Error(
+        fmt::format("{}: names {}, which is missing or incomplete; pass a checkpoint "
+                    "directory ({}/checkpoint-<step>) instead",
+                    (dir / "latest").string(), dir_name(*step), path));
+  }
+
+  const auto listed = list_checkpoints(dir);
+  for (const Listed& c : listed)
+    if (c.complete) return c.path.string();
+  QKV_CHECK(listed.empty(), "{}: no complete checkpoint found ({} has no manifest.json)", path,
+            listed.front().path.filename().string());
+  bool has_checkpoint_files = parse_dir_name(base_name(path)).has_value();
+  for (const char* file : {kModel, kOptimizer, kTrainerState, kVocab})
+    has_checkpoint_files = has_checkpoint_files || is_file(dir / file);
+  QKV_CHECK(!has_checkpoint_files, "{}: not a checkpoint (no manifest.json)", path);
+  throw Error(
+      fmt::format("{}: no checkpoint found (expected checkpoint-<step>/ directories)", path));
+}
+
+CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
+  const fs::path dir = resolve_checkpoint(path);
+  const Manifest manifest = read_manifest(dir);
+  std::vector<const char*> needed = {kModel, kTrainerState, kConfig, kVocab};
+  if (with_optimizer) needed.push_back(kOptimizer);
+  for (const char* name : needed)
+    QKV_CHECK(manifest.files.contains(name), "{}: does not list {}", (dir / kManifest).string(),
+              name);
+  for (const auto& [name, entry] : manifest.files)
+    if (with_optimizer || name != kOptimizer) verify_file(dir / name, entry);
+
+  CheckpointData out;
+  out.model = read_f32(dir / kModel).tensors;
+  if (with_optimizer) {
+    SafetensorsContents opt = read_f32(dir / kOptimizer);
+    out.optimizer = std::move(opt.tensors);
+    out.optimizer_step = parse_step(dir / kOptimizer, opt.metadata);
+  }
+  out.trainer_state = read_json(dir / kTrainerState);
+  out.config_toml = read_text(dir / kConfig);
+  out.vocab = read_json(dir / kVocab);
+  out.data_fingerprint = manifest.data_fingerprint;
+  return out;
+}
+
+int64_t checkpoint_step(const std::string& checkpoint_dir) {
+  const std::string name = base_name(checkpoint_dir);
+  if (const auto step = parse_dir_name(name)) return *step;
+  if (const auto old = parse_leftover(name, "old")) return old->first;
+  throw Error(fmt::format("{}: not a checkpoint directory name (expected checkpoint-<step>)",
+                          checkpoint_dir));
+}
+
+}  // namespace qkv::io

@@ -1,0 +1,30 @@
+// Crash-safe file operations for checkpoints: writes that are on disk before they are renamed
+// into place, and a directory swap. Every error is a qkv::Error "<path>: <what>: <OS reason>".
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace qkv::io {
+
+// Throws qkv::Error "<where>: <what>: <strerror(err)>".
+[[noreturn]] void throw_os_error(const std::string& where, std::string_view what, int err);
+
+// Creates or truncates the file, writes bytes and fsyncs it.
+void write_file_synced(const std::filesystem::path& path, std::string_view bytes);
+
+// fsyncs a file, or a directory (so that the entries created or renamed in it are durable).
+void sync_path(const std::filesystem::path& path);
+
+// Renames the directory `from` to `to`. An existing `to` is swapped out in one step
+// (RENAME_EXCHANGE), so `to` names a complete directory at every moment; the replaced directory
+// is then at `from`, and that path is returned for the caller to delete. Filesystems without the
+// exchange (NFS, older ZFS) take two renames through `aside` (returned then): a crash between
+// them leaves `to` missing and the old directory at `aside`. Returns an empty path when nothing
+// was replaced.
+std::filesystem::path rename_dir_replacing(const std::filesystem::path& from,
+                                           const std::filesystem::path& to,
+                                           const std::filesystem::path& aside);
+
+}  // namespace qkv::io
