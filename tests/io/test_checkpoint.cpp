@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "data/temp_dir.h"
+#include "support/temp_dir.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"

@@ -3,11 +3,14 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <spdlog/spdlog.h>
+
 #include "qkv/runtime.h"
 
 int main(int argc, char** argv) {
   qkv::select_blas_kernel(argv);
   qkv::set_num_threads(0);
+  spdlog::set_level(spdlog::level::warn);  // training progress would bury the test report
   doctest::Context context(argc, argv);
   return context.run();
 }

@@ -1,0 +1,56 @@
+// `qkv eval`: loss, bits per character and accuracy of a checkpoint on its data or another file.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "qkv/data/vocab.h"
+#include "qkv/io/checkpoint.h"
+#include "qkv/io/config.h"
+#include "qkv/runtime.h"
+#include "task.h"
+
+namespace qkv::cli {
+
+void add_eval(CLI::App& app, std::function<int()>& run) {
+  struct Args {
+    std::string checkpoint, data;
+    int64_t batches = 0;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Evaluate a checkpoint: loss, bits per character and accuracy on train and val");
+  cmd->add_option("checkpoint", a->checkpoint, "Run directory or checkpoint directory")->required();
+  cmd->add_option("--data", a->data,
+                  "Evaluate on this file instead of the run's data.path (split by data.val_fraction)");
+  cmd->add_option("--batches", a->batches, "Batches per split (default: the run's train.eval_iters)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([&run, a] {
+    run = [a]() -> int {
+      set_num_threads(a->threads);
+      const std::string dir = io::resolve_checkpoint(a->checkpoint);
+      const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
+      std::vector<std::string> overrides;
+      if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
+      const io::Config config = io::parse_config(ck.config_toml, dir + "/config.toml", overrides);
+      auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
+      task->model().load_state_dict(ck.model);
+      const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
+      std::printf("checkpoint %s (step %lld), data %s, %lld batches of %lld\n", dir.c_str(),
+                  static_cast<long long>(io::checkpoint_step(dir)),
+                  config.data.path.front().c_str(), static_cast<long long>(batches),
+                  static_cast<long long>(config.train.batch_size));
+      for (auto split : {data::Split::train, data::Split::val}) {
+        Rng rng(static_cast<uint64_t>(config.train.seed), 4);
+        const train::EvalResult r = task->evaluate(split, batches, rng);
+        std::printf("%-5s loss %.4f  bits/char %.4f  accuracy %.2f%%\n", data::split_name(split),
+                    r.loss, r.loss / std::log(2.0), 100.0 * r.accuracy);
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,51 @@
+// `qkv info`: what a run or checkpoint holds, without loading any data.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "commands.h"
+#include "qkv/io/checkpoint.h"
+#include "qkv/io/config.h"
+
+namespace qkv::cli {
+
+void add_info(CLI::App& app, std::function<int()>& run) {
+  auto path = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("info", "Show what a run or checkpoint holds (verifies it)");
+  cmd->add_option("checkpoint", *path, "Run directory or checkpoint directory")->required();
+  cmd->callback([&run, path] {
+    run = [path]() -> int {
+      const std::string dir = io::resolve_checkpoint(*path);
+      const io::CheckpointData ck = io::load_checkpoint(dir);
+      const io::Config c = io::parse_config(ck.config_toml, dir + "/config.toml");
+      int64_t params = 0;
+      for (const auto& [name, t] : ck.model) params += t.numel();
+      const auto& s = ck.trainer_state;
+      auto loss = [](const nlohmann::json& j) {
+        return j.is_number() ? fmt::format("{:.4f}", j.get<double>()) : std::string("-");
+      };
+      fmt::print("checkpoint   {} (verified against its manifest)\n", dir);
+      fmt::print("model        {}: {} layers, {} heads, {} embd, block {}, {} positions, {}-LN{}{}\n",
+                 c.model.kind, c.model.n_layer, c.model.n_head, c.model.n_embd,
+                 c.model.block_size, c.model.pos_encoding, c.model.norm,
+                 c.model.tie_weights ? ", tied embeddings" : "", c.model.bias ? ", biases" : "");
+      fmt::print("parameters   {} ({:.2f}M) in {} tensors\n", params, double(params) / 1e6,
+                 ck.model.size());
+      fmt::print("step         {} of max_iters {}\n", s.value("iter", int64_t{0}), c.train.max_iters);
+      fmt::print("val loss     best {}, last {}\n", loss(s.value("best_val_loss", nlohmann::json())),
+                 loss(s.value("last_eval", nlohmann::json::object()).value("val_loss", nlohmann::json())));
+      fmt::print("data         {} (SHA-256 {}...)\n", fmt::join(c.data.path, ", "),
+                 ck.data_fingerprint.substr(0, 16));
+      fmt::print("optim        lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}\n",
+                 c.optim.lr, c.optim.min_lr, c.schedule.decay, c.train.batch_size,
+                 c.train.grad_accum, c.optim.weight_decay);
+      fmt::print("files\n");
+      for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.is_regular_file())
+          fmt::print("  {:<24} {:>12} bytes\n", e.path().filename().string(), e.file_size());
+      return 0;
+    };
+  });
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,70 @@
+// `qkv train`: a new run from a config, a resumed run, or a new run from another's weights.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+#include "commands.h"
+#include "qkv/io/checkpoint.h"
+#include "qkv/io/config.h"
+#include "trainer.h"
+
+namespace qkv::cli {
+namespace {
+
+// First Ctrl-C (or SIGTERM): finish the step, save, exit. Second: leave at once; checkpoints are
+// written atomically, so nothing on disk is left half-written.
+void on_signal(int) {
+  if (train::g_stop_requested.exchange(true)) _exit(130);
+  const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
+  [[maybe_unused]] auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+io::Config dump_config(const train::TrainOptions& o) {
+  if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
+  const std::string dir = io::resolve_checkpoint(o.resume);
+  return io::parse_config(io::load_checkpoint(dir, false).config_toml, dir + "/config.toml",
+                          o.overrides);
+}
+
+}  // namespace
+
+void add_train(CLI::App& app, std::function<int()>& run) {
+  auto opts = std::make_shared<train::TrainOptions>();
+  auto out = std::make_shared<std::string>();
+  auto threads = std::make_shared<int>(-1);
+  auto dump = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand("train", "Train a model from a config file, or resume a run");
+  cmd->add_option("config", opts->config_path, "TOML config file (see docs/config.md)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--set", opts->overrides,
+                  "Override a config key, e.g. --set train.max_iters=500 (repeatable)")
+      ->type_name("KEY=VALUE");
+  cmd->add_option("--out", *out, "Run directory (same as --set train.out_dir=DIR)");
+  cmd->add_option("--threads", *threads, "Threads for OpenMP and OpenBLAS (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--resume", opts->resume,
+                  "Continue a run: RUN_DIR (its latest checkpoint) or RUN_DIR/checkpoint-N");
+  cmd->add_option("--init-from", opts->init_from,
+                  "Start a new run from this checkpoint's weights (fine-tuning)");
+  cmd->add_flag("--allow-data-change", opts->allow_data_change,
+                "With --resume: accept a training text that differs from the checkpoint's");
+  cmd->add_flag("--dump-config", *dump, "Print the resolved config and exit");
+  cmd->callback([&run, opts, out, threads, dump] {
+    if (!out->empty()) opts->overrides.push_back("train.out_dir=" + *out);
+    if (*threads >= 0) opts->overrides.push_back("train.threads=" + std::to_string(*threads));
+    run = [opts, dump]() -> int {
+      if (*dump) {
+        std::cout << io::to_toml(dump_config(*opts));
+        return 0;
+      }
+      train::Trainer trainer(*opts);
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return trainer.run() ? 0 : 130;
+    };
+  });
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,15 @@
+// The subcommands of `qkv`. Each registers its options on the app and, when chosen, sets `run`
+// to the function that does the work and returns the exit code.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace qkv::cli {
+
+void add_train(CLI::App& app, std::function<int()>& run);
+void add_eval(CLI::App& app, std::function<int()>& run);
+void add_info(CLI::App& app, std::function<int()>& run);
+
+}  // namespace qkv::cli

@@ -1,0 +1,39 @@
+// qkv: train small transformers on character-level text, on CPUs.
+// Errors from bad input are one line ("error: ...") and exit code 1; bugs are exit code 2.
+#include <csignal>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "qkv/error.h"
+#include "qkv/runtime.h"
+
+int main(int argc, char** argv) {
+  qkv::select_blas_kernel(argv);
+  spdlog::set_pattern("[%H:%M:%S] %^%v%$");
+
+  CLI::App app{"qkv: train small transformers on character-level text, on CPUs.\n"
+               "Configs are TOML files (see docs/config.md); runs are directories of checkpoints."};
+  app.set_version_flag("--version", "qkv " QKV_VERSION);
+  app.require_subcommand(1);
+  std::function<int()> run;
+  qkv::cli::add_train(app, run);
+  qkv::cli::add_eval(app, run);
+  qkv::cli::add_info(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return run();
+  } catch (const qkv::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "internal error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,167 @@
+// The three tasks: how each model kind turns a batch of its data into logits and targets.
+#include "task.h"
+
+#include "qkv/data/masking.h"
+#include "qkv/data/pair_dataset.h"
+#include "qkv/data/sha256.h"
+#include "qkv/data/text_dataset.h"
+#include "qkv/error.h"
+#include "qkv/nn/models.h"
+#include "qkv/ops.h"
+
+namespace qkv::train {
+
+using data::Split;
+
+Tensor Task::batch_loss(Split split, Rng& rng) {
+  Prediction p = predict(split, rng);
+  return softmax_cross_entropy(p.logits, p.targets);
+}
+
+EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
+  NoGradGuard no_grad;
+  model().eval();
+  double loss = 0;
+  int64_t hits = 0, predicted = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    Prediction p = predict(split, rng);
+    loss += softmax_cross_entropy(p.logits, p.targets).item();
+    const Tensor best = argmax_last(p.logits);
+    for (size_t r = 0; r < p.targets.size(); ++r) {
+      if (p.targets[r] < 0) continue;
+      ++predicted;
+      hits += static_cast<int32_t>(best.data()[r]) == p.targets[r];
+    }
+  }
+  model().train();
+  return {loss / double(batches), predicted ? double(hits) / double(predicted) : 0.0};
+}
+
+nn::ModelConfig model_config(const io::Config& c, int64_t vocab_size) {
+  nn::ModelConfig m;
+  m.kind = c.model.kind == "decoder"   ? nn::ModelKind::decoder
+           : c.model.kind == "encoder" ? nn::ModelKind::encoder
+                                       : nn::ModelKind::encoder_decoder;
+  m.vocab_size = vocab_size;
+  m.n_layer = c.model.n_layer;
+  m.n_head = c.model.n_head;
+  m.n_embd = c.model.n_embd;
+  m.block_size = c.model.block_size;
+  m.dropout = static_cast<float>(c.model.dropout);
+  m.bias = c.model.bias;
+  m.pos_encoding = c.model.pos_encoding == "sinusoidal" ? nn::PosEncoding::sinusoidal
+                                                        : nn::PosEncoding::learned;
+  m.norm = c.model.norm == "post" ? nn::Norm::post : nn::Norm::pre;
+  m.tie_weights = c.model.tie_weights;
+  m.ffn_hidden = c.model.ffn_hidden;
+  m.seed = static_cast<uint64_t>(c.train.seed);
+  m.validate();
+  return m;
+}
+
+namespace {
+
+// Flattens [B, T, V] logits to [B·T, V] rows for the loss.
+Tensor rows(const Tensor& logits) {
+  return reshape(logits, {logits.size(0) * logits.size(1), logits.size(2)});
+}
+
+class DecoderTask : public Task {
+ public:
+  DecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
+      : data_(data::TextDataset::load(c.data.path, {.val_fraction = c.data.val_fraction,
+                                                     .vocab = vocab})),
+        B_(c.train.batch_size),
+        T_(c.model.block_size) {
+    vocab_ = data_.vocab();
+    fingerprint_ = data_.fingerprint();
+    model_config_ = train::model_config(c, vocab_->size());
+    model_ = std::make_unique<nn::Decoder>(model_config_);
+  }
+  nn::Module& model() override { return *model_; }
+  Rng& dropout_rng() override { return model_->dropout_rng; }
+  int64_t tokens_per_batch() const override { return B_ * T_; }
+  Prediction predict(Split split, Rng& rng) override {
+    data::Batch b = data_.get_batch(split, B_, T_, rng);
+    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets)};
+  }
+
+ private:
+  data::TextDataset data_;
+  int64_t B_, T_;
+  std::unique_ptr<nn::Decoder> model_;
+};
+
+class EncoderTask : public Task {
+ public:
+  EncoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
+      : data_(data::TextDataset::load(c.data.path, {.val_fraction = c.data.val_fraction,
+                                                     .specials = {data::kMask},
+                                                     .vocab = vocab})),
+        B_(c.train.batch_size),
+        T_(c.model.block_size) {
+    vocab_ = data_.vocab();
+    QKV_CHECK(vocab_->has_special(data::kMask),
+              "model.kind = encoder needs a vocabulary with the {} token", data::kMask);
+    fingerprint_ = data_.fingerprint();
+    model_config_ = train::model_config(c, vocab_->size());
+    model_ = std::make_unique<nn::Encoder>(model_config_);
+  }
+  nn::Module& model() override { return *model_; }
+  Rng& dropout_rng() override { return model_->dropout_rng; }
+  int64_t tokens_per_batch() const override { return B_ * T_; }
+  Prediction predict(Split split, Rng& rng) override {
+    data::MaskedBatch b = data::get_masked_batch(data_, split, B_, T_, rng);
+    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets)};
+  }
+
+ private:
+  data::TextDataset data_;
+  int64_t B_, T_;
+  std::unique_ptr<nn::Encoder> model_;
+};
+
+class EncoderDecoderTask : public Task {
+ public:
+  EncoderDecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
+      : data_(load(c, vocab)), B_(c.train.batch_size) {
+    vocab_ = data_.vocab();
+    fingerprint_ = data::sha256_file_hex(c.data.path.front());
+    model_config_ = train::model_config(c, vocab_->size());
+    model_ = std::make_unique<nn::EncoderDecoder>(model_config_);
+  }
+  nn::Module& model() override { return *model_; }
+  Rng& dropout_rng() override { return model_->dropout_rng; }
+  // Target characters per batch vary with the sampled pairs; the block size bounds them.
+  int64_t tokens_per_batch() const override { return B_ * model_config_.block_size; }
+  Prediction predict(Split split, Rng& rng) override {
+    data::PairBatch b = data_.get_batch(split, B_, rng);
+    Tensor padding = Tensor::empty({b.B, b.Ts});
+    for (int64_t i = 0; i < b.B * b.Ts; ++i) padding.data()[i] = b.src_padding[i];
+    return {rows(model_->forward(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)),
+            std::move(b.tgt_out)};
+  }
+
+ private:
+  static data::PairDataset load(const io::Config& c, const std::optional<data::Vocab>& vocab) {
+    QKV_CHECK(c.data.path.size() == 1,
+              "data.path: model.kind = encoder_decoder reads one TSV file, got {} paths",
+              c.data.path.size());
+    return data::PairDataset::load(c.data.path.front(), {.val_fraction = c.data.val_fraction,
+                                                         .block_size = c.model.block_size,
+                                                         .vocab = vocab});
+  }
+  data::PairDataset data_;
+  int64_t B_;
+  std::unique_ptr<nn::EncoderDecoder> model_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_task(const io::Config& config, const std::optional<data::Vocab>& vocab) {
+  if (config.model.kind == "decoder") return std::make_unique<DecoderTask>(config, vocab);
+  if (config.model.kind == "encoder") return std::make_unique<EncoderTask>(config, vocab);
+  return std::make_unique<EncoderDecoderTask>(config, vocab);
+}
+
+}  // namespace qkv::train

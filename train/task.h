@@ -1,0 +1,64 @@
+// Task: one model kind together with its data, behind the interface the trainer, `qkv eval`
+// and `qkv info` use. Decoder: next-character LM on text; Encoder: masked characters on text;
+// EncoderDecoder: source -> target pairs from a TSV.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qkv/data/split.h"
+#include "qkv/data/vocab.h"
+#include "qkv/io/config.h"
+#include "qkv/nn/model_config.h"
+#include "qkv/nn/module.h"
+#include "qkv/rng.h"
+
+namespace qkv::train {
+
+struct EvalResult {
+  double loss = 0;      // mean cross-entropy (nats per predicted character)
+  double accuracy = 0;  // fraction of predicted characters that are the argmax
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual nn::Module& model() = 0;
+  virtual Rng& dropout_rng() = 0;
+  // Logits [N, V] of one random micro-batch of `split`, drawn from rng, and the N targets
+  // (-1 = not predicted). Records the graph in grad mode.
+  struct Prediction {
+    Tensor logits;
+    std::vector<int32_t> targets;
+  };
+  virtual Prediction predict(data::Split split, Rng& rng) = 0;
+  // Mean cross-entropy of predict(split, rng).
+  Tensor batch_loss(data::Split split, Rng& rng);
+  // Characters whose prediction one batch trains on (B·T for text), for tokens/s.
+  virtual int64_t tokens_per_batch() const = 0;
+  // Mean loss and accuracy over `batches` random batches of `split`, in eval mode, no grad.
+  EvalResult evaluate(data::Split split, int64_t batches, Rng& rng);
+
+  const data::Vocab& vocab() const { return *vocab_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  const nn::ModelConfig& model_config() const { return model_config_; }
+
+ protected:
+  std::optional<data::Vocab> vocab_;
+  std::string fingerprint_;
+  nn::ModelConfig model_config_;
+};
+
+// The architecture part of a run config, plus the vocabulary size.
+nn::ModelConfig model_config(const io::Config& config, int64_t vocab_size);
+
+// Loads the data named by config.data.path and builds the model for config.model.kind.
+// vocab: use this vocabulary (from a checkpoint) instead of the corpus's own; an unknown
+// character is then an error naming it and its position.
+std::unique_ptr<Task> make_task(const io::Config& config,
+                                const std::optional<data::Vocab>& vocab = std::nullopt);
+
+}  // namespace qkv::train

@@ -1,0 +1,324 @@
+// The training loop. Randomness comes from three streams of the config's seed, all saved in
+// checkpoints: data order (data_rng), dropout (the model's dropout_rng), and evaluation, whose
+// batches depend only on (seed, iteration) so an evaluation never shifts the training batches.
+#include "trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "metrics.h"
+#include "qkv/data/vocab.h"
+#include "qkv/error.h"
+#include "qkv/io/checkpoint.h"
+#include "qkv/ops.h"
+#include "qkv/optim/schedule.h"
+#include "qkv/runtime.h"
+
+namespace fs = std::filesystem;
+
+namespace qkv::train {
+
+std::atomic<bool> g_stop_requested{false};
+
+const std::vector<std::string>& resumable_keys() {
+  static const std::vector<std::string> keys{
+      "train.max_iters",     "schedule.lr_decay_iters",     "train.eval_interval",
+      "train.eval_iters",    "train.log_interval",          "train.checkpoint_interval",
+      "train.keep_last",     "train.threads",               "data.path"};
+  return keys;
+}
+
+struct Trainer::State {
+  Rng data_rng{0};
+  int64_t iter = 0;
+  bool resumed = false;
+  double best_val_loss = INFINITY;
+  nlohmann::json last_eval;
+  int64_t last_saved = -1;
+  double sgemm_peak_gflops = 0;
+  double flops_per_iter = 0;
+  std::unique_ptr<MetricsLog> metrics;
+  nn::NamedTensors params;
+  std::vector<double> recent_ms;
+};
+
+namespace {
+
+nlohmann::json rng_json(const Rng& r) { return {r.state().state, r.state().inc}; }
+void set_rng(Rng& r, const nlohmann::json& j) {
+  r.set_state({j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>()});
+}
+
+Rng eval_rng(const io::Config& c, int64_t iter) {
+  return Rng(static_cast<uint64_t>(c.train.seed) * 1000003u + static_cast<uint64_t>(iter), 3);
+}
+
+// nanoGPT's estimate: 6 FLOPs per parameter per token (forward + backward) plus attention,
+// 12·L·H·Q·T per token, where positional embeddings are not counted as parameters.
+double flops_per_iter(const Task& task, nn::Module& model, const io::Config& c) {
+  int64_t n = model.num_parameters();
+  for (const auto& [name, p] : model.named_parameters())
+    if (name.ends_with("pos_emb.weight")) n -= p.numel();
+  const double L = double(c.model.n_layer), H = double(c.model.n_head),
+               Q = double(c.model.n_embd / c.model.n_head), T = double(c.model.block_size);
+  const double per_token = 6.0 * double(n) + 12.0 * L * H * Q * T;
+  return per_token * double(task.tokens_per_batch() * c.train.grad_accum);
+}
+
+std::string duration_text(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  QKV_CHECK(out.good(), "{}: cannot write", path);
+}
+
+bool holds_run(const std::string& dir) {
+  if (!fs::is_directory(dir)) return false;
+  if (fs::exists(fs::path(dir) / "metrics.jsonl") || fs::exists(fs::path(dir) / "latest"))
+    return true;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().starts_with("checkpoint-")) return true;
+  return false;
+}
+
+void check_resumable_overrides(const std::vector<std::string>& overrides) {
+  const auto& keys = resumable_keys();
+  for (const std::string& o : overrides) {
+    const std::string key = o.substr(0, o.find('='));
+    QKV_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(),
+              "--set {}: '{}' cannot change when resuming (it would change the model or the "
+              "optimisation); keys that can: {}",
+              o, key, fmt::join(keys, ", "));
+  }
+}
+
+}  // namespace
+
+Trainer::~Trainer() = default;
+
+Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
+  QKV_CHECK(o.resume.empty() || o.init_from.empty(), "--resume and --init-from exclude each other");
+  std::optional<data::Vocab> vocab;
+  std::optional<io::CheckpointData> checkpoint;
+  std::string checkpoint_dir;
+  if (!o.resume.empty()) {
+    check_resumable_overrides(o.overrides);
+    checkpoint_dir = io::resolve_checkpoint(o.resume);
+    checkpoint = io::load_checkpoint(checkpoint_dir);
+    config_ = io::parse_config(checkpoint->config_toml, checkpoint_dir + "/config.toml", o.overrides);
+    vocab = data::Vocab::from_json(checkpoint->vocab, checkpoint_dir + "/vocab.json");
+    run_dir_ = fs::path(checkpoint_dir).parent_path().string();
+  } else {
+    QKV_CHECK(!o.config_path.empty(), "qkv train needs a config file (or --resume RUN)");
+    config_ = io::load_config(o.config_path, o.overrides);
+    run_dir_ = config_.train.out_dir;
+    QKV_CHECK(!holds_run(run_dir_),
+              "{}: already holds a run; continue it with `qkv train --resume {}`, or choose "
+              "another directory with --out or --set train.out_dir=...",
+              run_dir_, run_dir_);
+    if (!o.init_from.empty()) {
+      checkpoint_dir = io::resolve_checkpoint(o.init_from);
+      checkpoint = io::load_checkpoint(checkpoint_dir, /*with_optimizer=*/false);
+      const io::Config source = io::parse_config(checkpoint->config_toml, checkpoint_dir + "/config.toml");
+      QKV_CHECK(source.model.kind == config_.model.kind,
+                "--init-from {}: the checkpoint holds a {} model, the config asks for {}",
+                checkpoint_dir, source.model.kind, config_.model.kind);
+      vocab = data::Vocab::from_json(checkpoint->vocab, checkpoint_dir + "/vocab.json");
+    }
+  }
+  set_num_threads(static_cast<int>(config_.train.threads));
+  task_ = make_task(config_, vocab);
+  nn::Module& model = task_->model();
+  optimizer_ = std::make_unique<optim::AdamW>(
+      model.named_parameters(),
+      optim::AdamWConfig{.beta1 = float(config_.optim.beta1), .beta2 = float(config_.optim.beta2),
+                         .eps = float(config_.optim.eps),
+                         .weight_decay = float(config_.optim.weight_decay),
+                         .decay_all = config_.optim.decay_all});
+  state_->params = model.named_parameters();
+  state_->data_rng = Rng(static_cast<uint64_t>(config_.train.seed), 2);
+  if (checkpoint) {
+    model.load_state_dict(checkpoint->model);
+    if (!o.resume.empty()) {
+      QKV_CHECK(o.allow_data_change || checkpoint->data_fingerprint == task_->fingerprint(),
+                "data.path: the training text differs from the one this run was trained on "
+                "(SHA-256 {} in {}, {} now); pass --allow-data-change to continue on it anyway",
+                checkpoint->data_fingerprint.substr(0, 12), checkpoint_dir,
+                task_->fingerprint().substr(0, 12));
+      optimizer_->load_state(checkpoint->optimizer, checkpoint->optimizer_step);
+      const nlohmann::json& s = checkpoint->trainer_state;
+      try {
+        state_->iter = s.at("iter").get<int64_t>();
+        set_rng(state_->data_rng, s.at("data_rng"));
+        set_rng(task_->dropout_rng(), s.at("dropout_rng"));
+        state_->best_val_loss = s.at("best_val_loss").is_null() ? INFINITY
+                                                                : s.at("best_val_loss").get<double>();
+        state_->last_eval = s.value("last_eval", nlohmann::json());
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(fmt::format("{}/trainer_state.json: {}", checkpoint_dir, e.what()));
+      }
+      state_->resumed = true;
+      state_->last_saved = state_->iter;
+    }
+  }
+  fs::create_directories(run_dir_);
+  write_text(run_dir_ + "/config.toml", io::to_toml(config_));
+  state_->metrics = std::make_unique<MetricsLog>(run_dir_ + "/metrics.jsonl",
+                                                 state_->resumed ? state_->iter : -1);
+  state_->sgemm_peak_gflops = measure_sgemm_gflops(1024, 1024, 1024, 3);
+  state_->flops_per_iter = flops_per_iter(*task_, model, config_);
+  if (!checkpoint_dir.empty())
+    spdlog::info("{} {} at iter {}", state_->resumed ? "resuming from" : "weights from",
+                 checkpoint_dir, state_->iter);
+}
+
+void Trainer::log_start() const {
+  const auto& c = config_;
+  spdlog::info("{}", runtime_summary());
+  if (num_threads() == 1) spdlog::warn("running on one thread; set train.threads or --threads");
+  spdlog::info("measured sgemm peak: {:.0f} GFLOP/s (1024^3, {} threads)",
+               state_->sgemm_peak_gflops, num_threads());
+  spdlog::info("{} model: {:.2f}M parameters, {} layers, {} heads, {} embd, block {}; vocab {}",
+               c.model.kind, double(task_->model().num_parameters()) / 1e6, c.model.n_layer,
+               c.model.n_head, c.model.n_embd, c.model.block_size, task_->vocab().size());
+  spdlog::info("{} tokens per iteration ({} x {} x grad_accum {}), {:.2f} GFLOP per iteration",
+               task_->tokens_per_batch() * c.train.grad_accum, c.train.batch_size,
+               task_->tokens_per_batch() / c.train.batch_size, c.train.grad_accum,
+               state_->flops_per_iter * 1e-9);
+  spdlog::info("run directory: {}", run_dir_);
+}
+
+std::string Trainer::save(int64_t iter) {
+  io::CheckpointData d;
+  d.model = task_->model().state_dict();
+  d.optimizer = optimizer_->state();
+  d.optimizer_step = optimizer_->step_count();
+  const double best = state_->best_val_loss;
+  d.trainer_state = {{"iter", iter},
+                     {"data_rng", rng_json(state_->data_rng)},
+                     {"dropout_rng", rng_json(task_->dropout_rng())},
+                     {"best_val_loss", std::isfinite(best) ? nlohmann::json(best) : nlohmann::json()},
+                     {"last_eval", state_->last_eval},
+                     {"model_kind", config_.model.kind},
+                     {"num_parameters", task_->model().num_parameters()},
+                     {"qkv_version", QKV_VERSION}};
+  d.config_toml = io::to_toml(config_);
+  d.vocab = task_->vocab().to_json();
+  d.data_fingerprint = task_->fingerprint();
+  const std::string path = io::save_checkpoint(run_dir_, iter, d);
+  io::prune_checkpoints(run_dir_, config_.train.keep_last);
+  state_->last_saved = iter;
+  return path;
+}
+
+void Trainer::evaluate_and_checkpoint(int64_t iter, bool first_of_resume) {
+  const auto& c = config_;
+  if (first_of_resume) return;  // the checkpoint we resumed from was saved right after this eval
+  Rng rng = eval_rng(c, iter);
+  const EvalResult train = task_->evaluate(data::Split::train, c.train.eval_iters, rng);
+  const EvalResult val = task_->evaluate(data::Split::val, c.train.eval_iters, rng);
+  const double ln2 = std::log(2.0);
+  spdlog::info("eval iter {}: train loss {:.4f}, val loss {:.4f} ({:.3f} bits/char, accuracy {:.1f}%)",
+               iter, train.loss, val.loss, val.loss / ln2, 100 * val.accuracy);
+  state_->last_eval = {{"iter", iter},           {"train_loss", train.loss},
+                       {"val_loss", val.loss},   {"val_bpc", val.loss / ln2},
+                       {"val_accuracy", val.accuracy}};
+  state_->metrics->append(state_->last_eval);
+  const bool best = val.loss < state_->best_val_loss;
+  if (best) state_->best_val_loss = val.loss;
+  if (iter == 0 || iter == c.train.max_iters) return;  // the end-of-run save marks best itself
+  if (best || iter % c.train.checkpoint_interval == 0) {
+    const std::string path = save(iter);
+    if (best) io::mark_best(run_dir_, iter);
+    spdlog::info("saved {}{}", path, best ? " (best val loss so far)" : "");
+  }
+}
+
+double Trainer::train_step(int64_t iter) {
+  const auto& c = config_;
+  const optim::ScheduleConfig sched{
+      .lr = float(c.optim.lr), .min_lr = float(c.optim.min_lr),
+      .decay = c.schedule.decay == "constant" ? optim::Decay::constant : optim::Decay::cosine,
+      .warmup_iters = c.schedule.warmup_iters, .lr_decay_iters = c.schedule.lr_decay_iters};
+  const float lr = optim::lr_at(iter, sched);
+  const auto t0 = std::chrono::steady_clock::now();
+  optimizer_->zero_grad();
+  double loss = 0;
+  for (int64_t micro = 0; micro < c.train.grad_accum; ++micro) {
+    Tensor l = task_->batch_loss(data::Split::train, state_->data_rng);
+    loss += l.item();
+    mul_scalar(l, 1.0f / float(c.train.grad_accum)).backward();
+  }
+  loss /= double(c.train.grad_accum);
+  QKV_CHECK(std::isfinite(loss),
+            "training loss became {} at iter {}; the weights were not saved; the last good "
+            "checkpoint is in {} — try a lower optim.lr",
+            loss, iter, run_dir_);
+  const float norm = optim::clip_grad_norm(state_->params, float(c.optim.grad_clip));
+  optimizer_->step(lr);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  const double tokens_per_s = double(task_->tokens_per_batch() * c.train.grad_accum) / ms * 1e3;
+  state_->metrics->append({{"iter", iter}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                           {"ms", ms}, {"tokens_per_s", tokens_per_s}});
+  auto& recent = state_->recent_ms;
+  recent.push_back(ms);
+  if (recent.size() > 50) recent.erase(recent.begin());
+  if (iter % c.train.log_interval == 0) {
+    std::vector<double> sorted = recent;
+    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+    const double median_ms = sorted[sorted.size() / 2];
+    const double gflops = state_->flops_per_iter / (median_ms * 1e-3) * 1e-9;
+    spdlog::info("iter {:>6} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f} ms | "
+                 "{:.1f}k tok/s | {:.0f} GFLOP/s ({:.0f}% MFU) | ETA {}",
+                 iter, loss, lr, norm, ms, tokens_per_s / 1e3, gflops,
+                 100 * gflops / state_->sgemm_peak_gflops,
+                 duration_text(double(c.train.max_iters - iter - 1) * median_ms * 1e-3));
+  }
+  return loss;
+}
+
+bool Trainer::run() {
+  log_start();
+  const auto& c = config_;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t start = state_->iter;
+  for (int64_t iter = start;; ++iter) {
+    state_->iter = iter;
+    if (iter % c.train.eval_interval == 0 || iter == c.train.max_iters)
+      evaluate_and_checkpoint(iter, state_->resumed && iter == start);
+    if (iter >= c.train.max_iters) break;
+    train_step(iter);
+    if (g_stop_requested) {
+      const std::string path = save(iter + 1);
+      spdlog::warn("stopped after iter {}; saved {}; continue with `qkv train --resume {}`",
+                   iter, path, run_dir_);
+      return false;
+    }
+  }
+  const int64_t end = state_->iter;
+  std::string path;
+  if (state_->last_saved != end) path = save(end);
+  const double best = state_->best_val_loss;
+  if (!state_->last_eval.is_null() && state_->last_eval["val_loss"].get<double>() <= best)
+    io::mark_best(run_dir_, end);
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
+  spdlog::info("done: {} iterations in {:.1f} min; best val loss {:.4f}; checkpoint {}",
+               end - start, minutes, best, path.empty() ? io::resolve_checkpoint(run_dir_) : path);
+  return true;
+}
+
+}  // namespace qkv::train

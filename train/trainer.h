@@ -1,0 +1,63 @@
+// Trainer: the training loop behind `qkv train` — batches, forward, loss, backward, clip, AdamW,
+// schedule; periodic evaluation, metrics.jsonl, checkpoints, and resume that replays the same
+// run bit for bit (same thread count).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qkv/io/config.h"
+#include "qkv/optim/adamw.h"
+#include "task.h"
+
+namespace qkv::train {
+
+struct TrainOptions {
+  std::string config_path;             // a new run (empty with resume)
+  std::vector<std::string> overrides;  // --set section.key=value
+  std::string resume;                  // run dir or checkpoint dir
+  std::string init_from;               // checkpoint whose weights start a new run
+  bool allow_data_change = false;      // resume on a training text that changed
+};
+
+// Keys that --set may change when resuming: they do not change the model, the data or the
+// optimizer's meaning, only how long and how observably the run goes on.
+const std::vector<std::string>& resumable_keys();
+
+// Set from a signal handler: the loop finishes its step, saves a checkpoint and returns.
+extern std::atomic<bool> g_stop_requested;
+
+class Trainer {
+ public:
+  // Resolves the config (from the file, or from the checkpoint when resuming), loads the data,
+  // builds the model and optimizer, and restores the checkpoint. Throws qkv::Error for bad input.
+  explicit Trainer(const TrainOptions& options);
+  ~Trainer();
+
+  const io::Config& config() const { return config_; }
+  const std::string& run_dir() const { return run_dir_; }
+
+  // Trains until max_iters (then evaluates and saves) or until g_stop_requested (then saves).
+  // Returns true when the run reached max_iters.
+  bool run();
+
+ private:
+  struct State;
+  void log_start() const;
+  void evaluate_and_checkpoint(int64_t iter, bool first_of_resume);
+  double train_step(int64_t iter);
+  std::string save(int64_t iter);
+  void restore(const std::string& checkpoint_dir);
+
+  io::Config config_;
+  std::string run_dir_;
+  std::unique_ptr<Task> task_;
+  std::unique_ptr<optim::AdamW> optimizer_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace qkv::train
