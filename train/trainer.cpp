@@ -58,18 +58,6 @@ Rng eval_rng(const io::Config& c, int64_t iter) {
   return Rng(static_cast<uint64_t>(c.train.seed) * 1000003u + static_cast<uint64_t>(iter), 3);
 }
 
-// nanoGPT's estimate: 6 FLOPs per parameter per token (forward + backward) plus attention,
-// 12·L·H·Q·T per token, where positional embeddings are not counted as parameters.
-double flops_per_iter(const Task& task, nn::Module& model, const io::Config& c) {
-  int64_t n = model.num_parameters();
-  for (const auto& [name, p] : model.named_parameters())
-    if (name.ends_with("pos_emb.weight")) n -= p.numel();
-  const double L = double(c.model.n_layer), H = double(c.model.n_head),
-               Q = double(c.model.n_embd / c.model.n_head), T = double(c.model.block_size);
-  const double per_token = 6.0 * double(n) + 12.0 * L * H * Q * T;
-  return per_token * double(task.tokens_per_batch() * c.train.grad_accum);
-}
-
 std::string duration_text(double seconds) {
   const auto s = static_cast<int64_t>(seconds);
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
@@ -104,6 +92,16 @@ void check_resumable_overrides(const std::vector<std::string>& overrides) {
 }
 
 }  // namespace
+
+double flops_per_iter(const Task& task, const nn::Module& model, const io::Config& c) {
+  int64_t n = model.num_parameters();
+  for (const auto& [name, p] : model.named_parameters())
+    if (name.ends_with("pos_emb.weight")) n -= p.numel();
+  const double L = double(c.model.n_layer), H = double(c.model.n_head),
+               Q = double(c.model.n_embd / c.model.n_head), T = double(c.model.block_size);
+  const double per_token = 6.0 * double(n) + 12.0 * L * H * Q * T;
+  return per_token * double(task.tokens_per_batch() * c.train.grad_accum);
+}
 
 Trainer::~Trainer() = default;
 
@@ -245,6 +243,24 @@ void Trainer::evaluate_and_checkpoint(int64_t iter, bool first_of_resume) {
   }
 }
 
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
+                             const optim::AdamW::NamedTensors& params, Rng& data_rng,
+                             int64_t grad_accum, float grad_clip, float lr) {
+  optimizer.zero_grad();
+  StepResult r;
+  for (int64_t micro = 0; micro < grad_accum; ++micro) {
+    Tensor l = task.batch_loss(data::Split::train, data_rng);
+    r.loss += l.item();
+    mul_scalar(l, 1.0f / float(grad_accum)).backward();
+  }
+  r.loss /= double(grad_accum);
+  // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
+  if (!std::isfinite(r.loss)) return r;
+  r.grad_norm = optim::clip_grad_norm(params, grad_clip);
+  optimizer.step(lr);
+  return r;
+}
+
 double Trainer::train_step(int64_t iter) {
   const auto& c = config_;
   const optim::ScheduleConfig sched{
@@ -253,20 +269,13 @@ double Trainer::train_step(int64_t iter) {
       .warmup_iters = c.schedule.warmup_iters, .lr_decay_iters = c.schedule.lr_decay_iters};
   const float lr = optim::lr_at(iter, sched);
   const auto t0 = std::chrono::steady_clock::now();
-  optimizer_->zero_grad();
-  double loss = 0;
-  for (int64_t micro = 0; micro < c.train.grad_accum; ++micro) {
-    Tensor l = task_->batch_loss(data::Split::train, state_->data_rng);
-    loss += l.item();
-    mul_scalar(l, 1.0f / float(c.train.grad_accum)).backward();
-  }
-  loss /= double(c.train.grad_accum);
+  const auto [loss, norm] = optimisation_step(*task_, *optimizer_, state_->params,
+                                              state_->data_rng, c.train.grad_accum,
+                                              float(c.optim.grad_clip), lr);
   QKV_CHECK(std::isfinite(loss),
             "training loss became {} at iter {}; the weights were not saved; the last good "
             "checkpoint is in {} — try a lower optim.lr",
             loss, iter, run_dir_);
-  const float norm = optim::clip_grad_norm(state_->params, float(c.optim.grad_clip));
-  optimizer_->step(lr);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 

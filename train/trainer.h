@@ -28,6 +28,21 @@ struct TrainOptions {
 // optimizer's meaning, only how long and how observably the run goes on.
 const std::vector<std::string>& resumable_keys();
 
+// One optimisation step, the math of every `qkv train` iteration: drop the grads, run
+// grad_accum micro-batches of forward + backward (each loss scaled by 1/grad_accum), clip the
+// global grad norm to grad_clip, then one AdamW update at lr. Shared with bench/bench_train.
+struct StepResult {
+  double loss = 0;       // mean over the micro-batches
+  float grad_norm = 0;   // before clipping
+};
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
+                             const optim::AdamW::NamedTensors& params, Rng& data_rng,
+                             int64_t grad_accum, float grad_clip, float lr);
+
+// nanoGPT's FLOP estimate for one iteration (forward + backward), for GFLOP/s and MFU: 6 per
+// parameter per token plus attention's 12·L·H·Q·T per token; position embeddings not counted.
+double flops_per_iter(const Task& task, const nn::Module& model, const io::Config& config);
+
 // Set from a signal handler: the loop finishes its step, saves a checkpoint and returns.
 extern std::atomic<bool> g_stop_requested;
 

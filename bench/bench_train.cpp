@@ -1,0 +1,183 @@
+// Training-step benchmark: the step of `qkv train` (qkv::train::optimisation_step) on a config,
+// timed over --iters iterations after --warmup. Prints the median ms/iter, tokens/s, nanoGPT's
+// GFLOP/s and MFU against cblas_sgemm measured in the same process, peak RSS, whether the timed
+// steps asked the system for memory, and how many threads the process ran during the steps.
+//
+//   bench_train CONFIG CORPUS [--threads N] [--iters N] [--warmup N] [--set KEY=VALUE ...]
+//   e.g. bench_train configs/shakespeare_char.toml ../shared/data/tinyshakespeare.txt --threads 2
+#include <cblas.h>
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "qkv/allocator.h"
+#include "qkv/error.h"
+#include "qkv/io/config.h"
+#include "qkv/optim/adamw.h"
+#include "qkv/optim/schedule.h"
+#include "qkv/runtime.h"
+#include "task.h"
+#include "trainer.h"
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Samples /proc/self/task while the steps run: the most threads that existed at once, and the
+// most that were running or runnable (state R) at once, not counting the sampler itself.
+class ThreadSampler {
+ public:
+  void start() {
+    thread_ = std::thread([this] {
+      const pid_t self = static_cast<pid_t>(gettid());
+      while (!stop_) {
+        int total = 0, running = 0;
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+          if (std::stoi(e.path().filename().string()) == self) continue;
+          ++total;
+          std::ifstream stat(e.path() / "stat");
+          std::string line;
+          std::getline(stat, line);
+          const size_t paren = line.rfind(')');  // the state follows the command name
+          if (paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'R')
+            ++running;
+        }
+        max_total_ = std::max(max_total_.load(), total);
+        max_running_ = std::max(max_running_.load(), running);
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+    });
+  }
+  void stop() {
+    stop_ = true;
+    thread_.join();
+  }
+  int max_total() const { return max_total_; }
+  int max_running() const { return max_running_; }
+
+ private:
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> max_total_{0}, max_running_{0};
+};
+
+}  // namespace
+
+extern "C" int openblas_get_num_threads(void);
+extern "C" int openblas_get_parallel(void);
+
+int main(int argc, char** argv) {
+  qkv::select_blas_kernel(argv);
+  spdlog::set_level(spdlog::level::warn);
+  CLI::App app{"Times the training step of `qkv train` on a config"};
+  std::string config_path, corpus;
+  int threads = 0, iters = 20, warmup = 5;
+  std::vector<std::string> overrides;
+  app.add_option("config", config_path, "TOML config")->required()->check(CLI::ExistingFile);
+  app.add_option("corpus", corpus, "training text (data.path)")->required()->check(CLI::ExistingFile);
+  app.add_option("--threads", threads, "threads for OpenMP and OpenBLAS (0 = all cores)");
+  app.add_option("--iters", iters, "timed iterations")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "untimed iterations first")->check(CLI::NonNegativeNumber);
+  app.add_option("--set", overrides, "override a config key (repeatable)");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    overrides.push_back("data.path=" + corpus);
+    const qkv::io::Config c = qkv::io::load_config(config_path, overrides);
+    qkv::set_num_threads(threads);
+    auto task = qkv::train::make_task(c);
+    qkv::nn::Module& model = task->model();
+    const auto params = model.named_parameters();
+    qkv::optim::AdamW optimizer(
+        params, {.beta1 = float(c.optim.beta1), .beta2 = float(c.optim.beta2),
+                 .eps = float(c.optim.eps), .weight_decay = float(c.optim.weight_decay),
+                 .decay_all = c.optim.decay_all});
+    const qkv::optim::ScheduleConfig sched{
+        .lr = float(c.optim.lr), .min_lr = float(c.optim.min_lr),
+        .decay = c.schedule.decay == "constant" ? qkv::optim::Decay::constant
+                                                : qkv::optim::Decay::cosine,
+        .warmup_iters = c.schedule.warmup_iters, .lr_decay_iters = c.schedule.lr_decay_iters};
+    qkv::Rng data_rng(static_cast<uint64_t>(c.train.seed), 2);
+
+    const int64_t B = c.train.batch_size, T = c.model.block_size, C = c.model.n_embd;
+    const double peak_1024 = qkv::measure_sgemm_gflops(1024, 1024, 1024, 5);
+    // The largest GEMM of a step: the MLP's first linear, [B·T, C] x [C, 4C].
+    const double peak_shape = qkv::measure_sgemm_gflops(B * T, 4 * C, C, 9);
+    const double flops = qkv::train::flops_per_iter(*task, model, c);
+
+    fmt::print("{}\n", qkv::runtime_summary());
+    fmt::print("OpenMP max threads {}, OpenBLAS threads {} (parallel mode {}: 2 = OpenMP), "
+               "OMP_NUM_THREADS={}, OPENBLAS_NUM_THREADS={}\n",
+               omp_get_max_threads(), openblas_get_num_threads(), openblas_get_parallel(),
+               std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset",
+               std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "unset");
+    fmt::print("config {}: L{} H{} C{} T{} B{}, {:.3f}M parameters, {:.2f} GFLOP/iter (nanoGPT count)\n",
+               config_path, c.model.n_layer, c.model.n_head, C, T, B,
+               double(model.num_parameters()) / 1e6, flops * 1e-9);
+
+    int64_t iter = 0;
+    double last_loss = 0;
+    auto step = [&] {
+      const auto r = qkv::train::optimisation_step(*task, optimizer, params, data_rng,
+                                                   c.train.grad_accum, float(c.optim.grad_clip),
+                                                   qkv::optim::lr_at(iter++, sched));
+      last_loss = r.loss;
+    };
+    for (int i = 0; i < warmup; ++i) step();
+    const int64_t allocs_before = qkv::allocator_stats().system_allocs;
+    ThreadSampler sampler;
+    sampler.start();
+    std::vector<double> ms;
+    for (int i = 0; i < iters; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                       .count());
+    }
+    sampler.stop();
+    const int64_t allocs = qkv::allocator_stats().system_allocs - allocs_before;
+
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    const double med = median(ms);
+    const double gflops = flops / (med * 1e-3) * 1e-9;
+    fmt::print("steps: {} timed after {} warm-up; loss at the last step {:.4f}\n", iters, warmup,
+               last_loss);
+    fmt::print("median {:.2f} ms/iter (min {:.2f}, max {:.2f})\n", med,
+               *std::min_element(ms.begin(), ms.end()), *std::max_element(ms.begin(), ms.end()));
+    fmt::print("tokens/s {:.0f}\n", double(task->tokens_per_batch() * c.train.grad_accum) / med * 1e3);
+    fmt::print("achieved {:.1f} GFLOP/s; sgemm peak {:.1f} GFLOP/s at 1024^3 -> MFU {:.1f}%; "
+               "{:.1f} GFLOP/s at {}x{}x{} -> {:.1f}%\n",
+               gflops, peak_1024, 100 * gflops / peak_1024, peak_shape, B * T, 4 * C, C,
+               100 * gflops / peak_shape);
+    fmt::print("peak RSS {:.1f} MB\n", double(usage.ru_maxrss) / 1024.0);
+    fmt::print("system allocations during the timed steps: {}\n", allocs);
+    fmt::print("threads during the steps: at most {} existed, at most {} running at once "
+               "(sampler excluded; --threads {})\n",
+               sampler.max_total(), sampler.max_running(), qkv::num_threads());
+    fmt::print("RESULT qkv ms_per_iter={:.3f} rss_mb={:.1f} mfu={:.4f} gflops={:.2f}\n", med,
+               double(usage.ru_maxrss) / 1024.0, gflops / peak_1024, gflops);
+  } catch (const qkv::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

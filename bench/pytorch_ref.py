@@ -1,0 +1,213 @@
+#!/usr/bin/python3
+"""The PyTorch reference for bench/compare.sh: nanoGPT's model and training loop, written afresh,
+timed the way bench_train times qkv (median ms/iter after warm-up, peak RSS).
+
+Same model as nanoGPT's model.py (and qkv's MODULES_SPEC): pre-LN GPT, LayerNorm with optional
+bias, exact-erf GELU, learned positions, lm_head tied to the token embedding, init N(0, 0.02)
+with the residual projections at 0.02/sqrt(2L). Same loop as nanoGPT's train.py: random windows
+of the first 90% of the text, AdamW with decay on the >= 2-D tensors only, warmup + cosine lr,
+grad clipping, zero_grad(set_to_none=True).
+
+Runs on Debian's python3-torch (1.13, which has no scaled_dot_product_attention; attention is
+nanoGPT's explicit masked softmax path). Thread settings come from the caller: the environment
+(OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE, read when the libraries load) and
+--torch-threads (torch.set_num_threads; 0 leaves torch's default).
+
+    OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=2 \\
+        bench/pytorch_ref.py configs/shakespeare_char.toml ../shared/data/tinyshakespeare.txt
+"""
+import argparse
+import math
+import os
+import resource
+import statistics
+import time
+import tomllib
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (torch 1.13's nn.LayerNorm cannot drop only the bias)."""
+
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        C, T = cfg["n_embd"], cfg["block_size"]
+        self.n_head = cfg["n_head"]
+        self.c_attn = nn.Linear(C, 3 * C, bias=cfg["bias"])
+        self.c_proj = nn.Linear(C, C, bias=cfg["bias"])
+        self.attn_dropout = nn.Dropout(cfg["dropout"])
+        self.resid_dropout = nn.Dropout(cfg["dropout"])
+        self.register_buffer("mask", torch.tril(torch.ones(T, T)).view(1, 1, T, T))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
+        att = self.attn_dropout(F.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        C = cfg["n_embd"]
+        self.c_fc = nn.Linear(C, 4 * C, bias=cfg["bias"])
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * C, C, bias=cfg["bias"])
+        self.dropout = nn.Dropout(cfg["dropout"])
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.ln_1 = LayerNorm(cfg["n_embd"], cfg["bias"])
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = LayerNorm(cfg["n_embd"], cfg["bias"])
+        self.mlp = MLP(cfg)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        C = cfg["n_embd"]
+        self.wte = nn.Embedding(cfg["vocab_size"], C)
+        self.wpe = nn.Embedding(cfg["block_size"], C)
+        self.drop = nn.Dropout(cfg["dropout"])
+        self.h = nn.ModuleList([Block(cfg) for _ in range(cfg["n_layer"])])
+        self.ln_f = LayerNorm(C, cfg["bias"])
+        self.lm_head = nn.Linear(C, cfg["vocab_size"], bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg["n_layer"]))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, idx, targets):
+        T = idx.size(1)
+        pos = torch.arange(0, T, dtype=torch.long)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+
+    def non_embedding_params(self):
+        return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+
+
+def lr_at(it, o, s):
+    if it < s["warmup_iters"]:
+        return o["lr"] * (it + 1) / (s["warmup_iters"] + 1)
+    if it > s["lr_decay_iters"]:
+        return o["min_lr"]
+    ratio = (it - s["warmup_iters"]) / (s["lr_decay_iters"] - s["warmup_iters"])
+    return o["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (o["lr"] - o["min_lr"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("corpus")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads; 0 = default")
+    ap.add_argument("--batch-size", type=int, default=0, help="override train.batch_size")
+    args = ap.parse_args()
+
+    with open(args.config, "rb") as f:
+        conf = tomllib.load(f)
+    m, o, s, t = conf["model"], conf["optim"], conf["schedule"], conf["train"]
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(t["seed"])
+
+    text = open(args.corpus, encoding="utf-8").read()
+    chars = sorted(set(text))
+    stoi = {ch: i for i, ch in enumerate(chars)}
+    data = np.array([stoi[ch] for ch in text], dtype=np.int64)
+    train = torch.from_numpy(data[: int(len(data) * (1 - conf["data"].get("val_fraction", 0.1)))])
+
+    cfg = dict(m, vocab_size=len(chars))
+    model = GPT(cfg)
+    B, T = args.batch_size or t["batch_size"], m["block_size"]
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": o["weight_decay"]}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=o["lr"], betas=(o["beta1"], o["beta2"]))
+
+    def get_batch():
+        ix = torch.randint(len(train) - T, (B,))
+        x = torch.stack([train[i : i + T] for i in ix])
+        y = torch.stack([train[i + 1 : i + 1 + T] for i in ix])
+        return x, y
+
+    N, L, H, C = model.non_embedding_params(), m["n_layer"], m["n_head"], m["n_embd"]
+    flops = (6 * N + 12 * L * H * (C // H) * T) * B * T
+    model.train()
+    ms = []
+    X, Y = get_batch()
+    for it in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it, o, s)
+        loss = model(X, Y)
+        X, Y = get_batch()  # nanoGPT fetches the next batch while the step is in flight
+        loss.backward()
+        if o["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        elapsed = (time.perf_counter() - t0) * 1e3
+        if it >= args.warmup:
+            ms.append(elapsed)
+
+    med = statistics.median(ms)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    env = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                   "OPENBLAS_CORETYPE")}
+    print(f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, {env}")
+    print(f"config {args.config}: L{L} H{H} C{C} T{T} B{B}, {N / 1e6:.3f}M non-embedding "
+          f"parameters, {flops * 1e-9:.2f} GFLOP/iter; loss at the last step {loss.item():.4f}")
+    print(f"median {med:.2f} ms/iter (min {min(ms):.2f}, max {max(ms):.2f}) over {args.iters} "
+          f"after {args.warmup} warm-up; {flops / med * 1e-6:.1f} GFLOP/s; peak RSS {rss:.1f} MB")
+    print(f"RESULT torch ms_per_iter={med:.3f} rss_mb={rss:.1f} gflops={flops / med * 1e-6:.2f}")
+
+
+if __name__ == "__main__":
+    main()
