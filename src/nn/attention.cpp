@@ -1,6 +1,7 @@
 // Self- and cross-attention modules: projections, KV cache bookkeeping, and the fused op.
 #include "qkv/nn/attention.h"
 
+#include "ops/attention.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -23,22 +24,27 @@ MultiHeadAttention::MultiHeadAttention(int64_t C, int64_t n_head, bool causal, b
 
 Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding,
                                    KVCache* cache) const {
-  const int64_t sizes[] = {C_, C_, C_};
-  std::vector<Tensor> qkv = split(qkv_.forward(x), sizes, 2);
-  Tensor k = qkv[1], v = qkv[2];
-  if (cache) {
+  AttentionOptions options{.causal = causal_,
+                           .key_padding = key_padding,
+                           .dropout = dropout_,
+                           .rng = is_training() ? dropout_rng_ : nullptr};
+  Tensor y;
+  if (!cache) {
+    // Training and full-sequence evaluation: heads read straight from the packed projection.
+    y = packed_self_attention(qkv_.forward(x), n_head_, options);
+  } else {
+    // Decoding keeps k and v apart, to append them to the cache.
+    const int64_t sizes[] = {C_, C_, C_};
+    std::vector<Tensor> qkv = split(qkv_.forward(x), sizes, 2);
+    Tensor k = qkv[1], v = qkv[2];
     if (cache->k.defined()) {
       k = concat({cache->k, k}, 1);
       v = concat({cache->v, v}, 1);
     }
     cache->k = k;
     cache->v = v;
+    y = scaled_dot_product_attention(qkv[0], k, v, n_head_, options);
   }
-  AttentionOptions options{.causal = causal_,
-                           .key_padding = key_padding,
-                           .dropout = dropout_,
-                           .rng = is_training() ? dropout_rng_ : nullptr};
-  Tensor y = scaled_dot_product_attention(qkv[0], k, v, n_head_, options);
   return drop_.forward(proj_.forward(y));
 }
 

@@ -3,6 +3,7 @@
 #include <numbers>
 
 #include "ops/pointwise.h"
+#include "ops/vecmath.h"
 #include "qkv/ops.h"
 
 namespace qkv {
@@ -63,14 +64,14 @@ constexpr float kGeluCubic = 0.044715f;
 
 // y = x · Φ(x) = 0.5 x (1 + erf(x / √2))
 void gelu_erf_forward(float* y, const float* x, int64_t n) {
-  pointwise(n, [=](int64_t i) { y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2)); });
+  pointwise(n, [=](int64_t i) { y[i] = 0.5f * x[i] * (1.0f + vecmath::erf(x[i] * kInvSqrt2)); });
 }
-// dx += dy · (Φ(x) + x φ(x)),  φ(x) = e^(-x²/2) / √(2π)
+// dx += dy · (Φ(x) + x φ(x)),  φ(x) = e^(-x²/2) / √(2π); erf(x/√2) needs the same e^(-x²/2).
 void gelu_erf_backward(float* dx, const float* dy, const float* x, int64_t n) {
   pointwise(n, [=](int64_t i) {
-    const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
-    dx[i] += dy[i] * (cdf + x[i] * pdf);
+    const float e = vecmath::exp(-0.5f * x[i] * x[i]);
+    const float cdf = 0.5f * (1.0f + vecmath::erf_with_exp(x[i] * kInvSqrt2, e));
+    dx[i] += dy[i] * (cdf + x[i] * kInvSqrt2Pi * e);
   });
 }
 

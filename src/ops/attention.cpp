@@ -1,24 +1,29 @@
 // scaled_dot_product_attention: softmax(q·kᵀ/sqrt(HS) + mask)·v as one fused node.
 // q: [B, Tq, C], k and v: [B, Tk, C]; head h owns channels [h·HS, (h+1)·HS) and is read in place
 // (row stride C), so no permute copy is made. One OpenMP iteration per (b, h).
+// packed_self_attention reads q, k and v in place from one projection's [B, T, 3C] output too
+// (row stride 3C), so self-attention makes no split copies either.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
+#include "ops/attention.h"
+#include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
 namespace qkv {
 namespace {
 
+// ldq: row stride of q (and dq); ldk: of k, v (and dk, dv). The output is [B, Tq, C].
 struct Dims {
-  int64_t B, Tq, Tk, C, NH, HS;
+  int64_t B, Tq, Tk, C, NH, HS, ldq, ldk;
 };
 
 // Keys [0, n) pass the causal rule j <= i + Tk - Tq for query i (bottom-right aligned).
@@ -26,60 +31,9 @@ int64_t causal_keys(const Dims& d, int64_t i, bool causal) {
   return causal ? std::clamp<int64_t>(i + d.Tk - d.Tq + 1, 0, d.Tk) : d.Tk;
 }
 
-// exp(x) for the softmax's x = score - row max <= 0, in a form GCC vectorises (std::exp stays a
-// scalar call without -ffast-math and took half the forward time at T = 256). Cephes' expf:
-// x = n·ln2 + r with |r| <= ln2/2, a degree-7 polynomial for exp(r), 2^n written into the
-// exponent; within 1.4 ulp of exp on [-87, 0]. Below -87 the result is clamped at ~1e-38.
-float exp_nonpositive(float x) {
-  x = std::max(x, -87.0f);
-  const float t = x * 1.44269504088896341f + 12582912.0f;  // + 1.5·2^23 rounds to an integer
-  const float n = t - 12582912.0f;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 split in two for accuracy
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((std::bit_cast<int32_t>(t) - 0x4B400000 + 127) << 23);
-}
-
-// Reductions over 16 fixed lanes, then the lanes in order: vectorisable (a running float sum
-// is not, without -ffast-math) and deterministic.
-constexpr int kLanes = 16;
-
-float lane_max(const float* x, int64_t n) {
-  float acc[kLanes];
-  std::fill_n(acc, kLanes, -std::numeric_limits<float>::infinity());
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] = std::max(acc[l], x[j + l]);
-  for (; j < n; ++j) acc[0] = std::max(acc[0], x[j]);
-  return *std::max_element(acc, acc + kLanes);
-}
-
-float lane_sum(const float* x, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[j + l];
-  for (; j < n; ++j) acc[0] += x[j];
-  float sum = 0.0f;
-  for (float a : acc) sum += a;
-  return sum;
-}
-
-float lane_dot(const float* x, const float* y, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[j + l] * y[j + l];
-  for (; j < n; ++j) acc[0] += x[j] * y[j];
-  float sum = 0.0f;
-  for (float a : acc) sum += a;
-  return sum;
-}
+using vecmath::lane_dot;
+using vecmath::lane_max;
+using vecmath::lane_sum;
 
 // In place over a row s: [Tk]: softmax over keys [0, n) whose pad is 0 (pad: [Tk] or null),
 // exactly 0 elsewhere. A row with no visible key becomes all zeros.
@@ -94,12 +48,13 @@ void masked_softmax_row(float* s, int64_t n, int64_t Tk, const float* pad) {
     return;
   }
   std::fill(s + n, s + Tk, 0.0f);
-  for (int64_t j = 0; j < n; ++j) s[j] = s[j] == kMasked ? 0.0f : exp_nonpositive(s[j] - mx);
+  for (int64_t j = 0; j < n; ++j) s[j] = s[j] == kMasked ? 0.0f : vecmath::exp(s[j] - mx);
   const float inv = 1.0f / lane_sum(s, n);
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
-// One (b, h). Q, O: [Tq, HS] rows of stride C; K, V: [Tk, HS] rows of stride C; pad: [Tk] or
+// One (b, h). Q: [Tq, HS] rows of stride ldq; O: [Tq, HS] rows of stride C; K, V: [Tk, HS]
+// rows of stride ldk; pad: [Tk] or
 // null. Writes P: [Tq, Tk] (softmax probabilities, 0 on masked keys; saved for backward) and,
 // with dropout (seed set), M: [Tq, Tk] holding 0 or 1/(1-p) (saved) and A = P∘M in
 // a: [Tq, Tk] (scratch). O = A·V (A = P without dropout).
@@ -108,8 +63,8 @@ void head_forward(float* O, float* P, float* M, float* a, const float* Q, const 
                   const Dims& d, bool causal) {
   const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, HS, scale, Q, C, K, C, 0.0f, P,
-              Tk);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, HS, scale, Q, d.ldq, K, d.ldk,
+              0.0f, P, Tk);
   for (int64_t i = 0; i < Tq; ++i)
     masked_softmax_row(P + i * Tk, causal_keys(d, i, causal), Tk, pad);
   const float* A = P;
@@ -122,19 +77,20 @@ void head_forward(float* O, float* P, float* M, float* a, const float* Q, const 
     }
     A = a;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, HS, Tk, 1.0f, A, Tk, V, C, 0.0f, O,
-              C);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, HS, Tk, 1.0f, A, Tk, V, d.ldk, 0.0f,
+              O, C);
 }
 
 // One (b, h), with A = P∘M (or P), O = A·V, S = scale·Q·Kᵀ and P = softmax(S):
 //   dV += Aᵀ·dO;  dP = (dO·Vᵀ)∘M;  dS = P∘(dP - rowsum(dP∘P));  dQ += scale·dS·K;
 //   dK += scale·dSᵀ·Q.
-// dO, dQ: [Tq, HS] and dK, dV: [Tk, HS], all rows of stride C; a null grad is skipped.
+// dO: [Tq, HS] rows of stride C; Q, dQ: [Tq, HS] of stride ldq; K, V, dK, dV: [Tk, HS] of
+// stride ldk. A null grad is skipped.
 // a, g: [Tq, Tk] scratch. Masked keys have P = 0, so they get dS = 0 with no mask test here.
 void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const float* dO,
                    const float* Q, const float* K, const float* V, const float* P,
                    const float* M, const Dims& d) {
-  const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS;
+  const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS, ldq = d.ldq, ldk = d.ldk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   if (dV) {
     const float* A = P;
@@ -143,10 +99,10 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
       A = a;
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, 1.0f, A, Tk, dO, C, 1.0f,
-                dV, C);
+                dV, ldk);
   }
   if (!dQ && !dK) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, HS, 1.0f, dO, C, V, C, 0.0f, g,
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, HS, 1.0f, dO, C, V, ldk, 0.0f, g,
               Tk);
   for (int64_t i = 0; i < Tq; ++i) {
     float* gi = g + i * Tk;
@@ -157,14 +113,15 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
     for (int64_t j = 0; j < Tk; ++j) gi[j] = pi[j] * (gi[j] - dot);
   }
   if (dQ)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, HS, Tk, scale, g, Tk, K, C, 1.0f,
-                dQ, C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, HS, Tk, scale, g, Tk, K, ldk,
+                1.0f, dQ, ldq);
   if (dK)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, scale, g, Tk, Q, C, 1.0f,
-                dK, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, scale, g, Tk, Q, ldq, 1.0f,
+                dK, ldk);
 }
 
-// out: [B, Tq, C]; P: [B, NH, Tq, Tk] (saved when save_p, else per-thread rows of scratch);
+// out: [B, Tq, C]; q: [B, Tq, ·] rows of stride ldq; k, v: [B, Tk, ·] of stride ldk;
+// P: [B, NH, Tq, Tk] (saved when save_p, else per-thread rows of scratch);
 // M: [B, NH, Tq, Tk] or null (no dropout); seeds: [B·NH] or null; pad: [B, Tk] or null;
 // scratch: [threads, 2, Tq, Tk].
 // Heads use cblas_sgemm (OpenBLAS's OpenMP build runs single-threaded inside this region): it
@@ -182,8 +139,9 @@ void attention_forward(float* out, float* P, float* M, float* scratch, const flo
       const int64_t bh = b * d.NH + h;
       float* tmp = scratch + 2 * TT * omp_get_thread_num();
       float* p = save_p ? P + bh * TT : tmp + TT;
-      const int64_t qo = b * d.Tq * d.C + h * d.HS, ko = b * d.Tk * d.C + h * d.HS;
-      head_forward(out + qo, p, M ? M + bh * TT : nullptr, tmp, q + qo, k + ko, v + ko,
+      const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
+                    ko = b * d.Tk * d.ldk + h * d.HS;
+      head_forward(out + oo, p, M ? M + bh * TT : nullptr, tmp, q + qo, k + ko, v + ko,
                    pad ? pad + b * d.Tk : nullptr, seeds ? seeds + bh : nullptr, p_drop, d,
                    causal);
     }
@@ -202,11 +160,54 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
     for (int64_t h = 0; h < d.NH; ++h) {
       const int64_t bh = b * d.NH + h;
       float* tmp = scratch + 2 * TT * omp_get_thread_num();
-      const int64_t qo = b * d.Tq * d.C + h * d.HS, ko = b * d.Tk * d.C + h * d.HS;
-      head_backward(at(dq, qo), at(dk, ko), at(dv, ko), tmp, tmp + TT, dout + qo, q + qo,
+      const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
+                    ko = b * d.Tk * d.ldk + h * d.HS;
+      head_backward(at(dq, qo), at(dk, ko), at(dv, ko), tmp, tmp + TT, dout + oo, q + qo,
                     k + ko, v + ko, P + bh * TT, M ? M + bh * TT : nullptr, d);
     }
   }
+}
+
+// The op over q, k, v read in place (pointers into `inputs`, strides in d); grads() gives
+// {dq, dk, dv} (each may be null) when the backward runs. keys names the tensor holding k, for
+// errors.
+template <class Grads>
+Tensor attend(const char* op, const std::vector<Tensor>& inputs, const float* q, const float* k,
+              const float* v, const Dims& d, const AttentionOptions& options, const char* keys,
+              const Tensor& key_tensor, Grads grads) {
+  const Tensor& pad = options.key_padding;
+  QKV_CHECK(!pad.defined() || pad.shape() == Shape({d.B, d.Tk}),
+            "{}: key_padding is {}, expected [B, Tk] = [{}, {}] for {} {}", op,
+            pad.defined() ? pad.shape() : Shape{}, d.B, d.Tk, keys, key_tensor.shape());
+  QKV_CHECK(options.dropout >= 0.0f && options.dropout < 1.0f,
+            "{}: dropout must be in [0, 1), got {}", op, options.dropout);
+  const bool drop = options.dropout > 0.0f && options.rng != nullptr;
+  const bool grad = needs_grad(inputs);
+  // Seeds drawn in (b, h) order before the parallel loop: the mask is the same for any
+  // thread count, and a saved rng state replays it.
+  std::vector<uint64_t> seeds;
+  if (drop) {
+    seeds.resize(static_cast<size_t>(d.B * d.NH));
+    for (uint64_t& s : seeds) {
+      const uint64_t hi = options.rng->next_u32();
+      s = (hi << 32) | options.rng->next_u32();
+    }
+  }
+  Tensor out = Tensor::empty({d.B, d.Tq, d.C});
+  Tensor P = grad ? Tensor::empty({d.B, d.NH, d.Tq, d.Tk}) : Tensor();
+  Tensor M = drop ? Tensor::empty({d.B, d.NH, d.Tq, d.Tk}) : Tensor();
+  Tensor scratch = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
+  attention_forward(out.data(), grad ? P.data() : nullptr, drop ? M.data() : nullptr,
+                    scratch.data(), q, k, v, pad.defined() ? pad.data() : nullptr,
+                    drop ? seeds.data() : nullptr, options.dropout, d, options.causal, grad);
+  if (!grad) return out;
+  record(out, op, inputs, [inputs, q, k, v, P, M, d, grads](const float* dout) {
+    Tensor tmp = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
+    const auto [dq, dk, dv] = grads();
+    attention_backward(dq, dk, dv, tmp.data(), dout, q, k, v, P.data(),
+                       M.defined() ? M.data() : nullptr, d);
+  });
+  return out;
 }
 
 }  // namespace
@@ -225,41 +226,27 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   QKV_CHECK(n_head > 0 && C % n_head == 0,
             "{}: C = {} channels (q is {}) are not divisible by n_head = {}", op, C, q.shape(),
             n_head);
-  const Tensor& pad = options.key_padding;
-  QKV_CHECK(!pad.defined() || pad.shape() == Shape({B, Tk}),
-            "{}: key_padding is {}, expected [B, Tk] = [{}, {}] for k {}", op,
-            pad.defined() ? pad.shape() : Shape{}, B, Tk, k.shape());
-  QKV_CHECK(options.dropout >= 0.0f && options.dropout < 1.0f,
-            "{}: dropout must be in [0, 1), got {}", op, options.dropout);
-
-  const Dims d{B, Tq, Tk, C, n_head, C / n_head};
-  const bool drop = options.dropout > 0.0f && options.rng != nullptr;
-  const bool grad = needs_grad({q, k, v});
-  // Seeds drawn in (b, h) order before the parallel loop: the mask is the same for any
-  // thread count, and a saved rng state replays it.
-  std::vector<uint64_t> seeds;
-  if (drop) {
-    seeds.resize(static_cast<size_t>(B * n_head));
-    for (uint64_t& s : seeds) {
-      const uint64_t hi = options.rng->next_u32();
-      s = (hi << 32) | options.rng->next_u32();
-    }
-  }
-  Tensor out = Tensor::empty(q.shape());
-  Tensor P = grad ? Tensor::empty({B, n_head, Tq, Tk}) : Tensor();
-  Tensor M = drop ? Tensor::empty({B, n_head, Tq, Tk}) : Tensor();
-  Tensor scratch = Tensor::empty({omp_get_max_threads(), 2, Tq, Tk});
-  attention_forward(out.data(), grad ? P.data() : nullptr, drop ? M.data() : nullptr,
-                    scratch.data(), q.data(), k.data(), v.data(),
-                    pad.defined() ? pad.data() : nullptr, drop ? seeds.data() : nullptr,
-                    options.dropout, d, options.causal, grad);
-  if (!grad) return out;
-  record(out, op, {q, k, v}, [q, k, v, P, M, d](const float* dout) {
-    Tensor tmp = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
-    attention_backward(q.grad_data(), k.grad_data(), v.grad_data(), tmp.data(), dout, q.data(),
-                       k.data(), v.data(), P.data(), M.defined() ? M.data() : nullptr, d);
+  const Dims d{B, Tq, Tk, C, n_head, C / n_head, C, C};
+  return attend(op, {q, k, v}, q.data(), k.data(), v.data(), d, options, "k", k, [q, k, v] {
+    return std::array<float*, 3>{q.grad_data(), k.grad_data(), v.grad_data()};
   });
-  return out;
+}
+
+Tensor packed_self_attention(const Tensor& qkv, int64_t n_head, const AttentionOptions& options) {
+  const char* op = "packed_self_attention";
+  QKV_CHECK(qkv.defined() && qkv.rank() == 3 && qkv.size(2) % 3 == 0 && qkv.numel() > 0,
+            "{}: qkv is {}; expected [B, T, 3C] with q, k, v side by side", op,
+            qkv.defined() ? qkv.shape() : Shape{});
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  QKV_CHECK(n_head > 0 && C % n_head == 0,
+            "{}: C = {} channels (qkv is {}) are not divisible by n_head = {}", op, C, qkv.shape(),
+            n_head);
+  const Dims d{B, T, T, C, n_head, C / n_head, 3 * C, 3 * C};
+  const float* x = qkv.data();
+  return attend(op, {qkv}, x, x + C, x + 2 * C, d, options, "qkv", qkv, [qkv, C] {
+    float* g = qkv.grad_data();
+    return g ? std::array<float*, 3>{g, g + C, g + 2 * C} : std::array<float*, 3>{};
+  });
 }
 
 }  // namespace qkv

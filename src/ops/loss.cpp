@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -26,10 +27,8 @@ static double cross_entropy_forward(float* lse, double* row_loss, const float* l
       continue;
     }
     const float* lr = logits + n * V;
-    const float mx = *std::max_element(lr, lr + V);
-    float sum = 0.0f;
-    for (int64_t v = 0; v < V; ++v) sum += std::exp(lr[v] - mx);
-    lse[n] = mx + std::log(sum);
+    const float mx = vecmath::lane_max(lr, V);
+    lse[n] = mx + std::log(vecmath::lane_sum_exp(lr, V, mx));
     row_loss[n] = static_cast<double>(lse[n]) - static_cast<double>(lr[targets[n]]);
   }
   double total = 0.0;
@@ -48,7 +47,8 @@ static void cross_entropy_backward(float* dlogits, float dloss, const float* log
     if (targets[n] == ignore_index) continue;
     const float* lr = logits + n * V;
     float* dr = dlogits + n * V;
-    for (int64_t v = 0; v < V; ++v) dr[v] += std::exp(lr[v] - lse[n]) * scale;
+    const float l = lse[n];
+    for (int64_t v = 0; v < V; ++v) dr[v] += vecmath::exp(lr[v] - l) * scale;
     dr[targets[n]] -= scale;
   }
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -27,15 +28,16 @@ static void layer_norm_forward(float* y, float* mean, float* rstd, const float* 
   for (int64_t n = 0; n < N; ++n) {
     const float* xr = x + n * C;
     float* yr = y + n * C;
-    float m = 0.0f;
-    for (int64_t c = 0; c < C; ++c) m += xr[c];
-    m /= static_cast<float>(C);
+    const float m = vecmath::lane_sum(xr, C) / static_cast<float>(C);
     // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
-    float v = 0.0f;
-    for (int64_t c = 0; c < C; ++c) v += (xr[c] - m) * (xr[c] - m);
-    v /= static_cast<float>(C);
+    const float v =
+        vecmath::lane_sum_of(C, [xr, m](int64_t c) { return (xr[c] - m) * (xr[c] - m); }) /
+        static_cast<float>(C);
     const float s = 1.0f / std::sqrt(v + eps);
-    for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - m) * s * w[c] + (b ? b[c] : 0.0f);
+    if (b)
+      for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - m) * s * w[c] + b[c];
+    else
+      for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - m) * s * w[c];
     mean[n] = m;
     rstd[n] = s;
   }
@@ -61,12 +63,9 @@ static void layer_norm_backward(float* dx, float* dw, float* db, float* partial,
       const float* dyr = dy + n * C;
       const float m = mean[n], s = rstd[n];
       if (dx) {
-        float sum_g = 0.0f, sum_gx = 0.0f;
-        for (int64_t c = 0; c < C; ++c) {
-          const float g = dyr[c] * w[c];
-          sum_g += g;
-          sum_gx += g * (xr[c] - m) * s;
-        }
+        const float sum_g = vecmath::lane_dot(dyr, w, C);
+        const float sum_gx =
+            vecmath::lane_sum_of(C, [=](int64_t c) { return dyr[c] * w[c] * (xr[c] - m) * s; });
         const float mean_g = sum_g / static_cast<float>(C);
         const float mean_gx = sum_gx / static_cast<float>(C);
         float* dxr = dx + n * C;

@@ -1,0 +1,56 @@
+// The training step asks the system for memory only in its first step: from then on every
+// tensor (activations, saved buffers, grads, scratch) is served by the caching allocator.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "qkv/allocator.h"
+#include "qkv/io/config.h"
+#include "qkv/optim/adamw.h"
+#include "qkv/runtime.h"
+#include "support/corpus.h"
+#include "support/temp_dir.h"
+#include "task.h"
+#include "trainer.h"
+
+using namespace qkv;
+using qkv::testing::TempDir;
+
+namespace {
+
+// System allocations made by each of `steps` training steps of the tiny config.
+std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overrides, int steps) {
+  TempDir dir("step_allocations");
+  std::vector<std::string> all{
+      "data.path=" + dir.write("corpus.txt", qkv::testing::generated_corpus(800))};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml", all);
+  set_num_threads(static_cast<int>(c.train.threads));
+  auto task = train::make_task(c);
+  const auto params = task->model().named_parameters();
+  optim::AdamW optimizer(params, {});
+  Rng data_rng(1, 2);
+  std::vector<int64_t> allocs;
+  for (int s = 0; s < steps; ++s) {
+    const int64_t before = allocator_stats().system_allocs;
+    train::optimisation_step(*task, optimizer, params, data_rng, c.train.grad_accum, 1.0f, 1e-3f);
+    allocs.push_back(allocator_stats().system_allocs - before);
+  }
+  return allocs;
+}
+
+}  // namespace
+
+TEST_CASE("train step: no system allocation after the first step") {
+  SUBCASE("the tiny config") {
+    const std::vector<int64_t> a = allocations_per_step({}, 5);
+    CHECK(a[0] > 0);  // the first step fills the cache, so the count is live
+    for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
+  }
+  SUBCASE("with dropout and gradient accumulation") {
+    const std::vector<int64_t> a =
+        allocations_per_step({"model.dropout=0.1", "train.grad_accum=2"}, 5);
+    for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
+  }
+}
