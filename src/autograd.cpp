@@ -15,11 +15,19 @@ namespace {
 
 thread_local bool g_grad_enabled = true;
 
+// A new grad is left unwritten: the first kernel to reach it may write instead of add
+// (Tensor::grad_to_write), which saves zero-filling every activation's grad.
 void ensure_grad(TensorImpl& t) {
   if (t.grad) return;
-  const int64_t n = t.shape.numel();
-  t.grad = std::make_shared<Storage>(n);
-  std::memset(t.grad->data, 0, sizeof(float) * static_cast<size_t>(n));
+  t.grad = std::make_shared<Storage>(t.shape.numel());
+  t.grad_unwritten = true;
+}
+
+// Zeros into a grad that nothing wrote, before it is read directly.
+void fill_if_unwritten(TensorImpl& t) {
+  if (!t.grad_unwritten) return;
+  std::memset(t.grad->data, 0, sizeof(float) * static_cast<size_t>(t.grad->numel));
+  t.grad_unwritten = false;
 }
 
 void check_not_released(const TensorImpl& t) {
@@ -53,6 +61,7 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
   QKV_CHECK(root->requires_grad,
             "backward: tensor does not require grad (no input of its graph requires grad)");
   ensure_grad(*root);
+  fill_if_unwritten(*root);
   const int64_t n = root->shape.numel();
   for (int64_t i = 0; i < n; ++i) root->grad->data[i] += seed[i];
   if (!root->grad_fn) return;  // a leaf: its grad is the seed
@@ -63,9 +72,11 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
     TensorImpl& t = **it;
     std::shared_ptr<Node> node = std::move(t.grad_fn);
     for (const auto& in : node->inputs) ensure_grad(*in);
+    fill_if_unwritten(t);  // no consumer wrote this grad: it is zero
     node->backward(t.grad->data);
     t.graph_released = true;
     t.grad.reset();  // intermediates keep no grad, so their storage is reused by the next node
+    t.grad_unwritten = false;
   }
 }
 

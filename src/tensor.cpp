@@ -114,19 +114,44 @@ Tensor& Tensor::set_requires_grad(bool on) {
   return *this;
 }
 
+namespace {
+
+// An unwritten grad reads as zeros: fill it before anything reads or adds into it.
+void fill_unwritten_grad(TensorImpl& t) {
+  if (!t.grad_unwritten) return;
+  std::memset(t.grad->data, 0, sizeof(float) * static_cast<size_t>(t.grad->numel));
+  t.grad_unwritten = false;
+}
+
+}  // namespace
+
 float* Tensor::grad_data() const {
-  return impl_->requires_grad && impl_->grad ? impl_->grad->data : nullptr;
+  if (!impl_->requires_grad || !impl_->grad) return nullptr;
+  fill_unwritten_grad(*impl_);
+  return impl_->grad->data;
+}
+
+float* Tensor::grad_to_write(bool& overwrite) const {
+  overwrite = false;
+  if (!impl_->requires_grad || !impl_->grad) return nullptr;
+  overwrite = impl_->grad_unwritten;
+  impl_->grad_unwritten = false;
+  return impl_->grad->data;
 }
 
 Tensor Tensor::grad() const {
   if (!impl_->grad) return Tensor();
+  fill_unwritten_grad(*impl_);
   auto g = std::make_shared<TensorImpl>();
   g->storage = impl_->grad;
   g->shape = impl_->shape;
   return Tensor(std::move(g));
 }
 
-void Tensor::zero_grad() const { impl_->grad.reset(); }
+void Tensor::zero_grad() const {
+  impl_->grad.reset();
+  impl_->grad_unwritten = false;
+}
 
 Tensor Tensor::detach() const {
   auto d = std::make_shared<TensorImpl>();

@@ -32,6 +32,10 @@ struct TensorImpl {
   Shape shape;
   bool requires_grad = false;
   std::shared_ptr<Storage> grad;   // same numel as shape; created zero-filled on first use
+  // The backward engine creates grads without filling them: until something writes the grad,
+  // it reads as zeros (grad_data() and grad() fill it on first access), and grad_to_write()
+  // lets a kernel write its gradient instead of adding it to zeros.
+  bool grad_unwritten = false;
   std::shared_ptr<Node> grad_fn;   // null for leaves and for results made without grad
   bool graph_released = false;     // grad_fn was dropped by backward(); a second pass is an error
   std::string name;                // parameters: "blocks.0.attn.qkv.weight"; errors quote it
@@ -68,6 +72,10 @@ class Tensor {
   bool requires_grad() const { return impl_->requires_grad; }
   Tensor& set_requires_grad(bool on);       // leaves only
   float* grad_data() const;                 // null unless requires_grad and a grad exists
+  // The same buffer for a backward kernel that can write its result instead of adding it. Sets
+  // overwrite when the grad holds nothing yet (it reads as zeros): the caller must then write
+  // every element (= instead of +=, beta = 0 in a GEMM). Otherwise the caller adds, as always.
+  float* grad_to_write(bool& overwrite) const;
   Tensor grad() const;                      // undefined when no grad has been accumulated
   void zero_grad() const;                   // drops the grad; the next backward starts from zero
   const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }

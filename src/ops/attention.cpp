@@ -85,11 +85,11 @@ void head_forward(float* O, float* P, float* M, float* a, const float* Q, const 
 //   dV += Aᵀ·dO;  dP = (dO·Vᵀ)∘M;  dS = P∘(dP - rowsum(dP∘P));  dQ += scale·dS·K;
 //   dK += scale·dSᵀ·Q.
 // dO: [Tq, HS] rows of stride C; Q, dQ: [Tq, HS] of stride ldq; K, V, dK, dV: [Tk, HS] of
-// stride ldk. A null grad is skipped.
+// stride ldk. A null grad is skipped. beta = 0 writes the grads instead of adding to them.
 // a, g: [Tq, Tk] scratch. Masked keys have P = 0, so they get dS = 0 with no mask test here.
 void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const float* dO,
                    const float* Q, const float* K, const float* V, const float* P,
-                   const float* M, const Dims& d) {
+                   const float* M, const Dims& d, float beta) {
   const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS, ldq = d.ldq, ldk = d.ldk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   if (dV) {
@@ -98,7 +98,7 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
       for (int64_t e = 0; e < Tq * Tk; ++e) a[e] = P[e] * M[e];
       A = a;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, 1.0f, A, Tk, dO, C, 1.0f,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, 1.0f, A, Tk, dO, C, beta,
                 dV, ldk);
   }
   if (!dQ && !dK) return;
@@ -114,9 +114,9 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
   }
   if (dQ)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, HS, Tk, scale, g, Tk, K, ldk,
-                1.0f, dQ, ldq);
+                beta, dQ, ldq);
   if (dK)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, scale, g, Tk, Q, ldq, 1.0f,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, scale, g, Tk, Q, ldq, beta,
                 dK, ldk);
 }
 
@@ -148,11 +148,13 @@ void attention_forward(float* out, float* P, float* M, float* scratch, const flo
   }
 }
 
-// Gradients as in head_backward, for every (b, h); null grads are skipped.
+// Gradients as in head_backward, for every (b, h); null grads are skipped. With overwrite the
+// grads are written instead of added to (every element of each non-null one is written).
 // scratch: [threads, 2, Tq, Tk]; other shapes as in attention_forward.
-void attention_backward(float* dq, float* dk, float* dv, float* scratch, const float* dout,
-                        const float* q, const float* k, const float* v, const float* P,
-                        const float* M, const Dims& d) {
+void attention_backward(float* dq, float* dk, float* dv, bool overwrite, float* scratch,
+                        const float* dout, const float* q, const float* k, const float* v,
+                        const float* P, const float* M, const Dims& d) {
+  const float beta = overwrite ? 0.0f : 1.0f;
   const int64_t TT = d.Tq * d.Tk;
   auto at = [&](float* base, int64_t off) { return base ? base + off : nullptr; };
 #pragma omp parallel for collapse(2) schedule(static)
@@ -163,14 +165,14 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
       const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
                     ko = b * d.Tk * d.ldk + h * d.HS;
       head_backward(at(dq, qo), at(dk, ko), at(dv, ko), tmp, tmp + TT, dout + oo, q + qo,
-                    k + ko, v + ko, P + bh * TT, M ? M + bh * TT : nullptr, d);
+                    k + ko, v + ko, P + bh * TT, M ? M + bh * TT : nullptr, d, beta);
     }
   }
 }
 
 // The op over q, k, v read in place (pointers into `inputs`, strides in d); grads() gives
-// {dq, dk, dv} (each may be null) when the backward runs. keys names the tensor holding k, for
-// errors.
+// {dq, dk, dv} (each may be null) and whether they may be overwritten, when the backward runs.
+// keys names the tensor holding k, for errors.
 template <class Grads>
 Tensor attend(const char* op, const std::vector<Tensor>& inputs, const float* q, const float* k,
               const float* v, const Dims& d, const AttentionOptions& options, const char* keys,
@@ -203,8 +205,9 @@ Tensor attend(const char* op, const std::vector<Tensor>& inputs, const float* q,
   if (!grad) return out;
   record(out, op, inputs, [inputs, q, k, v, P, M, d, grads](const float* dout) {
     Tensor tmp = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
-    const auto [dq, dk, dv] = grads();
-    attention_backward(dq, dk, dv, tmp.data(), dout, q, k, v, P.data(),
+    bool overwrite = false;
+    const auto [dq, dk, dv] = grads(overwrite);
+    attention_backward(dq, dk, dv, overwrite, tmp.data(), dout, q, k, v, P.data(),
                        M.defined() ? M.data() : nullptr, d);
   });
   return out;
@@ -227,9 +230,12 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
             "{}: C = {} channels (q is {}) are not divisible by n_head = {}", op, C, q.shape(),
             n_head);
   const Dims d{B, Tq, Tk, C, n_head, C / n_head, C, C};
-  return attend(op, {q, k, v}, q.data(), k.data(), v.data(), d, options, "k", k, [q, k, v] {
-    return std::array<float*, 3>{q.grad_data(), k.grad_data(), v.grad_data()};
-  });
+  // q, k and v may be one tensor, so their grads are added to (filled with zeros first).
+  return attend(op, {q, k, v}, q.data(), k.data(), v.data(), d, options, "k", k,
+                [q, k, v](bool& overwrite) {
+                  overwrite = false;
+                  return std::array<float*, 3>{q.grad_data(), k.grad_data(), v.grad_data()};
+                });
 }
 
 Tensor packed_self_attention(const Tensor& qkv, int64_t n_head, const AttentionOptions& options) {
@@ -243,10 +249,12 @@ Tensor packed_self_attention(const Tensor& qkv, int64_t n_head, const AttentionO
             n_head);
   const Dims d{B, T, T, C, n_head, C / n_head, 3 * C, 3 * C};
   const float* x = qkv.data();
-  return attend(op, {qkv}, x, x + C, x + 2 * C, d, options, "qkv", qkv, [qkv, C] {
-    float* g = qkv.grad_data();
-    return g ? std::array<float*, 3>{g, g + C, g + 2 * C} : std::array<float*, 3>{};
-  });
+  // The heads' q, k and v slices tile the whole [B, T, 3C] grad, so a fresh one is written.
+  return attend(op, {qkv}, x, x + C, x + 2 * C, d, options, "qkv", qkv,
+                [qkv, C](bool& overwrite) {
+                  float* g = qkv.grad_to_write(overwrite);
+                  return g ? std::array<float*, 3>{g, g + C, g + 2 * C} : std::array<float*, 3>{};
+                });
 }
 
 }  // namespace qkv

@@ -1,6 +1,7 @@
 // Inverted dropout: kept elements are scaled by 1/(1-p) in training, so eval is the identity.
 #include <cstdint>
 
+#include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -20,10 +21,10 @@ static void dropout_forward(float* y, const float* x, const float* mask, int64_t
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask[i];
 }
 
-// dx += dy * mask.   dx, dy, mask: [n].
-static void dropout_backward(float* dx, const float* dy, const float* mask, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * mask[i];
+// dx += dy * mask (written instead with overwrite).   dx, dy, mask: [n].
+static void dropout_backward(float* dx, bool overwrite, const float* dy, const float* mask,
+                             int64_t n) {
+  accumulate(dx, overwrite, n, [=](int64_t i) { return dy[i] * mask[i]; });
 }
 
 Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
@@ -34,7 +35,8 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
   dropout_mask(mask.data(), n, p, rng);
   dropout_forward(y.data(), x.data(), mask.data(), n);
   record(y, "dropout", {x}, [x, mask, n](const float* dy) {
-    if (float* dx = x.grad_data()) dropout_backward(dx, dy, mask.data(), n);
+    bool overwrite = false;
+    if (float* dx = x.grad_to_write(overwrite)) dropout_backward(dx, overwrite, dy, mask.data(), n);
   });
   return y;
 }

@@ -120,17 +120,26 @@ void binary_forward(float* y, const float* a, const float* b, const Broadcast& b
 // one gets per-thread double partials over a static split of the runs, summed in thread order.
 // Note: never reduction(+:) here; its combine order is unspecified, and DESIGN promises results
 // that repeat exactly for a fixed thread count.
+// With overwrite (a grad nothing has written yet), dx is written instead of added to.
 template <bool kB, class G>
-void binary_backward(float* dx, int64_t nx, const float* dy, const float* a, const float* b,
-                     const Broadcast& bc, G g) {
+void binary_backward(float* dx, bool overwrite, int64_t nx, const float* dy, const float* a,
+                     const float* b, const Broadcast& bc, G g) {
   const int64_t runs = num_runs(bc);
   if (nx == bc.numel) {
+    if (overwrite) {
 #pragma omp parallel for schedule(static) if (bc.numel >= kParallelMin)
-    for (int64_t r = 0; r < runs; ++r)
-      for_runs(bc, r, r + 1,
-               [=](int64_t i, int64_t ia, int64_t ib) { dx[i] += g(dy[i], a[ia], b[ib]); });
+      for (int64_t r = 0; r < runs; ++r)
+        for_runs(bc, r, r + 1,
+                 [=](int64_t i, int64_t ia, int64_t ib) { dx[i] = g(dy[i], a[ia], b[ib]); });
+    } else {
+#pragma omp parallel for schedule(static) if (bc.numel >= kParallelMin)
+      for (int64_t r = 0; r < runs; ++r)
+        for_runs(bc, r, r + 1,
+                 [=](int64_t i, int64_t ia, int64_t ib) { dx[i] += g(dy[i], a[ia], b[ib]); });
+    }
     return;
   }
+  if (overwrite) std::fill_n(dx, nx, 0.0f);
   const int teams = bc.numel >= kParallelMin ? omp_get_max_threads() : 1;
   std::vector<double> partial(static_cast<size_t>(teams) * static_cast<size_t>(nx), 0.0);
 #pragma omp parallel num_threads(teams)
@@ -157,10 +166,11 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f, GA ga, GB g
   Tensor y = Tensor::empty(shape);
   binary_forward(y.data(), a.data(), b.data(), bc, f);
   record(y, op, {a, b}, [a, b, bc, ga, gb](const float* dy) {
-    if (float* da = a.grad_data())
-      binary_backward<false>(da, a.numel(), dy, a.data(), b.data(), bc, ga);
-    if (float* db = b.grad_data())
-      binary_backward<true>(db, b.numel(), dy, a.data(), b.data(), bc, gb);
+    bool overwrite = false;
+    if (float* da = a.grad_to_write(overwrite))
+      binary_backward<false>(da, overwrite, a.numel(), dy, a.data(), b.data(), bc, ga);
+    if (float* db = b.grad_to_write(overwrite))
+      binary_backward<true>(db, overwrite, b.numel(), dy, a.data(), b.data(), bc, gb);
   });
   return y;
 }
@@ -266,7 +276,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, float value) {
                  [value](float v, float m) { return m != 0 ? value : v; });
   record(y, "masked_fill", {x}, [x, mask, bc](const float* dy) {
     if (float* dx = x.grad_data())
-      binary_backward<false>(dx, x.numel(), dy, x.data(), mask.data(), bc,
+      binary_backward<false>(dx, false, x.numel(), dy, x.data(), mask.data(), bc,
                              [](float g, float, float m) { return m != 0 ? 0.0f : g; });
   });
   return y;

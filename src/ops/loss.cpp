@@ -37,18 +37,25 @@ static double cross_entropy_forward(float* lse, double* row_loss, const float* l
 }
 
 // dlogits[n, v] += (exp(logits[n, v] - lse[n]) - [v == target[n]]) * dloss / n_valid;
-// ignored rows get nothing. dlogits, logits: [N, V]; targets, lse: [N].
-static void cross_entropy_backward(float* dlogits, float dloss, const float* logits,
-                                   const float* lse, const int32_t* targets, int32_t ignore_index,
-                                   int64_t n_valid, int64_t N, int64_t V) {
+// ignored rows get nothing. With overwrite (nothing written yet) every row is written instead.
+// dlogits, logits: [N, V]; targets, lse: [N].
+static void cross_entropy_backward(float* dlogits, bool overwrite, float dloss,
+                                   const float* logits, const float* lse, const int32_t* targets,
+                                   int32_t ignore_index, int64_t n_valid, int64_t N, int64_t V) {
   const float scale = dloss / static_cast<float>(n_valid);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
-    if (targets[n] == ignore_index) continue;
-    const float* lr = logits + n * V;
     float* dr = dlogits + n * V;
+    if (targets[n] == ignore_index) {
+      if (overwrite) std::fill_n(dr, V, 0.0f);
+      continue;
+    }
+    const float* lr = logits + n * V;
     const float l = lse[n];
-    for (int64_t v = 0; v < V; ++v) dr[v] += vecmath::exp(lr[v] - l) * scale;
+    if (overwrite)
+      for (int64_t v = 0; v < V; ++v) dr[v] = vecmath::exp(lr[v] - l) * scale;
+    else
+      for (int64_t v = 0; v < V; ++v) dr[v] += vecmath::exp(lr[v] - l) * scale;
     dr[targets[n]] -= scale;
   }
 }
@@ -85,9 +92,10 @@ Tensor softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> targ
   record(loss, "softmax_cross_entropy", {logits},
          [logits, lse, ids = std::vector<int32_t>(targets.begin(), targets.end()), ignore_index,
           n_valid, N, V](const float* dloss) {
-           if (float* dlogits = logits.grad_data())
-             cross_entropy_backward(dlogits, dloss[0], logits.data(), lse.data(), ids.data(),
-                                    ignore_index, n_valid, N, V);
+           bool overwrite = false;
+           if (float* dlogits = logits.grad_to_write(overwrite))
+             cross_entropy_backward(dlogits, overwrite, dloss[0], logits.data(), lse.data(),
+                                    ids.data(), ignore_index, n_valid, N, V);
          });
   return loss;
 }

@@ -48,7 +48,8 @@ static void layer_norm_forward(float* y, float* mean, float* rstd, const float* 
 // dx, dy, x: [N, C]; dw, db, w: [C]; mean, rstd: [N]. Null grad pointers are skipped.
 // Note: dw/db go through per-thread partials (partial: [n_parts, 2C], ignored when both are null)
 // summed in thread order, so they are deterministic for a fixed thread count.
-static void layer_norm_backward(float* dx, float* dw, float* db, float* partial, int n_parts,
+static void layer_norm_backward(float* dx, bool overwrite_dx, float* dw, float* db,
+                                float* partial, int n_parts,
                                 const float* dy, const float* x, const float* w, const float* mean,
                                 const float* rstd, int64_t N, int64_t C) {
   const bool params = dw || db;
@@ -69,10 +70,13 @@ static void layer_norm_backward(float* dx, float* dw, float* db, float* partial,
         const float mean_g = sum_g / static_cast<float>(C);
         const float mean_gx = sum_gx / static_cast<float>(C);
         float* dxr = dx + n * C;
-        for (int64_t c = 0; c < C; ++c) {
-          const float xhat = (xr[c] - m) * s;
-          dxr[c] += s * (dyr[c] * w[c] - mean_g - xhat * mean_gx);
-        }
+        auto term = [=](int64_t c) {
+          return s * (dyr[c] * w[c] - mean_g - (xr[c] - m) * s * mean_gx);
+        };
+        if (overwrite_dx)
+          for (int64_t c = 0; c < C; ++c) dxr[c] = term(c);
+        else
+          for (int64_t c = 0; c < C; ++c) dxr[c] += term(c);
       }
       if (params)
         for (int64_t c = 0; c < C; ++c) {
@@ -112,7 +116,9 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
     const int n_parts = omp_get_max_threads();
     Tensor partial;
     if (dw || db) partial = Tensor::empty({n_parts, 2 * C});
-    layer_norm_backward(x.grad_data(), dw, db, partial.defined() ? partial.data() : nullptr,
+    bool overwrite_dx = false;
+    float* dx = x.grad_to_write(overwrite_dx);
+    layer_norm_backward(dx, overwrite_dx, dw, db, partial.defined() ? partial.data() : nullptr,
                         n_parts, dy, x.data(), weight.data(), mean.data(), rstd.data(), N, C);
   });
   return y;

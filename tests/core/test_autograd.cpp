@@ -1,6 +1,8 @@
 // The engine, tested through two tiny ops defined here so that no op kernel can hide a bug.
 #include <doctest/doctest.h>
 
+#include <vector>
+
 #include "qkv/autograd.h"
 #include "qkv/error.h"
 
@@ -39,7 +41,61 @@ Tensor total(const Tensor& x) {
   return y;
 }
 
+// y = s·x like scale, but its backward writes dx when the grad is fresh, recording in
+// *overwrites whether it could.
+Tensor scale_writing(const Tensor& x, float s, std::vector<bool>* overwrites) {
+  Tensor y = Tensor::empty(x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i) y.data()[i] = s * x.data()[i];
+  record(y, "scale_writing", {x}, [x, s, n = x.numel(), overwrites](const float* dy) {
+    bool overwrite = false;
+    float* dx = x.grad_to_write(overwrite);
+    overwrites->push_back(overwrite);
+    for (int64_t i = 0; i < n; ++i) dx[i] = (overwrite ? 0.0f : dx[i]) + s * dy[i];
+  });
+  return y;
+}
+
+// An op whose backward writes nothing: its input's gradient is zero.
+Tensor ignore_grad(const Tensor& x) {
+  Tensor y = Tensor::from_vector(x.shape(), x.to_vector());
+  record(y, "ignore_grad", {x}, [](const float*) {});
+  return y;
+}
+
 }  // namespace
+
+TEST_CASE("autograd: a grad that nothing writes reads as zeros") {
+  Tensor x = Tensor::from_vector({3}, {1, 2, 3}, true);
+  total(ignore_grad(x)).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 0});
+  // ...also through an intermediate whose only consumer wrote nothing, and via grad_data().
+  Tensor w = Tensor::from_vector({2}, {1, 1}, true);
+  total(ignore_grad(scale(w, 3))).backward();
+  CHECK(w.grad_data()[0] == 0.0f);
+  CHECK(w.grad_data()[1] == 0.0f);
+}
+
+TEST_CASE("autograd: grad_to_write lets the first writer overwrite, and later ones add") {
+  std::vector<bool> overwrites;
+  Tensor x = Tensor::from_vector({2}, {1, 2}, true);
+  total(scale_writing(x, 3, &overwrites)).backward();
+  CHECK(overwrites == std::vector<bool>{true});  // a fresh leaf grad
+  CHECK(x.grad().to_vector() == std::vector<float>{3, 3});
+  total(scale_writing(x, 3, &overwrites)).backward();
+  CHECK(overwrites == std::vector<bool>{true, false});  // leaf grads accumulate across passes
+  CHECK(x.grad().to_vector() == std::vector<float>{6, 6});
+  // Two consumers of one tensor: the first to run writes, the second adds.
+  overwrites.clear();
+  x.zero_grad();
+  total(plus(scale_writing(x, 2, &overwrites), scale_writing(x, 5, &overwrites))).backward();
+  CHECK(overwrites == std::vector<bool>{true, false});
+  CHECK(x.grad().to_vector() == std::vector<float>{7, 7});
+  // A consumer that reads through grad_data() first leaves nothing to overwrite.
+  overwrites.clear();
+  x.zero_grad();
+  total(plus(scale(x, 2), scale_writing(x, 5, &overwrites))).backward();
+  CHECK(x.grad().to_vector() == std::vector<float>{7, 7});
+}
 
 TEST_CASE("autograd: diamond graph sums both paths") {
   Tensor x = Tensor::from_vector({2}, {1, 2}, true);

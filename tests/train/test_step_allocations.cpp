@@ -37,6 +37,7 @@ std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overri
     train::optimisation_step(*task, optimizer, params, data_rng, c.train.grad_accum, 1.0f, 1e-3f);
     allocs.push_back(allocator_stats().system_allocs - before);
   }
+  set_num_threads(0);
   return allocs;
 }
 

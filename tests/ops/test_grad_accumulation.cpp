@@ -1,0 +1,76 @@
+// Ops whose backward writes a fresh gradient (Tensor::grad_to_write) instead of adding it to
+// zeros must still add when the gradient already holds a value: a second backward through the
+// same op, without zero_grad, must give twice the first gradient (exactly where the kernel adds
+// its result in one operation, g + g = 2g in float; to rounding where it sums into the grad, as
+// for a bias).
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ops/attention.h"
+#include "qkv/ops.h"
+
+using namespace qkv;
+
+namespace {
+
+// Runs fn twice, reducing through fixed random weights, and checks every input's gradient
+// doubles. Once through the fresh-grad path, once through the adding path.
+void check_doubles(const std::string& op, const std::function<Tensor()>& fn,
+                   const std::vector<Tensor>& inputs) {
+  CAPTURE(op);
+  for (const Tensor& x : inputs) x.zero_grad();
+  Tensor out = fn();
+  Rng rng(99);
+  const Tensor seed = Tensor::randn(out.shape(), rng);
+  out.backward(seed);
+  std::vector<std::vector<float>> once;
+  for (const Tensor& x : inputs) once.push_back(x.grad().to_vector());
+  fn().backward(seed);
+  for (size_t n = 0; n < inputs.size(); ++n) {
+    CAPTURE(n);
+    const std::vector<float> got = inputs[n].grad().to_vector();
+    REQUIRE(got.size() == once[n].size());
+    for (size_t i = 0; i < got.size(); ++i)
+      CHECK(got[i] == doctest::Approx(2.0 * once[n][i]).epsilon(1e-5));
+  }
+}
+
+Tensor leaf(Shape shape, Rng& rng) { return Tensor::randn(shape, rng, 1.0f, true); }
+
+}  // namespace
+
+TEST_CASE("backward kernels that write fresh grads add into grads that hold values") {
+  Rng rng(7);
+  // Big enough for the threaded linear path (N·O·I >= 2^18) as well as a small one.
+  Tensor x = leaf({64, 96}, rng), w = leaf({48, 96}, rng), b = leaf({48}, rng);
+  check_doubles("linear, split", [&] { return linear(x, w, b); }, {x, w, b});
+  Tensor xs = leaf({3, 4}, rng), ws = leaf({5, 4}, rng);
+  check_doubles("linear, small", [&] { return linear(xs, ws); }, {xs, ws});
+  Tensor h = leaf({6, 8}, rng), g = leaf({8}, rng);
+  check_doubles("layer_norm", [&] { return layer_norm(h, g); }, {h, g});
+  check_doubles("gelu", [&] { return gelu(h); }, {h});
+  check_doubles("gelu tanh", [&] { return gelu(h, GeluApprox::tanh); }, {h});
+  check_doubles("relu", [&] { return relu(h); }, {h});
+  Tensor h2 = leaf({6, 8}, rng);
+  check_doubles("add", [&] { return h + h2; }, {h, h2});
+  check_doubles("add broadcast", [&] { return h + g; }, {h, g});
+  check_doubles("mul", [&] { return h * h2; }, {h, h2});
+  Tensor qkv = leaf({2, 5, 12}, rng);
+  AttentionOptions causal;
+  causal.causal = true;
+  check_doubles("packed_self_attention", [&] { return packed_self_attention(qkv, 2, causal); },
+                {qkv});
+  Tensor logits = leaf({4, 7}, rng);
+  const std::vector<int32_t> targets{1, -1, 6, 0};
+  check_doubles("softmax_cross_entropy", [&] { return softmax_cross_entropy(logits, targets); },
+                {logits});
+  check_doubles("dropout",
+                [&] {
+                  Rng drop(3);  // the same mask both times
+                  return dropout(h, 0.25f, true, drop);
+                },
+                {h});
+}
