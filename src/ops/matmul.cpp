@@ -2,10 +2,12 @@
 // and linear (x·Wᵀ + bias, PyTorch's [O, I] weight). Backward GEMMs run with beta = 1, adding
 // straight into the grads.
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <climits>
 #include <string>
+#include <utility>
 
 #include "qkv/error.h"
 #include "qkv/ops.h"
@@ -69,31 +71,82 @@ void matmul_backward(float* dA, float* dB, const float* dC, const float* A, cons
   }
 }
 
-// y[N,O] = bias rows (or nothing) + x[N,I] · W[O,I]ᵀ
-void linear_forward(float* y, const float* x, const float* W, const float* bias, int64_t N,
-                    int64_t I, int64_t O) {
-  if (bias) {
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) std::copy_n(bias, O, y + n * O);
+// C[M,N] = op(A)·op(B) + beta·C with explicit leading dims, for blocks of larger matrices.
+void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum: C = beta·C, without trusting BLAS with K = 0
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] *= beta;
+    return;
   }
-  gemm(false, true, N, O, I, x, W, bias ? 1.0f : 0.0f, y);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
+              static_cast<int>(std::max<int64_t>(1, lda)), B,
+              static_cast<int>(std::max<int64_t>(1, ldb)), beta, C,
+              static_cast<int>(std::max<int64_t>(1, ldc)));
 }
 
-// dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :].
-// db: each thread owns a block of columns and adds the rows in order, so the sum is the same
-// for any thread count and no two threads touch one element.
-void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
-                     const float* W, int64_t N, int64_t I, int64_t O) {
-  if (dx) gemm(false, false, N, I, O, dy, W, 1.0f, dx);
-  if (dW) gemm(true, false, O, I, N, dy, x, 1.0f, dW);
-  if (db) {
-    constexpr int64_t kBlock = 16;  // one cache line of floats per block
-#pragma omp parallel for schedule(static)
-    for (int64_t c0 = 0; c0 < O; c0 += kBlock) {
-      const int64_t c1 = std::min(O, c0 + kBlock);
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = c0; c < c1; ++c) db[c] += dy[n * O + c];
+// [begin, end) of part t of n items split into `parts` nearly equal contiguous blocks.
+std::pair<int64_t, int64_t> block(int64_t n, int t, int parts) {
+  return {n * t / parts, n * (t + 1) / parts};
+}
+
+// Below this many multiply-adds a linear's GEMM runs on the calling thread alone: splitting it
+// would cost more than it saves (OpenBLAS draws its own line at 4·65536).
+constexpr int64_t kSplitMin = int64_t{1} << 18;
+
+// Linear's GEMMs are split over the threads by us, each block a single-threaded cblas_sgemm
+// (OpenBLAS's OpenMP build runs serially inside a parallel region): at the small shapes of a
+// char-level model, OpenBLAS's own threading of one GEMM synchronises more and balances worse.
+// Blocks never share an output element and each is one GEMM, so results do not depend on the
+// thread count.
+
+// y[N,O] = bias rows (or nothing) + x[N,I] · W[O,I]ᵀ. Threads take row blocks of y, or column
+// blocks (output features) when there are too few rows to share.
+void linear_forward(float* y, const float* x, const float* W, const float* bias, int64_t N,
+                    int64_t I, int64_t O) {
+  const float beta = bias ? 1.0f : 0.0f;
+  const int parts = N * O * I >= kSplitMin ? omp_get_max_threads() : 1;
+  const bool by_rows = N >= 16 * parts;
+#pragma omp parallel num_threads(parts) if (parts > 1)
+  {
+    const auto [b0, b1] = block(by_rows ? N : O, omp_get_thread_num(), parts);
+    const int64_t n0 = by_rows ? b0 : 0, n1 = by_rows ? b1 : N;
+    const int64_t o0 = by_rows ? 0 : b0, o1 = by_rows ? O : b1;
+    if (bias)
+      for (int64_t n = n0; n < n1; ++n) std::copy(bias + o0, bias + o1, y + n * O + o0);
+    gemm_ld(false, true, n1 - n0, o1 - o0, I, x + n0 * I, I, W + o0 * I, I, beta,
+            y + n0 * O + o0, O);
+  }
+}
+
+// dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :].  A grad flagged in overwrite
+// (nothing written yet) is written instead (beta = 0).
+// dx and dW cost the same N·I·O multiply-adds; each thread takes a row block of dx and a row
+// block of dW (a block of output features, so no two threads add into one element), and the
+// same feature block of db, summing its rows in order. When x is the weight or the bias, one
+// thread does all of dx before the rest.
+void linear_backward(float* dx, bool overwrite_dx, float* dW, bool overwrite_dW, float* db,
+                     const float* dy, const float* x, const float* W, int64_t N, int64_t I,
+                     int64_t O) {
+  const bool aliased = dx && (dx == dW || dx == db);  // x is the weight or the bias
+  const int parts = N * O * I >= kSplitMin && !aliased ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(parts) if (parts > 1)
+  {
+    const int t = omp_get_thread_num();
+    if (dx) {
+      const auto [r0, r1] = block(N, t, parts);
+      gemm_ld(false, false, r1 - r0, I, O, dy + r0 * O, O, W, I, overwrite_dx ? 0.0f : 1.0f,
+              dx + r0 * I, I);
     }
+    const auto [o0, o1] = block(O, t, parts);
+    if (dW)
+      gemm_ld(true, false, o1 - o0, I, N, dy + o0, O, x, I, overwrite_dW ? 0.0f : 1.0f,
+              dW + o0 * I, I);
+    if (db)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = o0; c < o1; ++c) db[c] += dy[n * O + c];
   }
 }
 
@@ -161,8 +214,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, I,
                  O);
   record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
-    linear_backward(x.grad_data(), weight.grad_data(), bias.defined() ? bias.grad_data() : nullptr,
-                    dy, x.data(), weight.data(), N, I, O);
+    bool overwrite_dx = false, overwrite_dW = false;
+    float* dx = x.grad_to_write(overwrite_dx);
+    float* dW = weight.grad_to_write(overwrite_dW);
+    linear_backward(dx, overwrite_dx, dW, overwrite_dW,
+                    bias.defined() ? bias.grad_data() : nullptr, dy, x.data(), weight.data(), N,
+                    I, O);
   });
   return y;
 }

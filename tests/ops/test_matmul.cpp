@@ -7,6 +7,7 @@
 
 #include "qkv/error.h"
 #include "qkv/ops.h"
+#include "qkv/runtime.h"
 #include "support/gradcheck.h"
 
 using namespace qkv;
@@ -164,6 +165,59 @@ TEST_CASE("linear: gradients match finite differences") {
   SUBCASE("input that needs no grad") {
     Tensor x = Tensor::randn({4, 3}, rng);
     check_gradients("linear, weights only", [&] { return linear(x, w, b); }, {w, b});
+  }
+}
+
+TEST_CASE("linear: GEMMs split over threads match a naive reference, for any thread count") {
+  // Large enough to be split: by rows of the output (N = 96), and by output features when there
+  // are too few rows to share (N = 4).
+  struct Case {
+    int64_t N, I, O;
+  };
+  for (const Case c : {Case{96, 64, 48}, Case{4, 128, 640}}) {
+    Rng rng(17);
+    Tensor x = param({c.N, c.I}, rng), w = param({c.O, c.I}, rng), b = param({c.O}, rng);
+    Tensor dy = Tensor::randn({c.N, c.O}, rng);
+    // y = x·Wᵀ + b;  dx = dy·W;  dW = dyᵀ·x;  db = Σ_n dy
+    std::vector<double> y(c.N * c.O), dx(c.N * c.I, 0.0), dw(c.O * c.I, 0.0), db(c.O, 0.0);
+    for (int64_t n = 0; n < c.N; ++n)
+      for (int64_t o = 0; o < c.O; ++o) {
+        double s = b.data()[o];
+        const double g = dy.data()[n * c.O + o];
+        for (int64_t i = 0; i < c.I; ++i) {
+          s += double(x.data()[n * c.I + i]) * w.data()[o * c.I + i];
+          dx[n * c.I + i] += g * w.data()[o * c.I + i];
+          dw[o * c.I + i] += g * x.data()[n * c.I + i];
+        }
+        y[n * c.O + o] = s;
+        db[o] += g;
+      }
+    auto close = [](const Tensor& got, const std::vector<double>& want) {
+      REQUIRE(got.numel() == static_cast<int64_t>(want.size()));
+      for (size_t i = 0; i < want.size(); ++i)
+        if (std::abs(got.data()[i] - want[i]) > 1e-4 * (1 + std::abs(want[i]))) return false;
+      return true;
+    };
+    for (const int threads : {1, 2, 3}) {
+      CAPTURE(c.N);
+      CAPTURE(threads);
+      set_num_threads(threads);
+      std::vector<std::vector<float>> runs;
+      for (int r = 0; r < 2; ++r) {
+        for (Tensor* t : {&x, &w, &b}) t->zero_grad();
+        Tensor out = linear(x, w, b);
+        CHECK(close(out, y));
+        out.backward(dy);
+        CHECK(close(x.grad(), dx));
+        CHECK(close(w.grad(), dw));
+        CHECK(close(b.grad(), db));
+        runs.push_back(out.to_vector());
+        for (const Tensor& t : {x.grad(), w.grad(), b.grad()})
+          runs.back().insert(runs.back().end(), t.data(), t.data() + t.numel());
+      }
+      CHECK(runs[0] == runs[1]);  // the same thread count gives the same bits
+    }
+    set_num_threads(0);
   }
 }
 
