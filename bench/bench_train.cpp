@@ -4,6 +4,7 @@
 // steps asked the system for memory, and how many threads the process ran during the steps.
 //
 //   bench_train CONFIG CORPUS [--threads N] [--iters N] [--warmup N] [--set KEY=VALUE ...]
+//               [--profile STEPS]
 //   e.g. bench_train configs/shakespeare_char.toml ../shared/data/tinyshakespeare.txt --threads 2
 #include <cblas.h>
 #include <omp.h>
@@ -24,6 +25,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "op_profile.h"
 #include "qkv/allocator.h"
 #include "qkv/error.h"
 #include "qkv/io/config.h"
@@ -98,6 +100,9 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "timed iterations")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed iterations first")->check(CLI::NonNegativeNumber);
   app.add_option("--set", overrides, "override a config key (repeatable)");
+  int profile_steps = 0;
+  app.add_option("--profile", profile_steps,
+                 "after the timed steps, run this many more with per-op and per-phase timing");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -186,6 +191,50 @@ int main(int argc, char** argv) {
                sampler.max_total(), sampler.max_running(), qkv::num_threads());
     fmt::print("RESULT qkv ms_per_iter={:.3f} rss_mb={:.1f} mfu={:.4f} gflops={:.2f}\n", med,
                double(usage.ru_maxrss) / 1024.0, gflops / peak_1024, gflops);
+    if (profile_steps > 0) {
+      // The same math as optimisation_step, phase by phase, with the op timer on.
+      double fwd = 0, bwd = 0, clip = 0, adamw = 0, wall = 0;
+      using Clock = std::chrono::steady_clock;
+      auto ms_since = [](Clock::time_point t) {
+        return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+      };
+      qkv::op_profile::take();
+      for (int i = 0; i < profile_steps; ++i) {
+        const auto t0 = Clock::now();
+        optimizer.zero_grad();
+        qkv::op_profile::start();
+        qkv::Tensor loss = task->batch_loss(qkv::data::Split::train, data_rng);
+        fwd += ms_since(t0);
+        const auto t1 = Clock::now();
+        loss.backward();
+        qkv::op_profile::stop();
+        bwd += ms_since(t1);
+        const auto t2 = Clock::now();
+        qkv::optim::clip_grad_norm(params, float(c.optim.grad_clip));
+        clip += ms_since(t2);
+        const auto t3 = Clock::now();
+        optimizer.step(qkv::optim::lr_at(iter++, sched));
+        adamw += ms_since(t3);
+        wall += ms_since(t0);
+      }
+      const double n = profile_steps;
+      fmt::print("\nprofile over {} steps (ms per step): forward {:.2f}, backward {:.2f}, clip {:.2f}, "
+                 "AdamW {:.2f}, total {:.2f}\n", profile_steps, fwd / n, bwd / n, clip / n,
+                 adamw / n, wall / n);
+      fmt::print("{:<32} {:>8} {:>9} {:>9} {:>7}\n", "op", "calls", "fwd ms", "bwd ms", "% step");
+      double fwd_ops = 0, bwd_ops = 0;
+      for (const auto& e : qkv::op_profile::take()) {
+        fwd_ops += e.forward_ms, bwd_ops += e.backward_ms;
+        fmt::print("{:<32} {:>8.0f} {:>9.3f} {:>9.3f} {:>6.1f}%\n", e.op, double(e.calls) / n,
+                   e.forward_ms / n, e.backward_ms / n,
+                   100 * (e.forward_ms + e.backward_ms) / wall);
+      }
+      fmt::print("{:<32} {:>8} {:>9.3f} {:>9.3f} {:>6.1f}%\n", "(outside ops: data, engine)", "",
+                 (fwd - fwd_ops) / n, (bwd - bwd_ops) / n,
+                 100 * ((fwd - fwd_ops) + (bwd - bwd_ops)) / wall);
+      fmt::print("{:<32} {:>8} {:>9.3f} {:>9} {:>6.1f}%\n", "clip_grad_norm + AdamW", "",
+                 (clip + adamw) / n, "", 100 * (clip + adamw) / wall);
+    }
   } catch (const qkv::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -4,10 +4,12 @@
 #include "qkv/autograd.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <unordered_set>
 #include <utility>
 
+#include "op_profile.h"
 #include "qkv/error.h"
 
 namespace qkv {
@@ -73,7 +75,15 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
     std::shared_ptr<Node> node = std::move(t.grad_fn);
     for (const auto& in : node->inputs) ensure_grad(*in);
     fill_if_unwritten(t);  // no consumer wrote this grad: it is zero
-    node->backward(t.grad->data);
+    if (op_profile::enabled()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      node->backward(t.grad->data);
+      op_profile::backward_ran(
+          node->op,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    } else {
+      node->backward(t.grad->data);
+    }
     t.graph_released = true;
     t.grad.reset();  // intermediates keep no grad, so their storage is reused by the next node
     t.grad_unwritten = false;
@@ -109,6 +119,7 @@ static void record_impl(Tensor& out, const char* op, const Range& inputs,
   node->backward = std::move(backward);
   out.impl()->requires_grad = true;
   out.impl()->grad_fn = std::move(node);
+  if (op_profile::enabled()) op_profile::forward_recorded(op);
 }
 
 void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs,
