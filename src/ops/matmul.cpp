@@ -123,30 +123,42 @@ void linear_forward(float* y, const float* x, const float* W, const float* bias,
 
 // dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :].  A grad flagged in overwrite
 // (nothing written yet) is written instead (beta = 0).
-// dx and dW cost the same N·I·O multiply-adds; each thread takes a row block of dx and a row
-// block of dW (a block of output features, so no two threads add into one element), and the
-// same feature block of db, summing its rows in order. When x is the weight or the bias, one
+// dx and dW cost the same N·I·O multiply-adds. With an even thread count and both wanted, half
+// the threads share dx by row blocks and the other half share dW by blocks of output features
+// (larger GEMMs than splitting both: 4-20% faster at the baby shapes on 2 threads); otherwise
+// every thread takes a block of each. db goes with dW's feature blocks, each summing its rows
+// in order, so no two threads add into one element. When x is the weight or the bias, one
 // thread does all of dx before the rest.
 void linear_backward(float* dx, bool overwrite_dx, float* dW, bool overwrite_dW, float* db,
                      const float* dy, const float* x, const float* W, int64_t N, int64_t I,
                      int64_t O) {
   const bool aliased = dx && (dx == dW || dx == db);  // x is the weight or the bias
   const int parts = N * O * I >= kSplitMin && !aliased ? omp_get_max_threads() : 1;
+  const bool halves = dx && (dW || db) && parts % 2 == 0;
 #pragma omp parallel num_threads(parts) if (parts > 1)
   {
     const int t = omp_get_thread_num();
-    if (dx) {
-      const auto [r0, r1] = block(N, t, parts);
+    // This thread's share: block dx_part of dx_parts, and block w_part of w_parts of dW and db.
+    int dx_part = t, dx_parts = parts, w_part = t, w_parts = parts;
+    if (halves) {
+      dx_parts = w_parts = parts / 2;
+      dx_part = t < parts / 2 ? t : -1;
+      w_part = t < parts / 2 ? -1 : t - parts / 2;
+    }
+    if (dx && dx_part >= 0) {
+      const auto [r0, r1] = block(N, dx_part, dx_parts);
       gemm_ld(false, false, r1 - r0, I, O, dy + r0 * O, O, W, I, overwrite_dx ? 0.0f : 1.0f,
               dx + r0 * I, I);
     }
-    const auto [o0, o1] = block(O, t, parts);
-    if (dW)
-      gemm_ld(true, false, o1 - o0, I, N, dy + o0, O, x, I, overwrite_dW ? 0.0f : 1.0f,
-              dW + o0 * I, I);
-    if (db)
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t c = o0; c < o1; ++c) db[c] += dy[n * O + c];
+    if (w_part >= 0) {
+      const auto [o0, o1] = block(O, w_part, w_parts);
+      if (dW)
+        gemm_ld(true, false, o1 - o0, I, N, dy + o0, O, x, I, overwrite_dW ? 0.0f : 1.0f,
+                dW + o0 * I, I);
+      if (db)
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t c = o0; c < o1; ++c) db[c] += dy[n * O + c];
+    }
   }
 }
 
