@@ -256,8 +256,9 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
   r.loss /= double(grad_accum);
   // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
   if (!std::isfinite(r.loss)) return r;
-  r.grad_norm = optim::clip_grad_norm(params, grad_clip);
-  optimizer.step(lr);
+  // clip_grad_norm then step(lr), with the clip folded into the update's pass over the grads.
+  r.grad_norm = optim::grad_norm(params);
+  optimizer.step(lr, optim::clip_factor(r.grad_norm, grad_clip));
   return r;
 }
 

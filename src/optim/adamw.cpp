@@ -1,9 +1,12 @@
-// AdamW: one fused pass over each parameter.
+// AdamW: one fused pass over all parameters.
 #include "qkv/optim/adamw.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <vector>
 
 #include "qkv/error.h"
 
@@ -20,34 +23,55 @@ void AdamW::zero_grad() {
   for (Slot& s : slots_) s.param.zero_grad();
 }
 
-// PyTorch's _single_tensor_adamw, element by element:
+// PyTorch's _single_tensor_adamw, element by element, on the grad g·s (s: the clip factor):
 //   p *= 1 - lr·wd;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
 //   p -= (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + eps)
-static void adamw_update(float* p, float* m, float* v, const float* g, int64_t n, float lr,
-                         float wd, float b1, float b2, float eps, float step_size,
+static void adamw_update(float* p, float* m, float* v, const float* g, float s, int64_t n,
+                         float lr, float wd, float b1, float b2, float eps, float step_size,
                          float bc2_sqrt) {
   const float decay = 1.0f - lr * wd;
-#pragma omp parallel for schedule(static) if (n >= 16384)
   for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] * s;
     p[i] *= decay;
-    m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-    v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * gi;
+    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
     p[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
   }
 }
 
-void AdamW::step(float lr) {
+void AdamW::step(float lr) { step(lr, 1.0f); }
+
+// All parameters as one index range split over the threads, so the whole update is one
+// parallel region whatever the sizes of the tensors; elementwise, so any split gives the same
+// result.
+void AdamW::step(float lr, float grad_scale) {
   ++step_;
   const auto& c = config_;
   const double bc1 = 1.0 - std::pow(double(c.beta1), double(step_));
   const double bc2 = 1.0 - std::pow(double(c.beta2), double(step_));
   const auto step_size = static_cast<float>(lr / bc1);
   const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  for (Slot& s : slots_) {
-    const float* g = s.param.grad_data();
-    if (!g) continue;
-    adamw_update(s.param.data(), s.m.data(), s.v.data(), g, s.param.numel(), lr,
-                 s.decay ? c.weight_decay : 0.0f, c.beta1, c.beta2, c.eps, step_size, bc2_sqrt);
+  std::vector<int64_t> start(slots_.size() + 1, 0);  // slot k covers [start[k], start[k + 1])
+  std::vector<const float*> grads(slots_.size());     // fetched here: grad_data() may fill zeros
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    start[k + 1] = start[k] + slots_[k].param.numel();
+    grads[k] = slots_[k].param.grad_data();
+  }
+  const int64_t total = start.back();
+#pragma omp parallel if (total >= 16384)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t lo = total * t / nt, hi = total * (t + 1) / nt;
+    for (size_t k = 0; k < slots_.size(); ++k) {
+      const int64_t a = std::max(lo, start[k]), b = std::min(hi, start[k + 1]);
+      const float* g = grads[k];
+      if (a >= b || !g) continue;
+      Slot& s = slots_[k];
+      const int64_t off = a - start[k];
+      adamw_update(s.param.data() + off, s.m.data() + off, s.v.data() + off, g + off,
+                   grad_scale, b - a, lr, s.decay ? c.weight_decay : 0.0f, c.beta1, c.beta2,
+                   c.eps, step_size, bc2_sqrt);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Learning-rate schedule and gradient clipping.
 #include "qkv/optim/schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -18,8 +19,7 @@ float lr_at(int64_t it, const ScheduleConfig& c) {
 
 namespace {
 
-// Σ g² in double over 8 fixed lanes summed in order: vectorisable and deterministic (one running
-// double sum is neither fast nor needed for the order to be fixed).
+// Σ g² in double over 8 fixed lanes summed in order: vectorisable (one running double sum is not).
 double sum_squares(const float* g, int64_t n) {
   constexpr int kLanes = 8;
   double acc[kLanes] = {};
@@ -32,15 +32,40 @@ double sum_squares(const float* g, int64_t n) {
   return sum;
 }
 
+// Elements per block of the norm: each block's sum is one task, and the blocks' sums are added
+// in order, so the threads only change who computes a block.
+constexpr int64_t kNormBlock = int64_t{1} << 14;
+
 }  // namespace
 
-float clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, float max_norm) {
-  double sq = 0;
+float grad_norm(const std::vector<std::pair<std::string, Tensor>>& params) {
+  struct Block {
+    const float* g;
+    int64_t n;
+  };
+  std::vector<Block> blocks;
   for (const auto& [name, p] : params)
-    if (const float* g = p.grad_data()) sq += sum_squares(g, p.numel());
-  const auto norm = static_cast<float>(std::sqrt(sq));
+    if (const float* g = p.grad_data())
+      for (int64_t i = 0; i < p.numel(); i += kNormBlock)
+        blocks.push_back({g + i, std::min(kNormBlock, p.numel() - i)});
+  std::vector<double> sums(blocks.size());
+  const auto nb = static_cast<int64_t>(blocks.size());
+#pragma omp parallel for schedule(static) if (nb > 1)
+  for (int64_t b = 0; b < nb; ++b) sums[b] = sum_squares(blocks[b].g, blocks[b].n);
+  double sq = 0;
+  for (double s : sums) sq += s;
+  return static_cast<float>(std::sqrt(sq));
+}
+
+float clip_factor(float norm, float max_norm) {
   const float factor = max_norm / (norm + 1e-6f);
-  if (max_norm > 0 && factor < 1.0f) {
+  return max_norm > 0 && factor < 1.0f ? factor : 1.0f;
+}
+
+float clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, float max_norm) {
+  const float norm = grad_norm(params);
+  const float factor = clip_factor(norm, max_norm);
+  if (factor < 1.0f) {
     for (const auto& [name, p] : params) {
       float* g = p.grad_data();
       if (!g) continue;

@@ -1,9 +1,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include "qkv/error.h"
 #include "qkv/optim/adamw.h"
+#include "qkv/optim/schedule.h"
+#include "qkv/runtime.h"
 
 using namespace qkv;
 using namespace qkv::optim;
@@ -68,4 +74,54 @@ TEST_CASE("adamw: loading state reports every missing, unexpected and mis-shaped
                        "optimizer state: 'm.p' is [3], parameter expects [2]; missing 'v.p'; "
                        "unexpected 'm.extra'",
                        Error);
+}
+
+TEST_CASE("adamw: the clip folded into step equals clip_grad_norm then step, bit for bit") {
+  // Several tensors, one larger than a thread's share, so the update's split crosses tensors.
+  Rng rng(8);
+  const std::vector<Shape> shapes{{300, 70}, {70}, {5, 3}, {40000}};
+  for (const float max_norm : {1.0f, 1e6f}) {  // clipping, and a norm under the limit
+    CAPTURE(max_norm);
+    AdamW::NamedTensors a, b;
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      Tensor p = Tensor::randn(shapes[k], rng, 1.0f, true);
+      const std::string name = fmt::format("p{}", k);
+      a.emplace_back(name, p);
+      b.emplace_back(name, Tensor::from_vector(p.shape(), p.to_vector(), true));
+    }
+    AdamW opt_a(a, {}), opt_b(b, {});
+    for (int step = 0; step < 3; ++step) {
+      for (size_t k = 0; k < shapes.size(); ++k) {
+        const Tensor g = Tensor::randn(shapes[k], rng, 3.0f);
+        a[k].second.zero_grad();
+        a[k].second.backward(g);
+        b[k].second.zero_grad();
+        b[k].second.backward(g);
+      }
+      const float norm_a = clip_grad_norm(a, max_norm);
+      opt_a.step(1e-2f);
+      const float norm_b = grad_norm(b);
+      opt_b.step(1e-2f, clip_factor(norm_b, max_norm));
+      CHECK(norm_a == norm_b);
+      for (size_t k = 0; k < shapes.size(); ++k) CHECK(a[k].second.to_vector() == b[k].second.to_vector());
+    }
+  }
+}
+
+TEST_CASE("adamw: a step gives the same bits on any thread count") {
+  std::vector<std::vector<float>> results;
+  for (const int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Rng rng(9);
+    Tensor w = Tensor::randn({200, 100}, rng, 1.0f, true), b = Tensor::randn({7}, rng, 1.0f, true);
+    AdamW opt({{"w", w}, {"b", b}}, {});
+    w.backward(Tensor::randn(w.shape(), rng));
+    b.backward(Tensor::randn(b.shape(), rng));
+    opt.step(1e-2f, 0.5f);
+    results.push_back(w.to_vector());
+    results.back().insert(results.back().end(), b.data(), b.data() + b.numel());
+  }
+  set_num_threads(0);
+  CHECK(results[0] == results[1]);
+  CHECK(results[0] == results[2]);
 }

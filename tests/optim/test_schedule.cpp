@@ -1,8 +1,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "qkv/optim/schedule.h"
+#include "qkv/runtime.h"
 
 using namespace qkv;
 using namespace qkv::optim;
@@ -38,4 +42,32 @@ TEST_CASE("clip_grad_norm: scales grads to the max norm and returns the norm bef
   CHECK(a.grad().at({0}) == doctest::Approx(0.6));
   CHECK(b.grad().at({0}) == doctest::Approx(0.8));
   CHECK(clip_grad_norm(params, 1.0f) == doctest::Approx(1.0).epsilon(1e-5));
+}
+
+TEST_CASE("grad_norm: the norm of every grad, unchanged grads, the same on any thread count") {
+  Tensor a = Tensor::zeros({2}, true), b = Tensor::zeros({1}, true);
+  a.backward(Tensor::from_vector({2}, {3, 0}));
+  b.backward(Tensor::from_vector({1}, {4}));
+  const std::vector<std::pair<std::string, Tensor>> params{{"a", a}, {"b", b}};
+  CHECK(grad_norm(params) == 5.0f);
+  CHECK(a.grad().to_vector() == std::vector<float>{3, 0});
+  CHECK(clip_factor(5.0f, 10.0f) == 1.0f);
+  CHECK(clip_factor(5.0f, 1.0f) == doctest::Approx(0.2));
+  CHECK(clip_factor(5.0f, 0.0f) == 1.0f);  // max_norm 0 turns clipping off
+  // Many blocks of the norm's split: the same float whatever the threads.
+  Rng rng(3);
+  Tensor big = Tensor::zeros({100003}, true);
+  big.backward(Tensor::randn({100003}, rng));
+  const std::vector<std::pair<std::string, Tensor>> many{{"a", a}, {"big", big}};
+  double want = 9;  // a: 3² + 0²
+  for (float g : big.grad().to_vector()) want += double(g) * g;
+  std::vector<float> norms;
+  for (const int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    norms.push_back(grad_norm(many));
+  }
+  set_num_threads(0);
+  CHECK(norms[0] == doctest::Approx(std::sqrt(want)).epsilon(1e-6));
+  CHECK(norms[0] == norms[1]);
+  CHECK(norms[0] == norms[2]);
 }

@@ -28,4 +28,11 @@ float lr_at(int64_t it, const ScheduleConfig& config);
 // summed in double in parameter order so it is deterministic.
 float clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, float max_norm);
 
+// The global L2 norm of the grads that clip_grad_norm clips by, leaving the grads as they are.
+// Summed in double over fixed blocks in order, so it does not depend on the thread count.
+float grad_norm(const std::vector<std::pair<std::string, Tensor>>& params);
+// The factor clip_grad_norm scales the grads by: max_norm / (norm + 1e-6) when that is < 1 (and
+// max_norm > 0), else 1.
+float clip_factor(float norm, float max_norm);
+
 }  // namespace qkv::optim
