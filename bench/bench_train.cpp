@@ -222,18 +222,18 @@ int main(int argc, char** argv) {
       fmt::print("\nprofile over {} steps (ms per step): forward {:.2f}, backward {:.2f}, grad norm "
                  "{:.2f}, AdamW (with the clip) {:.2f}, total {:.2f}\n", profile_steps, fwd / n, bwd / n, clip / n,
                  adamw / n, wall / n);
-      fmt::print("{:<32} {:>8} {:>9} {:>9} {:>7}\n", "op", "calls", "fwd ms", "bwd ms", "% step");
+      fmt::print("{:<40} {:>8} {:>9} {:>9} {:>7}\n", "op", "calls", "fwd ms", "bwd ms", "% step");
       double fwd_ops = 0, bwd_ops = 0;
       for (const auto& e : qkv::op_profile::take()) {
         fwd_ops += e.forward_ms, bwd_ops += e.backward_ms;
-        fmt::print("{:<32} {:>8.0f} {:>9.3f} {:>9.3f} {:>6.1f}%\n", e.op, double(e.calls) / n,
+        fmt::print("{:<40} {:>8.0f} {:>9.3f} {:>9.3f} {:>6.1f}%\n", e.op, double(e.calls) / n,
                    e.forward_ms / n, e.backward_ms / n,
                    100 * (e.forward_ms + e.backward_ms) / wall);
       }
-      fmt::print("{:<32} {:>8} {:>9.3f} {:>9.3f} {:>6.1f}%\n", "(outside ops: data, engine)", "",
+      fmt::print("{:<40} {:>8} {:>9.3f} {:>9.3f} {:>6.1f}%\n", "(outside ops: data, engine)", "",
                  (fwd - fwd_ops) / n, (bwd - bwd_ops) / n,
                  100 * ((fwd - fwd_ops) + (bwd - bwd_ops)) / wall);
-      fmt::print("{:<32} {:>8} {:>9.3f} {:>9} {:>6.1f}%\n", "grad norm + clip + AdamW", "",
+      fmt::print("{:<40} {:>8} {:>9.3f} {:>9} {:>6.1f}%\n", "grad norm + clip + AdamW", "",
                  (clip + adamw) / n, "", 100 * (clip + adamw) / wall);
     }
   } catch (const qkv::Error& e) {

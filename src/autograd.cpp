@@ -79,7 +79,7 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
       const auto t0 = std::chrono::steady_clock::now();
       node->backward(t.grad->data);
       op_profile::backward_ran(
-          node->op,
+          node->op, t.shape,
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     } else {
       node->backward(t.grad->data);
@@ -119,7 +119,7 @@ static void record_impl(Tensor& out, const char* op, const Range& inputs,
   node->backward = std::move(backward);
   out.impl()->requires_grad = true;
   out.impl()->grad_fn = std::move(node);
-  if (op_profile::enabled()) op_profile::forward_recorded(op);
+  if (op_profile::enabled()) op_profile::forward_recorded(op, out.shape());
 }
 
 void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs,

@@ -23,6 +23,8 @@ State& state() {
   return s;
 }
 
+std::string key(const char* op, const Shape& out) { return std::string(op) + " " + out.str(); }
+
 }  // namespace
 
 void start() {
@@ -44,19 +46,19 @@ std::vector<Entry> take() {
 
 bool enabled() { return state().on; }
 
-void forward_recorded(const char* op) {
+void forward_recorded(const char* op, const Shape& out) {
   State& s = state();
   const Clock::time_point now = Clock::now();
-  Entry& e = s.totals[op];
-  e.op = op;
+  Entry& e = s.totals[key(op, out)];
+  e.op = key(op, out);
   e.forward_ms += std::chrono::duration<double, std::milli>(now - s.last).count();
   e.calls++;
   s.last = now;
 }
 
-void backward_ran(const char* op, double ms) {
-  Entry& e = state().totals[op];
-  e.op = op;
+void backward_ran(const char* op, const Shape& out, double ms) {
+  Entry& e = state().totals[key(op, out)];
+  e.op = key(op, out);
   e.backward_ms += ms;
 }
 

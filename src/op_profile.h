@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "qkv/shape.h"
+
 namespace qkv::op_profile {
 
 struct Entry {
-  std::string op;
+  std::string op;          // the op's name and its output's shape, e.g. "linear [12, 64, 384]"
   double forward_ms = 0;   // wall time up to the op's record(), since the previous one
   double backward_ms = 0;  // wall time of its backward closures
   int64_t calls = 0;       // forward calls
@@ -24,7 +26,7 @@ std::vector<Entry> take();
 
 // Hooks for the engine (autograd.cpp).
 bool enabled();
-void forward_recorded(const char* op);
-void backward_ran(const char* op, double ms);
+void forward_recorded(const char* op, const Shape& out);
+void backward_ran(const char* op, const Shape& out, double ms);
 
 }  // namespace qkv::op_profile

@@ -1,6 +1,6 @@
 // Matrix products on cblas_sgemm: matmul (rank 2, batched rank 3/4, optionally a shared rank-2 b)
 // and linear (x·Wᵀ + bias, PyTorch's [O, I] weight). Backward GEMMs run with beta = 1, adding
-// straight into the grads.
+// straight into the grads (beta = 0 for a grad nothing has written yet).
 #include <cblas.h>
 #include <omp.h>
 
@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "ops/gemm.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -71,36 +72,8 @@ void matmul_backward(float* dA, float* dB, const float* dC, const float* A, cons
   }
 }
 
-// C[M,N] = op(A)·op(B) + beta·C with explicit leading dims, for blocks of larger matrices.
-void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {  // an empty sum: C = beta·C, without trusting BLAS with K = 0
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] *= beta;
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
-              static_cast<int>(std::max<int64_t>(1, lda)), B,
-              static_cast<int>(std::max<int64_t>(1, ldb)), beta, C,
-              static_cast<int>(std::max<int64_t>(1, ldc)));
-}
-
-// [begin, end) of part t of n items split into `parts` nearly equal contiguous blocks.
-std::pair<int64_t, int64_t> block(int64_t n, int t, int parts) {
-  return {n * t / parts, n * (t + 1) / parts};
-}
-
-// Below this many multiply-adds a linear's GEMM runs on the calling thread alone: splitting it
-// would cost more than it saves (OpenBLAS draws its own line at 4·65536).
-constexpr int64_t kSplitMin = int64_t{1} << 18;
-
-// Linear's GEMMs are split over the threads by us, each block a single-threaded cblas_sgemm
-// (OpenBLAS's OpenMP build runs serially inside a parallel region): at the small shapes of a
-// char-level model, OpenBLAS's own threading of one GEMM synchronises more and balances worse.
-// Blocks never share an output element and each is one GEMM, so results do not depend on the
-// thread count.
+// Linear's GEMMs are split over the threads by us (see ops/gemm.h). Blocks never share an
+// output element and each is one GEMM, so results do not depend on the thread count.
 
 // y[N,O] = bias rows (or nothing) + x[N,I] · W[O,I]ᵀ. Threads take row blocks of y, or column
 // blocks (output features) when there are too few rows to share.

@@ -1,0 +1,41 @@
+// Internal GEMM helpers shared by the ops that split their products over the threads
+// themselves (linear, the fused feed-forward): each block is one single-threaded cblas_sgemm
+// (OpenBLAS's OpenMP build runs serially inside a parallel region). At the small shapes of a
+// char-level model, OpenBLAS's own threading of one GEMM synchronises more and balances worse.
+#pragma once
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+namespace qkv {
+
+// C[M,N] = op(A)·op(B) + beta·C, row-major with explicit leading dims (blocks of larger
+// matrices). A is [M,K] (or [K,M] when ta), B is [K,N] (or [N,K] when tb).
+inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum: C = beta·C, without trusting BLAS with K = 0
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] *= beta;
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
+              static_cast<int>(std::max<int64_t>(1, lda)), B,
+              static_cast<int>(std::max<int64_t>(1, ldb)), beta, C,
+              static_cast<int>(std::max<int64_t>(1, ldc)));
+}
+
+// [begin, end) of part t of n items split into `parts` nearly equal contiguous blocks.
+inline std::pair<int64_t, int64_t> block(int64_t n, int t, int parts) {
+  return {n * t / parts, n * (t + 1) / parts};
+}
+
+// Below this many multiply-adds a product runs on the calling thread alone: splitting it
+// would cost more than it saves (OpenBLAS draws its own line at 4·65536).
+constexpr int64_t kSplitMin = int64_t{1} << 18;
+
+}  // namespace qkv
