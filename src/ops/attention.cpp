@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ops/attention.h"
+#include "ops/dropout_mask.h"
 #include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
@@ -54,13 +55,11 @@ void masked_softmax_row(float* s, int64_t n, int64_t Tk, const float* pad) {
 }
 
 // One (b, h). Q: [Tq, HS] rows of stride ldq; O: [Tq, HS] rows of stride C; K, V: [Tk, HS]
-// rows of stride ldk; pad: [Tk] or
-// null. Writes P: [Tq, Tk] (softmax probabilities, 0 on masked keys; saved for backward) and,
-// with dropout (seed set), M: [Tq, Tk] holding 0 or 1/(1-p) (saved) and A = P∘M in
-// a: [Tq, Tk] (scratch). O = A·V (A = P without dropout).
-void head_forward(float* O, float* P, float* M, float* a, const float* Q, const float* K,
-                  const float* V, const float* pad, const uint64_t* seed, float p_drop,
-                  const Dims& d, bool causal) {
+// rows of stride ldk; pad: [Tk] or null. Writes P: [Tq, Tk] (softmax probabilities, 0 on
+// masked keys; saved for backward) and, with dropout (mask set), A = P∘M in a: [Tq, Tk]
+// (scratch), M the head's mask of 0 or 1/(1-p). O = A·V (A = P without dropout).
+void head_forward(float* O, float* P, float* a, const float* Q, const float* K, const float* V,
+                  const float* pad, const DropoutMask* mask, const Dims& d, bool causal) {
   const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, HS, scale, Q, d.ldq, K, d.ldk,
@@ -68,13 +67,9 @@ void head_forward(float* O, float* P, float* M, float* a, const float* Q, const 
   for (int64_t i = 0; i < Tq; ++i)
     masked_softmax_row(P + i * Tk, causal_keys(d, i, causal), Tk, pad);
   const float* A = P;
-  if (seed) {
-    Rng rng(*seed);
-    const float keep_scale = 1.0f / (1.0f - p_drop);
-    for (int64_t e = 0; e < Tq * Tk; ++e) {
-      M[e] = rng.uniform() < p_drop ? 0.0f : keep_scale;
-      a[e] = P[e] * M[e];
-    }
+  if (mask) {
+    const DropoutMask m = *mask;
+    for (int64_t e = 0; e < Tq * Tk; ++e) a[e] = P[e] * m(static_cast<uint64_t>(e));
     A = a;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, HS, Tk, 1.0f, A, Tk, V, d.ldk, 0.0f,
@@ -87,15 +82,17 @@ void head_forward(float* O, float* P, float* M, float* a, const float* Q, const 
 // dO: [Tq, HS] rows of stride C; Q, dQ: [Tq, HS] of stride ldq; K, V, dK, dV: [Tk, HS] of
 // stride ldk. A null grad is skipped. beta = 0 writes the grads instead of adding to them.
 // a, g: [Tq, Tk] scratch. Masked keys have P = 0, so they get dS = 0 with no mask test here.
+// mask: the head's dropout mask M (recomputed), or null.
 void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const float* dO,
                    const float* Q, const float* K, const float* V, const float* P,
-                   const float* M, const Dims& d, float beta) {
+                   const DropoutMask* mask, const Dims& d, float beta) {
   const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS, ldq = d.ldq, ldk = d.ldk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   if (dV) {
     const float* A = P;
-    if (M) {
-      for (int64_t e = 0; e < Tq * Tk; ++e) a[e] = P[e] * M[e];
+    if (mask) {
+      const DropoutMask m = *mask;
+      for (int64_t e = 0; e < Tq * Tk; ++e) a[e] = P[e] * m(static_cast<uint64_t>(e));
       A = a;
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, HS, Tq, 1.0f, A, Tk, dO, C, beta,
@@ -107,8 +104,10 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
   for (int64_t i = 0; i < Tq; ++i) {
     float* gi = g + i * Tk;
     const float* pi = P + i * Tk;
-    if (M)
-      for (int64_t j = 0; j < Tk; ++j) gi[j] *= M[i * Tk + j];
+    if (mask) {
+      const DropoutMask m = *mask;
+      for (int64_t j = 0; j < Tk; ++j) gi[j] *= m(static_cast<uint64_t>(i * Tk + j));
+    }
     const float dot = lane_dot(gi, pi, Tk);
     for (int64_t j = 0; j < Tk; ++j) gi[j] = pi[j] * (gi[j] - dot);
   }
@@ -122,16 +121,16 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
 
 // out: [B, Tq, C]; q: [B, Tq, ·] rows of stride ldq; k, v: [B, Tk, ·] of stride ldk;
 // P: [B, NH, Tq, Tk] (saved when save_p, else per-thread rows of scratch);
-// M: [B, NH, Tq, Tk] or null (no dropout); seeds: [B·NH] or null; pad: [B, Tk] or null;
+// masks: [B·NH] dropout masks, or null (no dropout); pad: [B, Tk] or null;
 // scratch: [threads, 2, Tq, Tk].
 // Heads use cblas_sgemm (OpenBLAS's OpenMP build runs single-threaded inside this region): it
 // beat plain vectorised loops that skip the causal upper triangle by 3-4x, causal, 1 thread,
 // AVX-512 Xeon, forward + backward: B=12 NH=4 T=64 HS=32: 0.48 + 0.54 ms vs 1.71 + 2.13 ms;
 // B=64 NH=6 T=256 HS=64: 84 + 121 ms vs 298 + 462 ms.
 // Each (b, h) is computed whole by one thread, so results do not depend on the thread count.
-void attention_forward(float* out, float* P, float* M, float* scratch, const float* q,
-                       const float* k, const float* v, const float* pad, const uint64_t* seeds,
-                       float p_drop, const Dims& d, bool causal, bool save_p) {
+void attention_forward(float* out, float* P, float* scratch, const float* q, const float* k,
+                       const float* v, const float* pad, const DropoutMask* masks, const Dims& d,
+                       bool causal, bool save_p) {
   const int64_t TT = d.Tq * d.Tk;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < d.B; ++b) {
@@ -141,9 +140,8 @@ void attention_forward(float* out, float* P, float* M, float* scratch, const flo
       float* p = save_p ? P + bh * TT : tmp + TT;
       const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
                     ko = b * d.Tk * d.ldk + h * d.HS;
-      head_forward(out + oo, p, M ? M + bh * TT : nullptr, tmp, q + qo, k + ko, v + ko,
-                   pad ? pad + b * d.Tk : nullptr, seeds ? seeds + bh : nullptr, p_drop, d,
-                   causal);
+      head_forward(out + oo, p, tmp, q + qo, k + ko, v + ko, pad ? pad + b * d.Tk : nullptr,
+                   masks ? masks + bh : nullptr, d, causal);
     }
   }
 }
@@ -153,7 +151,7 @@ void attention_forward(float* out, float* P, float* M, float* scratch, const flo
 // scratch: [threads, 2, Tq, Tk]; other shapes as in attention_forward.
 void attention_backward(float* dq, float* dk, float* dv, bool overwrite, float* scratch,
                         const float* dout, const float* q, const float* k, const float* v,
-                        const float* P, const float* M, const Dims& d) {
+                        const float* P, const DropoutMask* masks, const Dims& d) {
   const float beta = overwrite ? 0.0f : 1.0f;
   const int64_t TT = d.Tq * d.Tk;
   auto at = [&](float* base, int64_t off) { return base ? base + off : nullptr; };
@@ -165,7 +163,7 @@ void attention_backward(float* dq, float* dk, float* dv, bool overwrite, float* 
       const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
                     ko = b * d.Tk * d.ldk + h * d.HS;
       head_backward(at(dq, qo), at(dk, ko), at(dv, ko), tmp, tmp + TT, dout + oo, q + qo,
-                    k + ko, v + ko, P + bh * TT, M ? M + bh * TT : nullptr, d, beta);
+                    k + ko, v + ko, P + bh * TT, masks ? masks + bh : nullptr, d, beta);
     }
   }
 }
@@ -185,30 +183,26 @@ Tensor attend(const char* op, const std::vector<Tensor>& inputs, const float* q,
             "{}: dropout must be in [0, 1), got {}", op, options.dropout);
   const bool drop = options.dropout > 0.0f && options.rng != nullptr;
   const bool grad = needs_grad(inputs);
-  // Seeds drawn in (b, h) order before the parallel loop: the mask is the same for any
-  // thread count, and a saved rng state replays it.
-  std::vector<uint64_t> seeds;
-  if (drop) {
-    seeds.resize(static_cast<size_t>(d.B * d.NH));
-    for (uint64_t& s : seeds) {
-      const uint64_t hi = options.rng->next_u32();
-      s = (hi << 32) | options.rng->next_u32();
-    }
-  }
+  // One mask seed per (b, h), drawn in that order before the parallel loop: the masks are the
+  // same for any thread count, a saved rng state replays them, and the backward recomputes
+  // them (ops/dropout_mask.h) instead of keeping [B, NH, Tq, Tk] of them.
+  std::vector<DropoutMask> masks;
+  if (drop)
+    for (int64_t bh = 0; bh < d.B * d.NH; ++bh)
+      masks.emplace_back(DropoutMask::draw_seed(*options.rng), options.dropout);
   Tensor out = Tensor::empty({d.B, d.Tq, d.C});
   Tensor P = grad ? Tensor::empty({d.B, d.NH, d.Tq, d.Tk}) : Tensor();
-  Tensor M = drop ? Tensor::empty({d.B, d.NH, d.Tq, d.Tk}) : Tensor();
   Tensor scratch = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
-  attention_forward(out.data(), grad ? P.data() : nullptr, drop ? M.data() : nullptr,
-                    scratch.data(), q, k, v, pad.defined() ? pad.data() : nullptr,
-                    drop ? seeds.data() : nullptr, options.dropout, d, options.causal, grad);
+  attention_forward(out.data(), grad ? P.data() : nullptr, scratch.data(), q, k, v,
+                    pad.defined() ? pad.data() : nullptr, drop ? masks.data() : nullptr, d,
+                    options.causal, grad);
   if (!grad) return out;
-  record(out, op, inputs, [inputs, q, k, v, P, M, d, grads](const float* dout) {
+  record(out, op, inputs, [inputs, q, k, v, P, masks, d, grads](const float* dout) {
     Tensor tmp = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
     bool overwrite = false;
     const auto [dq, dk, dv] = grads(overwrite);
     attention_backward(dq, dk, dv, overwrite, tmp.data(), dout, q, k, v, P.data(),
-                       M.defined() ? M.data() : nullptr, d);
+                       masks.empty() ? nullptr : masks.data(), d);
   });
   return out;
 }

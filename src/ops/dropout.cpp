@@ -1,42 +1,61 @@
 // Inverted dropout: kept elements are scaled by 1/(1-p) in training, so eval is the identity.
+// The mask is a counter-based hash of one seed drawn from the rng (ops/dropout_mask.h): drawn
+// in parallel, the same for any thread count, and recomputed by the backward instead of kept.
+#include <algorithm>
 #include <cstdint>
 
+#include "ops/dropout_mask.h"
 #include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
 namespace qkv {
 
-// mask[i] = 1/(1-p) with probability 1-p, else 0.   mask: [n] (saved for the backward).
-// Note: one thread draws in element order, so a saved rng state replays the same mask whatever
-// the thread count.
-static void dropout_mask(float* mask, int64_t n, float p, Rng& rng) {
-  const float scale = 1.0f / (1.0f - p);
-  for (int64_t i = 0; i < n; ++i) mask[i] = rng.uniform() < p ? 0.0f : scale;
+// Elements per block of the loops below: each block is one vectorised loop (the mask passed by
+// value, so GCC keeps its fields in registers), blocks split over the threads.
+constexpr int64_t kBlock = 4096;
+
+// y[i] = x[i] * mask(i) for i in [i0, i1).
+static void mask_block(float* y, const float* x, DropoutMask mask, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) y[i] = x[i] * mask(static_cast<uint64_t>(i));
 }
 
-// y = x * mask.   x, y, mask: [n].
-static void dropout_forward(float* y, const float* x, const float* mask, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask[i];
+// dx[i] (+)= dy[i] * mask(i) for i in [i0, i1): written with overwrite, else added.
+static void mask_grad_block(float* dx, bool overwrite, const float* dy, DropoutMask mask,
+                            int64_t i0, int64_t i1) {
+  if (overwrite)
+    for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * mask(static_cast<uint64_t>(i));
+  else
+    for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i] * mask(static_cast<uint64_t>(i));
 }
 
-// dx += dy * mask (written instead with overwrite).   dx, dy, mask: [n].
-static void dropout_backward(float* dx, bool overwrite, const float* dy, const float* mask,
+// y = x * mask.   x, y: [n].
+static void dropout_forward(float* y, const float* x, const DropoutMask& mask, int64_t n) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b)
+    mask_block(y, x, mask, b * kBlock, std::min(n, (b + 1) * kBlock));
+}
+
+// dx += dy * mask (written instead with overwrite).   dx, dy: [n].
+static void dropout_backward(float* dx, bool overwrite, const float* dy, const DropoutMask& mask,
                              int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) { return dy[i] * mask[i]; });
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b)
+    mask_grad_block(dx, overwrite, dy, mask, b * kBlock, std::min(n, (b + 1) * kBlock));
 }
 
 Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
   QKV_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability p = {} is outside [0, 1)", p);
   if (!training || p == 0.0f) return x;
   const int64_t n = x.numel();
-  Tensor mask = Tensor::empty(x.shape()), y = Tensor::empty(x.shape());
-  dropout_mask(mask.data(), n, p, rng);
-  dropout_forward(y.data(), x.data(), mask.data(), n);
+  const DropoutMask mask(DropoutMask::draw_seed(rng), p);
+  Tensor y = Tensor::empty(x.shape());
+  dropout_forward(y.data(), x.data(), mask, n);
   record(y, "dropout", {x}, [x, mask, n](const float* dy) {
     bool overwrite = false;
-    if (float* dx = x.grad_to_write(overwrite)) dropout_backward(dx, overwrite, dy, mask.data(), n);
+    if (float* dx = x.grad_to_write(overwrite)) dropout_backward(dx, overwrite, dy, mask, n);
   });
   return y;
 }

@@ -7,6 +7,7 @@
 
 #include "qkv/error.h"
 #include "qkv/ops.h"
+#include "qkv/runtime.h"
 #include "support/gradcheck.h"
 
 using namespace qkv;
@@ -70,6 +71,29 @@ TEST_CASE("dropout: keeps about 1-p of a large tensor, scaled by 1/(1-p)") {
   }
   // The kept fraction has standard deviation sqrt(p(1-p)/n) ≈ 0.001; 0.01 is ten of them.
   CHECK(static_cast<double>(kept) / n == doctest::Approx(1.0 - p).epsilon(0.01));
+}
+
+TEST_CASE("dropout: the mask is the same for any thread count, and neighbours are independent") {
+  constexpr int64_t n = 200000;
+  constexpr float p = 0.3f;
+  Tensor x = Tensor::ones({n});
+  std::vector<std::vector<float>> masks;
+  for (const int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    Rng rng(23);
+    masks.push_back(dropout(x, p, true, rng).to_vector());
+  }
+  set_num_threads(0);
+  CHECK(masks[0] == masks[1]);
+  CHECK(masks[0] == masks[2]);
+  // Both of two neighbours kept: (1-p)² for independent draws; sd ≈ 0.001.
+  int64_t both = 0;
+  for (int64_t i = 0; i + 1 < n; ++i) both += masks[0][i] != 0 && masks[0][i + 1] != 0;
+  CHECK(static_cast<double>(both) / (n - 1) == doctest::Approx((1.0 - p) * (1.0 - p)).epsilon(0.02));
+  // Two calls on one rng draw different masks.
+  Rng rng(23);
+  const std::vector<float> first = dropout(x, p, true, rng).to_vector();
+  CHECK(dropout(x, p, true, rng).to_vector() != first);
 }
 
 TEST_CASE("dropout: the gradient is the scaled mask and accumulates across calls") {
