@@ -188,6 +188,46 @@ TEST_CASE("scaled_dot_product_attention: matches a naive double reference") {
   }
 }
 
+TEST_CASE("scaled_dot_product_attention: long sequences, computed in blocks of query rows") {
+  // Over 64 query rows a head is computed in row blocks that skip the causally masked keys;
+  // the partial last block, and Tq != Tk in both directions, must still give the definition.
+  Rng rng(41);
+  struct Case {
+    int64_t Tq, Tk;
+  };
+  for (const Case c : {Case{150, 150}, Case{70, 100}, Case{130, 50}}) {
+    CAPTURE(c.Tq);
+    CAPTURE(c.Tk);
+    Tensor q = randn({2, c.Tq, 4}, rng), k = randn({2, c.Tk, 4}, rng), v = randn({2, c.Tk, 4}, rng);
+    std::vector<float> p(static_cast<size_t>(2 * c.Tk), 0.0f);
+    p[3] = p[static_cast<size_t>(c.Tk + 7)] = 1;
+    Tensor pad = Tensor::from_vector({2, c.Tk}, p);
+    for (const bool causal : {true, false})
+      check_close(scaled_dot_product_attention(q, k, v, 2, opts(causal, pad)).to_vector(),
+                  reference(q, k, v, 2, causal, pad), 1e-4);
+  }
+  SUBCASE("gradients, causal, three row blocks") {
+    Tensor q = randn({1, 130, 2}, rng), k = randn({1, 130, 2}, rng), v = randn({1, 130, 2}, rng);
+    check_gradients("sdpa T=130", [&] { return scaled_dot_product_attention(q, k, v, 1, opts(true)); },
+                    {q, k, v});
+  }
+  SUBCASE("gradients, causal, a first block of queries that see no key") {
+    Tensor q = randn({1, 130, 2}, rng), k = randn({1, 50, 2}, rng), v = randn({1, 50, 2}, rng);
+    check_gradients("sdpa Tq=130 Tk=50",
+                    [&] { return scaled_dot_product_attention(q, k, v, 1, opts(true)); }, {q, k, v});
+  }
+  SUBCASE("gradients with dropout, packed") {
+    Tensor x = randn({1, 100, 6}, rng);
+    check_gradients("sdpa T=100 dropout",
+                    [&] {
+                      Rng drop_rng(5);
+                      return scaled_dot_product_attention(x, x, x, 1,
+                                                          opts(true, Tensor(), 0.2f, &drop_rng));
+                    },
+                    {x});
+  }
+}
+
 TEST_CASE("scaled_dot_product_attention: a query that sees no key gives zeros and no gradient") {
   Rng rng(8);
   Tensor q = randn({2, 3, 4}, rng), k = randn({2, 3, 4}, rng), v = randn({2, 3, 4}, rng);

@@ -59,25 +59,32 @@ TEST_CASE("packed_self_attention: gradients match finite differences") {
 }
 
 TEST_CASE("packed_self_attention: equals scaled_dot_product_attention on the split q, k, v") {
+  // T = 130: more than one block of query rows (the blocks' dK, dV are written, then added).
   Rng rng(22);
-  const Tensor pad = Tensor::from_vector({3, 5}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0});
-  for (const bool causal : {true, false}) {
-    for (const bool padded : {false, true}) {
-      for (const float p : {0.0f, 0.25f}) {
-        CAPTURE(causal);
-        CAPTURE(padded);
-        CAPTURE(p);
-        Tensor a = Tensor::randn({3, 5, 24}, rng, 1.0f, true);
-        Tensor b = Tensor::from_vector(a.shape(), a.to_vector(), true);
-        Rng ra(9), rb(9);
-        Tensor ya = packed_self_attention(a, 4, opts(causal, padded ? pad : Tensor(), p, &ra));
-        Tensor yb = split_then_attend(b, 4, opts(causal, padded ? pad : Tensor(), p, &rb));
-        // Same kernels on the same numbers, only the operands' row strides differ: bit for bit.
-        CHECK(ya.to_vector() == yb.to_vector());
-        Tensor seed = Tensor::randn(ya.shape(), rng);
-        ya.backward(seed);
-        yb.backward(seed);
-        CHECK(a.grad().to_vector() == b.grad().to_vector());
+  for (const int64_t T : {5, 130}) {
+    std::vector<float> padding(static_cast<size_t>(3 * T), 0.0f);
+    padding[static_cast<size_t>(T + 3)] = padding[static_cast<size_t>(T + 4)] = 1;
+    padding[static_cast<size_t>(2 * T + 1)] = 1;
+    const Tensor pad = Tensor::from_vector({3, T}, padding);
+    for (const bool causal : {true, false}) {
+      for (const bool padded : {false, true}) {
+        for (const float p : {0.0f, 0.25f}) {
+          CAPTURE(T);
+          CAPTURE(causal);
+          CAPTURE(padded);
+          CAPTURE(p);
+          Tensor a = Tensor::randn({3, T, 24}, rng, 1.0f, true);
+          Tensor b = Tensor::from_vector(a.shape(), a.to_vector(), true);
+          Rng ra(9), rb(9);
+          Tensor ya = packed_self_attention(a, 4, opts(causal, padded ? pad : Tensor(), p, &ra));
+          Tensor yb = split_then_attend(b, 4, opts(causal, padded ? pad : Tensor(), p, &rb));
+          // Same kernels on the same numbers, only the operands' row strides differ: bit for bit.
+          CHECK(ya.to_vector() == yb.to_vector());
+          Tensor seed = Tensor::randn(ya.shape(), rng);
+          ya.backward(seed);
+          yb.backward(seed);
+          CHECK(a.grad().to_vector() == b.grad().to_vector());
+        }
       }
     }
   }
@@ -104,9 +111,9 @@ TEST_CASE("packed_self_attention: bad shapes are errors naming the op") {
                        "packed_self_attention: C = 2 channels (qkv is [2, 3, 6]) are not "
                        "divisible by n_head = 4",
                        Error);
-  CHECK_THROWS_WITH_AS(packed_self_attention(Tensor::randn({2, 3, 6}, rng), 1,
-                                             opts(false, Tensor::zeros({2, 4}))),
-                       "packed_self_attention: key_padding is [2, 4], expected [B, Tk] = [2, 3] "
-                       "for qkv [2, 3, 6]",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      packed_self_attention(Tensor::randn({2, 3, 6}, rng), 1, opts(false, Tensor::zeros({2, 4}))),
+      "packed_self_attention: key_padding is [2, 4], expected [B, Tk] = [2, 3] "
+      "for qkv [2, 3, 6]",
+      Error);
 }
