@@ -7,23 +7,22 @@
 //               [--profile STEPS]
 //   e.g. bench_train configs/shakespeare_char.toml ../shared/data/tinyshakespeare.txt --threads 2
 #include <cblas.h>
+#include <fmt/format.h>
 #include <omp.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
-#include <ctime>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "op_profile.h"
 #include "qkv/allocator.h"
@@ -95,7 +94,9 @@ int main(int argc, char** argv) {
   int threads = 0, iters = 20, warmup = 5;
   std::vector<std::string> overrides;
   app.add_option("config", config_path, "TOML config")->required()->check(CLI::ExistingFile);
-  app.add_option("corpus", corpus, "training text (data.path)")->required()->check(CLI::ExistingFile);
+  app.add_option("corpus", corpus, "training text (data.path)")
+      ->required()
+      ->check(CLI::ExistingFile);
   app.add_option("--threads", threads, "threads for OpenMP and OpenBLAS (0 = all cores)");
   app.add_option("--iters", iters, "timed iterations")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed iterations first")->check(CLI::NonNegativeNumber);
@@ -112,15 +113,18 @@ int main(int argc, char** argv) {
     auto task = qkv::train::make_task(c);
     qkv::nn::Module& model = task->model();
     const auto params = model.named_parameters();
-    qkv::optim::AdamW optimizer(
-        params, {.beta1 = float(c.optim.beta1), .beta2 = float(c.optim.beta2),
-                 .eps = float(c.optim.eps), .weight_decay = float(c.optim.weight_decay),
-                 .decay_all = c.optim.decay_all});
-    const qkv::optim::ScheduleConfig sched{
-        .lr = float(c.optim.lr), .min_lr = float(c.optim.min_lr),
-        .decay = c.schedule.decay == "constant" ? qkv::optim::Decay::constant
-                                                : qkv::optim::Decay::cosine,
-        .warmup_iters = c.schedule.warmup_iters, .lr_decay_iters = c.schedule.lr_decay_iters};
+    qkv::optim::AdamW optimizer(params, {.beta1 = float(c.optim.beta1),
+                                         .beta2 = float(c.optim.beta2),
+                                         .eps = float(c.optim.eps),
+                                         .weight_decay = float(c.optim.weight_decay),
+                                         .decay_all = c.optim.decay_all});
+    const qkv::optim::ScheduleConfig sched{.lr = float(c.optim.lr),
+                                           .min_lr = float(c.optim.min_lr),
+                                           .decay = c.schedule.decay == "constant"
+                                                        ? qkv::optim::Decay::constant
+                                                        : qkv::optim::Decay::cosine,
+                                           .warmup_iters = c.schedule.warmup_iters,
+                                           .lr_decay_iters = c.schedule.lr_decay_iters};
     qkv::Rng data_rng(static_cast<uint64_t>(c.train.seed), 2);
 
     const int64_t B = c.train.batch_size, T = c.model.block_size, C = c.model.n_embd;
@@ -130,21 +134,23 @@ int main(int argc, char** argv) {
     const double flops = qkv::train::flops_per_iter(*task, model, c);
 
     fmt::print("{}\n", qkv::runtime_summary());
-    fmt::print("OpenMP max threads {}, OpenBLAS threads {} (parallel mode {}: 2 = OpenMP), "
-               "OMP_NUM_THREADS={}, OPENBLAS_NUM_THREADS={}\n",
-               omp_get_max_threads(), openblas_get_num_threads(), openblas_get_parallel(),
-               std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset",
-               std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "unset");
-    fmt::print("config {}: L{} H{} C{} T{} B{}, {:.3f}M parameters, {:.2f} GFLOP/iter (nanoGPT count)\n",
-               config_path, c.model.n_layer, c.model.n_head, C, T, B,
-               double(model.num_parameters()) / 1e6, flops * 1e-9);
+    fmt::print(
+        "OpenMP max threads {}, OpenBLAS threads {} (parallel mode {}: 2 = OpenMP), "
+        "OMP_NUM_THREADS={}, OPENBLAS_NUM_THREADS={}\n",
+        omp_get_max_threads(), openblas_get_num_threads(), openblas_get_parallel(),
+        std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset",
+        std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "unset");
+    fmt::print(
+        "config {}: L{} H{} C{} T{} B{}, {:.3f}M parameters, {:.2f} GFLOP/iter (nanoGPT count)\n",
+        config_path, c.model.n_layer, c.model.n_head, C, T, B, double(model.num_parameters()) / 1e6,
+        flops * 1e-9);
 
     int64_t iter = 0;
     double last_loss = 0;
     auto step = [&] {
-      const auto r = qkv::train::optimisation_step(*task, optimizer, params, data_rng,
-                                                   c.train.grad_accum, float(c.optim.grad_clip),
-                                                   qkv::optim::lr_at(iter++, sched));
+      const auto r =
+          qkv::train::optimisation_step(*task, optimizer, params, data_rng, c.train.grad_accum,
+                                        float(c.optim.grad_clip), qkv::optim::lr_at(iter++, sched));
       last_loss = r.loss;
     };
     for (int i = 0; i < warmup; ++i) step();
@@ -161,8 +167,8 @@ int main(int argc, char** argv) {
       const double c0 = cpu_now();
       const auto t0 = std::chrono::steady_clock::now();
       step();
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                       .count());
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       cpu_ms.push_back(cpu_now() - c0);
     }
     sampler.stop();
@@ -179,16 +185,19 @@ int main(int argc, char** argv) {
     // On a shared machine the wall clock counts time spent descheduled; CPU time does not
     // (but counts threads spinning at barriers, so it only reads cleanly with one thread).
     fmt::print("median CPU time {:.2f} ms/iter (all threads of the process)\n", median(cpu_ms));
-    fmt::print("tokens/s {:.0f}\n", double(task->tokens_per_batch() * c.train.grad_accum) / med * 1e3);
-    fmt::print("achieved {:.1f} GFLOP/s; sgemm peak {:.1f} GFLOP/s at 1024^3 -> MFU {:.1f}%; "
-               "{:.1f} GFLOP/s at {}x{}x{} -> {:.1f}%\n",
-               gflops, peak_1024, 100 * gflops / peak_1024, peak_shape, B * T, 4 * C, C,
-               100 * gflops / peak_shape);
+    fmt::print("tokens/s {:.0f}\n",
+               double(task->tokens_per_batch() * c.train.grad_accum) / med * 1e3);
+    fmt::print(
+        "achieved {:.1f} GFLOP/s; sgemm peak {:.1f} GFLOP/s at 1024^3 -> MFU {:.1f}%; "
+        "{:.1f} GFLOP/s at {}x{}x{} -> {:.1f}%\n",
+        gflops, peak_1024, 100 * gflops / peak_1024, peak_shape, B * T, 4 * C, C,
+        100 * gflops / peak_shape);
     fmt::print("peak RSS {:.1f} MB\n", double(usage.ru_maxrss) / 1024.0);
     fmt::print("system allocations during the timed steps: {}\n", allocs);
-    fmt::print("threads during the steps: at most {} existed, at most {} running at once "
-               "(sampler excluded; --threads {})\n",
-               sampler.max_total(), sampler.max_running(), qkv::num_threads());
+    fmt::print(
+        "threads during the steps: at most {} existed, at most {} running at once "
+        "(sampler excluded; --threads {})\n",
+        sampler.max_total(), sampler.max_running(), qkv::num_threads());
     fmt::print("RESULT qkv ms_per_iter={:.3f} rss_mb={:.1f} mfu={:.4f} gflops={:.2f}\n", med,
                double(usage.ru_maxrss) / 1024.0, gflops / peak_1024, gflops);
     if (profile_steps > 0) {
@@ -219,9 +228,10 @@ int main(int argc, char** argv) {
         wall += ms_since(t0);
       }
       const double n = profile_steps;
-      fmt::print("\nprofile over {} steps (ms per step): forward {:.2f}, backward {:.2f}, grad norm "
-                 "{:.2f}, AdamW (with the clip) {:.2f}, total {:.2f}\n", profile_steps, fwd / n, bwd / n, clip / n,
-                 adamw / n, wall / n);
+      fmt::print(
+          "\nprofile over {} steps (ms per step): forward {:.2f}, backward {:.2f}, grad norm "
+          "{:.2f}, AdamW (with the clip) {:.2f}, total {:.2f}\n",
+          profile_steps, fwd / n, bwd / n, clip / n, adamw / n, wall / n);
       fmt::print("{:<40} {:>8} {:>9} {:>9} {:>7}\n", "op", "calls", "fwd ms", "bwd ms", "% step");
       double fwd_ops = 0, bwd_ops = 0;
       for (const auto& e : qkv::op_profile::take()) {

@@ -50,10 +50,10 @@ void rows_forward(float* y, float* h, float* g, const float* x, const float* W1,
 // output-feature blocks: on an even thread count half the threads share dW1/db1 and half
 // dW2/db2 (the same N·C·F multiply-adds each), else each thread takes a block of both. Bias
 // sums add their rows in order. Shapes as in rows_forward; dy: [N, C].
-void feed_forward_backward(float* dx, bool ow_dx, float* dW1, bool ow_dW1, float* db1,
-                           float* dW2, bool ow_dW2, float* db2, float* dh, const float* dy,
-                           const float* x, const float* h, const float* g, const float* W1,
-                           const float* W2, const Dims& d, int parts) {
+void feed_forward_backward(float* dx, bool ow_dx, float* dW1, bool ow_dW1, float* db1, float* dW2,
+                           bool ow_dW2, float* db2, float* dh, const float* dy, const float* x,
+                           const float* h, const float* g, const float* W1, const float* W2,
+                           const Dims& d, int parts) {
   const int64_t N = d.N, C = d.C, F = d.F;
   const bool first = dW1 || db1, second = dW2 || db2;
   const bool halves = first && second && parts % 2 == 0;
@@ -114,16 +114,16 @@ Tensor feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const T
   const char* op = "feed_forward";
   QKV_CHECK(x.defined() && w1.defined() && w2.defined() && x.rank() >= 1 && w1.rank() == 2 &&
                 w2.rank() == 2,
-            "{}: needs x [..., C], w1 [F, C] and w2 [C, F]; got {}, {}, {}", op,
-            describe("x", x), describe("w1", w1), describe("w2", w2));
+            "{}: needs x [..., C], w1 [F, C] and w2 [C, F]; got {}, {}, {}", op, describe("x", x),
+            describe("w1", w1), describe("w2", w2));
   const int64_t C = x.shape().back(), F = w1.size(0);
   QKV_CHECK(w1.size(1) == C && w2.size(0) == C && w2.size(1) == F,
             "{}: {} has {} features, but {} and {} must be [F, {}] and [{}, F]", op,
             describe("x", x), C, describe("w1", w1), describe("w2", w2), C, C);
-  QKV_CHECK(!b1.defined() || b1.shape() == Shape{F}, "{}: {} does not match {}: expected [{}]",
-            op, describe("b1", b1), describe("w1", w1), F);
-  QKV_CHECK(!b2.defined() || b2.shape() == Shape{C}, "{}: {} does not match {}: expected [{}]",
-            op, describe("b2", b2), describe("w2", w2), C);
+  QKV_CHECK(!b1.defined() || b1.shape() == Shape{F}, "{}: {} does not match {}: expected [{}]", op,
+            describe("b1", b1), describe("w1", w1), F);
+  QKV_CHECK(!b2.defined() || b2.shape() == Shape{C}, "{}: {} does not match {}: expected [{}]", op,
+            describe("b2", b2), describe("w2", w2), C);
   const int64_t N = x.numel() / std::max<int64_t>(C, 1);
   const int parts = N * C * F >= kSplitMin ? omp_get_max_threads() : 1;
   const TensorImpl* args[] = {x.impl(), w1.impl(), b1.defined() ? b1.impl() : nullptr, w2.impl(),
@@ -140,8 +140,7 @@ Tensor feed_forward(const Tensor& x, const Tensor& w1, const Tensor& b1, const T
 #pragma omp parallel num_threads(parts) if (parts > 1)
   {
     const auto [r0, r1] = block(N, omp_get_thread_num(), parts);
-    rows_forward(y.data(), h.data(), g.data(), x.data(), w1.data(), pb1, w2.data(), pb2, d, r0,
-                 r1);
+    rows_forward(y.data(), h.data(), g.data(), x.data(), w1.data(), pb1, w2.data(), pb2, d, r0, r1);
   }
   record(y, op, {x, w1, b1, w2, b2}, [x, w1, b1, w2, b2, h, g, d](const float* dy) {
     bool ow_dx = false, ow_dW1 = false, ow_dW2 = false;

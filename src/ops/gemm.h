@@ -14,8 +14,8 @@ namespace qkv {
 
 // C[M,N] = op(A)·op(B) + beta·C, row-major with explicit leading dims (blocks of larger
 // matrices). A is [M,K] (or [K,M] when ta), B is [K,N] (or [N,K] when tb).
-inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A,
-                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum: C = beta·C, without trusting BLAS with K = 0
     for (int64_t m = 0; m < M; ++m)

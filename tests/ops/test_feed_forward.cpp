@@ -103,8 +103,8 @@ TEST_CASE("feed_forward: an argument passed twice gets both gradients") {
   // x is w2's transpose shape only when C == F; use a square case with x = w1.
   Rng rng(34);
   Tensor w = leaf({8, 8}, rng, 0.5f), w2 = leaf({8, 8}, rng, 0.5f);
-  check_gradients("feed_forward(w, w, w2)", [&] { return feed_forward(w, w, Tensor(), w2, Tensor()); },
-                  {w, w2});
+  check_gradients("feed_forward(w, w, w2)",
+                  [&] { return feed_forward(w, w, Tensor(), w2, Tensor()); }, {w, w2});
 }
 
 TEST_CASE("feed_forward: NoGradGuard records no node and gives the same values") {

@@ -22,8 +22,8 @@ namespace {
 // System allocations made by each of `steps` training steps of the tiny config.
 std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overrides, int steps) {
   TempDir dir("step_allocations");
-  std::vector<std::string> all{
-      "data.path=" + dir.write("corpus.txt", qkv::testing::generated_corpus(800))};
+  std::vector<std::string> all{"data.path=" +
+                               dir.write("corpus.txt", qkv::testing::generated_corpus(800))};
   all.insert(all.end(), overrides.begin(), overrides.end());
   const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml", all);
   set_num_threads(static_cast<int>(c.train.threads));
