@@ -1,7 +1,16 @@
 // Size-bucketed caching allocator. Buckets are 2^k * {4,5,6,7}/4 bytes (k >= 6), so two
 // requests of nearly the same size share a bucket and a block is never more than 25% too big.
+//
+// Blocks of 64 KiB and more are carved from arenas of at least 64 MiB that ask the kernel for
+// transparent huge pages (madvise): a training step sweeps tens of MB of activations, and with
+// 4 KiB pages the TLB misses cost ~3% of a baby-config step on 2 threads. Blocks are never
+// handed back to an arena; an arena is returned to the system whole, by
+// empty_allocator_cache(), once every block carved from it sits unused in the cache.
 #include "qkv/allocator.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 #include <mutex>
@@ -13,6 +22,9 @@ namespace qkv {
 namespace {
 
 constexpr size_t kAlign = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kArenaMinBlock = size_t{64} << 10;  // smaller blocks come from malloc
+constexpr size_t kArenaBytes = size_t{64} << 20;
 
 size_t bucket_bytes(int64_t numel) {
   const size_t want = std::max<size_t>(static_cast<size_t>(numel) * sizeof(float), kAlign);
@@ -22,15 +34,40 @@ size_t bucket_bytes(int64_t numel) {
   return (want + quarter - 1) / quarter * quarter;
 }
 
+struct Arena {
+  char* base = nullptr;
+  size_t size = 0;
+  size_t used = 0;    // bytes carved so far, from the start
+  int64_t blocks = 0;  // blocks carved from it
+};
+
 struct Cache {
   std::mutex mu;
   std::unordered_map<size_t, std::vector<void*>> free_lists;
+  std::vector<Arena> arenas;  // the last one is carved from
   AllocatorStats stats;
 };
 
 Cache& cache() {
   static Cache* c = new Cache;  // never destroyed: storage may be released during static teardown
   return *c;
+}
+
+// A new block of `bytes` (>= kArenaMinBlock) from the current arena, or from a new one.
+// Caller holds c.mu.
+void* carve(Cache& c, size_t bytes) {
+  if (c.arenas.empty() || c.arenas.back().size - c.arenas.back().used < bytes) {
+    const size_t size = std::max(kArenaBytes, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+    void* p = std::aligned_alloc(kHugePage, size);
+    if (!p) throw std::bad_alloc();
+    madvise(p, size, MADV_HUGEPAGE);  // a hint: without THP the memory works the same
+    c.arenas.push_back({static_cast<char*>(p), size, 0, 0});
+  }
+  Arena& a = c.arenas.back();
+  void* p = a.base + a.used;
+  a.used += bytes;
+  a.blocks++;
+  return p;
 }
 
 }  // namespace
@@ -50,6 +87,7 @@ float* allocate_floats(int64_t numel) {
       return static_cast<float*>(p);
     }
     c.stats.system_allocs++;
+    if (bytes >= kArenaMinBlock) return static_cast<float*>(carve(c, bytes));
   }
   void* p = std::aligned_alloc(kAlign, bytes);
   if (!p) throw std::bad_alloc();
@@ -75,11 +113,40 @@ AllocatorStats allocator_stats() {
 void empty_allocator_cache() {
   Cache& c = cache();
   std::lock_guard lock(c.mu);
+  auto arena_of = [&c](const void* p) -> Arena* {
+    for (Arena& a : c.arenas)
+      if (p >= a.base && p < a.base + a.size) return &a;
+    return nullptr;
+  };
+  // Count each arena's cached blocks; an arena whose blocks are all cached can go.
+  std::vector<int64_t> cached(c.arenas.size(), 0);
+  for (auto& [bytes, list] : c.free_lists)
+    for (void* p : list)
+      if (Arena* a = arena_of(p)) cached[static_cast<size_t>(a - c.arenas.data())]++;
+  std::vector<bool> drop(c.arenas.size());
+  for (size_t i = 0; i < c.arenas.size(); ++i) drop[i] = cached[i] == c.arenas[i].blocks;
   for (auto& [bytes, list] : c.free_lists) {
-    for (void* p : list) std::free(p);
-    list.clear();
+    std::vector<void*> keep;
+    for (void* p : list) {
+      Arena* a = arena_of(p);
+      if (!a) {
+        std::free(p);
+      } else if (!drop[static_cast<size_t>(a - c.arenas.data())]) {
+        keep.push_back(p);
+        continue;
+      }
+      c.stats.bytes_cached -= static_cast<int64_t>(bytes);
+    }
+    list = std::move(keep);
   }
-  c.stats.bytes_cached = 0;
+  std::vector<Arena> kept;
+  for (size_t i = 0; i < c.arenas.size(); ++i) {
+    if (drop[i])
+      std::free(c.arenas[i].base);
+    else
+      kept.push_back(c.arenas[i]);
+  }
+  c.arenas = std::move(kept);
 }
 
 }  // namespace qkv

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <sstream>
 
 #include "qkv/allocator.h"
@@ -75,6 +77,35 @@ TEST_CASE("allocator: a freed block is reused for the same bucket, with no syste
   CHECK(after.system_allocs - before.system_allocs <= 1);
   CHECK(after.cache_hits - before.cache_hits >= 19);
   CHECK(after.bytes_in_use == before.bytes_in_use);
+}
+
+TEST_CASE("allocator: large blocks come from huge-page arenas, aligned and reused") {
+  const AllocatorStats before = allocator_stats();
+  for (int i = 0; i < 5; ++i) {
+    Tensor a = Tensor::empty({100000}), b = Tensor::empty({300000});  // 400 KB and 1.2 MB
+    CHECK(reinterpret_cast<uintptr_t>(a.data()) % 64 == 0);
+    CHECK(reinterpret_cast<uintptr_t>(b.data()) % 64 == 0);
+    const bool apart = a.data() + 100000 <= b.data() || b.data() + 300000 <= a.data();
+    CHECK(apart);
+    std::fill_n(b.data(), 300000, 1.0f);  // the memory is usable to its end
+  }
+  const AllocatorStats after = allocator_stats();
+  CHECK(after.system_allocs - before.system_allocs <= 2);
+  CHECK(after.cache_hits - before.cache_hits >= 8);
+}
+
+TEST_CASE("allocator: empty_allocator_cache returns an arena whose blocks are all cached") {
+  // 80 MB: more than any arena has left, so it gets an arena of its own.
+  constexpr int64_t n = 20 << 20;
+  { Tensor t = Tensor::empty({n}); }
+  const AllocatorStats cached = allocator_stats();
+  empty_allocator_cache();
+  const AllocatorStats emptied = allocator_stats();
+  CHECK(cached.bytes_cached - emptied.bytes_cached >= n * 4);
+  CHECK(emptied.bytes_in_use == cached.bytes_in_use);
+  Tensor again = Tensor::empty({n});  // not in the cache any more: a new block
+  CHECK(allocator_stats().system_allocs == emptied.system_allocs + 1);
+  again.data()[n - 1] = 1.0f;
 }
 
 TEST_CASE("tensor: printing shows shape, name and values") {
