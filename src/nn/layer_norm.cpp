@@ -9,6 +9,6 @@ LayerNorm::LayerNorm(int64_t C, bool bias)
     : weight_(param("weight", {C}, Init::ones())),
       bias_(bias ? param("bias", {C}, Init::zeros()) : Tensor()) {}
 
-Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight_, bias_, 1e-5f); }
+Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight_, bias_, kEps); }
 
 }  // namespace qkv::nn

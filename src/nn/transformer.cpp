@@ -23,7 +23,7 @@ EncoderLayer::EncoderLayer(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& padding) const {
   if (pre_norm_) {
     Tensor h = x + attn_.forward(ln1_.forward(x), padding);
-    return h + mlp_.forward(ln2_.forward(h));
+    return mlp_.forward_residual(h, ln2_);  // h + mlp(ln2(h)), fused
   }
   Tensor h = ln1_.forward(x + attn_.forward(x, padding));
   return ln2_.forward(h + mlp_.forward(h));
@@ -51,7 +51,7 @@ Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor
     h = x + attn_.forward(ln1_.forward(x), {}, cache);
     if (cross_attn_)
       h = h + cross_attn_->forward(ln_cross_->forward(h), memory, memory_padding, cache);
-    return h + mlp_.forward(ln2_.forward(h));
+    return mlp_.forward_residual(h, ln2_);  // h + mlp(ln2(h)), fused
   }
   h = ln1_.forward(x + attn_.forward(x, {}, cache));
   if (cross_attn_)

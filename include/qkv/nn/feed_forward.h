@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "qkv/nn/dropout.h"
+#include "qkv/nn/layer_norm.h"
 #include "qkv/nn/linear.h"
 #include "qkv/nn/module.h"
 
@@ -18,11 +19,15 @@ class FeedForward : public Module {
               float proj_stddev);
 
   Tensor forward(const Tensor& x) const;  // [..., C] -> [..., C]
+  // x + forward(ln(x)): a pre-norm layer's MLP sublayer, computed as one fused op.
+  Tensor forward_residual(const Tensor& x, const LayerNorm& ln) const;
 
  private:
   Linear& fc_;
   Linear& proj_;
   Dropout& drop_;
+  float dropout_;
+  Rng* dropout_rng_;
 };
 
 }  // namespace qkv::nn

@@ -13,6 +13,9 @@ class LayerNorm : public Module {
   LayerNorm(int64_t C, bool bias);
 
   Tensor forward(const Tensor& x) const;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }  // undefined without bias
+  static constexpr float kEps = 1e-5f;
 
  private:
   Tensor weight_, bias_;
