@@ -4,23 +4,27 @@
 # fastest one counts. Every setting runs --repeats times, interleaved so drift on a shared
 # machine hits all alike; the figure per setting is the median of the runs' medians.
 #
-#   bench/compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N]
+#   bench/compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N] [--rt]
 #   e.g. bench/compare.sh ../shared/data/tinyshakespeare.txt
 #        bench/compare.sh ../shared/data/tinyshakespeare.txt --big      (few iterations)
+# --rt runs each command under SCHED_FIFO (chrt -f 10; needs root or CAP_SYS_NICE), so other
+# processes cannot preempt it: quiet-machine figures on a shared machine. The other processes
+# stall meanwhile (the kernel still leaves them 5% of each second).
 # Needs a Release build with benchmarks in $BUILD (default: build) and Debian's python3-torch.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${BUILD:-$root/build}
-corpus=${1:?usage: compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N]}
+corpus=${1:?usage: compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N] [--rt]}
 shift
 config=$root/configs/shakespeare_char.toml
 threads=2 iters= warmup=5 repeats=3
-big=0
+big=0 rt=()
 while (($#)); do
   case $1 in
     --big) big=1 ;;
+    --rt) rt=(chrt -f 10) ;;
     --threads) threads=$2; shift ;;
     --iters) iters=$2; shift ;;
     --warmup) warmup=$2; shift ;;
@@ -52,12 +56,13 @@ settings=(
 )
 
 echo "config $(basename "$config"), $iters timed iterations after $warmup warm-up, $repeats repeats," \
-     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, $(nproc) cores, load average" \
+     "$(cut -d' ' -f1-3 /proc/loadavg)${rt:+, under SCHED_FIFO (--rt)}"
 declare -A runs rss
 for ((r = 1; r <= repeats; ++r)); do
   for s in "${settings[@]}"; do
     name=${s%%|*} cmd=${s#*|}
-    line=$($cmd | grep '^RESULT') || { echo "failed: $cmd" >&2; exit 1; }
+    line=$("${rt[@]}" $cmd | grep '^RESULT') || { echo "failed: $cmd" >&2; exit 1; }
     ms=$(sed -E 's/.*ms_per_iter=([0-9.]+).*/\1/' <<<"$line")
     mb=$(sed -E 's/.*rss_mb=([0-9.]+).*/\1/' <<<"$line")
     runs[$name]+="$ms "
