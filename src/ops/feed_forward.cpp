@@ -40,10 +40,12 @@ struct Weights {
   const float *W1, *b1, *W2, *b2, *lw, *lb;
 };
 
-// Tensors the forward keeps for the backward: h = u·W1ᵀ + b1 and g = gelu(h): [N, F]; with
-// norm, u: [N, C] and the rows' mean and rstd: [N].
+// Tensors the forward keeps for the backward: with h = u·W1ᵀ + b1, g = gelu(h) and
+// h' = gelu'(h) = Φ(h) + h·φ(h): [N, F] each (h' is written over h: the backward needs the
+// derivative, not h, and computing it next to g shares the exponential); with norm, u: [N, C]
+// and the rows' mean and rstd: [N].
 struct Saved {
-  float *h, *g, *u, *mean, *rstd;
+  float *h, *g, *u, *mean, *rstd;  // h holds h' after the forward
 };
 
 // Rows [r0, r1) of the forward. x, out: [N, C]; W1: [F, C]; W2: [C, F]; biases [F], [C].
@@ -72,10 +74,14 @@ void rows_forward(float* out, const Saved& s, const float* x, const Weights& w, 
   if (w.b1)
     for (int64_t r = r0; r < r1; ++r) std::copy_n(w.b1, F, s.h + r * F);
   gemm_ld(false, true, n, F, C, in + r0 * C, C, w.W1, C, w.b1 ? 1.0f : 0.0f, s.h + r0 * F, F);
-  const float* hb = s.h + r0 * F;
+  float* hb = s.h + r0 * F;
   float* gb = s.g + r0 * F;
-  for (int64_t e = 0; e < n * F; ++e)
-    gb[e] = 0.5f * hb[e] * (1.0f + vecmath::erf(hb[e] * kInvSqrt2));
+  for (int64_t e = 0; e < n * F; ++e) {
+    const float z = hb[e] * kInvSqrt2, ez = vecmath::exp(-z * z);  // e^(-h²/2)
+    const float cdf = 0.5f * (1.0f + vecmath::erf_with_exp(z, ez));
+    gb[e] = hb[e] * cdf;
+    hb[e] = cdf + hb[e] * kInvSqrt2Pi * ez;
+  }
   // out = [x +] b2 + g·W2ᵀ, the GEMM adding onto the rows set up first; dropout needs y alone.
   const bool onto_x = p.norm && !p.mask;
   for (int64_t r = r0; r < r1; ++r) {
@@ -137,13 +143,9 @@ void backward(const Grads& gr, const Scratch& sc, const float* dy, const float* 
         for (int64_t e = r0 * C; e < r1 * C; ++e) sc.dp[e] = dy[e] * m(static_cast<uint64_t>(e));
       }
       float* dhb = sc.dh + r0 * F;
-      const float* hb = s.h + r0 * F;
+      const float* dgelu = s.h + r0 * F;  // h' (see Saved)
       gemm_ld(false, false, n, F, C, dp + r0 * C, C, w.W2, F, 0.0f, dhb, F);
-      for (int64_t e = 0; e < n * F; ++e) {
-        const float ex = vecmath::exp(-0.5f * hb[e] * hb[e]);
-        const float cdf = 0.5f * (1.0f + vecmath::erf_with_exp(hb[e] * kInvSqrt2, ex));
-        dhb[e] *= cdf + hb[e] * kInvSqrt2Pi * ex;
-      }
+      for (int64_t e = 0; e < n * F; ++e) dhb[e] *= dgelu[e];
       if (!p.norm) {
         if (gr.dx)
           gemm_ld(false, false, n, C, F, dhb, F, w.W1, C, gr.ow_dx ? 0.0f : 1.0f, gr.dx + r0 * C,
