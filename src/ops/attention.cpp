@@ -14,18 +14,15 @@
 #include <vector>
 
 #include "ops/attention.h"
+#include "ops/attention_kernels.h"
 #include "ops/dropout_mask.h"
 #include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
-namespace qkv {
+namespace qkv {namespace attention_kernels {
 namespace {
 
-// ldq: row stride of q (and dq); ldk: of k, v (and dk, dv). The output is [B, Tq, C].
-struct Dims {
-  int64_t B, Tq, Tk, C, NH, HS, ldq, ldk;
-};
 
 // Keys [0, n) pass the causal rule j <= i + Tk - Tq for query i (bottom-right aligned).
 int64_t causal_keys(const Dims& d, int64_t i, bool causal) {
@@ -61,6 +58,8 @@ constexpr int64_t kRowBlock = 64;
 
 // Keys that rows [i0, i1) may see: [0, n1).
 int64_t block_keys(const Dims& d, int64_t i1, bool causal) { return causal_keys(d, i1 - 1, causal); }
+
+}  // namespace
 
 // One (b, h). Q: [Tq, HS] rows of stride ldq; O: [Tq, HS] rows of stride C; K, V: [Tk, HS]
 // rows of stride ldk; pad: [Tk] or null. Writes P: [Tq, Tk] (softmax probabilities, 0 on
@@ -153,6 +152,14 @@ void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const fl
                   Q + i0 * ldq, ldq, beta_kv, dK, ldk);
   }
 }
+
+}  // namespace attention_kernels
+
+namespace {
+
+using attention_kernels::Dims;
+using attention_kernels::head_backward;
+using attention_kernels::head_forward;
 
 // out: [B, Tq, C]; q: [B, Tq, ·] rows of stride ldq; k, v: [B, Tk, ·] of stride ldk;
 // P: [B, NH, Tq, Tk] (saved when save_p, else per-thread rows of scratch);

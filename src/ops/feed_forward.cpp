@@ -15,6 +15,7 @@
 
 #include "ops/dropout_mask.h"
 #include "ops/gemm.h"
+#include "ops/norm_rows.h"
 #include "ops/vecmath.h"
 #include "qkv/autograd.h"
 #include "qkv/error.h"
@@ -54,21 +55,8 @@ void rows_forward(float* out, const Saved& s, const float* x, const Weights& w, 
   const int64_t n = r1 - r0, C = p.C, F = p.F;
   const float* in = x;  // what the MLP reads
   if (p.norm) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * C;
-      float* ur = s.u + r * C;
-      const float m = vecmath::lane_sum(xr, C) / static_cast<float>(C);
-      const float v =
-          vecmath::lane_sum_of(C, [xr, m](int64_t c) { return (xr[c] - m) * (xr[c] - m); }) /
-          static_cast<float>(C);
-      const float rs = 1.0f / std::sqrt(v + p.eps);
-      if (w.lb)
-        for (int64_t c = 0; c < C; ++c) ur[c] = (xr[c] - m) * rs * w.lw[c] + w.lb[c];
-      else
-        for (int64_t c = 0; c < C; ++c) ur[c] = (xr[c] - m) * rs * w.lw[c];
-      s.mean[r] = m;
-      s.rstd[r] = rs;
-    }
+    for (int64_t r = r0; r < r1; ++r)
+      norm_rows::forward(s.u + r * C, s.mean + r, s.rstd + r, x + r * C, w.lw, w.lb, C, p.eps);
     in = s.u;
   }
   if (w.b1)
@@ -154,32 +142,10 @@ void backward(const Grads& gr, const Scratch& sc, const float* dy, const float* 
         gemm_ld(false, false, n, C, F, dhb, F, w.W1, C, 0.0f, sc.du + r0 * C, C);
         float* pdw = ln_params ? sc.lnp + t * 2 * C : nullptr;
         if (pdw) std::fill_n(pdw, 2 * C, 0.0f);
-        for (int64_t r = r0; r < r1; ++r) {
-          const float* xr = x + r * C;
-          const float* dur = sc.du + r * C;
-          const float m = s.mean[r], rs = s.rstd[r];
-          if (gr.dx) {
-            const float mean_g = vecmath::lane_dot(dur, w.lw, C) / static_cast<float>(C);
-            const float mean_gx =
-                vecmath::lane_sum_of(
-                    C, [=](int64_t c) { return dur[c] * w.lw[c] * (xr[c] - m) * rs; }) /
-                static_cast<float>(C);
-            const float* dyr = dy + r * C;
-            float* dxr = gr.dx + r * C;
-            auto term = [=](int64_t c) {
-              return rs * (dur[c] * w.lw[c] - mean_g - (xr[c] - m) * rs * mean_gx) + dyr[c];
-            };
-            if (gr.ow_dx)
-              for (int64_t c = 0; c < C; ++c) dxr[c] = term(c);
-            else
-              for (int64_t c = 0; c < C; ++c) dxr[c] += term(c);
-          }
-          if (pdw)
-            for (int64_t c = 0; c < C; ++c) {
-              pdw[c] += dur[c] * (xr[c] - m) * rs;
-              pdw[C + c] += dur[c];
-            }
-        }
+        for (int64_t r = r0; r < r1; ++r)
+          norm_rows::backward(gr.dx ? gr.dx + r * C : nullptr, gr.ow_dx, pdw,
+                              pdw ? pdw + C : nullptr, sc.du + r * C, x + r * C, w.lw, s.mean[r],
+                              s.rstd[r], C, dy + r * C);
       }
     }
 #pragma omp barrier

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "ops/vecmath.h"
+#include "ops/norm_rows.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -20,70 +20,33 @@ std::string describe(const char* role, const Tensor& t) {
 
 }  // namespace
 
-// y = (x - mean) * rstd * w + b with rstd = 1 / sqrt(var + eps), var biased (1/C) as in PyTorch.
+// Rows of layer norm (ops/norm_rows.h: y = (x - mean)·rstd·w + b, var biased as in PyTorch).
 // x, y: [N, C]; w: [C]; b: [C] or null; mean, rstd: [N] (saved for the backward).
 static void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                                const float* b, int64_t N, int64_t C, float eps) {
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    const float* xr = x + n * C;
-    float* yr = y + n * C;
-    const float m = vecmath::lane_sum(xr, C) / static_cast<float>(C);
-    // Two passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
-    const float v =
-        vecmath::lane_sum_of(C, [xr, m](int64_t c) { return (xr[c] - m) * (xr[c] - m); }) /
-        static_cast<float>(C);
-    const float s = 1.0f / std::sqrt(v + eps);
-    if (b)
-      for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - m) * s * w[c] + b[c];
-    else
-      for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - m) * s * w[c];
-    mean[n] = m;
-    rstd[n] = s;
-  }
+  for (int64_t n = 0; n < N; ++n)
+    norm_rows::forward(y + n * C, mean + n, rstd + n, x + n * C, w, b, C, eps);
 }
 
-// With xhat = (x - mean) * rstd and g = dy * w:
-//   dx += rstd * (g - mean(g) - xhat * mean(g * xhat));  dw += Σ_rows dy*xhat;  db += Σ_rows dy
-// dx, dy, x: [N, C]; dw, db, w: [C]; mean, rstd: [N]. Null grad pointers are skipped.
+// The rows' backward (ops/norm_rows.h): dx += rstd·(g - mean(g) - xhat·mean(g·xhat)) with
+// g = dy·w; dw += Σ_rows dy·xhat; db += Σ_rows dy. dx, dy, x: [N, C]; dw, db, w: [C];
+// mean, rstd: [N]. Null grad pointers are skipped.
 // Note: dw/db go through per-thread partials (partial: [n_parts, 2C], ignored when both are null)
 // summed in thread order, so they are deterministic for a fixed thread count.
 static void layer_norm_backward(float* dx, bool overwrite_dx, float* dw, float* db,
-                                float* partial, int n_parts,
-                                const float* dy, const float* x, const float* w, const float* mean,
-                                const float* rstd, int64_t N, int64_t C) {
+                                float* partial, int n_parts, const float* dy, const float* x,
+                                const float* w, const float* mean, const float* rstd, int64_t N,
+                                int64_t C) {
   const bool params = dw || db;
   if (params) std::fill_n(partial, n_parts * 2 * C, 0.0f);
 #pragma omp parallel num_threads(n_parts)
   {
     float* pdw = params ? partial + omp_get_thread_num() * 2 * C : nullptr;
-    float* pdb = params ? pdw + C : nullptr;
 #pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xr = x + n * C;
-      const float* dyr = dy + n * C;
-      const float m = mean[n], s = rstd[n];
-      if (dx) {
-        const float sum_g = vecmath::lane_dot(dyr, w, C);
-        const float sum_gx =
-            vecmath::lane_sum_of(C, [=](int64_t c) { return dyr[c] * w[c] * (xr[c] - m) * s; });
-        const float mean_g = sum_g / static_cast<float>(C);
-        const float mean_gx = sum_gx / static_cast<float>(C);
-        float* dxr = dx + n * C;
-        auto term = [=](int64_t c) {
-          return s * (dyr[c] * w[c] - mean_g - (xr[c] - m) * s * mean_gx);
-        };
-        if (overwrite_dx)
-          for (int64_t c = 0; c < C; ++c) dxr[c] = term(c);
-        else
-          for (int64_t c = 0; c < C; ++c) dxr[c] += term(c);
-      }
-      if (params)
-        for (int64_t c = 0; c < C; ++c) {
-          pdw[c] += dyr[c] * (xr[c] - m) * s;
-          pdb[c] += dyr[c];
-        }
-    }
+    for (int64_t n = 0; n < N; ++n)
+      norm_rows::backward(dx ? dx + n * C : nullptr, overwrite_dx, pdw, pdw ? pdw + C : nullptr,
+                          dy + n * C, x + n * C, w, mean[n], rstd[n], C, nullptr);
   }
   if (!params) return;
   for (int t = 0; t < n_parts; ++t) {

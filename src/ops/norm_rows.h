@@ -1,0 +1,58 @@
+// Internal: one row of layer norm, forward and backward, shared by layer_norm (norm.cpp) and
+// the fused sublayers that normalise their input (feed_forward.cpp, residual_attention.cpp).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "ops/vecmath.h"
+
+namespace qkv::norm_rows {
+
+// y = (x - mean)·rstd·w + b, rstd = 1/sqrt(var + eps), var biased (1/C) as in PyTorch; two
+// passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
+// x, y, w: [C]; b: [C] or null. Stores the row's mean and rstd.
+inline void forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                    const float* b, int64_t C, float eps) {
+  const float m = vecmath::lane_sum(x, C) / static_cast<float>(C);
+  const float v = vecmath::lane_sum_of(C, [x, m](int64_t c) { return (x[c] - m) * (x[c] - m); }) /
+                  static_cast<float>(C);
+  const float s = 1.0f / std::sqrt(v + eps);
+  if (b)
+    for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * s * w[c] + b[c];
+  else
+    for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * s * w[c];
+  *mean = m;
+  *rstd = s;
+}
+
+// With xhat = (x - mean)·rstd and g = dy·w:
+//   dx += rstd·(g - mean(g) - xhat·mean(g·xhat)) (+ extra, a residual's gradient, when set);
+//   dw += dy·xhat;  db += dy   (each optional: null is skipped).
+// dx is written instead of added to when overwrite. All rows [C].
+inline void backward(float* dx, bool overwrite, float* dw, float* db, const float* dy,
+                     const float* x, const float* w, float mean, float rstd, int64_t C,
+                     const float* extra) {
+  const float m = mean, s = rstd;
+  if (dx) {
+    const float mean_g = vecmath::lane_dot(dy, w, C) / static_cast<float>(C);
+    const float mean_gx =
+        vecmath::lane_sum_of(C, [=](int64_t c) { return dy[c] * w[c] * (x[c] - m) * s; }) /
+        static_cast<float>(C);
+    auto term = [=](int64_t c) { return s * (dy[c] * w[c] - mean_g - (x[c] - m) * s * mean_gx); };
+    if (overwrite && extra)
+      for (int64_t c = 0; c < C; ++c) dx[c] = term(c) + extra[c];
+    else if (overwrite)
+      for (int64_t c = 0; c < C; ++c) dx[c] = term(c);
+    else if (extra)
+      for (int64_t c = 0; c < C; ++c) dx[c] += term(c) + extra[c];
+    else
+      for (int64_t c = 0; c < C; ++c) dx[c] += term(c);
+  }
+  if (dw)
+    for (int64_t c = 0; c < C; ++c) dw[c] += dy[c] * (x[c] - m) * s;
+  if (db)
+    for (int64_t c = 0; c < C; ++c) db[c] += dy[c];
+}
+
+}  // namespace qkv::norm_rows
