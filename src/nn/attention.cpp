@@ -2,6 +2,7 @@
 #include "qkv/nn/attention.h"
 
 #include "ops/attention.h"
+#include "ops/residual_attention.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -46,6 +47,16 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding,
     y = scaled_dot_product_attention(qkv[0], k, v, n_head_, options);
   }
   return drop_.forward(proj_.forward(y));
+}
+
+Tensor MultiHeadAttention::forward_residual(const Tensor& x, const LayerNorm& ln,
+                                            const Tensor& key_padding) const {
+  Rng* rng = is_training() ? dropout_rng_ : nullptr;
+  AttentionOptions options{
+      .causal = causal_, .key_padding = key_padding, .dropout = dropout_, .rng = rng};
+  return residual_self_attention(x, ln.weight(), ln.bias(), LayerNorm::kEps, qkv_.weight(),
+                                 qkv_.bias(), proj_.weight(), proj_.bias(), n_head_, options,
+                                 dropout_, rng);
 }
 
 CrossAttention::CrossAttention(int64_t C, int64_t n_head, bool bias, float dropout,

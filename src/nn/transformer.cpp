@@ -22,8 +22,9 @@ EncoderLayer::EncoderLayer(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng
 
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& padding) const {
   if (pre_norm_) {
-    Tensor h = x + attn_.forward(ln1_.forward(x), padding);
-    return mlp_.forward_residual(h, ln2_);  // h + mlp(ln2(h)), fused
+    // x + attn(ln1(x)), then h + mlp(ln2(h)): each sublayer one fused op.
+    Tensor h = attn_.forward_residual(x, ln1_, padding);
+    return mlp_.forward_residual(h, ln2_);
   }
   Tensor h = ln1_.forward(x + attn_.forward(x, padding));
   return ln2_.forward(h + mlp_.forward(h));
@@ -48,10 +49,11 @@ Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor
                              KVCache* cache) const {
   Tensor h;
   if (pre_norm_) {
-    h = x + attn_.forward(ln1_.forward(x), {}, cache);
+    // Sublayers as fused ops (x + attn(ln1(x)), h + mlp(ln2(h))), except with a KV cache.
+    h = cache ? x + attn_.forward(ln1_.forward(x), {}, cache) : attn_.forward_residual(x, ln1_);
     if (cross_attn_)
       h = h + cross_attn_->forward(ln_cross_->forward(h), memory, memory_padding, cache);
-    return mlp_.forward_residual(h, ln2_);  // h + mlp(ln2(h)), fused
+    return mlp_.forward_residual(h, ln2_);
   }
   h = ln1_.forward(x + attn_.forward(x, {}, cache));
   if (cross_attn_)

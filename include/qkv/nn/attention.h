@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "qkv/nn/dropout.h"
+#include "qkv/nn/layer_norm.h"
 #include "qkv/nn/linear.h"
 #include "qkv/nn/module.h"
 
@@ -32,6 +33,9 @@ class MultiHeadAttention : public Module {
   // Tk = T plus the cached positions. With a cache, x holds only the new positions: their keys
   // and values are appended to it, and the causal mask is aligned to the end of the sequence.
   Tensor forward(const Tensor& x, const Tensor& key_padding = {}, KVCache* cache = nullptr) const;
+  // x + forward(ln(x), key_padding) without a cache: a pre-norm layer's self-attention
+  // sublayer, computed as one fused op.
+  Tensor forward_residual(const Tensor& x, const LayerNorm& ln, const Tensor& key_padding = {}) const;
 
  private:
   int64_t C_, n_head_;
