@@ -316,7 +316,7 @@ std::string save_checkpoint(const std::string& run_dir, int64_t step, const Chec
     throw;
   }
   write_pointer(run, "latest", step);
-  if (!replaced.empty()) fs::remove_all(replaced, ec);  // else remove_leftovers gets it later
+  if (!replaced.empty()) fs::remove_all(replaced, ec);  // if this fails, remove_leftovers will
   return dst.string();
 }
 
