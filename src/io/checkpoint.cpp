@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -44,7 +45,7 @@ std::optional<std::pair<int64_t, pid_t>> parse_leftover(std::string_view name,
     return std::nullopt;
   const auto step = parse_dir_name(name.substr(1, dot - 1));
   const auto pid = parse_uint(name.substr(dash + 1));
-  if (!step || !pid) return std::nullopt;
+  if (!step || !pid || *pid > std::numeric_limits<pid_t>::max()) return std::nullopt;
   return std::pair(*step, static_cast<pid_t>(*pid));
 }
 
