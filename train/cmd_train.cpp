@@ -36,8 +36,8 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   auto threads = std::make_shared<int>(-1);
   auto dump = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a config file, or resume a run");
-  cmd->add_option("config", opts->config_path, "TOML config file (see docs/config.md)")
-      ->check(CLI::ExistingFile);
+  // No CLI::ExistingFile check: the config loader's message names the file in the usual form.
+  cmd->add_option("config", opts->config_path, "TOML config file (see docs/config.md)");
   cmd->add_option("--set", opts->overrides,
                   "Override a config key, e.g. --set train.max_iters=500 (repeatable)")
       ->type_name("KEY=VALUE");

@@ -48,7 +48,8 @@ class Trainer {
  private:
   struct State;
   void log_start() const;
-  void evaluate_and_checkpoint(int64_t iter, bool first_of_resume);
+  bool evaluated_at(int64_t iter) const;
+  bool evaluate(int64_t iter);  // true when the val loss is the best so far
   double train_step(int64_t iter);
   std::string save(int64_t iter);
   void restore(const std::string& checkpoint_dir);
