@@ -23,6 +23,7 @@ void on_signal(int) {
 
 io::Config dump_config(const train::TrainOptions& o) {
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
+  train::check_resumable_overrides(o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
   return io::parse_config(io::load_checkpoint(dir, false).config_toml, dir + "/config.toml",
                           o.overrides);

@@ -33,6 +33,17 @@ const std::vector<std::string>& resumable_keys() {
   return keys;
 }
 
+void check_resumable_overrides(const std::vector<std::string>& overrides) {
+  const auto& keys = resumable_keys();
+  for (const std::string& o : overrides) {
+    const std::string key = o.substr(0, o.find('='));
+    QKV_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(),
+              "--set {}: '{}' cannot change when resuming (it would change the model or the "
+              "optimisation); keys that can: {}",
+              o, key, fmt::join(keys, ", "));
+  }
+}
+
 struct Trainer::State {
   Rng data_rng{0};
   int64_t iter = 0;
@@ -94,16 +105,6 @@ bool holds_run(const std::string& dir) {
   return false;
 }
 
-void check_resumable_overrides(const std::vector<std::string>& overrides) {
-  const auto& keys = resumable_keys();
-  for (const std::string& o : overrides) {
-    const std::string key = o.substr(0, o.find('='));
-    QKV_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(),
-              "--set {}: '{}' cannot change when resuming (it would change the model or the "
-              "optimisation); keys that can: {}",
-              o, key, fmt::join(keys, ", "));
-  }
-}
 
 }  // namespace
 

@@ -27,6 +27,8 @@ struct TrainOptions {
 // Keys that --set may change when resuming: they do not change the model, the data or the
 // optimizer's meaning, only how long and how observably the run goes on.
 const std::vector<std::string>& resumable_keys();
+// Throws qkv::Error naming the first --set that changes a key not in resumable_keys().
+void check_resumable_overrides(const std::vector<std::string>& overrides);
 
 // Set from a signal handler: the loop finishes its step, saves a checkpoint and returns.
 extern std::atomic<bool> g_stop_requested;
