@@ -227,9 +227,9 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--num-samples", a->num_samples, "decoder: how many samples (default 1)");
   cmd->add_option("--seed", a->seed,
                   "decoder: sample i draws from stream i of this seed (default 1337)");
-  cmd->add_option(
-      "--stop", a->stop,
-      "decoder: end a sample when its text ends with this string (printed; repeatable)");
+  cmd->add_option("--stop", a->stop,
+                  "decoder: end a sample when its text ends with this string (printed; repeatable; "
+                  "bash's $'\\n' gives a newline)");
   cmd->add_option("--input", a->input, "encoder_decoder: the source text to decode");
   cmd->add_option("--beam", a->beam, "encoder_decoder: beam width (default 1 = greedy)");
   cmd->add_option("--fill", a->fill, "encoder: text whose mask characters are filled in");
