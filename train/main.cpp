@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   qkv::cli::add_train(app, run);
   qkv::cli::add_eval(app, run);
   qkv::cli::add_info(app, run);
+  qkv::cli::add_sample(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
