@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "loss_plot.h"
 #include "metrics.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
@@ -235,6 +236,11 @@ void Trainer::evaluate_and_checkpoint(int64_t iter, bool first_of_resume) {
                        {"val_loss", val.loss},   {"val_bpc", val.loss / ln2},
                        {"val_accuracy", val.accuracy}};
   state_->metrics->append(state_->last_eval);
+  try {
+    write_run_loss_chart(run_dir_);
+  } catch (const Error& e) {  // the chart is a convenience: never stop training for it
+    spdlog::warn("loss.svg not updated: {}", e.what());
+  }
   const bool best = val.loss < state_->best_val_loss;
   if (best) state_->best_val_loss = val.loss;
   if (iter == 0 || iter == c.train.max_iters) return;  // the end-of-run save marks best itself
