@@ -58,15 +58,18 @@ std::string attention_chart_svg(const AttentionChart& chart) {
   const double panel_w = left + double(cols) * cell + 24, panel_h = top + double(rows) * cell + 20;
   const int64_t per_row = std::min<int64_t>(chart.panels_per_row, int64_t(chart.panels.size()));
   const int64_t grid_rows = (int64_t(chart.panels.size()) + per_row - 1) / per_row;
-  const double header = 70;
-  const double width = std::max(480.0, double(per_row) * panel_w + 20);
+  const double header = 88;
+  // Wide enough for the title and subtitle too, at about 0.6 em per character.
+  const double text_w = std::max(double(data::decode_utf8(chart.title).size()) * 16 * 0.6,
+                                 double(data::decode_utf8(chart.subtitle).size()) * 12 * 0.55);
+  const double width = std::max(double(per_row) * panel_w, text_w) + 20;
   Svg svg(width, header + double(grid_rows) * panel_h + 10);
 
   svg.text(10, 24, chart.title, {.size = 16, .bold = true});
   svg.text(10, 44, chart.subtitle, {.size = 12, .fill = "#555"});
-  svg.text(width - 150, 24, "0", {.size = 11, .anchor = "end"});
-  svg.gradient_rect(width - 145, 14, 110, 12, "attention-scale", kLow, kHigh);
-  svg.text(width - 30, 24, "1", {.size = 11});
+  svg.text(10, 66, "weight 0", {.size = 11});
+  svg.gradient_rect(62, 56, 110, 12, "attention-scale", kLow, kHigh);
+  svg.text(178, 66, "1", {.size = 11});
 
   for (size_t p = 0; p < chart.panels.size(); ++p) {
     const AttentionPanel& panel = chart.panels[p];

@@ -6,6 +6,8 @@
 
 #include "qkv/data/dates.h"
 #include "qkv/data/pair_dataset.h"
+#include "qkv/data/split.h"
+#include "qkv/io/config.h"
 #include "qkv/error.h"
 
 using namespace qkv;
@@ -133,4 +135,12 @@ TEST_CASE("dates: the TSV loads as pairs, the held-out ones last") {
 TEST_CASE("dates: impossible requests are errors") {
   CHECK_THROWS_WITH_AS(generate_dates(10, 50000, 1), doctest::Contains("val examples"), Error);
   CHECK_THROWS_AS(generate_dates(-1, 1, 1), Error);
+}
+
+TEST_CASE("dates: configs/dates_encdec.toml validates on exactly the held-out pairs") {
+  const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/dates_encdec.toml");
+  // The defaults of `qkv data dates`: 63,000 training pairs, then 1,000 held out.
+  CHECK(train_size(64000, c.data.val_fraction) == 63000);
+  CHECK(c.model.block_size >= kMaxDateSourceLength);
+  CHECK(c.model.block_size - 1 >= 10);  // "YYYY-MM-DD"; <eos> takes the last position
 }
