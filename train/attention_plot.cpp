@@ -1,9 +1,9 @@
 #include "attention_plot.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"

@@ -86,8 +86,10 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
     const int64_t T = int64_t(ids.size());
     check_length(T, m.block_size, "--prompt", m.block_size);
     Recording recording(model, "", "attn", probs);
-    if (decoder) dynamic_cast<nn::Decoder&>(model).forward(ids, 1, T);
-    else dynamic_cast<nn::Encoder&>(model).forward(ids, 1, T);
+    if (decoder)
+      dynamic_cast<nn::Decoder&>(model).forward(ids, 1, T);
+    else
+      dynamic_cast<nn::Encoder&>(model).forward(ids, 1, T);
     chart.row_labels = chart.col_labels = char_labels(r.text);
     chart.title = fmt::format("{} self-attention", decoder ? "causal" : "bidirectional");
     chart.subtitle = "rows: query positions; columns: the keys they attend to (each row sums to 1)";
@@ -113,11 +115,13 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
       chart.row_labels = out;
       chart.col_labels = char_labels(r.text);
       chart.title = "cross-attention: output characters over the input";
-      chart.subtitle = "rows: the output character each decoder position predicts; columns: input characters";
+      chart.subtitle =
+          "rows: the output character each decoder position predicts; columns: input characters";
     } else {
       chart.row_labels = chart.col_labels = r.part == "encoder" ? char_labels(r.text) : in;
       chart.title = fmt::format("{} self-attention", r.part);
-      chart.subtitle = "rows: query positions; columns: the keys they attend to (each row sums to 1)";
+      chart.subtitle =
+          "rows: query positions; columns: the keys they attend to (each row sums to 1)";
     }
   }
 
@@ -130,8 +134,8 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
     for (int64_t h = 0; h < m.n_head; ++h) {
       if (r.head >= 0 && h != r.head) continue;
       const float* w = p.data() + h * rows * cols;
-      chart.panels.push_back({fmt::format("layer {} · head {}", l, h),
-                              std::vector<float>(w, w + rows * cols)});
+      chart.panels.push_back(
+          {fmt::format("layer {} · head {}", l, h), std::vector<float>(w, w + rows * cols)});
     }
   }
   chart.panels_per_row = r.head >= 0 ? 1 : m.n_head;

@@ -18,8 +18,9 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   auto out = std::make_shared<std::string>("attn.svg");
   auto threads = std::make_shared<int>(0);
   CLI::App* cmd = app.add_subcommand(
-      "attention", "Draw a checkpoint's attention weights on a text as SVG heatmaps, one panel "
-                   "per layer and head");
+      "attention",
+      "Draw a checkpoint's attention weights on a text as SVG heatmaps, one panel "
+      "per layer and head");
   cmd->add_option("checkpoint", *checkpoint, "Run directory or checkpoint directory")->required();
   cmd->add_option("--prompt,--input", a->text,
                   "The text (decoder, encoder) or the source (encoder-decoder)")
@@ -42,9 +43,12 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
       const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
       const nn::ModelConfig mc = train::model_config(config, vocab.size());
       std::unique_ptr<nn::Module> model;
-      if (config.model.kind == "decoder") model = std::make_unique<nn::Decoder>(mc);
-      else if (config.model.kind == "encoder") model = std::make_unique<nn::Encoder>(mc);
-      else model = std::make_unique<nn::EncoderDecoder>(mc);
+      if (config.model.kind == "decoder")
+        model = std::make_unique<nn::Decoder>(mc);
+      else if (config.model.kind == "encoder")
+        model = std::make_unique<nn::Encoder>(mc);
+      else
+        model = std::make_unique<nn::EncoderDecoder>(mc);
       model->load_state_dict(ck.model);
       train::AttentionChart chart = train::probe_attention(*model, config, vocab, *a);
       chart.title += fmt::format(" of {} ({} model)", dir, config.model.kind);

@@ -24,7 +24,9 @@ void add_data(CLI::App& app, std::function<int()>& run) {
       "dates",
       "Date normalisation pairs (\"3rd of March, 1999\" -> \"1999-03-03\"): DIR/dates.tsv holds "
       "the training pairs then the held-out ones, DIR/dates_val.tsv the held-out ones alone");
-  dates->add_option("--train", a->train, "Training pairs")->capture_default_str()->check(CLI::PositiveNumber);
+  dates->add_option("--train", a->train, "Training pairs")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   dates->add_option("--val", a->val, "Held-out pairs (their dates never occur in training)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -42,10 +44,11 @@ void add_data(CLI::App& app, std::function<int()>& run) {
       const int64_t n = a->train + a->val;
       double fraction = double(a->val) / double(n);
       if (data::train_size(n, fraction) != a->train) fraction = (double(a->val) - 0.5) / double(n);
-      std::printf("wrote %s (%lld training pairs, then %lld held out) and %s; train on it with "
-                  "data.val_fraction = %.17g\n",
-                  all.c_str(), static_cast<long long>(a->train), static_cast<long long>(a->val),
-                  val.c_str(), fraction);
+      std::printf(
+          "wrote %s (%lld training pairs, then %lld held out) and %s; train on it with "
+          "data.val_fraction = %.17g\n",
+          all.c_str(), static_cast<long long>(a->train), static_cast<long long>(a->val),
+          val.c_str(), fraction);
       return 0;
     };
   });

@@ -1,10 +1,10 @@
 // `qkv plot`: the loss curves of one or more runs on one SVG chart, to compare experiments.
+#include <fmt/ranges.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
-
-#include <fmt/ranges.h>
 
 #include "commands.h"
 #include "loss_plot.h"
@@ -32,6 +32,7 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   struct Args {
     std::vector<std::string> runs;
     std::string out = "loss.svg", title;
+    bool log_y = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -39,6 +40,7 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("runs", a->runs, "Run directories")->required();
   cmd->add_option("-o,--out", a->out, "SVG file to write")->capture_default_str();
   cmd->add_option("--title", a->title, "Chart title (default: the run names)");
+  cmd->add_flag("--log-y", a->log_y, "Log-scale loss axis, to tell apart losses near 0");
   cmd->callback([&run, a] {
     run = [a]() -> int {
       const std::vector<std::string> labels = run_labels(a->runs);
@@ -47,7 +49,7 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
         curves.push_back(train::read_loss_curves(a->runs[i], labels[i]));
       const std::string title =
           a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
-      train::write_file_atomically(a->out, train::loss_chart_svg(curves, title));
+      train::write_file_atomically(a->out, train::loss_chart_svg(curves, title, a->log_y));
       std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
                   curves.size() == 1 ? "" : "s");
       return 0;

@@ -20,8 +20,10 @@ struct LossCurves {
 LossCurves read_loss_curves(const std::string& run_dir, std::string name);
 
 // Training loss (thin) and validation loss (thick, with a dot per evaluation) against the
-// iteration, one colour per run, with axes, ticks, a legend and the title.
-std::string loss_chart_svg(const std::vector<LossCurves>& runs, std::string_view title);
+// iteration, one colour per run, with axes, ticks, a legend and the title. log_y: a log10 loss
+// axis (a loss of 0 sits at the smallest positive one).
+std::string loss_chart_svg(const std::vector<LossCurves>& runs, std::string_view title,
+                           bool log_y = false);
 
 // RUN/loss.svg from RUN/metrics.jsonl, replaced atomically.
 void write_run_loss_chart(const std::string& run_dir);

@@ -1,8 +1,8 @@
 #include "svg.h"
 
-#include <cassert>
-
 #include <fmt/format.h>
+
+#include <cassert>
 
 namespace qkv::train {
 
@@ -11,12 +11,23 @@ std::string xml_escape(std::string_view text) {
   out.reserve(text.size());
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -34,8 +45,8 @@ Svg::Svg(double width, double height) : width_(width), height_(height) {
 
 void Svg::rect(double x, double y, double w, double h, std::string_view fill,
                std::string_view stroke) {
-  body_ += fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}")",
-                       x, y, w, h, fill);
+  body_ += fmt::format(R"(<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}")", x,
+                       y, w, h, fill);
   if (stroke != "none") body_ += fmt::format(R"( stroke="{}")", stroke);
   body_ += "/>\n";
 }
@@ -69,7 +80,8 @@ void Svg::text(double x, double y, std::string_view text, const TextStyle& s) {
                        x, y, s.size, s.anchor, s.fill);
   if (s.bold) body_ += R"( font-weight="bold")";
   if (s.monospace) body_ += R"( font-family="monospace")";
-  if (s.rotate != 0) body_ += fmt::format(" transform=\"rotate({} {:.1f} {:.1f})\"", s.rotate, x, y);
+  if (s.rotate != 0)
+    body_ += fmt::format(" transform=\"rotate({} {:.1f} {:.1f})\"", s.rotate, x, y);
   body_ += fmt::format(">{}</text>\n", xml_escape(text));
 }
 

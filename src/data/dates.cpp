@@ -1,12 +1,12 @@
 // Date normalisation pairs: calendar arithmetic, the source formats, and the seeded generator.
 #include "qkv/data/dates.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <set>
 #include <unordered_set>
-
-#include <fmt/format.h>
 
 #include "qkv/error.h"
 #include "qkv/rng.h"
@@ -14,8 +14,9 @@
 namespace qkv::data {
 namespace {
 
-const char* const kMonths[] = {"January", "February", "March",     "April",   "May",      "June",
-                               "July",    "August",   "September", "October", "November", "December"};
+const char* const kMonths[] = {"January",   "February", "March",    "April",
+                               "May",       "June",     "July",     "August",
+                               "September", "October",  "November", "December"};
 const char* const kWeekdays[] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
                                  "Friday", "Saturday", "Sunday"};
 
@@ -38,6 +39,26 @@ std::string ordinal(int day) {
   }
   return fmt::format("{}{}", day, suffix);
 }
+
+// The formats of dates.h, in its order. month: "March", mon: "Mar", weekday: "Wednesday",
+// wd: "Wed", nth: "3rd", day: 3, m: 3 (the month's number), year: 1999.
+const char* const kFormats[kDateFormats] = {"{month} {day} {year}",
+                                            "{month} {day}, {year}",
+                                            "{month} {nth}, {year}",
+                                            "{day} {month} {year}",
+                                            "{nth} {month} {year}",
+                                            "{nth} of {month}, {year}",
+                                            "the {nth} of {month} {year}",
+                                            "{mon} {day}, {year}",
+                                            "{day} {mon} {year}",
+                                            "{day:02}-{mon}-{year}",
+                                            "{year} {month} {day}",
+                                            "{year}/{m:02}/{day:02}",
+                                            "{day:02}.{m:02}.{year}",
+                                            "{day}.{m}.{year}",
+                                            "{weekday}, {month} {day}, {year}",
+                                            "{wd} {day} {mon} {year}",
+                                            "{weekday} {nth} {month} {year}"};
 
 // Formats without letters, which casing leaves alone.
 bool numeric_format(int format) { return format == 11 || format == 12 || format == 13; }
@@ -83,35 +104,20 @@ int weekday(const Date& d) {
   return int(w < 0 ? w + 7 : w);
 }
 
-std::string iso_date(const Date& d) { return fmt::format("{:04}-{:02}-{:02}", d.year, d.month, d.day); }
+std::string iso_date(const Date& d) {
+  return fmt::format("{:04}-{:02}-{:02}", d.year, d.month, d.day);
+}
 
 std::string format_date(const Date& d, int format, Casing casing) {
+  QKV_CHECK(format >= 0 && format < kDateFormats, "format_date: format {} is outside [0, {})",
+            format, kDateFormats);
   QKV_CHECK(is_valid_date(d), "format_date: {} is not a valid date", iso_date(d));
   const std::string month = kMonths[d.month - 1], mon = month.substr(0, 3);
   const std::string wday = kWeekdays[weekday(d)], wd = wday.substr(0, 3), nth = ordinal(d.day);
-  const int y = d.year, m = d.month, day = d.day;
-  std::string s;
-  switch (format) {
-    case 0: s = fmt::format("{} {} {}", month, day, y); break;
-    case 1: s = fmt::format("{} {}, {}", month, day, y); break;
-    case 2: s = fmt::format("{} {}, {}", month, nth, y); break;
-    case 3: s = fmt::format("{} {} {}", day, month, y); break;
-    case 4: s = fmt::format("{} {} {}", nth, month, y); break;
-    case 5: s = fmt::format("{} of {}, {}", nth, month, y); break;
-    case 6: s = fmt::format("the {} of {} {}", nth, month, y); break;
-    case 7: s = fmt::format("{} {}, {}", mon, day, y); break;
-    case 8: s = fmt::format("{} {} {}", day, mon, y); break;
-    case 9: s = fmt::format("{:02}-{}-{}", day, mon, y); break;
-    case 10: s = fmt::format("{} {} {}", y, month, day); break;
-    case 11: s = fmt::format("{}/{:02}/{:02}", y, m, day); break;
-    case 12: s = fmt::format("{:02}.{:02}.{}", day, m, y); break;
-    case 13: s = fmt::format("{}.{}.{}", day, m, y); break;
-    case 14: s = fmt::format("{}, {} {}, {}", wday, month, day, y); break;
-    case 15: s = fmt::format("{} {} {} {}", wd, day, mon, y); break;
-    case 16: s = fmt::format("{} {} {} {}", wday, nth, month, y); break;
-    default:
-      throw Error(fmt::format("format_date: format {} is outside [0, {})", format, kDateFormats));
-  }
+  std::string s =
+      fmt::format(fmt::runtime(kFormats[format]), fmt::arg("month", month), fmt::arg("mon", mon),
+                  fmt::arg("weekday", wday), fmt::arg("wd", wd), fmt::arg("nth", nth),
+                  fmt::arg("day", d.day), fmt::arg("m", d.month), fmt::arg("year", d.year));
   if (casing == Casing::lower)
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   if (casing == Casing::upper)
@@ -121,9 +127,10 @@ std::string format_date(const Date& d, int format, Casing casing) {
 
 DateSplits generate_dates(int64_t n_train, int64_t n_val, uint64_t seed) {
   const int64_t days = total_days();
-  QKV_CHECK(n_train >= 0 && n_val >= 0 && n_val <= days / 2,
-            "dates: need 0 <= val examples <= {} (half the {} days of {}..{}), got {} train, {} val",
-            days / 2, days, kFirstYear, kLastYear, n_train, n_val);
+  QKV_CHECK(
+      n_train >= 0 && n_val >= 0 && n_val <= days / 2,
+      "dates: need 0 <= val examples <= {} (half the {} days of {}..{}), got {} train, {} val",
+      days / 2, days, kFirstYear, kLastYear, n_train, n_val);
   Rng rng(seed);
   DateSplits out;
   std::set<int64_t> val_days;

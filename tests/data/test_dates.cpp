@@ -7,8 +7,8 @@
 #include "qkv/data/dates.h"
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/split.h"
-#include "qkv/io/config.h"
 #include "qkv/error.h"
+#include "qkv/io/config.h"
 
 using namespace qkv;
 using namespace qkv::data;
@@ -27,11 +27,11 @@ bool parse_iso(const std::string& s, Date& d) {
 }  // namespace
 
 TEST_CASE("dates: weekdays of known dates, and each day is the next weekday of the one before") {
-  CHECK(weekday({1999, 3, 3}) == 2);     // a Wednesday
-  CHECK(weekday({1900, 1, 1}) == 0);     // a Monday
-  CHECK(weekday({2000, 2, 29}) == 1);    // a Tuesday
-  CHECK(weekday({2099, 12, 31}) == 3);   // a Thursday
-  CHECK(weekday({1969, 7, 20}) == 6);    // a Sunday
+  CHECK(weekday({1999, 3, 3}) == 2);    // a Wednesday
+  CHECK(weekday({1900, 1, 1}) == 0);    // a Monday
+  CHECK(weekday({2000, 2, 29}) == 1);   // a Tuesday
+  CHECK(weekday({2099, 12, 31}) == 3);  // a Thursday
+  CHECK(weekday({1969, 7, 20}) == 6);   // a Sunday
   Date d{kFirstYear, 1, 1};
   int w = weekday(d), days = 0;
   while (d.year <= kLastYear) {
@@ -39,7 +39,8 @@ TEST_CASE("dates: weekdays of known dates, and each day is the next weekday of t
     CHECK(weekday(d) == w);
     w = (w + 1) % 7;
     ++days;
-    if (++d.day > days_in_month(d.year, d.month)) d = {d.year + (d.month == 12), d.month % 12 + 1, 1};
+    if (++d.day > days_in_month(d.year, d.month))
+      d = {d.year + (d.month == 12), d.month % 12 + 1, 1};
   }
   CHECK(days == 73049);  // 200 years, 49 of them leap (2000 is, 1900 is not)
 }
@@ -59,13 +60,23 @@ TEST_CASE("dates: leap years and month lengths") {
 
 TEST_CASE("dates: every format of 1999-03-03, and casing") {
   const Date d{1999, 3, 3};
-  const char* want[kDateFormats] = {
-      "March 3 1999",  "March 3, 1999",         "March 3rd, 1999",
-      "3 March 1999",  "3rd March 1999",        "3rd of March, 1999",
-      "the 3rd of March 1999", "Mar 3, 1999",   "3 Mar 1999",
-      "03-Mar-1999",   "1999 March 3",          "1999/03/03",
-      "03.03.1999",    "3.3.1999",              "Wednesday, March 3, 1999",
-      "Wed 3 Mar 1999", "Wednesday 3rd March 1999"};
+  const char* want[kDateFormats] = {"March 3 1999",
+                                    "March 3, 1999",
+                                    "March 3rd, 1999",
+                                    "3 March 1999",
+                                    "3rd March 1999",
+                                    "3rd of March, 1999",
+                                    "the 3rd of March 1999",
+                                    "Mar 3, 1999",
+                                    "3 Mar 1999",
+                                    "03-Mar-1999",
+                                    "1999 March 3",
+                                    "1999/03/03",
+                                    "03.03.1999",
+                                    "3.3.1999",
+                                    "Wednesday, March 3, 1999",
+                                    "Wed 3 Mar 1999",
+                                    "Wednesday 3rd March 1999"};
   for (int f = 0; f < kDateFormats; ++f) CHECK(format_date(d, f) == want[f]);
   CHECK(format_date(d, 5, Casing::lower) == "3rd of march, 1999");
   CHECK(format_date(d, 14, Casing::upper) == "WEDNESDAY, MARCH 3, 1999");

@@ -14,7 +14,7 @@
 namespace qkv::testing {
 
 struct XmlCheck {
-  std::string error;                // empty when well-formed
+  std::string error;                 // empty when well-formed
   std::map<std::string, int> count;  // "polyline": 4, "polyline.val": 2, "g.panel": 8
   bool ok() const { return error.empty(); }
   int operator[](const std::string& key) const {
@@ -41,10 +41,10 @@ inline XmlCheck check_xml(std::string_view doc) {
       if (s[p] == '<') return fail("'<' in text"), false;
       if (s[p] != '&') continue;
       const size_t end = s.find(';', p);
-      const std::string_view ent = end == std::string_view::npos ? "" : s.substr(p + 1, end - p - 1);
+      const std::string_view ent =
+          end == std::string_view::npos ? "" : s.substr(p + 1, end - p - 1);
       static const std::set<std::string_view> named{"amp", "lt", "gt", "quot", "apos"};
-      if (!named.count(ent) && !(ent.size() > 1 && ent[0] == '#'))
-        return fail("bad entity"), false;
+      if (!named.count(ent) && !(ent.size() > 1 && ent[0] == '#')) return fail("bad entity"), false;
     }
     return true;
   };
@@ -71,24 +71,42 @@ inline XmlCheck check_xml(std::string_view doc) {
       const size_t start = i;
       while (i < doc.size() && name_char(doc[i])) ++i;
       const std::string name(doc.substr(start, i - start));
-      if (i >= doc.size() || doc[i] != '>') fail("bad end tag");
-      else if (open.empty() || open.back() != name) fail("</" + name + "> does not match");
-      else open.pop_back(), ++i;
+      if (i >= doc.size() || doc[i] != '>')
+        fail("bad end tag");
+      else if (open.empty() || open.back() != name)
+        fail("</" + name + "> does not match");
+      else
+        open.pop_back(), ++i;
     } else {
       ++i;
       const size_t start = i;
       while (i < doc.size() && name_char(doc[i])) ++i;
       const std::string name(doc.substr(start, i - start));
-      if (name.empty()) { fail("empty tag name"); break; }
-      if (open.empty() && roots++ > 0) { fail("a second root element"); break; }
+      if (name.empty()) {
+        fail("empty tag name");
+        break;
+      }
+      if (open.empty() && roots++ > 0) {
+        fail("a second root element");
+        break;
+      }
       std::set<std::string> attrs;
       std::string cls;
       bool closed = false;
       while (r.ok()) {
         while (i < doc.size() && std::isspace(static_cast<unsigned char>(doc[i]))) ++i;
-        if (i >= doc.size()) { fail("unterminated tag <" + name); break; }
-        if (doc.substr(i, 2) == "/>") { i += 2, closed = true; break; }
-        if (doc[i] == '>') { ++i; break; }
+        if (i >= doc.size()) {
+          fail("unterminated tag <" + name);
+          break;
+        }
+        if (doc.substr(i, 2) == "/>") {
+          i += 2, closed = true;
+          break;
+        }
+        if (doc[i] == '>') {
+          ++i;
+          break;
+        }
         const size_t a = i;
         while (i < doc.size() && name_char(doc[i])) ++i;
         const std::string attr(doc.substr(a, i - a));
@@ -100,7 +118,10 @@ inline XmlCheck check_xml(std::string_view doc) {
         if (!attrs.insert(attr).second) fail("duplicate attribute " + attr);
         const char quote = doc[i + 1];
         const size_t end = doc.find(quote, i + 2);
-        if (end == std::string_view::npos) { fail("unterminated attribute value"); break; }
+        if (end == std::string_view::npos) {
+          fail("unterminated attribute value");
+          break;
+        }
         const std::string_view value = doc.substr(i + 2, end - i - 2);
         check_chars(value);
         if (attr == "class") cls = value;

@@ -67,6 +67,18 @@ TEST_CASE("loss chart: one train and one val series per run, escaped names, a le
   CHECK(x["text"] > 10);  // title, tick labels, axis labels, legend
 }
 
+TEST_CASE("loss chart: a log axis has a tick per power of ten and takes a loss of 0") {
+  LossCurves c{"r", {{0, 4.0}, {1, 0.5}, {2, 0.0}, {3, 0.002}}, {{0, 4.1}, {3, 0.003}}};
+  const std::string svg = loss_chart_svg({c}, "t", /*log_y=*/true);
+  const auto x = check_xml(svg);
+  REQUIRE_MESSAGE(x.ok(), x.error);
+  CHECK(x["polyline.train"] == 1);
+  for (const char* tick : {">0.01</text>", ">0.1</text>", ">1</text>"})
+    CHECK(svg.find(tick) != std::string::npos);
+  CHECK(svg.find("nan") == std::string::npos);
+  CHECK(svg.find("inf") == std::string::npos);
+}
+
 TEST_CASE("loss chart: a single point and a flat curve still draw") {
   LossCurves one{"one", {{0, 2.0}}, {}};
   const auto x = check_xml(loss_chart_svg({one}, "t"));
@@ -127,8 +139,8 @@ TEST_CASE("attention chart: a panel per (layer, head), labels escaped, bad weigh
 
 TEST_CASE("attention probe: panels for every layer and head of each model kind") {
   io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml");  // 2 layers, 2 heads
-  const data::Vocab vocab = data::Vocab::from_text("abc _\n1-", {data::kPad, data::kBos,
-                                                                 data::kEos, data::kMask});
+  const data::Vocab vocab =
+      data::Vocab::from_text("abc _\n1-", {data::kPad, data::kBos, data::kEos, data::kMask});
   SUBCASE("decoder: causal, characters on both axes") {
     nn::Decoder model(model_config(c, vocab.size()));
     const AttentionChart all = probe_attention(model, c, vocab, {.text = "ab c\n"});
@@ -156,7 +168,7 @@ TEST_CASE("attention probe: panels for every layer and head of each model kind")
     c.model.kind = "encoder";
     nn::Encoder model(model_config(c, vocab.size()));
     const AttentionChart chart = probe_attention(model, c, vocab, {.text = "a_c", .head = 1});
-    CHECK(chart.panels.size() == 2);  // one head of each layer
+    CHECK(chart.panels.size() == 2);           // one head of each layer
     CHECK(chart.panels[0].weights[2] > 0.0f);  // bidirectional: row 0 sees key 2
   }
   SUBCASE("encoder-decoder: cross-attention rows are the output characters") {

@@ -23,8 +23,8 @@ inline constexpr int64_t kMaxDateSourceLength = 29;
 bool is_leap_year(int year);
 int days_in_month(int year, int month);  // month 1..12
 bool is_valid_date(const Date& d);
-int weekday(const Date& d);              // 0 = Monday .. 6 = Sunday (proleptic Gregorian)
-std::string iso_date(const Date& d);     // "1999-03-03"
+int weekday(const Date& d);           // 0 = Monday .. 6 = Sunday (proleptic Gregorian)
+std::string iso_date(const Date& d);  // "1999-03-03"
 
 // The formats, in the casing shown; format_date may then lower- or upper-case the words.
 //   "March 3 1999"   "March 3, 1999"   "March 3rd, 1999"   "3 March 1999"   "3rd March 1999"
