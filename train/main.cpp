@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   qkv::cli::add_eval(app, run);
   qkv::cli::add_info(app, run);
   qkv::cli::add_sample(app, run);
+  qkv::cli::add_data(app, run);
+  qkv::cli::add_plot(app, run);
+  qkv::cli::add_attention(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "loss_plot.h"
 #include "metrics.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
@@ -252,6 +253,11 @@ bool Trainer::evaluate(int64_t iter) {
                        {"val_loss", val.loss},   {"val_bpc", val.loss / ln2},
                        {"val_accuracy", val.accuracy}};
   state_->metrics->append(state_->last_eval);
+  try {
+    write_run_loss_chart(run_dir_);
+  } catch (const Error& e) {  // the chart is a convenience: never stop training for it
+    spdlog::warn("loss.svg not updated: {}", e.what());
+  }
   // A checkpoint of this step saved before the evaluation (on Ctrl-C) does not record it: save
   // the step again, so that resuming from it does not evaluate again.
   if (state_->last_saved == iter) state_->last_saved = -1;

@@ -38,6 +38,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding,
                            .key_padding = key_padding,
                            .dropout = dropout_,
                            .rng = is_training() ? dropout_rng_ : nullptr};
+  if (probs_out_) *probs_out_ = attention_probabilities(qkv[0], k, n_head_, options);
   Tensor y = scaled_dot_product_attention(qkv[0], k, v, n_head_, options);
   return drop_.forward(proj_.forward(y));
 }
@@ -77,7 +78,9 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const Tens
                            .key_padding = memory_padding,
                            .dropout = dropout_,
                            .rng = is_training() ? dropout_rng_ : nullptr};
-  Tensor y = scaled_dot_product_attention(q_.forward(x), k, v, n_head_, options);
+  const Tensor q = q_.forward(x);
+  if (probs_out_) *probs_out_ = attention_probabilities(q, k, n_head_, options);
+  Tensor y = scaled_dot_product_attention(q, k, v, n_head_, options);
   return drop_.forward(proj_.forward(y));
 }
 

@@ -1,6 +1,7 @@
 // scaled_dot_product_attention: softmax(q·kᵀ/sqrt(HS) + mask)·v as one fused node.
 // q: [B, Tq, C], k and v: [B, Tk, C]; head h owns channels [h·HS, (h+1)·HS) and is read in place
-// (row stride C), so no permute copy is made. One OpenMP iteration per (b, h).
+// (row stride C), so no permute copy is made. One OpenMP iteration per (b, h). Also
+// attention_probabilities, the same softmax without v or autograd, for looking inside models.
 #include <cblas.h>
 #include <omp.h>
 
@@ -99,6 +100,17 @@ void masked_softmax_row(float* s, int64_t n, int64_t Tk, const float* pad) {
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
+// One (b, h). Q: [Tq, HS] and K: [Tk, HS], rows of stride C; pad: [Tk] or null.
+// P: [Tq, Tk] = masked softmax(scale·Q·Kᵀ).
+void head_probabilities(float* P, const float* Q, const float* K, const float* pad,
+                        const Dims& d, bool causal) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.Tq, d.Tk, d.HS, scale, Q, d.C, K, d.C,
+              0.0f, P, d.Tk);
+  for (int64_t i = 0; i < d.Tq; ++i)
+    masked_softmax_row(P + i * d.Tk, causal_keys(d, i, causal), d.Tk, pad);
+}
+
 // One (b, h). Q, O: [Tq, HS] rows of stride C; K, V: [Tk, HS] rows of stride C; pad: [Tk] or
 // null. Writes P: [Tq, Tk] (softmax probabilities, 0 on masked keys; saved for backward) and,
 // with dropout (seed set), M: [Tq, Tk] holding 0 or 1/(1-p) (saved) and A = P∘M in
@@ -107,11 +119,7 @@ void head_forward(float* O, float* P, float* M, float* a, const float* Q, const 
                   const float* V, const float* pad, const uint64_t* seed, float p_drop,
                   const Dims& d, bool causal) {
   const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, HS, scale, Q, C, K, C, 0.0f, P,
-              Tk);
-  for (int64_t i = 0; i < Tq; ++i)
-    masked_softmax_row(P + i * Tk, causal_keys(d, i, causal), Tk, pad);
+  head_probabilities(P, Q, K, pad, d, causal);
   const float* A = P;
   if (seed) {
     Rng rng(*seed);
@@ -209,16 +217,15 @@ void attention_backward(float* dq, float* dk, float* dv, float* scratch, const f
   }
 }
 
-}  // namespace
-
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    int64_t n_head, const AttentionOptions& options) {
-  const char* op = "scaled_dot_product_attention";
-  QKV_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v must all be defined", op);
-  QKV_CHECK(q.rank() == 3 && k.rank() == 3 && v.shape() == k.shape() &&
+// Validates the arguments of the op named `op` and returns its dimensions.
+Dims check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor* v,
+                     int64_t n_head, const AttentionOptions& options) {
+  QKV_CHECK(q.defined() && k.defined() && (!v || v->defined()), "{}: q, k{} must all be defined",
+            op, v ? " and v" : "");
+  QKV_CHECK(q.rank() == 3 && k.rank() == 3 && (!v || v->shape() == k.shape()) &&
                 q.size(0) == k.size(0) && q.size(2) == k.size(2),
-            "{}: q is {}, k is {}, v is {}; expected q [B, Tq, C] and k, v [B, Tk, C]", op,
-            q.shape(), k.shape(), v.shape());
+            "{}: q is {}, k is {}{}; expected q [B, Tq, C] and k{} [B, Tk, C]", op, q.shape(),
+            k.shape(), v ? fmt::format(", v is {}", v->shape()) : "", v ? ", v" : "");
   const int64_t B = q.size(0), Tq = q.size(1), Tk = k.size(1), C = q.size(2);
   QKV_CHECK(B > 0 && Tq > 0 && Tk > 0 && C > 0, "{}: empty input: q is {}, k is {}", op,
             q.shape(), k.shape());
@@ -231,8 +238,16 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
             pad.defined() ? pad.shape() : Shape{}, B, Tk, k.shape());
   QKV_CHECK(options.dropout >= 0.0f && options.dropout < 1.0f,
             "{}: dropout must be in [0, 1), got {}", op, options.dropout);
+  return Dims{B, Tq, Tk, C, n_head, C / n_head};
+}
 
-  const Dims d{B, Tq, Tk, C, n_head, C / n_head};
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    int64_t n_head, const AttentionOptions& options) {
+  const Dims d = check_attention("scaled_dot_product_attention", q, k, &v, n_head, options);
+  const int64_t B = d.B, Tq = d.Tq, Tk = d.Tk;
+  const Tensor& pad = options.key_padding;
   const bool drop = options.dropout > 0.0f && options.rng != nullptr;
   const bool grad = needs_grad({q, k, v});
   // Seeds drawn in (b, h) order before the parallel loop: the mask is the same for any
@@ -254,12 +269,28 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                     pad.defined() ? pad.data() : nullptr, drop ? seeds.data() : nullptr,
                     options.dropout, d, options.causal, grad);
   if (!grad) return out;
-  record(out, op, {q, k, v}, [q, k, v, P, M, d](const float* dout) {
+  record(out, "scaled_dot_product_attention", {q, k, v}, [q, k, v, P, M, d](const float* dout) {
     Tensor tmp = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
     attention_backward(q.grad_data(), k.grad_data(), v.grad_data(), tmp.data(), dout, q.data(),
                        k.data(), v.data(), P.data(), M.defined() ? M.data() : nullptr, d);
   });
   return out;
+}
+
+Tensor attention_probabilities(const Tensor& q, const Tensor& k, int64_t n_head,
+                               const AttentionOptions& options) {
+  const Dims d = check_attention("attention_probabilities", q, k, nullptr, n_head, options);
+  const Tensor& pad = options.key_padding;
+  Tensor P = Tensor::empty({d.B, d.NH, d.Tq, d.Tk});
+  float* p = P.data();
+  const float *qd = q.data(), *kd = k.data(), *padd = pad.defined() ? pad.data() : nullptr;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t h = 0; h < d.NH; ++h)
+      head_probabilities(p + (b * d.NH + h) * d.Tq * d.Tk, qd + b * d.Tq * d.C + h * d.HS,
+                         kd + b * d.Tk * d.C + h * d.HS, padd ? padd + b * d.Tk : nullptr, d,
+                         options.causal);
+  return P;
 }
 
 }  // namespace qkv
