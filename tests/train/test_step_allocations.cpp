@@ -1,0 +1,63 @@
+// The training step asks the system for memory only in its first step: from then on every
+// tensor (activations, saved buffers, grads, optimizer scratch) is served by the caching
+// allocator.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "qkv/allocator.h"
+#include "qkv/io/config.h"
+#include "qkv/ops.h"
+#include "qkv/optim/adamw.h"
+#include "qkv/optim/schedule.h"
+#include "qkv/runtime.h"
+#include "support/corpus.h"
+#include "support/temp_dir.h"
+#include "task.h"
+
+using namespace qkv;
+using qkv::testing::TempDir;
+
+namespace {
+
+// Tensor-storage blocks obtained from the system by each of `steps` training steps.
+std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overrides, int steps) {
+  TempDir dir("step_allocations");
+  std::vector<std::string> all{
+      "data.path=" + dir.write("corpus.txt", qkv::testing::generated_corpus(800))};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml", all);
+  auto task = train::make_task(c);
+  const auto params = task->model().named_parameters();
+  optim::AdamW optimizer(params, {});
+  Rng data_rng(1, 2);
+  empty_allocator_cache();  // earlier tests' blocks must not serve the first step
+  std::vector<int64_t> allocs;
+  for (int s = 0; s < steps; ++s) {
+    const int64_t before = allocator_stats().system_allocs;
+    optimizer.zero_grad();
+    for (int64_t m = 0; m < c.train.grad_accum; ++m)
+      mul_scalar(task->batch_loss(data::Split::train, data_rng), 1.0f / float(c.train.grad_accum))
+          .backward();
+    optim::clip_grad_norm(params, 1.0f);
+    optimizer.step(1e-3f);
+    allocs.push_back(allocator_stats().system_allocs - before);
+  }
+  return allocs;
+}
+
+}  // namespace
+
+TEST_CASE("train step: no system allocation for tensor storage after the first step") {
+  SUBCASE("the tiny config") {
+    const std::vector<int64_t> a = allocations_per_step({}, 5);
+    CHECK(a[0] > 0);  // the first step fills the cache, so the counter is live
+    for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
+  }
+  SUBCASE("with dropout and gradient accumulation") {
+    const std::vector<int64_t> a =
+        allocations_per_step({"model.dropout=0.1", "train.grad_accum=2"}, 5);
+    for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
+  }
+}
