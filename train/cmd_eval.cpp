@@ -1,9 +1,14 @@
-// `qkv eval`: loss, bits per character and accuracy of a checkpoint on its data or another file.
+// `qkv eval`: loss, bits per character and accuracy of a checkpoint on its data or another file;
+// for an encoder_decoder also the exact-match accuracy of decoded outputs.
 #include <cmath>
 #include <cstdio>
 #include <memory>
 
 #include "commands.h"
+#include "exact_match.h"
+#include "qkv/data/pair_dataset.h"
+#include "qkv/error.h"
+#include "qkv/nn/models.h"
 #include "qkv/data/vocab.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
@@ -15,7 +20,7 @@ namespace qkv::cli {
 void add_eval(CLI::App& app, std::function<int()>& run) {
   struct Args {
     std::string checkpoint, data;
-    int64_t batches = 0;
+    int64_t batches = 0, beam = 1;
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
@@ -26,15 +31,21 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                   "Evaluate on this file instead of the run's data.path (split by data.val_fraction)");
   cmd->add_option("--batches", a->batches, "Batches per split (default: the run's train.eval_iters)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--beam", a->beam,
+                  "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)");
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   cmd->callback([&run, a] {
     run = [a]() -> int {
       set_num_threads(a->threads);
+      QKV_CHECK(a->beam >= 1, "--beam {} must be at least 1", a->beam);
       const std::string dir = io::resolve_checkpoint(a->checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
       const io::Config config = io::parse_config(ck.config_toml, dir + "/config.toml", overrides);
+      QKV_CHECK(a->beam == 1 || config.model.kind == "encoder_decoder",
+                "--beam is for encoder_decoder models; this checkpoint's model.kind is {}",
+                config.model.kind);
       auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
       task->model().load_state_dict(ck.model);
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
@@ -47,6 +58,20 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
         const train::EvalResult r = task->evaluate(split, batches, rng);
         std::printf("%-5s loss %.4f  bits/char %.4f  accuracy %.2f%%\n", data::split_name(split),
                     r.loss, r.loss / std::log(2.0), 100.0 * r.accuracy);
+      }
+      if (config.model.kind == "encoder_decoder") {
+        // A --data file is a held-out set: all of it counts. The run's own data: its val split.
+        const data::PairDataset pairs = data::PairDataset::load(
+            config.data.path.front(), {.val_fraction = config.data.val_fraction,
+                                       .block_size = config.model.block_size,
+                                       .vocab = task->vocab()});
+        std::vector<data::Split> splits{data::Split::val};
+        if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
+        const train::ExactMatch m = train::exact_match(
+            dynamic_cast<nn::EncoderDecoder&>(task->model()), pairs, splits, a->beam);
+        fmt::print("exact match {:.2f}% ({} of {}, {}, {})\n", 100.0 * m.accuracy(), m.correct,
+                   m.total, a->data.empty() ? "val split" : "whole file",
+                   a->beam == 1 ? std::string("greedy") : fmt::format("beam {}", a->beam));
       }
       return 0;
     };

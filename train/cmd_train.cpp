@@ -23,6 +23,7 @@ void on_signal(int) {
 
 io::Config dump_config(const train::TrainOptions& o) {
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
+  train::check_resumable_overrides(o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
   return io::parse_config(io::load_checkpoint(dir, false).config_toml, dir + "/config.toml",
                           o.overrides);
@@ -36,8 +37,8 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   auto threads = std::make_shared<int>(-1);
   auto dump = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a config file, or resume a run");
-  cmd->add_option("config", opts->config_path, "TOML config file (see docs/config.md)")
-      ->check(CLI::ExistingFile);
+  // No CLI::ExistingFile check: the config loader's message names the file in the usual form.
+  cmd->add_option("config", opts->config_path, "TOML config file (see docs/config.md)");
   cmd->add_option("--set", opts->overrides,
                   "Override a config key, e.g. --set train.max_iters=500 (repeatable)")
       ->type_name("KEY=VALUE");

@@ -11,5 +11,9 @@ namespace qkv::cli {
 void add_train(CLI::App& app, std::function<int()>& run);
 void add_eval(CLI::App& app, std::function<int()>& run);
 void add_info(CLI::App& app, std::function<int()>& run);
+void add_sample(CLI::App& app, std::function<int()>& run);
+void add_data(CLI::App& app, std::function<int()>& run);
+void add_plot(CLI::App& app, std::function<int()>& run);
+void add_attention(CLI::App& app, std::function<int()>& run);
 
 }  // namespace qkv::cli

@@ -1,9 +1,11 @@
 // qkv: train small transformers on character-level text, on CPUs.
-// Errors from bad input are one line ("error: ...") and exit code 1; bugs are exit code 2.
+// Errors from bad input (and bad usage) are one line ("error: ...") and exit code 1; bugs are
+// exit code 2. Logs go to stderr, so stdout holds only results (eval, info, --dump-config).
 #include <csignal>
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
@@ -12,6 +14,7 @@
 
 int main(int argc, char** argv) {
   qkv::select_blas_kernel(argv);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("qkv"));
   spdlog::set_pattern("[%H:%M:%S] %^%v%$");
 
   CLI::App app{"qkv: train small transformers on character-level text, on CPUs.\n"
@@ -22,10 +25,16 @@ int main(int argc, char** argv) {
   qkv::cli::add_train(app, run);
   qkv::cli::add_eval(app, run);
   qkv::cli::add_info(app, run);
+  qkv::cli::add_sample(app, run);
+  qkv::cli::add_data(app, run);
+  qkv::cli::add_plot(app, run);
+  qkv::cli::add_attention(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "error: %s; see qkv --help\n", e.what());
+    return 1;
   }
   try {
     return run();

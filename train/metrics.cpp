@@ -8,7 +8,8 @@
 
 namespace qkv::train {
 
-MetricsLog::MetricsLog(const std::string& path, int64_t resume_iter) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, int64_t resume_iter, bool evaluated_at_resume)
+    : path_(path) {
   if (resume_iter >= 0 && std::filesystem::exists(path)) {
     std::ifstream in(path);
     std::vector<std::string> kept;
@@ -16,7 +17,8 @@ MetricsLog::MetricsLog(const std::string& path, int64_t resume_iter) : path_(pat
       const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (j.is_discarded() || !j.contains("iter")) continue;  // a line cut short by a crash
       const int64_t it = j["iter"].get<int64_t>();
-      if (j.contains("val_loss") ? it <= resume_iter : it < resume_iter) kept.push_back(line);
+      const bool eval_kept = it < resume_iter || (it == resume_iter && evaluated_at_resume);
+      if (j.contains("val_loss") ? eval_kept : it < resume_iter) kept.push_back(line);
     }
     const std::string tmp = path + ".tmp";
     {

@@ -13,8 +13,9 @@ namespace qkv::train {
 class MetricsLog {
  public:
   // Opens RUN/metrics.jsonl for appending. resume_iter >= 0 first drops what a resumed run will
-  // write again: training lines with iter >= resume_iter and eval lines with iter > resume_iter.
-  MetricsLog(const std::string& path, int64_t resume_iter = -1);
+  // write again: training lines with iter >= resume_iter, and eval lines with iter > resume_iter
+  // (>= unless evaluated_at_resume: the checkpoint holds the evaluation of resume_iter).
+  MetricsLog(const std::string& path, int64_t resume_iter = -1, bool evaluated_at_resume = false);
   void append(const nlohmann::json& line);
 
  private:

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "loss_plot.h"
 #include "metrics.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
@@ -31,6 +32,17 @@ const std::vector<std::string>& resumable_keys() {
       "train.eval_iters",    "train.log_interval",          "train.checkpoint_interval",
       "train.keep_last",     "train.threads",               "data.path"};
   return keys;
+}
+
+void check_resumable_overrides(const std::vector<std::string>& overrides) {
+  const auto& keys = resumable_keys();
+  for (const std::string& o : overrides) {
+    const std::string key = o.substr(0, o.find('='));
+    QKV_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(),
+              "--set {}: '{}' cannot change when resuming (it would change the model or the "
+              "optimisation); keys that can: {}",
+              o, key, fmt::join(keys, ", "));
+  }
 }
 
 struct Trainer::State {
@@ -71,25 +83,17 @@ void write_text(const std::string& path, const std::string& text) {
   QKV_CHECK(out.good(), "{}: cannot write", path);
 }
 
+// Unreadable paths count as empty here: creating the run directory then reports the problem.
 bool holds_run(const std::string& dir) {
-  if (!fs::is_directory(dir)) return false;
-  if (fs::exists(fs::path(dir) / "metrics.jsonl") || fs::exists(fs::path(dir) / "latest"))
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return false;
+  if (fs::exists(fs::path(dir) / "metrics.jsonl", ec) || fs::exists(fs::path(dir) / "latest", ec))
     return true;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().starts_with("checkpoint-")) return true;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().starts_with("checkpoint-")) return true;
   return false;
 }
 
-void check_resumable_overrides(const std::vector<std::string>& overrides) {
-  const auto& keys = resumable_keys();
-  for (const std::string& o : overrides) {
-    const std::string key = o.substr(0, o.find('='));
-    QKV_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(),
-              "--set {}: '{}' cannot change when resuming (it would change the model or the "
-              "optimisation); keys that can: {}",
-              o, key, fmt::join(keys, ", "));
-  }
-}
 
 }  // namespace
 
@@ -170,10 +174,19 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
       state_->last_saved = state_->iter;
     }
   }
-  fs::create_directories(run_dir_);
+  std::error_code ec;
+  fs::create_directories(run_dir_, ec);
+  QKV_CHECK(!ec, "{}: cannot create the run directory: {}; choose another with --out", run_dir_,
+            ec.message());
   write_text(run_dir_ + "/config.toml", io::to_toml(config_));
-  state_->metrics = std::make_unique<MetricsLog>(run_dir_ + "/metrics.jsonl",
-                                                 state_->resumed ? state_->iter : -1);
+  state_->metrics = std::make_unique<MetricsLog>(
+      run_dir_ + "/metrics.jsonl", state_->resumed ? state_->iter : -1, evaluated_at(state_->iter));
+  // A crash between saving a best checkpoint and pointing `best` at it: point it now.
+  const fs::path resumed_dir = fs::path(run_dir_) / fmt::format("checkpoint-{}", state_->iter);
+  if (state_->resumed && evaluated_at(state_->iter) &&
+      state_->last_eval.value("val_loss", double(NAN)) == state_->best_val_loss &&
+      fs::equivalent(checkpoint_dir, resumed_dir, ec))
+    io::mark_best(run_dir_, state_->iter);
   state_->sgemm_peak_gflops = measure_sgemm_gflops(1024, 1024, 1024, 3);
   state_->flops_per_iter = flops_per_iter(*task_, model, config_);
   if (!checkpoint_dir.empty())
@@ -220,9 +233,14 @@ std::string Trainer::save(int64_t iter) {
   return path;
 }
 
-void Trainer::evaluate_and_checkpoint(int64_t iter, bool first_of_resume) {
+// A checkpoint saved right after an evaluation records it in last_eval, and resuming from it
+// does not evaluate again; one saved on Ctrl-C at an evaluation step was saved before it.
+bool Trainer::evaluated_at(int64_t iter) const {
+  return state_->last_eval.is_object() && state_->last_eval.value("iter", int64_t{-1}) == iter;
+}
+
+bool Trainer::evaluate(int64_t iter) {
   const auto& c = config_;
-  if (first_of_resume) return;  // the checkpoint we resumed from was saved right after this eval
   Rng rng = eval_rng(c, iter);
   const EvalResult train = task_->evaluate(data::Split::train, c.train.eval_iters, rng);
   const EvalResult val = task_->evaluate(data::Split::val, c.train.eval_iters, rng);
@@ -233,14 +251,17 @@ void Trainer::evaluate_and_checkpoint(int64_t iter, bool first_of_resume) {
                        {"val_loss", val.loss},   {"val_bpc", val.loss / ln2},
                        {"val_accuracy", val.accuracy}};
   state_->metrics->append(state_->last_eval);
+  try {
+    write_run_loss_chart(run_dir_);
+  } catch (const Error& e) {  // the chart is a convenience: never stop training for it
+    spdlog::warn("loss.svg not updated: {}", e.what());
+  }
+  // A checkpoint of this step saved before the evaluation (on Ctrl-C) does not record it: save
+  // the step again, so that resuming from it does not evaluate again.
+  if (state_->last_saved == iter) state_->last_saved = -1;
   const bool best = val.loss < state_->best_val_loss;
   if (best) state_->best_val_loss = val.loss;
-  if (iter == 0 || iter == c.train.max_iters) return;  // the end-of-run save marks best itself
-  if (best || iter % c.train.checkpoint_interval == 0) {
-    const std::string path = save(iter);
-    if (best) io::mark_best(run_dir_, iter);
-    spdlog::info("saved {}{}", path, best ? " (best val loss so far)" : "");
-  }
+  return best;
 }
 
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
@@ -307,9 +328,16 @@ bool Trainer::run() {
   const int64_t start = state_->iter;
   for (int64_t iter = start;; ++iter) {
     state_->iter = iter;
-    if (iter % c.train.eval_interval == 0 || iter == c.train.max_iters)
-      evaluate_and_checkpoint(iter, state_->resumed && iter == start);
-    if (iter >= c.train.max_iters) break;
+    bool best = false;
+    if ((iter % c.train.eval_interval == 0 || iter == c.train.max_iters) && !evaluated_at(iter))
+      best = evaluate(iter);
+    if (iter >= c.train.max_iters) break;  // the end-of-run save below marks best itself
+    if (iter > 0 && state_->last_saved != iter &&
+        (best || iter % c.train.checkpoint_interval == 0)) {
+      const std::string path = save(iter);
+      if (best) io::mark_best(run_dir_, iter);
+      spdlog::info("saved {}{}", path, best ? " (best val loss so far)" : "");
+    }
     train_step(iter);
     if (g_stop_requested) {
       const std::string path = save(iter + 1);

@@ -27,6 +27,8 @@ struct TrainOptions {
 // Keys that --set may change when resuming: they do not change the model, the data or the
 // optimizer's meaning, only how long and how observably the run goes on.
 const std::vector<std::string>& resumable_keys();
+// Throws qkv::Error naming the first --set that changes a key not in resumable_keys().
+void check_resumable_overrides(const std::vector<std::string>& overrides);
 
 // One optimisation step, the math of every `qkv train` iteration: drop the grads, run
 // grad_accum micro-batches of forward + backward (each loss scaled by 1/grad_accum), clip the
@@ -63,7 +65,8 @@ class Trainer {
  private:
   struct State;
   void log_start() const;
-  void evaluate_and_checkpoint(int64_t iter, bool first_of_resume);
+  bool evaluated_at(int64_t iter) const;
+  bool evaluate(int64_t iter);  // true when the val loss is the best so far
   double train_step(int64_t iter);
   std::string save(int64_t iter);
   void restore(const std::string& checkpoint_dir);

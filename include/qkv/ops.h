@@ -117,5 +117,10 @@ struct AttentionOptions {
 // that can see no key gives zeros.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     int64_t n_head, const AttentionOptions& options = {});
+// The probabilities scaled_dot_product_attention computes for the same q, k, n_head and masks
+// (same kernel): [B, NH, Tq, Tk], rows summing to 1, 0 on masked keys (a row that sees no key is
+// all 0). For looking inside a model: forward only, never recorded; options.dropout is ignored.
+Tensor attention_probabilities(const Tensor& q, const Tensor& k, int64_t n_head,
+                               const AttentionOptions& options = {});
 
 }  // namespace qkv

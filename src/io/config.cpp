@@ -3,7 +3,11 @@
 #include "qkv/io/config.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <variant>
@@ -306,16 +310,14 @@ Config parse_config(const std::string& text, const std::string& source,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    const bool missing = e.source().begin.line == 0 && !e.source().path;
-    QKV_CHECK(!missing || e.description().find("File could not be opened") == std::string::npos,
-              "{}: cannot open the config file", path);
-    throw Error(fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
-  }
-  return parse_with(root, path, overrides);
+  // Opened here rather than by toml++, whose message for a missing file has no reason and a
+  // line number of 0.
+  std::ifstream in(path, std::ios::binary);
+  QKV_CHECK(in && !std::filesystem::is_directory(path), "{}: cannot open the config file: {}", path,
+            in ? "it is a directory" : std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_config(std::move(text).str(), path, overrides);
 }
 
 std::string to_toml(const Config& config) {

@@ -30,20 +30,23 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding,
                            .dropout = dropout_,
                            .rng = is_training() ? dropout_rng_ : nullptr};
   Tensor y;
-  if (!cache) {
+  if (!cache && !probs_out_) {
     // Training and full-sequence evaluation: heads read straight from the packed projection.
     y = packed_self_attention(qkv_.forward(x), n_head_, options);
   } else {
-    // Decoding keeps k and v apart, to append them to the cache.
+    // Decoding keeps k and v apart, to append them to the cache; recording reads q and k.
     const int64_t sizes[] = {C_, C_, C_};
     std::vector<Tensor> qkv = split(qkv_.forward(x), sizes, 2);
     Tensor k = qkv[1], v = qkv[2];
-    if (cache->k.defined()) {
-      k = concat({cache->k, k}, 1);
-      v = concat({cache->v, v}, 1);
+    if (cache) {
+      if (cache->k.defined()) {
+        k = concat({cache->k, k}, 1);
+        v = concat({cache->v, v}, 1);
+      }
+      cache->k = k;
+      cache->v = v;
     }
-    cache->k = k;
-    cache->v = v;
+    if (probs_out_) *probs_out_ = attention_probabilities(qkv[0], k, n_head_, options);
     y = scaled_dot_product_attention(qkv[0], k, v, n_head_, options);
   }
   return drop_.forward(proj_.forward(y));
@@ -51,6 +54,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding,
 
 Tensor MultiHeadAttention::forward_residual(const Tensor& x, const LayerNorm& ln,
                                             const Tensor& key_padding) const {
+  if (probs_out_) return x + forward(ln.forward(x), key_padding);  // recording needs q and k
   Rng* rng = is_training() ? dropout_rng_ : nullptr;
   AttentionOptions options{
       .causal = causal_, .key_padding = key_padding, .dropout = dropout_, .rng = rng};
@@ -94,7 +98,9 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const Tens
                            .key_padding = memory_padding,
                            .dropout = dropout_,
                            .rng = is_training() ? dropout_rng_ : nullptr};
-  Tensor y = scaled_dot_product_attention(q_.forward(x), k, v, n_head_, options);
+  const Tensor q = q_.forward(x);
+  if (probs_out_) *probs_out_ = attention_probabilities(q, k, n_head_, options);
+  Tensor y = scaled_dot_product_attention(q, k, v, n_head_, options);
   return drop_.forward(proj_.forward(y));
 }
 

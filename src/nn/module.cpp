@@ -16,6 +16,20 @@ void Module::collect(const std::string& prefix, NamedTensors& out) const {
     child->collect(name.empty() ? prefix : prefix + name + ".", out);
 }
 
+void Module::collect_modules(const std::string& prefix,
+                             std::vector<std::pair<std::string, Module*>>& out) {
+  for (const auto& [name, child] : children_) {
+    if (!name.empty()) out.emplace_back(prefix + name, child.get());
+    child->collect_modules(name.empty() ? prefix : prefix + name + ".", out);
+  }
+}
+
+std::vector<std::pair<std::string, Module*>> Module::named_modules() {
+  std::vector<std::pair<std::string, Module*>> out;
+  collect_modules("", out);
+  return out;
+}
+
 NamedTensors Module::named_parameters() const {
   NamedTensors out;
   collect("", out);

@@ -2,7 +2,8 @@
 // q: [B, Tq, C], k and v: [B, Tk, C]; head h owns channels [h·HS, (h+1)·HS) and is read in place
 // (row stride C), so no permute copy is made. One OpenMP iteration per (b, h).
 // packed_self_attention reads q, k and v in place from one projection's [B, T, 3C] output too
-// (row stride 3C), so self-attention makes no split copies either.
+// (row stride 3C), so self-attention makes no split copies either. Also
+// attention_probabilities, the same softmax without v or autograd, for looking inside models.
 #include <cblas.h>
 #include <omp.h>
 
@@ -250,23 +251,43 @@ Tensor attend(const char* op, const std::vector<Tensor>& inputs, const float* q,
   return out;
 }
 
-}  // namespace
-
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    int64_t n_head, const AttentionOptions& options) {
-  const char* op = "scaled_dot_product_attention";
-  QKV_CHECK(q.defined() && k.defined() && v.defined(), "{}: q, k and v must all be defined", op);
-  QKV_CHECK(q.rank() == 3 && k.rank() == 3 && v.shape() == k.shape() &&
+// Validates q, k (and v, unless null) for the op named `op`; returns the dimensions with the
+// contiguous layout (row strides C).
+Dims check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor* v,
+                     int64_t n_head) {
+  QKV_CHECK(q.defined() && k.defined() && (!v || v->defined()), "{}: q, k{} must all be defined",
+            op, v ? " and v" : "");
+  QKV_CHECK(q.rank() == 3 && k.rank() == 3 && (!v || v->shape() == k.shape()) &&
                 q.size(0) == k.size(0) && q.size(2) == k.size(2),
-            "{}: q is {}, k is {}, v is {}; expected q [B, Tq, C] and k, v [B, Tk, C]", op,
-            q.shape(), k.shape(), v.shape());
+            "{}: q is {}, k is {}{}; expected q [B, Tq, C] and k{} [B, Tk, C]", op, q.shape(),
+            k.shape(), v ? fmt::format(", v is {}", v->shape()) : "", v ? ", v" : "");
   const int64_t B = q.size(0), Tq = q.size(1), Tk = k.size(1), C = q.size(2);
   QKV_CHECK(B > 0 && Tq > 0 && Tk > 0 && C > 0, "{}: empty input: q is {}, k is {}", op,
             q.shape(), k.shape());
   QKV_CHECK(n_head > 0 && C % n_head == 0,
             "{}: C = {} channels (q is {}) are not divisible by n_head = {}", op, C, q.shape(),
             n_head);
-  const Dims d{B, Tq, Tk, C, n_head, C / n_head, C, C};
+  return Dims{B, Tq, Tk, C, n_head, C / n_head, C, C};
+}
+
+// One (b, h) of attention_probabilities: P: [Tq, Tk] = masked softmax(scale·Q·Kᵀ), the whole
+// score matrix at once (no gradient, no blocks to skip for). Shapes as in head_forward.
+void head_probabilities(float* P, const float* Q, const float* K, const float* pad,
+                        const Dims& d, bool causal) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.Tq, d.Tk, d.HS, scale, Q, d.ldq, K,
+              d.ldk, 0.0f, P, d.Tk);
+  for (int64_t i = 0; i < d.Tq; ++i)
+    attention_kernels::masked_softmax_row(P + i * d.Tk, attention_kernels::causal_keys(d, i, causal),
+                                          d.Tk, pad);
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    int64_t n_head, const AttentionOptions& options) {
+  const char* op = "scaled_dot_product_attention";
+  const Dims d = check_attention(op, q, k, &v, n_head);
   // q, k and v may be one tensor, so their grads are added to (filled with zeros first).
   return attend(op, {q, k, v}, q.data(), k.data(), v.data(), d, options, "k", k,
                 [q, k, v](bool& overwrite) {
@@ -292,6 +313,26 @@ Tensor packed_self_attention(const Tensor& qkv, int64_t n_head, const AttentionO
                   float* g = qkv.grad_to_write(overwrite);
                   return g ? std::array<float*, 3>{g, g + C, g + 2 * C} : std::array<float*, 3>{};
                 });
+}
+
+Tensor attention_probabilities(const Tensor& q, const Tensor& k, int64_t n_head,
+                               const AttentionOptions& options) {
+  const char* op = "attention_probabilities";
+  const Dims d = check_attention(op, q, k, nullptr, n_head);
+  const Tensor& pad = options.key_padding;
+  QKV_CHECK(!pad.defined() || pad.shape() == Shape({d.B, d.Tk}),
+            "{}: key_padding is {}, expected [B, Tk] = [{}, {}] for k {}", op,
+            pad.defined() ? pad.shape() : Shape{}, d.B, d.Tk, k.shape());
+  Tensor P = Tensor::empty({d.B, d.NH, d.Tq, d.Tk});
+  float* p = P.data();
+  const float *qd = q.data(), *kd = k.data(), *padd = pad.defined() ? pad.data() : nullptr;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t h = 0; h < d.NH; ++h)
+      head_probabilities(p + (b * d.NH + h) * d.Tq * d.Tk, qd + b * d.Tq * d.C + h * d.HS,
+                         kd + b * d.Tk * d.C + h * d.HS, padd ? padd + b * d.Tk : nullptr, d,
+                         options.causal);
+  return P;
 }
 
 }  // namespace qkv

@@ -10,11 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "support/temp_dir.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/safetensors.h"
+#include "support/temp_dir.h"
 
 using namespace qkv;
 using namespace qkv::io;

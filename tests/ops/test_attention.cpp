@@ -350,3 +350,66 @@ TEST_CASE("scaled_dot_product_attention: bad shapes and options are errors namin
   CHECK_THROWS_WITH_AS(sdpa(randn({2, 0, 6}, rng), k, v, 2), doctest::Contains("empty input"),
                        Error);
 }
+
+// ---- attention_probabilities ----
+
+TEST_CASE("attention_probabilities: rows sum to 1, masks hold, and probs·v is the fused output") {
+  struct Case {
+    const char* name;
+    int64_t Tq, Tk;
+    bool causal, padded;
+  };
+  for (const Case& c : {Case{"self", 5, 5, false, false}, Case{"causal", 5, 5, true, false},
+                        Case{"causal + padding", 5, 5, true, true},
+                        Case{"cross + padding", 3, 6, false, true},
+                        Case{"cached causal", 2, 6, true, false}}) {
+    CAPTURE(c.name);
+    const int64_t B = 2, NH = 2, C = 8, HS = C / NH;
+    Rng rng(31);
+    Tensor q = randn({B, c.Tq, C}, rng), k = randn({B, c.Tk, C}, rng), v = randn({B, c.Tk, C}, rng);
+    std::vector<float> pad(size_t(B * c.Tk), 0.0f);
+    if (c.padded) pad[size_t(c.Tk - 1)] = pad[size_t(2 * c.Tk - 2)] = pad[size_t(2 * c.Tk - 1)] = 1;
+    AttentionOptions o = opts(c.causal, c.padded ? Tensor::from_vector({B, c.Tk}, pad) : Tensor());
+    const Tensor P = attention_probabilities(q, k, NH, o);
+    REQUIRE(P.shape() == Shape({B, NH, c.Tq, c.Tk}));
+    CHECK(P.grad_fn() == nullptr);
+    const Tensor out = scaled_dot_product_attention(q, k, v, NH, o);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < NH; ++h)
+        for (int64_t i = 0; i < c.Tq; ++i) {
+          const float* p = P.data() + ((b * NH + h) * c.Tq + i) * c.Tk;
+          double sum = 0;
+          for (int64_t j = 0; j < c.Tk; ++j) {
+            const bool masked = (c.causal && j > i + c.Tk - c.Tq) || pad[size_t(b * c.Tk + j)];
+            if (masked) CHECK(p[j] == 0.0f);
+            CHECK(p[j] >= 0.0f);
+            sum += p[j];
+          }
+          CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
+          for (int64_t e = 0; e < HS; ++e) {
+            double y = 0;
+            for (int64_t j = 0; j < c.Tk; ++j) y += p[j] * v.data()[(b * c.Tk + j) * C + h * HS + e];
+            CHECK(out.data()[(b * c.Tq + i) * C + h * HS + e] == doctest::Approx(y).epsilon(1e-5));
+          }
+        }
+  }
+}
+
+TEST_CASE("attention_probabilities: a hand-computed case, and dropout is ignored") {
+  // One head, HS = 1: scores q·k = [0, ln 3] for q = 1, k = [0, ln 3] -> softmax [1/4, 3/4].
+  const Tensor q = Tensor::from_vector({1, 1, 1}, {1.0f});
+  const Tensor k = Tensor::from_vector({1, 2, 1}, {0.0f, std::log(3.0f)});
+  Rng rng(2);
+  const Tensor P = attention_probabilities(q, k, 1, opts(false, Tensor(), 0.5f, &rng));
+  check_close(P.to_vector(), {0.25, 0.75}, 1e-6);
+}
+
+TEST_CASE("attention_probabilities: bad shapes are errors naming the op") {
+  Rng rng(1);
+  CHECK_THROWS_WITH_AS(attention_probabilities(randn({2, 3, 6}, rng), randn({2, 5, 4}, rng), 2),
+                       "attention_probabilities: q is [2, 3, 6], k is [2, 5, 4]; expected q "
+                       "[B, Tq, C] and k [B, Tk, C]",
+                       Error);
+  CHECK_THROWS_WITH_AS(attention_probabilities(randn({2, 3, 6}, rng), randn({2, 5, 6}, rng), 4),
+                       doctest::Contains("attention_probabilities: C = 6 channels"), Error);
+}

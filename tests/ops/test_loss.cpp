@@ -13,16 +13,6 @@ using namespace qkv;
 using qkv::testing::check_gradients;
 using qkv::testing::GradcheckOptions;
 
-namespace {
-
-GradcheckOptions four_point() {
-  GradcheckOptions o;
-  o.four_point = true;
-  return o;
-}
-
-}  // namespace
-
 TEST_CASE("softmax_cross_entropy: gradients match finite differences") {
   Rng rng(7);
   SUBCASE("[N, V], every target valid") {
@@ -30,21 +20,21 @@ TEST_CASE("softmax_cross_entropy: gradients match finite differences") {
     const std::vector<int32_t> t{0, 5, 2, 2};
     check_gradients(
         "softmax_cross_entropy", [&] { return softmax_cross_entropy(logits, t); }, {logits},
-        four_point());
+        GradcheckOptions{.four_point = true});
   }
   SUBCASE("[B, T, V] with ignored targets") {
     Tensor logits = Tensor::randn({2, 3, 5}, rng, 2.0f, true);
     const std::vector<int32_t> t{1, -1, 4, 0, -1, 3};
     check_gradients(
         "softmax_cross_entropy", [&] { return softmax_cross_entropy(logits, t); }, {logits},
-        four_point());
+        GradcheckOptions{.four_point = true});
   }
   SUBCASE("a custom ignore_index inside [0, V)") {
     Tensor logits = Tensor::randn({3, 4}, rng, 1.0f, true);
     const std::vector<int32_t> t{0, 3, 1};
     check_gradients(
         "softmax_cross_entropy", [&] { return softmax_cross_entropy(logits, t, 0); }, {logits},
-        four_point());
+        GradcheckOptions{.four_point = true});
   }
 }
 

@@ -12,27 +12,17 @@ using namespace qkv;
 using qkv::testing::check_gradients;
 using qkv::testing::GradcheckOptions;
 
-namespace {
-
-GradcheckOptions four_point() {
-  GradcheckOptions o;
-  o.four_point = true;
-  return o;
-}
-
-}  // namespace
-
 TEST_CASE("softmax: gradients match finite differences") {
   Rng rng(7);
   SUBCASE("rank 2") {
     Tensor x = Tensor::randn({4, 6}, rng, 1.0f, true);
     check_gradients(
-        "softmax", [&] { return softmax(x); }, {x}, four_point());
+        "softmax", [&] { return softmax(x); }, {x}, GradcheckOptions{.four_point = true});
   }
   SUBCASE("rank 3") {
     Tensor x = Tensor::randn({2, 3, 5}, rng, 2.0f, true);
     check_gradients(
-        "softmax", [&] { return softmax(x); }, {x}, four_point());
+        "softmax", [&] { return softmax(x); }, {x}, GradcheckOptions{.four_point = true});
   }
 }
 
@@ -41,12 +31,12 @@ TEST_CASE("log_softmax: gradients match finite differences") {
   SUBCASE("rank 2") {
     Tensor x = Tensor::randn({4, 6}, rng, 1.0f, true);
     check_gradients(
-        "log_softmax", [&] { return log_softmax(x); }, {x}, four_point());
+        "log_softmax", [&] { return log_softmax(x); }, {x}, GradcheckOptions{.four_point = true});
   }
   SUBCASE("rank 3") {
     Tensor x = Tensor::randn({2, 3, 5}, rng, 2.0f, true);
     check_gradients(
-        "log_softmax", [&] { return log_softmax(x); }, {x}, four_point());
+        "log_softmax", [&] { return log_softmax(x); }, {x}, GradcheckOptions{.four_point = true});
   }
 }
 

@@ -127,3 +127,47 @@ TEST_CASE("train: resume refuses changes to the model, and a changed training te
   CHECK_THROWS_WITH_AS(run_training("", {}, {"data.path=" + other}, run.string()),
                        doctest::Contains("--allow-data-change"), Error);
 }
+
+TEST_CASE("train: checkpoints are saved every checkpoint_interval steps, between evaluations") {
+  TempDir dir("train_checkpoint_interval");
+  const std::string data = dir.write("corpus.txt", qkv::testing::generated_corpus(500));
+  const auto run = dir.path() / "run";
+  REQUIRE(run_training(data, run,
+                       {"train.max_iters=10", "train.eval_interval=50", "train.threads=1",
+                        "train.checkpoint_interval=3", "train.keep_last=100"}));
+  for (int step : {3, 6, 9, 10}) {
+    CAPTURE(step);
+    CHECK(std::filesystem::exists(run / ("checkpoint-" + std::to_string(step)) / "manifest.json"));
+  }
+}
+
+TEST_CASE("train: a stop at an evaluation step is evaluated on resume, once, as in one run") {
+  TempDir dir("train_stop_at_eval");
+  const std::string data = dir.write("corpus.txt", qkv::testing::generated_corpus(1000));
+  const auto straight = dir.path() / "straight", split = dir.path() / "split";
+  const std::vector<std::string> s{"train.eval_interval=10", "train.checkpoint_interval=100",
+                                   "train.threads=1"};
+  auto with = [&](std::string extra) {
+    auto v = s;
+    v.push_back(std::move(extra));
+    return v;
+  };
+  REQUIRE(run_training(data, straight, with("train.max_iters=20")));
+  REQUIRE(run_training(data, split, with("train.max_iters=9")));
+  // As on Ctrl-C: the step from 9 to 10 finishes, checkpoint-10 is saved before its evaluation.
+  g_stop_requested = true;
+  const bool finished = run_training("", {}, {"train.max_iters=20"}, split.string());
+  g_stop_requested = false;
+  REQUIRE_FALSE(finished);
+  // Reaching max_iters = 10 evaluates step 10 (a crash could stop a run right after that)...
+  REQUIRE(run_training("", {}, {"train.max_iters=10"}, split.string()));
+  // ...and the run goes on without losing or repeating that evaluation.
+  REQUIRE(run_training("", {}, {"train.max_iters=20"}, split.string()));
+  const Metrics a = read_metrics(straight), b = read_metrics(split);
+  CHECK(b.loss == a.loss);
+  REQUIRE(a.val_loss.size() == 3);  // 0, 10, 20
+  REQUIRE(b.val_loss.size() == 4);  // 0, 9 (the first run's end), 10, 20
+  CHECK(b.val_loss[0] == a.val_loss[0]);
+  CHECK(b.val_loss[2] == a.val_loss[1]);
+  CHECK(b.val_loss[3] == a.val_loss[2]);
+}

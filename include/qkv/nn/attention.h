@@ -37,6 +37,11 @@ class MultiHeadAttention : public Module {
   // sublayer, computed as one fused op.
   Tensor forward_residual(const Tensor& x, const LayerNorm& ln, const Tensor& key_padding = {}) const;
 
+  // When set, each forward also stores its attention probabilities [B, NH, Tq, Tk] in *out
+  // (qkv::attention_probabilities: no graph, no dropout), for looking inside a model;
+  // nullptr (the default) stops it. *out must outlive the forwards.
+  void record_probabilities(Tensor* out) { probs_out_ = out; }
+
  private:
   int64_t C_, n_head_;
   bool causal_;
@@ -45,6 +50,7 @@ class MultiHeadAttention : public Module {
   Linear& qkv_;
   Linear& proj_;
   Dropout& drop_;
+  Tensor* probs_out_ = nullptr;
 };
 
 // Cross-attention: `q` = Linear(C, C) on the decoder stream, `kv` = Linear(C, 2C) on the
@@ -59,6 +65,11 @@ class CrossAttention : public Module {
   Tensor forward(const Tensor& x, const Tensor& memory, const Tensor& memory_padding = {},
                  KVCache* cache = nullptr) const;
 
+  // When set, each forward also stores its attention probabilities [B, NH, Tq, Tk] in *out
+  // (qkv::attention_probabilities: no graph, no dropout), for looking inside a model;
+  // nullptr (the default) stops it. *out must outlive the forwards.
+  void record_probabilities(Tensor* out) { probs_out_ = out; }
+
  private:
   int64_t C_, n_head_;
   float dropout_;
@@ -67,6 +78,7 @@ class CrossAttention : public Module {
   Linear& kv_;
   Linear& proj_;
   Dropout& drop_;
+  Tensor* probs_out_ = nullptr;
 };
 
 }  // namespace qkv::nn

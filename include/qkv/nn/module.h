@@ -43,6 +43,11 @@ class Module {
   std::vector<Tensor> parameters() const;
   int64_t num_parameters() const;
 
+  // Every module below this one, depth-first in registration order, with its dotted name
+  // ("blocks.0.attn"). A child registered under the empty name is not listed itself, but its
+  // children are, without a prefix (as in named_parameters). For finding layers by type.
+  std::vector<std::pair<std::string, Module*>> named_modules();
+
   // Sets every parameter's Tensor::name() to its dotted name from this module, so op errors
   // quote "blocks.0.mlp.fc.weight". The model classes call it at the end of their constructors;
   // until then a parameter is named by its local name ("weight").
@@ -78,6 +83,8 @@ class Module {
 
  private:
   void collect(const std::string& prefix, NamedTensors& out) const;
+  void collect_modules(const std::string& prefix,
+                       std::vector<std::pair<std::string, Module*>>& out);
 
   NamedTensors params_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;

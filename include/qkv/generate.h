@@ -1,0 +1,133 @@
+// Using trained models: sampling text from a Decoder (with a KV cache), greedy and beam search
+// for an EncoderDecoder, and filling masked characters with an Encoder. Every function runs
+// without recording a graph and in eval mode (dropout off), then restores the model's mode.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "qkv/data/vocab.h"
+#include "qkv/nn/models.h"
+#include "qkv/rng.h"
+
+namespace qkv::gen {
+
+// ---- decoder sampling (src/generate/sampling.cpp) ----
+
+struct SamplingOptions {
+  int64_t max_new_tokens = 500;
+  float temperature = 0.8f;  // logits are divided by it; 0 = greedy (argmax, no random draws)
+  int64_t top_k = 200;       // draw among the k most likely tokens; 0 = all of them
+  float top_p = 1.0f;        // nucleus: the fewest most likely tokens holding >= top_p of the mass
+  // A sample ends as soon as its generated text (the prompt is not searched) ends with one of
+  // these. The stop string is part of the sample, so a streamed sample shows why it ended.
+  std::vector<std::string> stop;
+  // false: recompute the whole window for every token (the reference the cache must match).
+  bool use_cache = true;
+};
+
+// Throws qkv::Error for max_new_tokens < 0, a negative or non-finite temperature, top_k < 0,
+// top_p outside (0, 1], or an empty stop string.
+void validate(const SamplingOptions& options);
+
+// Picks one id from logits [V]: argmax at temperature 0 (the lowest id among ties); otherwise
+// softmax(logits / temperature) restricted by top_k, then by top_p, and one rng.uniform() draw.
+// Candidates are ranked by logit, ties by id, so the draw depends only on the logits and rng.
+int32_t sample_token(std::span<const float> logits, const SamplingOptions& options, Rng& rng);
+
+// What the per-token callback sees. The views are valid only during the call.
+struct GeneratedToken {
+  int32_t id;
+  std::string_view text;          // the token's UTF-8 text
+  std::span<const float> logits;  // the V logits it was drawn from
+};
+using TokenCallback = std::function<void(const GeneratedToken&)>;
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated ids, the prompt excluded
+  std::string text;             // their text
+  std::string stop;             // the stop string that ended the sample; empty otherwise
+};
+
+// Continues prompt (at least one id) with up to max_new_tokens tokens drawn from rng, calling
+// on_token for each as it is produced.
+//
+// The window: the model sees at most block_size positions. The prompt is first cropped to its
+// last block_size tokens. With the cache, each new token is one position of attention against
+// the cached keys and values. When the window is full and one more token must go in, it slides:
+// the context is cropped to its last block_size/2 tokens (the new one included) and the cache
+// is rebuilt by one forward pass over them. Cropping by half a block, not by one token, means
+// the rebuild (a pass over block_size/2 positions) happens once per block_size/2 tokens, so a
+// token costs O(1) positions on average instead of O(block_size) — at the price of the model
+// seeing between block_size/2 and block_size tokens of context rather than always block_size.
+// use_cache = false walks the same windows, recomputing each from scratch, so both paths give
+// the same logits (up to float rounding) and the same tokens.
+Generation generate(nn::Decoder& model, const data::Vocab& vocab, std::span<const int32_t> prompt,
+                    const SamplingOptions& options, Rng& rng, const TokenCallback& on_token = {});
+
+// ---- beam search (src/generate/beam_search.cpp) ----
+
+struct Hypothesis {
+  std::vector<int32_t> tokens;  // the output, without the final <eos>
+  double log_prob = 0;          // sum of the log-probabilities of tokens and <eos>
+  double score = 0;             // log_prob / (tokens.size() + 1): per scored token
+};
+
+// Scores the next token of a generation of hypotheses. Hypothesis i of the new generation is
+// hypothesis parents[i] of the previous generation followed by tokens[i]; the first call has
+// empty spans and stands for the single empty output. Returns, row-major, one row of V
+// log-probabilities per hypothesis (V taken from the size). Keeping per-hypothesis state (a
+// KV cache) indexed like the hypotheses lets the caller follow the reordering.
+using BeamStep = std::function<std::vector<float>(std::span<const int64_t> parents,
+                                                  std::span<const int32_t> tokens)>;
+
+// Beam search with length-normalised scores. Each step ranks every one-token extension of the
+// live hypotheses by log-probability and keeps the `beam` best that do not end in eos; an
+// extension ending in eos finishes a hypothesis when it ranks among the `beam` best. A
+// hypothesis of max_length tokens may only end. The search stops when `beam` hypotheses have
+// finished (or none is live). Returns the finished ones, best score first (ties: found first);
+// beam = 1 is greedy decoding.
+std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eos,
+                                    const BeamStep& step);
+
+struct TranslateOptions {
+  int64_t beam = 1;       // 1 = greedy
+  bool use_cache = true;  // false: decode every prefix from scratch (the reference)
+};
+
+// Decodes source ids (without padding; at most block_size) into target ids: <bos>, then up to
+// block_size - 1 tokens and <eos>; the other special tokens are never produced. The decoder
+// keeps one KV cache per hypothesis. The vocab must hold <bos> and <eos>. Returns the finished
+// hypotheses, best first.
+std::vector<Hypothesis> translate(nn::EncoderDecoder& model, const data::Vocab& vocab,
+                                  std::span<const int32_t> source,
+                                  const TranslateOptions& options = {});
+
+// ---- encoder fill (src/generate/fill.cpp) ----
+
+struct FilledPosition {
+  int64_t position;  // character index in the text, from 0
+  // (id, probability) of the most likely characters (never a special token), most likely
+  // first; candidates[0] fills the position.
+  std::vector<std::pair<int32_t, float>> candidates;
+};
+
+struct Fill {
+  std::string text;  // the input with every mask character replaced
+  std::vector<FilledPosition> positions;
+};
+
+// Encodes text with <mask> at each occurrence of mask_char (even one the vocab holds), runs
+// the encoder once and fills each masked position with its most likely character, keeping the
+// top_k (>= 1) candidates. Throws qkv::Error naming the problem for text without mask_char,
+// text longer than block_size, a character outside the vocabulary (with its position), or a
+// vocab without <mask>.
+Fill fill_masks(nn::Encoder& model, const data::Vocab& vocab, std::string_view text,
+                char32_t mask_char, int64_t top_k = 1);
+
+}  // namespace qkv::gen

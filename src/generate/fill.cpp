@@ -1,0 +1,62 @@
+// Encoder fill: masked characters replaced by the encoder's most likely characters.
+#include <algorithm>
+#include <numeric>
+
+#include "generate/inference_mode.h"
+#include "qkv/data/utf8.h"
+#include "qkv/error.h"
+#include "qkv/generate.h"
+#include "qkv/ops.h"
+
+namespace qkv::gen {
+
+Fill fill_masks(nn::Encoder& model, const data::Vocab& vocab, std::string_view text,
+                char32_t mask_char, int64_t top_k) {
+  check_vocab("fill", vocab, model.config().vocab_size);
+  QKV_CHECK(top_k >= 1, "fill: top-k = {} must be at least 1", top_k);
+  QKV_CHECK(vocab.num_chars() > 0, "fill: the vocabulary has no characters");
+  const int32_t mask_id = vocab.special_id(data::kMask);
+  const std::u32string chars = data::decode_utf8(text, "fill text");
+  const auto T = int64_t(chars.size());
+  QKV_CHECK(T <= model.config().block_size,
+            "fill: the text has {} characters, more than the model's block_size = {}", T,
+            model.config().block_size);
+
+  // Encode with every mask character swapped for a known one, so an unknown character's error
+  // names its true position; the masked positions then get <mask>.
+  std::string known;
+  std::vector<int64_t> masked;
+  for (int64_t i = 0; i < T; ++i) {
+    const bool is_mask = chars[size_t(i)] == mask_char;
+    if (is_mask) masked.push_back(i);
+    data::append_utf8(known, is_mask ? vocab.chars().front() : chars[size_t(i)]);
+  }
+  QKV_CHECK(!masked.empty(), "fill: the text has no mask character {} to fill",
+            data::describe_char(mask_char));
+  std::vector<int32_t> ids = vocab.encode(known, "fill text");
+  for (int64_t i : masked) ids[size_t(i)] = mask_id;
+
+  InferenceMode inference(model);
+  const Tensor probs = softmax(model.forward(ids, 1, T));  // [1, T, V]
+  const int64_t V = probs.size(2), n_chars = vocab.num_chars();
+  const int64_t k = std::min(top_k, n_chars);
+  Fill out;
+  std::u32string filled = chars;
+  for (int64_t i : masked) {
+    const float* p = probs.data() + i * V;
+    // Only characters can fill a position; ties go to the lower id.
+    std::vector<int32_t> order(static_cast<size_t>(n_chars));
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    FilledPosition pos{i, {}};
+    for (int64_t r = 0; r < k; ++r)
+      pos.candidates.emplace_back(order[size_t(r)], p[order[size_t(r)]]);
+    filled[size_t(i)] = vocab.chars()[size_t(order[0])];
+    out.positions.push_back(std::move(pos));
+  }
+  for (char32_t c : filled) data::append_utf8(out.text, c);
+  return out;
+}
+
+}  // namespace qkv::gen

@@ -1,0 +1,152 @@
+// Decoder sampling: the token-choosing rule and the generation loop over a sliding window,
+// with or without the KV cache.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "generate/inference_mode.h"
+#include "qkv/error.h"
+#include "qkv/generate.h"
+
+namespace qkv::gen {
+
+void validate(const SamplingOptions& o) {
+  QKV_CHECK(o.max_new_tokens >= 0, "sample: max-new-tokens = {} is negative", o.max_new_tokens);
+  QKV_CHECK(std::isfinite(o.temperature) && o.temperature >= 0.0f,
+            "sample: temperature = {} must be a number >= 0 (0 means greedy)", o.temperature);
+  QKV_CHECK(o.top_k >= 0, "sample: top-k = {} is negative", o.top_k);
+  QKV_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f,
+            "sample: top-p = {} is outside (0, 1] (1 keeps every token)", o.top_p);
+  for (const std::string& s : o.stop) QKV_CHECK(!s.empty(), "sample: a stop string is empty");
+}
+
+int32_t sample_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {
+  const auto V = int64_t(logits.size());
+  QKV_CHECK(V > 0, "sample: no logits to sample from");
+  // Rank by logit, ties by id: a strict order, so partial_sort's result is fully determined.
+  auto better = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  if (o.temperature == 0.0f) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < V; ++i)
+      if (better(i, best)) best = i;
+    return best;
+  }
+  const int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  std::vector<int32_t> order(static_cast<size_t>(V));
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), better);
+  order.resize(static_cast<size_t>(k));
+
+  // Unnormalised softmax at the temperature, in double, relative to the top logit.
+  std::vector<double> weight(order.size());
+  double total = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    weight[i] = std::exp((double(logits[order[i]]) - double(logits[order[0]])) / o.temperature);
+    total += weight[i];
+  }
+  size_t n = order.size();
+  if (o.top_p < 1.0f) {
+    double mass = 0;
+    for (size_t i = 0; i < order.size(); ++i) {
+      mass += weight[i];
+      if (mass >= double(o.top_p) * total) {
+        n = i + 1;
+        break;
+      }
+    }
+    total = std::accumulate(weight.begin(), weight.begin() + ptrdiff_t(n), 0.0);
+  }
+  const double u = double(rng.uniform()) * total;
+  double mass = 0;
+  for (size_t i = 0; i < n; ++i) {
+    mass += weight[i];
+    if (u < mass) return order[i];
+  }
+  return order[n - 1];  // u landed on the rounding gap at the very end of the mass
+}
+
+namespace {
+
+// The window of token ids the model currently sees, and how to get the next logits from it.
+class Window {
+ public:
+  Window(nn::Decoder& model, std::span<const int32_t> prompt, bool use_cache)
+      : model_(model), block_(model.config().block_size), use_cache_(use_cache) {
+    const size_t start = prompt.size() > size_t(block_) ? prompt.size() - size_t(block_) : 0;
+    ids_.assign(prompt.begin() + ptrdiff_t(start), prompt.end());
+    recompute();
+  }
+
+  // Logits [V] for the token after the window.
+  std::span<const float> logits() const { return last_; }
+
+  void push(int32_t id) {
+    if (int64_t(ids_.size()) == block_) {
+      const int64_t keep = std::max<int64_t>(block_ / 2, 1) - 1;  // plus the new token
+      ids_.erase(ids_.begin(), ids_.end() - keep);
+      ids_.push_back(id);
+      cache_.clear();
+      recompute();
+      return;
+    }
+    ids_.push_back(id);
+    if (!use_cache_) return recompute();
+    const int32_t one[] = {id};
+    keep_last_row(model_.forward(one, 1, 1, &cache_, int64_t(ids_.size()) - 1));
+  }
+
+ private:
+  // One pass over the whole window; with the cache on, it also fills the cache.
+  void recompute() {
+    const auto T = int64_t(ids_.size());
+    keep_last_row(model_.forward(ids_, 1, T, use_cache_ ? &cache_ : nullptr, 0));
+  }
+  void keep_last_row(const Tensor& logits) {  // logits: [1, T, V]
+    const int64_t T = logits.size(1), V = logits.size(2);
+    const float* row = logits.data() + (T - 1) * V;
+    last_.assign(row, row + V);
+  }
+
+  nn::Decoder& model_;
+  int64_t block_;
+  bool use_cache_;
+  std::vector<int32_t> ids_;
+  std::vector<nn::KVCache> cache_;
+  std::vector<float> last_;
+};
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+Generation generate(nn::Decoder& model, const data::Vocab& vocab, std::span<const int32_t> prompt,
+                    const SamplingOptions& options, Rng& rng, const TokenCallback& on_token) {
+  validate(options);
+  check_vocab("sample", vocab, model.config().vocab_size);
+  QKV_CHECK(!prompt.empty(), "sample: the prompt is empty; give at least one character");
+  InferenceMode inference(model);
+  Generation out;
+  if (options.max_new_tokens == 0) return out;
+  Window window(model, prompt, options.use_cache);
+  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    const int32_t id = sample_token(window.logits(), options, rng);
+    const int32_t one[] = {id};
+    const std::string piece = vocab.decode(one);
+    out.tokens.push_back(id);
+    out.text += piece;
+    if (on_token) on_token({id, piece, window.logits()});
+    for (const std::string& s : options.stop)
+      if (ends_with(out.text, s)) {
+        out.stop = s;
+        return out;
+      }
+    if (i + 1 < options.max_new_tokens) window.push(id);
+  }
+  return out;
+}
+
+}  // namespace qkv::gen

@@ -1,0 +1,63 @@
+// `qkv attention`: heatmaps of a checkpoint's attention weights on one text, as SVG.
+#include <cstdio>
+#include <memory>
+
+#include "attention_probe.h"
+#include "commands.h"
+#include "output_file.h"
+#include "qkv/io/checkpoint.h"
+#include "qkv/nn/models.h"
+#include "qkv/runtime.h"
+#include "task.h"
+
+namespace qkv::cli {
+
+void add_attention(CLI::App& app, std::function<int()>& run) {
+  auto a = std::make_shared<train::AttentionRequest>();
+  auto checkpoint = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>("attn.svg");
+  auto threads = std::make_shared<int>(0);
+  CLI::App* cmd = app.add_subcommand(
+      "attention",
+      "Draw a checkpoint's attention weights on a text as SVG heatmaps, one panel "
+      "per layer and head");
+  cmd->add_option("checkpoint", *checkpoint, "Run directory or checkpoint directory")->required();
+  cmd->add_option("--prompt,--input", a->text,
+                  "The text (decoder, encoder) or the source (encoder-decoder)")
+      ->required();
+  cmd->add_option("--target", a->target,
+                  "Encoder-decoder: the output fed to the decoder (e.g. the expected answer)");
+  cmd->add_option("--part", a->part,
+                  "Encoder-decoder: which attention to draw: cross, encoder or decoder")
+      ->capture_default_str();
+  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)");
+  cmd->add_option("--head", a->head, "Only this head (from 0; default: all)");
+  cmd->add_option("-o,--out", *out, "SVG file to write")->capture_default_str();
+  cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([&run, a, checkpoint, out, threads] {
+    run = [a, checkpoint, out, threads]() -> int {
+      set_num_threads(*threads);
+      const std::string dir = io::resolve_checkpoint(*checkpoint);
+      const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
+      const io::Config config = io::parse_config(ck.config_toml, dir + "/config.toml");
+      const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
+      const nn::ModelConfig mc = train::model_config(config, vocab.size());
+      std::unique_ptr<nn::Module> model;
+      if (config.model.kind == "decoder")
+        model = std::make_unique<nn::Decoder>(mc);
+      else if (config.model.kind == "encoder")
+        model = std::make_unique<nn::Encoder>(mc);
+      else
+        model = std::make_unique<nn::EncoderDecoder>(mc);
+      model->load_state_dict(ck.model);
+      train::AttentionChart chart = train::probe_attention(*model, config, vocab, *a);
+      chart.title += fmt::format(" of {} ({} model)", dir, config.model.kind);
+      train::write_file_atomically(*out, train::attention_chart_svg(chart));
+      std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
+                  chart.panels.size() == 1 ? "" : "s");
+      return 0;
+    };
+  });
+}
+
+}  // namespace qkv::cli

@@ -1,0 +1,60 @@
+// `qkv plot`: the loss curves of one or more runs on one SVG chart, to compare experiments.
+#include <fmt/ranges.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "commands.h"
+#include "loss_plot.h"
+#include "output_file.h"
+
+namespace qkv::cli {
+namespace {
+
+// A run's directory name, or the path as given when two runs share a name.
+std::vector<std::string> run_labels(const std::vector<std::string>& runs) {
+  auto base = [](const std::string& r) {
+    const std::filesystem::path p(r);
+    return (p.filename().empty() ? p.parent_path().filename() : p.filename()).string();
+  };
+  std::map<std::string, int> count;
+  for (const auto& r : runs) ++count[base(r)];
+  std::vector<std::string> labels;
+  for (const auto& r : runs) labels.push_back(count[base(r)] > 1 ? r : base(r));
+  return labels;
+}
+
+}  // namespace
+
+void add_plot(CLI::App& app, std::function<int()>& run) {
+  struct Args {
+    std::vector<std::string> runs;
+    std::string out = "loss.svg", title;
+    bool log_y = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "plot", "Plot train and val loss of runs (their metrics.jsonl) on one SVG chart");
+  cmd->add_option("runs", a->runs, "Run directories")->required();
+  cmd->add_option("-o,--out", a->out, "SVG file to write")->capture_default_str();
+  cmd->add_option("--title", a->title, "Chart title (default: the run names)");
+  cmd->add_flag("--log-y", a->log_y, "Log-scale loss axis, to tell apart losses near 0");
+  cmd->callback([&run, a] {
+    run = [a]() -> int {
+      const std::vector<std::string> labels = run_labels(a->runs);
+      std::vector<train::LossCurves> curves;
+      for (size_t i = 0; i < a->runs.size(); ++i)
+        curves.push_back(train::read_loss_curves(a->runs[i], labels[i]));
+      const std::string title =
+          a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
+      train::write_file_atomically(a->out, train::loss_chart_svg(curves, title, a->log_y));
+      std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
+                  curves.size() == 1 ? "" : "s");
+      return 0;
+    };
+  });
+}
+
+}  // namespace qkv::cli

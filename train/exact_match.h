@@ -1,0 +1,24 @@
+// Exact-match accuracy of an encoder-decoder: the share of examples whose decoded output
+// (greedy or beam search) equals the target exactly.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qkv/data/pair_dataset.h"
+#include "qkv/data/split.h"
+#include "qkv/nn/models.h"
+
+namespace qkv::train {
+
+struct ExactMatch {
+  int64_t correct = 0, total = 0;
+  double accuracy() const { return total ? double(correct) / double(total) : 0.0; }
+};
+
+// Decodes every example of the given splits, in file order, with gen::translate (beam 1 =
+// greedy). Throws qkv::Error when the splits hold no example.
+ExactMatch exact_match(nn::EncoderDecoder& model, const data::PairDataset& data,
+                       const std::vector<data::Split>& splits, int64_t beam = 1);
+
+}  // namespace qkv::train
