@@ -10,12 +10,18 @@
 # --rt runs each command under SCHED_FIFO (chrt -f 10; needs root or CAP_SYS_NICE), so other
 # processes cannot preempt it: quiet-machine figures on a shared machine. The other processes
 # stall meanwhile (the kernel still leaves them 5% of each second).
-# Needs a Release build with benchmarks in $BUILD (default: build) and Debian's python3-torch.
+# Needs a Release build with the benchmarks (build/release from the preset, or build/, or
+# $BUILD) and Debian's python3-torch.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-build=${BUILD:-$root/build}
+# The build with the benchmarks: $BUILD, else the release preset's, else build/.
+build=${BUILD:-}
+if [[ -z $build ]]; then
+  build=$root/build
+  [[ -x $root/build/release/bench/bench_train ]] && build=$root/build/release
+fi
 corpus=${1:?usage: compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N] [--rt]}
 shift
 config=$root/configs/shakespeare_char.toml
