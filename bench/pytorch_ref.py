@@ -12,6 +12,8 @@ Runs on Debian's python3-torch (1.13, which has no scaled_dot_product_attention;
 nanoGPT's explicit masked softmax path). Thread settings come from the caller: the environment
 (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE, read when the libraries load) and
 --torch-threads (torch.set_num_threads; 0 leaves torch's default).
+With --train it trains the config's max_iters instead of timing steps, and prints nanoGPT's
+evaluations (bench/quality.sh compares them with qkv's over several seeds).
 
     OPENBLAS_CORETYPE=SkylakeX OPENBLAS_NUM_THREADS=2 \\
         bench/pytorch_ref.py configs/shakespeare_char.toml ../shared/data/tinyshakespeare.txt
@@ -146,6 +148,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads; 0 = default")
     ap.add_argument("--batch-size", type=int, default=0, help="override train.batch_size")
+    ap.add_argument("--train", action="store_true",
+                    help="train the config's max_iters, evaluating as nanoGPT does (quality runs)")
+    ap.add_argument("--seed", type=int, default=None, help="override train.seed")
+    ap.add_argument("--final-eval-iters", type=int, default=200,
+                    help="batches per split for the extra evaluation after the last step (--train)")
     args = ap.parse_args()
 
     with open(args.config, "rb") as f:
@@ -153,13 +160,14 @@ def main():
     m, o, s, t = conf["model"], conf["optim"], conf["schedule"], conf["train"]
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
-    torch.manual_seed(t["seed"])
+    torch.manual_seed(t["seed"] if args.seed is None else args.seed)
 
     text = open(args.corpus, encoding="utf-8").read()
     chars = sorted(set(text))
     stoi = {ch: i for i, ch in enumerate(chars)}
     data = np.array([stoi[ch] for ch in text], dtype=np.int64)
-    train = torch.from_numpy(data[: int(len(data) * (1 - conf["data"].get("val_fraction", 0.1)))])
+    n_train = int(len(data) * (1 - conf["data"].get("val_fraction", 0.1)))
+    train, val = torch.from_numpy(data[:n_train]), torch.from_numpy(data[n_train:])
 
     cfg = dict(m, vocab_size=len(chars))
     model = GPT(cfg)
@@ -171,11 +179,41 @@ def main():
         groups.append({"params": no_decay, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=o["lr"], betas=(o["beta1"], o["beta2"]))
 
-    def get_batch():
-        ix = torch.randint(len(train) - T, (B,))
-        x = torch.stack([train[i : i + T] for i in ix])
-        y = torch.stack([train[i + 1 : i + 1 + T] for i in ix])
+    def get_batch(split=train):
+        ix = torch.randint(len(split) - T, (B,))
+        x = torch.stack([split[i : i + T] for i in ix])
+        y = torch.stack([split[i + 1 : i + 1 + T] for i in ix])
         return x, y
+
+    @torch.no_grad()
+    def evaluate(it, batches):
+        model.eval()
+        losses = {name: sum(model(*get_batch(split)).item() for _ in range(batches)) / batches
+                  for name, split in (("train", train), ("val", val))}
+        model.train()
+        print(f"EVAL iter={it} batches={batches} train_loss={losses['train']:.4f} "
+              f"val_loss={losses['val']:.4f}", flush=True)
+
+    if args.train:
+        # nanoGPT's loop: evaluate before the step of every eval_interval-th iteration, and
+        # after the last step (iteration max_iters).
+        X, Y = get_batch()
+        for it in range(t["max_iters"] + 1):
+            if it % t["eval_interval"] == 0:
+                evaluate(it, t["eval_iters"])
+            if it == t["max_iters"]:
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(it, o, s)
+            loss = model(X, Y)
+            X, Y = get_batch()
+            loss.backward()
+            if o["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        evaluate(t["max_iters"], args.final_eval_iters)
+        return
 
     N, L, H, C = model.non_embedding_params(), m["n_layer"], m["n_head"], m["n_embd"]
     flops = (6 * N + 12 * L * H * (C // H) * T) * B * T

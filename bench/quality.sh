@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Does qkv learn what nanoGPT learns? Trains configs/shakespeare_char.toml (nanoGPT's CPU "baby"
+# config) with qkv and with bench/pytorch_ref.py (nanoGPT's model and loop in PyTorch) for each
+# seed, one thread each, the two side by side on the two cores, and prints val loss at the last
+# iteration: nanoGPT's 20-batch estimate and a 200-batch one, then mean and spread per side.
+#
+#   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR]
+#   e.g. bench/quality.sh ../shared/data/tinyshakespeare.txt
+# A seed draws different batches and initial weights on the two sides (different generators):
+# compare the distributions, not seed by seed. Needs a Release build (build/release or $BUILD)
+# and Debian's python3-torch. About 4 minutes per seed on a quiet 2-core machine.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build=${BUILD:-$root/build/release}
+corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR]}
+corpus=$(realpath "$corpus")
+shift
+seeds="1337 1 2 3 4" out=runs/quality
+while (($#)); do
+  case $1 in
+    --seeds) seeds=$2; shift ;;
+    --out) out=$2; shift ;;
+    *) echo "quality.sh: unknown argument $1" >&2; exit 1 ;;
+  esac
+  shift
+done
+[[ -x $build/qkv ]] || { echo "no $build/qkv: build the release preset first" >&2; exit 1; }
+config=$root/configs/shakespeare_char.toml
+if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
+  if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
+mkdir -p "$out"
+
+# seed -> "val20 val200" per side
+declare -A qkv torch
+for seed in $seeds; do
+  run=$out/qkv-seed$seed
+  rm -rf "$run"
+  (
+    "$build/qkv" train "$config" --set "data.path=$corpus" --set "train.seed=$seed" --out "$run" \
+      --threads 1 2> "$run.log"
+    "$build/qkv" eval "$run" --batches 200 --threads 1 > "$run.eval"
+  ) &
+  env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/pytorch_ref.py" "$config" \
+    "$corpus" --train --seed "$seed" --torch-threads 1 > "$out/torch-seed$seed.log"
+  wait
+  last=$(grep '"val_loss"' "$run/metrics.jsonl" | tail -1)
+  q20=$(sed -E 's/.*"val_loss":([0-9.eE+-]+).*/\1/' <<<"$last")
+  q200=$(awk '$1 == "val" {print $3}' "$run.eval")
+  t20=$(grep '^EVAL' "$out/torch-seed$seed.log" | grep -v 'batches=200' | tail -1 |
+        sed -E 's/.*val_loss=([0-9.]+).*/\1/')
+  t200=$(grep '^EVAL.*batches=200' "$out/torch-seed$seed.log" | sed -E 's/.*val_loss=([0-9.]+).*/\1/')
+  qkv[$seed]="$q20 $q200" torch[$seed]="$t20 $t200"
+  printf 'seed %-6s qkv val %.4f (20 batches) %.4f (200)   PyTorch val %.4f (20) %.4f (200)\n' \
+    "$seed" "$q20" "$q200" "$t20" "$t200"
+done
+
+summary() {  # name, then "val20 val200" pairs
+  local name=$1; shift
+  printf '%s\n' "$@" | awk -v n="$name" '
+    { a[NR] = $1; b[NR] = $2; sa += $1; sb += $2 }
+    END {
+      ma = sa / NR; mb = sb / NR
+      for (i = 1; i <= NR; ++i) { va += (a[i] - ma) ^ 2; vb += (b[i] - mb) ^ 2 }
+      d = NR > 1 ? NR - 1 : 1
+      printf "%-8s mean val %.4f (20 batches, sd %.4f)  %.4f (200 batches, sd %.4f)  over %d seeds\n",
+             n, ma, sqrt(va / d), mb, sqrt(vb / d), NR }'
+}
+echo
+summary qkv "${qkv[@]}"
+summary PyTorch "${torch[@]}"
