@@ -6,7 +6,6 @@
 #include "commands.h"
 #include "output_file.h"
 #include "qkv/io/checkpoint.h"
-#include "qkv/nn/models.h"
 #include "qkv/runtime.h"
 #include "task.h"
 
@@ -39,17 +38,11 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
       set_num_threads(*threads);
       const std::string dir = io::resolve_checkpoint(*checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
-      const io::Config config = io::parse_config(ck.config_toml, dir + "/config.toml");
+      const io::Config config = train::checkpoint_config(ck, dir);
       const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
       const nn::ModelConfig mc = train::model_config(config, vocab.size());
-      std::unique_ptr<nn::Module> model;
-      if (config.model.kind == "decoder")
-        model = std::make_unique<nn::Decoder>(mc);
-      else if (config.model.kind == "encoder")
-        model = std::make_unique<nn::Encoder>(mc);
-      else
-        model = std::make_unique<nn::EncoderDecoder>(mc);
-      model->load_state_dict(ck.model);
+      const std::unique_ptr<nn::Module> model = train::make_model(mc);
+      train::load_weights(*model, ck, dir, dir + "/config.toml");
       train::AttentionChart chart = train::probe_attention(*model, config, vocab, *a);
       chart.title += fmt::format(" of {} ({} model)", dir, config.model.kind);
       train::write_file_atomically(*out, train::attention_chart_svg(chart));

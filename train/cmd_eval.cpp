@@ -42,12 +42,12 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
-      const io::Config config = io::parse_config(ck.config_toml, dir + "/config.toml", overrides);
+      const io::Config config = train::checkpoint_config(ck, dir, overrides);
       QKV_CHECK(a->beam == 1 || config.model.kind == "encoder_decoder",
                 "--beam is for encoder_decoder models; this checkpoint's model.kind is {}",
                 config.model.kind);
       auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
-      task->model().load_state_dict(ck.model);
+      train::load_weights(task->model(), ck, dir, dir + "/config.toml");
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
       std::printf("checkpoint %s (step %lld), data %s, %lld batches of %lld\n", dir.c_str(),
                   static_cast<long long>(io::checkpoint_step(dir)),

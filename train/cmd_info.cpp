@@ -1,11 +1,13 @@
-// `qkv info`: what a run or checkpoint holds, without loading any data.
+// `qkv info`: what a run or checkpoint holds, verified, without loading any data.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 
 #include "commands.h"
+#include "qkv/data/vocab.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
+#include "task.h"
 
 namespace qkv::cli {
 
@@ -17,7 +19,12 @@ void add_info(CLI::App& app, std::function<int()>& run) {
     run = [path]() -> int {
       const std::string dir = io::resolve_checkpoint(*path);
       const io::CheckpointData ck = io::load_checkpoint(dir);
-      const io::Config c = io::parse_config(ck.config_toml, dir + "/config.toml");
+      const io::Config c = train::checkpoint_config(ck, dir);
+      // The weights must fit the model the config describes, as they must for every other use.
+      const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
+      const std::unique_ptr<nn::Module> model =
+          train::make_model(train::model_config(c, vocab.size()));
+      train::load_weights(*model, ck, dir, dir + "/config.toml");
       int64_t params = 0;
       for (const auto& [name, t] : ck.model) params += t.numel();
       const auto& s = ck.trainer_state;

@@ -136,7 +136,7 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   const std::vector<int32_t> ids = vocab.encode(prompt, "prompt");
 
   nn::Decoder model(mc);
-  model.load_state_dict(ck.model);
+  train::load_weights(model, ck, dir, dir + "/config.toml");
   std::string settings = fmt::format(
       "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --num-samples {} {}",
       a.seed, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.num_samples, prompt_setting);
@@ -167,7 +167,7 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
   QKV_CHECK(a.beam >= 1, "--beam {} must be at least 1", a.beam);
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
   nn::EncoderDecoder model(mc);
-  model.load_state_dict(ck.model);
+  train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
   const std::vector<gen::Hypothesis> hyps = gen::translate(model, vocab, source, {.beam = a.beam});
   std::printf("%s\n", vocab.decode(hyps.front().tokens).c_str());
@@ -188,7 +188,7 @@ int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   const std::u32string mask_cps = data::decode_utf8(mask, "--mask-char");
   QKV_CHECK(mask_cps.size() == 1, "--mask-char '{}' must be exactly one character", mask);
   nn::Encoder model(mc);
-  model.load_state_dict(ck.model);
+  train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir,
                fmt::format("--fill {} --mask-char {}{}", shell_quote(a.fill), shell_quote(mask),
                            candidates ? fmt::format(" --top-k {}", a.top_k) : ""));
@@ -245,7 +245,7 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
       set_num_threads(a->threads);
       const std::string dir = io::resolve_checkpoint(a->checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
-      const io::Config config = io::parse_config(ck.config_toml, dir + "/config.toml");
+      const io::Config config = train::checkpoint_config(ck, dir);
       const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
       const nn::ModelConfig mc = train::model_config(config, vocab.size());
       check_options_fit(*cmd, config.model.kind);

@@ -25,8 +25,7 @@ io::Config dump_config(const train::TrainOptions& o) {
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
   train::check_resumable_overrides(o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
-  return io::parse_config(io::load_checkpoint(dir, false).config_toml, dir + "/config.toml",
-                          o.overrides);
+  return train::checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
 }
 
 }  // namespace

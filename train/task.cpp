@@ -1,6 +1,10 @@
 // The three tasks: how each model kind turns a batch of its data into logits and targets.
 #include "task.h"
 
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
 #include "qkv/data/masking.h"
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/sha256.h"
@@ -157,6 +161,45 @@ class EncoderDecoderTask : public Task {
 };
 
 }  // namespace
+
+io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::string& dir,
+                             const std::vector<std::string>& overrides) {
+  const std::string config_path = dir + "/config.toml";
+  io::Config config = io::parse_config(checkpoint.config_toml, config_path, overrides);
+  const nlohmann::json& state = checkpoint.trainer_state;
+  const nlohmann::json kind =
+      state.is_object() ? state.value("model_kind", nlohmann::json()) : nlohmann::json();
+  QKV_CHECK(!kind.is_string() || kind == config.model.kind,
+            "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
+            "weights; this config.toml does not belong to them",
+            config_path, config.model.kind, dir, kind.get<std::string>());
+  return config;
+}
+
+std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc) {
+  switch (mc.kind) {
+    case nn::ModelKind::decoder:
+      return std::make_unique<nn::Decoder>(mc);
+    case nn::ModelKind::encoder:
+      return std::make_unique<nn::Encoder>(mc);
+    case nn::ModelKind::encoder_decoder:
+      return std::make_unique<nn::EncoderDecoder>(mc);
+  }
+  throw Error("make_model: unknown model kind");
+}
+
+void load_weights(nn::Module& model, const io::CheckpointData& checkpoint, const std::string& dir,
+                  const std::string& config_source) {
+  const std::vector<std::string> problems = model.state_dict_problems(checkpoint.model);
+  // A different n_embd changes nearly every tensor: the first few say what is wrong.
+  constexpr size_t kShown = 4;
+  QKV_CHECK(problems.empty(), "{}/model.safetensors: does not match the model {} describes: {}{}",
+            dir, config_source,
+            fmt::join(problems.begin(), problems.begin() + std::min(problems.size(), kShown), "; "),
+            problems.size() > kShown ? fmt::format(" (and {} more)", problems.size() - kShown)
+                                     : std::string());
+  model.load_state_dict(checkpoint.model);
+}
 
 std::unique_ptr<Task> make_task(const io::Config& config, const std::optional<data::Vocab>& vocab) {
   if (config.model.kind == "decoder") return std::make_unique<DecoderTask>(config, vocab);

@@ -11,6 +11,7 @@
 
 #include "qkv/data/split.h"
 #include "qkv/data/vocab.h"
+#include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "qkv/nn/model_config.h"
 #include "qkv/nn/module.h"
@@ -54,6 +55,21 @@ class Task {
 
 // The architecture part of a run config, plus the vocabulary size.
 nn::ModelConfig model_config(const io::Config& config, int64_t vocab_size);
+
+// The config a checkpoint was trained with (its config.toml plus overrides), checked against
+// the model kind its trainer_state.json records: an edited config.toml cannot pass the weights
+// off as another kind of model. Errors name the file.
+io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::string& dir,
+                             const std::vector<std::string>& overrides = {});
+
+// A freshly initialised model of mc.kind, for the commands that load weights without data.
+std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc);
+
+// Copies the checkpoint's model.safetensors into `model`, built from the config `config_source`
+// names. A missing, extra or differently shaped tensor is one qkv::Error naming
+// DIR/model.safetensors, config_source and the first mismatching tensors; nothing is copied then.
+void load_weights(nn::Module& model, const io::CheckpointData& checkpoint, const std::string& dir,
+                  const std::string& config_source);
 
 // Loads the data named by config.data.path and builds the model for config.model.kind.
 // vocab: use this vocabulary (from a checkpoint) instead of the corpus's own; an unknown

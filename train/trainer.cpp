@@ -118,7 +118,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
     check_resumable_overrides(o.overrides);
     checkpoint_dir = io::resolve_checkpoint(o.resume);
     checkpoint = io::load_checkpoint(checkpoint_dir);
-    config_ = io::parse_config(checkpoint->config_toml, checkpoint_dir + "/config.toml", o.overrides);
+    config_ = checkpoint_config(*checkpoint, checkpoint_dir, o.overrides);
     vocab = data::Vocab::from_json(checkpoint->vocab, checkpoint_dir + "/vocab.json");
     run_dir_ = fs::path(checkpoint_dir).parent_path().string();
   } else {
@@ -132,7 +132,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
     if (!o.init_from.empty()) {
       checkpoint_dir = io::resolve_checkpoint(o.init_from);
       checkpoint = io::load_checkpoint(checkpoint_dir, /*with_optimizer=*/false);
-      const io::Config source = io::parse_config(checkpoint->config_toml, checkpoint_dir + "/config.toml");
+      const io::Config source = checkpoint_config(*checkpoint, checkpoint_dir);
       QKV_CHECK(source.model.kind == config_.model.kind,
                 "--init-from {}: the checkpoint holds a {} model, the config asks for {}",
                 checkpoint_dir, source.model.kind, config_.model.kind);
@@ -151,7 +151,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
   state_->params = model.named_parameters();
   state_->data_rng = Rng(static_cast<uint64_t>(config_.train.seed), 2);
   if (checkpoint) {
-    model.load_state_dict(checkpoint->model);
+    load_weights(model, *checkpoint, checkpoint_dir,
+                 o.resume.empty() ? o.config_path : checkpoint_dir + "/config.toml");
     if (!o.resume.empty()) {
       QKV_CHECK(o.allow_data_change || checkpoint->data_fingerprint == task_->fingerprint(),
                 "data.path: the training text differs from the one this run was trained on "

@@ -41,8 +41,9 @@ std::vector<int32_t> Vocab::encode(std::string_view text, std::string_view what)
   std::vector<int32_t> ids(cps.size());
   for (size_t i = 0; i < cps.size(); ++i) {
     ids[i] = find(cps[i]);
-    QKV_CHECK(ids[i] >= 0, "{}: character {} at position {} is not in the vocabulary ({} symbols)",
-              what, describe_char(cps[i]), i, size());
+    QKV_CHECK(ids[i] >= 0,
+              "{}: character {} at position {} is not in the vocabulary{} ({} symbols)", what,
+              describe_char(cps[i]), i, origin_.empty() ? std::string() : " of " + origin_, size());
   }
   return ids;
 }
@@ -115,7 +116,9 @@ Vocab Vocab::from_json(const nlohmann::json& json, std::string_view where) {
               "{}: specials[{}] = '{}' is listed twice", where, i, name);
     specials.push_back(name);
   }
-  return Vocab(std::move(chars), std::move(specials));
+  Vocab v(std::move(chars), std::move(specials));
+  v.origin_ = where;
+  return v;
 }
 
 bool Vocab::is_compatible(const Vocab& other) const {

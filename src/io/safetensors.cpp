@@ -127,8 +127,11 @@ SafetensorsContents read_safetensors(const std::string& path) {
   unsigned char len_bytes[8];
   read_bytes(in, path, 0, len_bytes, 8);
   const uint64_t header_len = read_u64_le(len_bytes);
-  QKV_CHECK(header_len <= file_size - 8, "{}: header needs {} bytes, file has {}", path,
-            static_cast<unsigned __int128>(header_len) + 8, file_size);
+  QKV_CHECK(header_len <= file_size - 8,
+            "{}: truncated: the header claims {} bytes but the file has only {} after the 8-byte "
+            "length",
+            path, header_len, file_size - 8);
+  QKV_CHECK(header_len > 0, "{}: the header is empty (length 0); expected a JSON object", path);
   const uint64_t data_start = 8 + header_len, data_size = file_size - data_start;
 
   std::string text(header_len, '\0');
@@ -137,8 +140,11 @@ SafetensorsContents read_safetensors(const std::string& path) {
   try {
     header = json::parse(text);
   } catch (const json::parse_error& e) {
-    throw Error(fmt::format("{}: header is not valid JSON (error at byte {} of {})", path, e.byte,
-                            header_len));
+    // nlohmann prefixes "[json.exception.parse_error.101] "; the rest says where and what.
+    const std::string what = e.what();
+    const size_t bracket = what.find("] ");
+    throw Error(fmt::format("{}: header is not valid JSON: {}", path,
+                            bracket == std::string::npos ? what : what.substr(bracket + 2)));
   } catch (const json::exception&) {  // out_of_range: a number too large for a double
     throw Error(fmt::format("{}: header is not valid JSON (a number is out of range)", path));
   }

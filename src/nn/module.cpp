@@ -1,6 +1,8 @@
 // Module registry: parameter and child bookkeeping, modes, and state-dict loading.
 #include "qkv/nn/module.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cassert>
 #include <map>
@@ -63,28 +65,34 @@ NamedTensors Module::state_dict() const {
   return out;
 }
 
-void Module::load_state_dict(const NamedTensors& dict) {
+std::vector<std::string> Module::state_dict_problems(const NamedTensors& dict) const {
   std::map<std::string, const Tensor*> given;
-  std::string problems;
-  auto note = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
+  std::vector<std::string> problems;
   for (const auto& [name, t] : dict)
-    if (!given.emplace(name, &t).second) note(fmt::format("duplicate '{}'", name));
+    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("duplicate '{}'", name));
 
-  const NamedTensors params = named_parameters();
   std::set<std::string> expected;
-  for (const auto& [name, p] : params) {
+  for (const auto& [name, p] : named_parameters()) {
     expected.insert(name);
     auto it = given.find(name);
     if (it == given.end())
-      note(fmt::format("missing '{}'", name));
+      problems.push_back(fmt::format("missing '{}'", name));
     else if (!(it->second->shape() == p.shape()))
-      note(fmt::format("'{}' is {}, model expects {}", name, it->second->shape(), p.shape()));
+      problems.push_back(
+          fmt::format("'{}' is {}, model expects {}", name, it->second->shape(), p.shape()));
   }
   for (const auto& [name, t] : dict)
-    if (!expected.contains(name)) note(fmt::format("unexpected '{}'", name));
-  QKV_CHECK(problems.empty(), "load_state_dict: {}", problems);
+    if (!expected.contains(name)) problems.push_back(fmt::format("unexpected '{}'", name));
+  return problems;
+}
 
-  for (const auto& [name, p] : params) {
+void Module::load_state_dict(const NamedTensors& dict) {
+  const std::vector<std::string> problems = state_dict_problems(dict);
+  QKV_CHECK(problems.empty(), "load_state_dict: {}", fmt::join(problems, "; "));
+
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [name, t] : dict) given.emplace(name, &t);
+  for (const auto& [name, p] : named_parameters()) {
     const Tensor& src = *given.at(name);
     std::copy_n(src.data(), src.numel(), p.data());
   }

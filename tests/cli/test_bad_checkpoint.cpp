@@ -2,25 +2,81 @@
 // error line naming the file and the problem, exit code 1, and nothing on disk changed.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 
+#include "qkv/io/safetensors.h"
 #include "qkv_cli.h"
 
 using namespace qkv::testing;
 
 namespace {
 
-// One trained run shared by the cases (each works on a copy): checkpoint-5 is its latest.
-const fs::path& trained_run() {
+using NamedTensors = std::vector<std::pair<std::string, qkv::Tensor>>;
+
+// One trained run per model kind shared by the cases (each works on a copy): checkpoint-5 is
+// its latest.
+const fs::path& trained_run(const std::string& kind = "decoder") {
   static const auto dir = std::make_unique<TempDir>("cli_bad_checkpoint_source");
-  static const fs::path run = [] {
-    const std::string data = dir->write("corpus.txt", generated_corpus(300));
-    const fs::path r = dir->path() / "run";
-    const CommandResult t = run_qkv(train_args(data, r, {"train.max_iters=5"}));
-    REQUIRE_MESSAGE(t.exit_code == 0, t.err);
-    return r;
-  }();
-  return run;
+  static std::map<std::string, fs::path> runs;
+  if (const auto it = runs.find(kind); it != runs.end()) return it->second;
+  const std::string data = kind == "encoder_decoder"
+                               ? dir->write("pairs.tsv", generated_pairs(300))
+                               : dir->write("corpus.txt", generated_corpus(300));
+  const fs::path r = dir->path() / kind;
+  const CommandResult t = run_qkv(train_args(data, r, {"train.max_iters=5", "model.kind=" + kind}));
+  REQUIRE_MESSAGE(t.exit_code == 0, t.err);
+  return runs[kind] = r;
+}
+
+std::string read_bytes(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The header length a safetensors file starts with (8 bytes, little-endian).
+uint64_t header_length(const std::string& bytes) {
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = (length << 8) | static_cast<unsigned char>(bytes[i]);
+  return length;
+}
+
+// Replaces a checkpoint's file and records its new size and SHA-256 in manifest.json as a save
+// would, so the manifest check passes and only the deeper checks can notice what is wrong.
+void replace_with_manifest(const fs::path& checkpoint, const std::string& file,
+                           const std::string& bytes) {
+  std::ofstream(checkpoint / file, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), std::streamsize(bytes.size()));
+  nlohmann::json manifest = nlohmann::json::parse(read_bytes(checkpoint / "manifest.json"));
+  REQUIRE(manifest["files"].contains(file));
+  manifest["files"][file] = {{"sha256", qkv::data::sha256_file_hex((checkpoint / file).string())},
+                             {"bytes", bytes.size()}};
+  std::ofstream(checkpoint / "manifest.json", std::ios::trunc) << manifest.dump(2) << "\n";
+}
+
+// Rewrites a checkpoint's model.safetensors with `edit` applied to its tensors (metadata kept),
+// manifest updated.
+void edit_model(const fs::path& checkpoint, const std::function<void(NamedTensors&)>& edit) {
+  const fs::path model = checkpoint / "model.safetensors";
+  qkv::io::SafetensorsContents c = qkv::io::read_safetensors(model.string());
+  edit(c.tensors);
+  const fs::path edited = checkpoint.parent_path() / "edited.safetensors";
+  qkv::io::write_safetensors(edited.string(), c.tensors, c.metadata);
+  const std::string bytes = read_bytes(edited);
+  fs::remove(edited);
+  replace_with_manifest(checkpoint, "model.safetensors", bytes);
+}
+
+// Replaces the first `from` in a checkpoint file by `to` (in a safetensors header, of the same
+// length, so the header length and data offsets stay right), manifest updated.
+void replace_text(const fs::path& checkpoint, const std::string& file, const std::string& from,
+                  const std::string& to) {
+  std::string bytes = read_bytes(checkpoint / file);
+  const size_t at = bytes.find(from);
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, from.size(), to);
+  replace_with_manifest(checkpoint, file, bytes);
 }
 
 void flip_byte(const fs::path& file, std::streamoff offset_from_end) {
@@ -113,4 +169,139 @@ TEST_CASE("qkv info/eval/train --resume: a run directory without checkpoints is 
   for (const char* entry : {"checkpoint-5", "latest", "best"}) fs::remove_all(run / entry);
   REQUIRE(fs::exists(run / "metrics.jsonl"));
   check_rejected(dir.path(), run, {"error: " + run.string() + ": no checkpoint found"});
+}
+
+TEST_CASE("qkv info/eval/train --resume: header length larger than the file is reported") {
+  TempDir dir("cli_header_length");
+  const fs::path run = dir.path() / "run";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path ckpt = run / "checkpoint-5";
+  const fs::path model = ckpt / "model.safetensors";
+  std::string bytes = read_bytes(model);
+  bytes[5] = 1;  // the length's sixth byte: 2^40 more than the header really has
+  replace_with_manifest(ckpt, "model.safetensors", bytes);
+  const uint64_t after_length = bytes.size() - 8;
+  check_rejected(dir.path(), run,
+                 {"error: " + model.string() + ": truncated: the header claims ",
+                  " bytes but the file has only " + std::to_string(after_length) +
+                      " after the 8-byte length"});
+}
+
+TEST_CASE("qkv info/eval/train --resume: a malformed safetensors header is reported") {
+  TempDir dir("cli_bad_header");
+  const fs::path run = dir.path() / "run";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path ckpt = run / "checkpoint-5";
+  const fs::path model = ckpt / "model.safetensors";
+  // A header of `json` padded to its original length, so the data section stays where it was.
+  auto with_header = [&](std::string json) {
+    std::string bytes = read_bytes(model);
+    const uint64_t length = header_length(bytes);
+    REQUIRE(json.size() <= length);
+    json.resize(length, ' ');
+    replace_with_manifest(ckpt, "model.safetensors", bytes.replace(8, length, json));
+  };
+  SUBCASE("invalid JSON") {
+    with_header(R"({"tok_emb.weight": {"dtype": "F32", "shape": [2, 4],)");
+    check_rejected(dir.path(), run,
+                   {"error: " + model.string() +
+                    ": header is not valid JSON: parse error at line 1, column "});
+  }
+  SUBCASE("overlapping data_offsets") {
+    with_header(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})");
+    check_rejected(dir.path(), run,
+                   {"error: " + model.string() +
+                    ": tensor 'b' at bytes [8, 16) overlaps tensor 'a' at [0, 16)\n"});
+  }
+  SUBCASE("data_offsets past the end of the file") {
+    const uint64_t data_bytes = fs::file_size(model) - 8 - header_length(read_bytes(model));
+    const uint64_t end = data_bytes + 8;
+    with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[)" + std::to_string(end - 8) +
+                "," + std::to_string(end) + "]}}");
+    check_rejected(
+        dir.path(), run,
+        {"error: " + model.string() + ": tensor 'a' needs bytes [" + std::to_string(end - 8) +
+         ", " + std::to_string(end) + ") of the data section, which has only " +
+         std::to_string(data_bytes) + "; the file is truncated\n"});
+  }
+}
+
+TEST_CASE("qkv info/eval/train --resume: a model.safetensors of the wrong dtype is reported") {
+  TempDir dir("cli_wrong_dtype");
+  const fs::path run = dir.path() / "run";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path ckpt = run / "checkpoint-5";
+  const fs::path model = ckpt / "model.safetensors";
+  SUBCASE("F16, which qkv does not read") {
+    replace_text(ckpt, "model.safetensors", "\"dtype\":\"F32\"", "\"dtype\":\"F16\"");
+    check_rejected(dir.path(), run,
+                   {"error: " + model.string() + ": tensor '",
+                    "' has dtype \"F16\"; qkv reads "
+                    "only F32 and I32"});
+  }
+  SUBCASE("I32, which a checkpoint never holds") {
+    replace_text(ckpt, "model.safetensors", "\"dtype\":\"F32\"", "\"dtype\":\"I32\"");
+    check_rejected(
+        dir.path(), run,
+        {"error: " + model.string() + ": tensor '", "' has dtype I32; checkpoints hold only F32"});
+  }
+}
+
+TEST_CASE("qkv info/eval/train --resume: weights that do not fit config.toml name the tensors") {
+  TempDir dir("cli_weights_mismatch");
+  const fs::path run = dir.path() / "run";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path ckpt = run / "checkpoint-5";
+  const std::string prefix = "error: " + (ckpt / "model.safetensors").string() +
+                             ": does not match the model " + (ckpt / "config.toml").string() +
+                             " describes: ";
+  auto find = [](NamedTensors& t, const std::string& name) {
+    const auto it = std::find_if(t.begin(), t.end(), [&](auto& e) { return e.first == name; });
+    REQUIRE(it != t.end());
+    return it;
+  };
+  SUBCASE("a missing tensor") {
+    edit_model(ckpt, [&](NamedTensors& t) { t.erase(find(t, "ln_f.weight")); });
+    check_rejected(dir.path(), run, {prefix + "missing 'ln_f.weight'\n"});
+  }
+  SUBCASE("an extra tensor") {
+    edit_model(ckpt, [](NamedTensors& t) {
+      t.emplace_back("blocks.2.ln1.weight", qkv::Tensor::ones({32}));
+    });
+    check_rejected(dir.path(), run, {prefix + "unexpected 'blocks.2.ln1.weight'\n"});
+  }
+  SUBCASE("a tensor whose shape is not the config's") {
+    edit_model(ckpt,
+               [&](NamedTensors& t) { find(t, "ln_f.bias")->second = qkv::Tensor::zeros({31}); });
+    check_rejected(dir.path(), run, {prefix + "'ln_f.bias' is [31], model expects [32]\n"});
+  }
+  SUBCASE("every tensor of another width: the first few, and how many more") {
+    edit_model(ckpt, [](NamedTensors& t) {
+      for (auto& [name, tensor] : t) {
+        qkv::Shape shape = tensor.shape();
+        for (int i = 0; i < shape.rank(); ++i) shape[i] = shape[i] == 32 ? 48 : shape[i];
+        tensor = qkv::Tensor::zeros(shape);
+      }
+    });
+    check_rejected(
+        dir.path(), run,
+        {prefix + "'tok_emb.weight' is [", ", 48], model expects [", ", 32]; '", " more)\n"});
+  }
+}
+
+TEST_CASE("qkv info/eval/train --resume: a config.toml of another model kind is refused") {
+  TempDir dir("cli_other_kind");
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"encoder", "decoder"},
+                                 {"decoder", "encoder_decoder"}}) {
+    CAPTURE(from);
+    const fs::path run = dir.path() / from;
+    fs::copy(trained_run(from), run, fs::copy_options::recursive);
+    const fs::path ckpt = run / "checkpoint-5";
+    replace_text(ckpt, "config.toml", "kind = '" + from + "'", "kind = '" + to + "'");
+    check_rejected(dir.path(), run,
+                   {"error: " + (ckpt / "config.toml").string() + ": model.kind is " + to +
+                    ", but " + ckpt.string() + "/trainer_state.json records model_kind " + from +
+                    " for these weights; this config.toml does not belong to them\n"});
+  }
 }

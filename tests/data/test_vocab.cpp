@@ -163,3 +163,12 @@ TEST_CASE("vocab: compatibility means the same symbol behind every id") {
   CHECK_FALSE(a.is_compatible(fewer));
   CHECK(a.difference(fewer) == "the vocabularies have 4 and 3 symbols");
 }
+
+TEST_CASE("vocab: a vocab read from vocab.json names that file when a character is unknown") {
+  const Vocab v =
+      Vocab::from_json(Vocab::from_text("abc").to_json(), "runs/x/checkpoint-5/vocab.json");
+  CHECK_THROWS_WITH_AS(v.encode("abz", "data.path 'new.txt'"),
+                       "data.path 'new.txt': character 'z' (U+007A) at position 2 is not in the "
+                       "vocabulary of runs/x/checkpoint-5/vocab.json (3 symbols)",
+                       qkv::Error);
+}

@@ -135,8 +135,8 @@ TEST_CASE("qkv sample: bad arguments are one-line errors") {
     return error_of(extra);
   };
   CHECK(dec({"--prompt", "the cat!"}) ==
-        "prompt: character '!' (U+0021) at position 7 is not in the vocabulary (" +
-            std::to_string(r.text.size()) + " symbols)");
+        "prompt: character '!' (U+0021) at position 7 is not in the vocabulary of " + r.decoder +
+            "/checkpoint-0/vocab.json (" + std::to_string(r.text.size()) + " symbols)");
   CHECK(dec({"--top-p", "1.5"}) == "sample: top-p = 1.5 is outside (0, 1] (1 keeps every token)");
   CHECK(dec({"--temperature", "-0.5"}) ==
         "sample: temperature = -0.5 must be a number >= 0 (0 means greedy)");

@@ -340,11 +340,15 @@ TEST_CASE("checkpoint: a corrupt or incomplete checkpoint is reported and left u
   }
   SUBCASE("header length larger than the file") {
     replace_with_manifest(ckpt, "model.safetensors", u64_le(4096) + "{}");
-    expected = model + ": header needs 4104 bytes, file has 10";
+    expected = model +
+               ": truncated: the header claims 4096 bytes but the file has only 2 after the "
+               "8-byte length";
   }
   SUBCASE("invalid JSON header") {
     replace_with_manifest(ckpt, "model.safetensors", raw_safetensors("{\"a\": [1,", 0));
-    expected = model + ": header is not valid JSON (error at byte 10 of 9)";
+    expected = model +
+               ": header is not valid JSON: parse error at line 1, column 10: syntax error while "
+               "parsing value - unexpected end of input; expected '[', '{', or a literal";
   }
   SUBCASE("overlapping data_offsets") {
     replace_with_manifest(

@@ -107,6 +107,11 @@ TEST_CASE("module: load_state_dict reports every problem in one error and copies
   }
   CHECK(t.left.a.at({0, 0}) == 1.0f);
   CHECK(t.right.a.at({0, 0}) == 1.0f);
+  // The same problems, one per entry, for callers that word the error themselves.
+  CHECK(t.state_dict_problems(sd) ==
+        std::vector<std::string>{"duplicate 'left.a'", "'first' is [4], model expects [1]",
+                                 "missing 'left.b'", "unexpected 'foo'"});
+  CHECK(t.state_dict_problems(t.state_dict()).empty());
 }
 
 TEST_CASE("linear: weight is [out, in] and bias only when asked") {

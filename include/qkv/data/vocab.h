@@ -28,7 +28,8 @@ class Vocab {
                          std::string_view what = "corpus");
 
   // One id per character. Throws qkv::Error "<what>: character 'é' (U+00E9) at position 7 is
-  // not in the vocabulary (65 symbols)", the position counted in characters from 0.
+  // not in the vocabulary (65 symbols)", the position counted in characters from 0; a vocab
+  // read by from_json says whose: "... not in the vocabulary of runs/x/checkpoint-5/vocab.json".
   std::vector<int32_t> encode(std::string_view text, std::string_view what = "text") const;
   // UTF-8 text of ids; a special token renders as its name ("<eos>"), so nothing is hidden.
   // Throws qkv::Error for an id outside [0, size()).
@@ -47,7 +48,7 @@ class Vocab {
   nlohmann::json to_json() const;
   // Validates everything to_json() guarantees (object with exactly these keys, one code point
   // per char string, chars strictly ascending, specials distinct and non-empty); errors start
-  // with "<where>: ".
+  // with "<where>: ". `where` is remembered as the vocab's origin for encode's errors.
   static Vocab from_json(const nlohmann::json& json, std::string_view where = "vocab.json");
 
   // True when both map every id to the same symbol: same chars and same specials, in order.
@@ -62,6 +63,7 @@ class Vocab {
 
   std::vector<char32_t> chars_;
   std::vector<std::string> specials_;
+  std::string origin_;                    // the vocab.json it was read from, or empty
   std::array<int32_t, 128> ascii_ids_{};  // the common case without a search; -1 = absent
 };
 

@@ -65,6 +65,9 @@ class Module {
   // qkv::Error listing ALL problems ("load_state_dict: missing 'ln_f.weight'; unexpected 'foo';
   // 'blocks.0.attn.qkv.weight' is [96, 32], model expects [96, 31]"); copies nothing then.
   void load_state_dict(const NamedTensors& dict);
+  // The problems load_state_dict would report, one per entry, in that order; empty when dict
+  // fits. For callers that word the error themselves (naming the checkpoint file).
+  std::vector<std::string> state_dict_problems(const NamedTensors& dict) const;
 
  protected:
   // Registers a leaf tensor that requires grad, named `name` (no dots), filled by init.
