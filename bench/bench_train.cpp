@@ -9,6 +9,8 @@
 #include <cblas.h>
 #include <fmt/format.h>
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
@@ -64,9 +66,19 @@ class ThreadSampler {
         }
         max_total_ = std::max(max_total_.load(), total);
         max_running_ = std::max(max_running_.load(), running);
+        ++samples_;
         std::this_thread::sleep_for(std::chrono::microseconds(500));
       }
     });
+    // Under SCHED_FIFO (compare.sh --rt) the step's threads, of the same policy and priority,
+    // would keep the sampler off both cores until the steps end: it samples one level above.
+    int policy = 0;
+    sched_param param{};
+    pthread_getschedparam(pthread_self(), &policy, &param);
+    if (policy == SCHED_FIFO || policy == SCHED_RR) {
+      ++param.sched_priority;
+      pthread_setschedparam(thread_.native_handle(), policy, &param);
+    }
   }
   void stop() {
     stop_ = true;
@@ -74,11 +86,12 @@ class ThreadSampler {
   }
   int max_total() const { return max_total_; }
   int max_running() const { return max_running_; }
+  int samples() const { return samples_; }
 
  private:
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  std::atomic<int> max_total_{0}, max_running_{0};
+  std::atomic<int> max_total_{0}, max_running_{0}, samples_{0};
 };
 
 }  // namespace
@@ -203,10 +216,13 @@ int main(int argc, char** argv) {
         100 * gflops / peak_shape);
     fmt::print("peak RSS {:.1f} MB\n", double(usage.ru_maxrss) / 1024.0);
     fmt::print("system allocations during the timed steps: {}\n", allocs);
-    fmt::print(
-        "threads during 3 more steps: at most {} existed, at most {} running at once "
-        "(sampler excluded; --threads {})\n",
-        sampler.max_total(), sampler.max_running(), qkv::num_threads());
+    if (sampler.samples() == 0)
+      fmt::print("threads during 3 more steps: not sampled (the sampler got no core)\n");
+    else
+      fmt::print(
+          "threads during 3 more steps: at most {} existed, at most {} running at once "
+          "(sampler excluded, {} samples; --threads {})\n",
+          sampler.max_total(), sampler.max_running(), sampler.samples(), qkv::num_threads());
     fmt::print("RESULT qkv ms_per_iter={:.3f} rss_mb={:.1f} mfu={:.4f} gflops={:.2f}\n", med,
                double(usage.ru_maxrss) / 1024.0, gflops / peak_1024, gflops);
     if (profile_steps > 0) {
