@@ -30,6 +30,13 @@ const fs::path& trained_run(const std::string& kind = "decoder") {
   return runs[kind] = r;
 }
 
+// A copy of the trained decoder run in dir/run, for a case to damage.
+fs::path copy_of_trained_run(const TempDir& dir) {
+  const fs::path run = dir.path() / "run";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  return run;
+}
+
 std::string read_bytes(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -110,8 +117,7 @@ void check_rejected(const fs::path& root, const fs::path& target,
 
 TEST_CASE("qkv info/eval/train --resume: a flipped byte in model.safetensors is reported") {
   TempDir dir("cli_flipped_byte");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path model = run / "checkpoint-5" / "model.safetensors";
   flip_byte(model, 7);  // in the tensor data, where only the checksum can notice
   check_rejected(dir.path(), run, {"error: " + model.string() + ": SHA-256 does not match"});
@@ -120,8 +126,7 @@ TEST_CASE("qkv info/eval/train --resume: a flipped byte in model.safetensors is 
 
 TEST_CASE("qkv info/eval/train --resume: a truncated model.safetensors is reported") {
   TempDir dir("cli_truncated");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path model = run / "checkpoint-5" / "model.safetensors";
   fs::resize_file(model, fs::file_size(model) / 2);
   check_rejected(dir.path(), run, {"error: " + model.string() + ": has ", "truncated"});
@@ -129,8 +134,7 @@ TEST_CASE("qkv info/eval/train --resume: a truncated model.safetensors is report
 
 TEST_CASE("qkv info/eval/train --resume: a missing trainer_state.json is reported") {
   TempDir dir("cli_missing_state");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path state = run / "checkpoint-5" / "trainer_state.json";
   fs::remove(state);
   check_rejected(dir.path(), run, {"error: " + state.string() + ": missing"});
@@ -164,8 +168,7 @@ TEST_CASE("qkv info/eval/train --resume: a directory that is not a checkpoint is
 
 TEST_CASE("qkv info/eval/train --resume: a run directory without checkpoints is refused") {
   TempDir dir("cli_no_checkpoints");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   for (const char* entry : {"checkpoint-5", "latest", "best"}) fs::remove_all(run / entry);
   REQUIRE(fs::exists(run / "metrics.jsonl"));
   check_rejected(dir.path(), run, {"error: " + run.string() + ": no checkpoint found"});
@@ -173,8 +176,7 @@ TEST_CASE("qkv info/eval/train --resume: a run directory without checkpoints is 
 
 TEST_CASE("qkv info/eval/train --resume: header length larger than the file is reported") {
   TempDir dir("cli_header_length");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path ckpt = run / "checkpoint-5";
   const fs::path model = ckpt / "model.safetensors";
   std::string bytes = read_bytes(model);
@@ -189,8 +191,7 @@ TEST_CASE("qkv info/eval/train --resume: header length larger than the file is r
 
 TEST_CASE("qkv info/eval/train --resume: a malformed safetensors header is reported") {
   TempDir dir("cli_bad_header");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path ckpt = run / "checkpoint-5";
   const fs::path model = ckpt / "model.safetensors";
   // A header of `json` padded to its original length, so the data section stays where it was.
@@ -229,8 +230,7 @@ TEST_CASE("qkv info/eval/train --resume: a malformed safetensors header is repor
 
 TEST_CASE("qkv info/eval/train --resume: a model.safetensors of the wrong dtype is reported") {
   TempDir dir("cli_wrong_dtype");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path ckpt = run / "checkpoint-5";
   const fs::path model = ckpt / "model.safetensors";
   SUBCASE("F16, which qkv does not read") {
@@ -250,8 +250,7 @@ TEST_CASE("qkv info/eval/train --resume: a model.safetensors of the wrong dtype 
 
 TEST_CASE("qkv info/eval/train --resume: weights that do not fit config.toml name the tensors") {
   TempDir dir("cli_weights_mismatch");
-  const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const fs::path run = copy_of_trained_run(dir);
   const fs::path ckpt = run / "checkpoint-5";
   const std::string prefix = "error: " + (ckpt / "model.safetensors").string() +
                              ": does not match the model " + (ckpt / "config.toml").string() +

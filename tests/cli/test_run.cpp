@@ -73,6 +73,15 @@ TEST_CASE("qkv train, info, eval and train --resume: a run from start to resumed
   CHECK(m.eval_iters == std::vector<int64_t>{0, 30, 40});
   CHECK(latest_step(run) == 40);
   CHECK(number_after(run_qkv({"info", run.string()}).out, "step") == 40);
+
+  // Resuming a finished run trains nothing, says how to train longer, and adds no metrics.
+  const CommandResult again = run_qkv({"train", "--resume", run.string()});
+  REQUIRE_MESSAGE(again.exit_code == 0, again.err);
+  CHECK(again.err.find("nothing to train: the run is at train.max_iters = 40") !=
+        std::string::npos);
+  CHECK(again.err.find("--set train.max_iters=N") != std::string::npos);
+  CHECK(read_metrics(run).iters == expected);
+  CHECK(read_metrics(run).eval_iters == std::vector<int64_t>{0, 30, 40});
 }
 
 TEST_CASE("qkv train: an output directory that cannot be created is one error, nothing written") {
