@@ -357,9 +357,9 @@ bool Trainer::run() {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
   const std::string checkpoint = path.empty() ? io::resolve_checkpoint(run_dir_) : path;
   if (end == start)
-    spdlog::info("nothing to train: the run is at train.max_iters = {} (checkpoint {}); to train "
-                 "longer: qkv train --resume {} --set train.max_iters=N",
-                 end, checkpoint, run_dir_);
+    spdlog::info("nothing to train: the run is at iter {} and train.max_iters is {} (checkpoint "
+                 "{}); to train longer: qkv train --resume {} --set train.max_iters=N",
+                 end, c.train.max_iters, checkpoint, run_dir_);
   else
     spdlog::info("done: {} iterations in {:.1f} min; best val loss {:.4f}; checkpoint {}",
                  end - start, minutes, best, checkpoint);

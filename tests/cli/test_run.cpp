@@ -77,7 +77,7 @@ TEST_CASE("qkv train, info, eval and train --resume: a run from start to resumed
   // Resuming a finished run trains nothing, says how to train longer, and adds no metrics.
   const CommandResult again = run_qkv({"train", "--resume", run.string()});
   REQUIRE_MESSAGE(again.exit_code == 0, again.err);
-  CHECK(again.err.find("nothing to train: the run is at train.max_iters = 40") !=
+  CHECK(again.err.find("nothing to train: the run is at iter 40 and train.max_iters is 40") !=
         std::string::npos);
   CHECK(again.err.find("--set train.max_iters=N") != std::string::npos);
   CHECK(read_metrics(run).iters == expected);
