@@ -1,6 +1,7 @@
 // Sampling speed: tokens/s for 500 new tokens (batch 1) from a decoder of a config's shape,
 // with and without the KV cache. Weights are random (speed does not depend on them).
-//   bench_sample [CONFIG (default configs/shakespeare_char_big.toml)] [THREADS (default 1)] [TOKENS]
+//   bench_sample [CONFIG (default configs/shakespeare_char_big.toml)] [--threads N] [--tokens N]
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "qkv/error.h"
 #include "qkv/generate.h"
 #include "qkv/io/config.h"
 #include "qkv/runtime.h"
@@ -17,34 +19,50 @@ using namespace qkv;
 
 int main(int argc, char** argv) {
   select_blas_kernel(argv);
-  const std::string config_path = argc > 1 ? argv[1] : "configs/shakespeare_char_big.toml";
-  set_num_threads(argc > 2 ? std::atoi(argv[2]) : 1);
-  const int64_t tokens = argc > 3 ? std::atoll(argv[3]) : 500;
-  std::printf("%s\n", runtime_summary().c_str());
+  CLI::App app{"Sampling speed with and without the KV cache (random weights, batch 1)"};
+  std::string config_path = "configs/shakespeare_char_big.toml";
+  int threads = 1;
+  int64_t tokens = 500;
+  app.add_option("config", config_path, "TOML config: the model's shape")
+      ->check(CLI::ExistingFile)
+      ->capture_default_str();
+  app.add_option("--threads", threads, "threads (0 = all cores)")->capture_default_str();
+  app.add_option("--tokens", tokens, "new tokens per run")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    set_num_threads(threads);
+    std::printf("%s\n", runtime_summary().c_str());
 
-  // 65 symbols, as tiny Shakespeare.
-  std::vector<char32_t> chars(65);
-  std::iota(chars.begin(), chars.end(), U'A');
-  const data::Vocab vocab(chars);
-  io::Config c = io::load_config(config_path, {"data.path=unused"});
-  nn::Decoder model(train::model_config(c, vocab.size()));
-  std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1\n",
-              config_path.c_str(), (long long)c.model.n_layer, (long long)c.model.n_embd,
-              (long long)c.model.block_size, (long long)tokens);
+    // 65 symbols, as tiny Shakespeare.
+    std::vector<char32_t> chars(65);
+    std::iota(chars.begin(), chars.end(), U'A');
+    const data::Vocab vocab(chars);
+    io::Config c = io::load_config(config_path, {"data.path=unused"});
+    nn::Decoder model(train::model_config(c, vocab.size()));
+    std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1\n",
+                config_path.c_str(), (long long)c.model.n_layer, (long long)c.model.n_embd,
+                (long long)c.model.block_size, (long long)tokens);
 
-  const std::vector<int32_t> prompt{0};
-  double rate[2];
-  for (bool cache : {true, false}) {
-    gen::SamplingOptions o;
-    o.max_new_tokens = tokens;
-    o.use_cache = cache;
-    Rng rng(1);
-    const auto t0 = std::chrono::steady_clock::now();
-    const gen::Generation g = gen::generate(model, vocab, prompt, o, rng);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rate[cache] = double(g.tokens.size()) / s;
-    std::printf("%-13s %8.1f tokens/s (%.2f s)\n", cache ? "KV cache" : "no cache", rate[cache], s);
+    const std::vector<int32_t> prompt{0};
+    double rate[2];
+    for (bool cache : {true, false}) {
+      gen::SamplingOptions o;
+      o.max_new_tokens = tokens;
+      o.use_cache = cache;
+      Rng rng(1);
+      const auto t0 = std::chrono::steady_clock::now();
+      const gen::Generation g = gen::generate(model, vocab, prompt, o, rng);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rate[cache] = double(g.tokens.size()) / s;
+      std::printf("%-13s %8.1f tokens/s (%.2f s)\n", cache ? "KV cache" : "no cache", rate[cache],
+                  s);
+    }
+    std::printf("cache speed-up: %.1fx\n", rate[1] / rate[0]);
+  } catch (const qkv::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   }
-  std::printf("cache speed-up: %.1fx\n", rate[1] / rate[0]);
   return 0;
 }
