@@ -194,34 +194,11 @@ def main():
         print(f"EVAL iter={it} batches={batches} train_loss={losses['train']:.4f} "
               f"val_loss={losses['val']:.4f}", flush=True)
 
-    if args.train:
-        # nanoGPT's loop: evaluate before the step of every eval_interval-th iteration, and
-        # after the last step (iteration max_iters).
-        X, Y = get_batch()
-        for it in range(t["max_iters"] + 1):
-            if it % t["eval_interval"] == 0:
-                evaluate(it, t["eval_iters"])
-            if it == t["max_iters"]:
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(it, o, s)
-            loss = model(X, Y)
-            X, Y = get_batch()
-            loss.backward()
-            if o["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        evaluate(t["max_iters"], args.final_eval_iters)
-        return
-
-    N, L, H, C = model.non_embedding_params(), m["n_layer"], m["n_head"], m["n_embd"]
-    flops = (6 * N + 12 * L * H * (C // H) * T) * B * T
-    model.train()
-    ms = []
     X, Y = get_batch()
-    for it in range(args.warmup + args.iters):
-        t0 = time.perf_counter()
+
+    def train_step(it):
+        """nanoGPT's iteration it; returns its loss."""
+        nonlocal X, Y
         for g in opt.param_groups:
             g["lr"] = lr_at(it, o, s)
         loss = model(X, Y)
@@ -231,6 +208,27 @@ def main():
             torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return loss
+
+    model.train()
+    if args.train:
+        # nanoGPT's loop: evaluate before the step of every eval_interval-th iteration, and
+        # after the last step (iteration max_iters).
+        for it in range(t["max_iters"] + 1):
+            if it % t["eval_interval"] == 0:
+                evaluate(it, t["eval_iters"])
+            if it == t["max_iters"]:
+                break
+            train_step(it)
+        evaluate(t["max_iters"], args.final_eval_iters)
+        return
+
+    N, L, H, C = model.non_embedding_params(), m["n_layer"], m["n_head"], m["n_embd"]
+    flops = (6 * N + 12 * L * H * (C // H) * T) * B * T
+    ms = []
+    for it in range(args.warmup + args.iters):
+        t0 = time.perf_counter()
+        loss = train_step(it)
         elapsed = (time.perf_counter() - t0) * 1e3
         if it >= args.warmup:
             ms.append(elapsed)
