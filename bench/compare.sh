@@ -47,11 +47,7 @@ fi
 iters=${iters:-30}
 [[ -x $build/bench/bench_train ]] || { echo "no $build/bench/bench_train: build with -DQKV_BUILD_BENCH=ON" >&2; exit 1; }
 
-# The kernel qkv selects for this CPU (runtime.cpp), given to both sides explicitly.
-if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
-  if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
-fi
+source "$here/openblas_kernel.sh"
 
 # name | command (env settings first)
 settings=(

@@ -28,10 +28,7 @@ while (($#)); do
 done
 [[ -x $build/qkv ]] || { echo "no $build/qkv: build the release preset first" >&2; exit 1; }
 config=$root/configs/shakespeare_char.toml
-if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
-  if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
-fi
+source "$here/openblas_kernel.sh"
 mkdir -p "$out"
 
 # seed -> "val20 val200" per side
