@@ -4,6 +4,7 @@
 //   bench_ops [threads] [filter]    threads: 0 or absent = all cores; filter: run only the
 //                                   cases whose label contains it (e.g. "attention", "big")
 #include <cblas.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,8 +12,6 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "qkv/autograd.h"
 #include "qkv/ops.h"
@@ -59,36 +58,40 @@ void bench_linear(const std::string& label, int64_t N, int64_t O, int64_t I) {
     for (const Tensor& t : {x, w, b}) t.zero_grad();
     qkv::linear(x, w, b).backward(seed);
   });
-  fmt::print("{:<28} {:>5}x{:<4}x{:<4}  sgemm {:6.1f}  matmul {:6.1f}  linear {:6.1f}  "
-             "linear fwd+bwd {:6.1f}  GFLOP/s\n",
-             label, N, O, I, gflops(flop, raw), gflops(flop, mm), gflops(flop, lin),
-             gflops(3 * flop, train));
+  fmt::print(
+      "{:<28} {:>5}x{:<4}x{:<4}  sgemm {:6.1f}  matmul {:6.1f}  linear {:6.1f}  "
+      "linear fwd+bwd {:6.1f}  GFLOP/s\n",
+      label, N, O, I, gflops(flop, raw), gflops(flop, mm), gflops(flop, lin),
+      gflops(3 * flop, train));
 }
 
-// Causal self-attention, q/k/v: [B, T, NH·HS]. FLOPs are the two GEMMs of the full T×T scores,
-// 4·B·NH·T²·HS forward and twice that backward, although the causal mask leaves half unused.
+// The causal self-attention sublayer (qkv::attention, pre-norm) on x: [B, T, NH·HS]. FLOPs: the
+// projections' 8·N·C² plus the heads' two GEMMs over the full T×T scores, 4·B·NH·T²·HS, forward;
+// twice that backward (the backward's recomputed scores are not counted, nor the skipped causal
+// half).
 void bench_attention(const std::string& label, int64_t B, int64_t NH, int64_t T, int64_t HS) {
   qkv::Rng rng(2);
   const int64_t C = NH * HS;
-  Tensor q = Tensor::randn({B, T, C}, rng, 1.0f, true);
-  Tensor k = Tensor::randn({B, T, C}, rng, 1.0f, true);
-  Tensor v = Tensor::randn({B, T, C}, rng, 1.0f, true), seed = Tensor::ones({B, T, C});
-  qkv::AttentionOptions causal;
-  causal.causal = true;
-  const double flop = 4.0 * B * NH * T * T * HS;
+  Tensor x = Tensor::randn({B, T, C}, rng, 1.0f, true), seed = Tensor::ones({B, T, C});
+  qkv::AttentionParams p{.n_head = NH,
+                         .residual = {.ln_weight = Tensor::ones({C}, true)},
+                         .w_in = Tensor::randn({3 * C, C}, rng, 0.02f, true),
+                         .w_out = Tensor::randn({C, C}, rng, 0.02f, true),
+                         .causal = true};
+  const double flop = 8.0 * B * T * C * C + 4.0 * B * NH * T * T * HS;
   double fwd;
   {
     qkv::NoGradGuard no_grad;
-    fwd = median_seconds([&] { (void)qkv::scaled_dot_product_attention(q, k, v, NH, causal); });
+    fwd = median_seconds([&] { (void)qkv::attention(x, p); });
   }
   const double train = median_seconds([&] {
-    for (const Tensor& t : {q, k, v}) t.zero_grad();
-    qkv::scaled_dot_product_attention(q, k, v, NH, causal).backward(seed);
+    for (const Tensor& t : {x, p.residual.ln_weight, p.w_in, p.w_out}) t.zero_grad();
+    qkv::attention(x, p).backward(seed);
   });
-  fmt::print("{:<28} B={} NH={} T={} HS={}  fwd {:6.1f} GFLOP/s ({:.2f} ms)  fwd+bwd {:6.1f} "
-             "GFLOP/s ({:.2f} ms)  [full T² FLOP count, causal]\n",
-             label, B, NH, T, HS, gflops(flop, fwd), fwd * 1e3, gflops(3 * flop, train),
-             train * 1e3);
+  fmt::print(
+      "{:<28} B={} NH={} T={} HS={}  fwd {:6.1f} GFLOP/s ({:.2f} ms)  fwd+bwd {:6.1f} "
+      "GFLOP/s ({:.2f} ms)  [full T² FLOP count, causal]\n",
+      label, B, NH, T, HS, gflops(flop, fwd), fwd * 1e3, gflops(3 * flop, train), train * 1e3);
 }
 
 }  // namespace
@@ -106,10 +109,10 @@ int main(int argc, char** argv) {
   };
   // baby: B=12, T=64, C=128 (N = 768); big: B=64, T=256, C=384 (N = 16384).
   const LinearCase linears[] = {
-      {"linear baby qkv proj", 768, 384, 128},   {"linear baby attn proj", 768, 128, 128},
-      {"linear baby mlp fc", 768, 512, 128},     {"linear baby mlp proj", 768, 128, 512},
-      {"linear baby lm head", 768, 65, 128},     {"linear big qkv proj", 16384, 1152, 384},
-      {"linear big mlp fc", 16384, 1536, 384},   {"linear big mlp proj", 16384, 384, 1536},
+      {"linear baby qkv proj", 768, 384, 128},       {"linear baby attn proj", 768, 128, 128},
+      {"linear baby mlp fc", 768, 512, 128},         {"linear baby mlp proj", 768, 128, 512},
+      {"linear baby lm head", 768, 65, 128},         {"linear big qkv proj", 16384, 1152, 384},
+      {"linear big mlp fc", 16384, 1536, 384},       {"linear big mlp proj", 16384, 384, 1536},
       {"linear reference 1024^3", 1024, 1024, 1024},
   };
   for (const LinearCase& c : linears)

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <unordered_set>
 #include <utility>
 
@@ -17,19 +16,12 @@ namespace {
 
 thread_local bool g_grad_enabled = true;
 
-// A new grad is left unwritten: the first kernel to reach it may write instead of add
-// (Tensor::grad_to_write), which saves zero-filling every activation's grad.
+// A new grad is left unwritten: the first kernel to reach it writes instead of adding
+// (Tensor::grad_out), which saves zero-filling every activation's grad.
 void ensure_grad(TensorImpl& t) {
   if (t.grad) return;
   t.grad = std::make_shared<Storage>(t.shape.numel());
   t.grad_unwritten = true;
-}
-
-// Zeros into a grad that nothing wrote, before it is read directly.
-void fill_if_unwritten(TensorImpl& t) {
-  if (!t.grad_unwritten) return;
-  std::memset(t.grad->data, 0, sizeof(float) * static_cast<size_t>(t.grad->numel));
-  t.grad_unwritten = false;
 }
 
 void check_not_released(const TensorImpl& t) {
@@ -39,7 +31,8 @@ void check_not_released(const TensorImpl& t) {
 }
 
 // Post-order over the nodes reachable from root: every tensor comes after all it depends on.
-std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr<TensorImpl>& root) {
+std::vector<std::shared_ptr<TensorImpl>> topological_order(
+    const std::shared_ptr<TensorImpl>& root) {
   std::vector<std::shared_ptr<TensorImpl>> order;
   std::unordered_set<const TensorImpl*> visited{root.get()};
   std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{root, 0}};
@@ -63,7 +56,7 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
   QKV_CHECK(root->requires_grad,
             "backward: tensor does not require grad (no input of its graph requires grad)");
   ensure_grad(*root);
-  fill_if_unwritten(*root);
+  root->fill_unwritten_grad();
   const int64_t n = root->shape.numel();
   for (int64_t i = 0; i < n; ++i) root->grad->data[i] += seed[i];
   if (!root->grad_fn) return;  // a leaf: its grad is the seed
@@ -74,7 +67,7 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
     TensorImpl& t = **it;
     std::shared_ptr<Node> node = std::move(t.grad_fn);
     for (const auto& in : node->inputs) ensure_grad(*in);
-    fill_if_unwritten(t);  // no consumer wrote this grad: it is zero
+    t.fill_unwritten_grad();  // no consumer wrote this grad: it is zero
     if (op_profile::enabled()) {
       const auto t0 = std::chrono::steady_clock::now();
       node->backward(t.grad->data);

@@ -95,12 +95,12 @@ float Tensor::item() const {
 }
 
 float Tensor::at(std::initializer_list<int64_t> index) const {
-  QKV_CHECK(static_cast<int>(index.size()) == rank(), "at: {} indices for shape {}",
-            index.size(), shape());
+  QKV_CHECK(static_cast<int>(index.size()) == rank(), "at: {} indices for shape {}", index.size(),
+            shape());
   int64_t flat = 0, d = 0;
   for (int64_t i : index) {
-    QKV_CHECK(i >= 0 && i < shape()[d], "at: index {} out of range for dim {} of shape {}", i,
-              d, shape());
+    QKV_CHECK(i >= 0 && i < shape()[d], "at: index {} out of range for dim {} of shape {}", i, d,
+              shape());
     flat = flat * shape()[d++] + i;
   }
   return data()[flat];
@@ -114,34 +114,28 @@ Tensor& Tensor::set_requires_grad(bool on) {
   return *this;
 }
 
-namespace {
-
-// An unwritten grad reads as zeros: fill it before anything reads or adds into it.
-void fill_unwritten_grad(TensorImpl& t) {
-  if (!t.grad_unwritten) return;
-  std::memset(t.grad->data, 0, sizeof(float) * static_cast<size_t>(t.grad->numel));
-  t.grad_unwritten = false;
+void TensorImpl::fill_unwritten_grad() {
+  if (!grad_unwritten) return;
+  std::memset(grad->data, 0, sizeof(float) * static_cast<size_t>(grad->numel));
+  grad_unwritten = false;
 }
-
-}  // namespace
 
 float* Tensor::grad_data() const {
   if (!impl_->requires_grad || !impl_->grad) return nullptr;
-  fill_unwritten_grad(*impl_);
+  impl_->fill_unwritten_grad();
   return impl_->grad->data;
 }
 
-float* Tensor::grad_to_write(bool& overwrite) const {
-  overwrite = false;
-  if (!impl_->requires_grad || !impl_->grad) return nullptr;
-  overwrite = impl_->grad_unwritten;
+GradOut Tensor::grad_out() const {
+  if (!impl_->requires_grad || !impl_->grad) return {};
+  const GradOut g{impl_->grad->data, impl_->grad_unwritten};
   impl_->grad_unwritten = false;
-  return impl_->grad->data;
+  return g;
 }
 
 Tensor Tensor::grad() const {
   if (!impl_->grad) return Tensor();
-  fill_unwritten_grad(*impl_);
+  impl_->fill_unwritten_grad();
   auto g = std::make_shared<TensorImpl>();
   g->storage = impl_->grad;
   g->shape = impl_->shape;

@@ -16,7 +16,9 @@ namespace qkv {
 struct Node {
   const char* op;                                   // "layer_norm": errors, graph dumps
   std::vector<std::shared_ptr<TensorImpl>> inputs;  // edges, in argument order
-  // Adds (+=) into the inputs' grads; the engine has zero-filled every grad that requires one.
+  // Puts the gradient of each input that requires one into its grad, through
+  // Tensor::grad_out() (write a fresh grad, add to one that holds a gradient) or grad_data()
+  // (add). The engine has allocated those grads, but not filled them.
   std::function<void(const float* dout)> backward;
 };
 

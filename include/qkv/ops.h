@@ -47,7 +47,7 @@ enum class GeluApprox { none, tanh };  // none: x·Φ(x) with erf (PyTorch's def
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::none);
 
 // ---- reductions (src/ops/reduce.cpp) ----
-Tensor sum(const Tensor& x);                               // one element, shape []
+Tensor sum(const Tensor& x);  // one element, shape []
 Tensor sum(const Tensor& x, int dim, bool keepdim = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, int dim, bool keepdim = false);
@@ -61,8 +61,8 @@ Tensor view(const Tensor& x, Shape shape);     // same as reshape (all tensors a
 // Needed because Shape rejects negative extents; a braced list picks these overloads.
 Tensor reshape(const Tensor& x, std::initializer_list<int64_t> dims);
 Tensor view(const Tensor& x, std::initializer_list<int64_t> dims);
-Tensor transpose(const Tensor& x, int dim0, int dim1);  // copies
-Tensor permute(const Tensor& x, std::span<const int> dims);  // copies
+Tensor transpose(const Tensor& x, int dim0, int dim1);                   // copies
+Tensor permute(const Tensor& x, std::span<const int> dims);              // copies
 Tensor narrow(const Tensor& x, int dim, int64_t start, int64_t length);  // copies
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int dim);
@@ -99,28 +99,61 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng);
 Tensor softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> targets,
                              int32_t ignore_index = -1);
 
-// ---- attention (src/ops/attention.cpp) ----
-struct AttentionOptions {
-  // Query i may see key j only if j <= i + (Tk - Tq): bottom-right aligned, so decoding the
-  // last Tq positions against a cache of Tk keys masks exactly as the full sequence would.
-  bool causal = false;
-  // [B, Tk]; nonzero marks a padding key that no query may see (PyTorch's key_padding_mask).
-  Tensor key_padding;
-  // Dropout on the attention probabilities (nanoGPT's attn_dropout), drawn from *rng; only
-  // when dropout > 0 and rng is set (the module passes null in eval mode).
+// ---- transformer sublayers (src/ops/attention.cpp, src/ops/mlp.cpp) ----
+// A sublayer wraps its core f (attention, or the MLP) in a layer norm, dropout and a residual:
+//   Norm::pre (GPT-2):                  out = x + dropout(f(layer_norm(x)))
+//   Norm::post (Vaswani et al., 2017):  out = layer_norm(x + dropout(f(x)))
+// Each is one node with one forward and one backward for all of its options. Threads split the
+// rows, heads and blocks of query rows inside it; for a fixed thread count the results repeat
+// exactly, and they do not depend on how the batch is split between the threads.
+enum class Norm { pre, post };
+
+struct Residual {
+  Norm norm = Norm::pre;
+  Tensor ln_weight, ln_bias;  // [C]; the bias may be undefined
+  float eps = 1e-5f;
+  // Dropout on f's output, and in attention on the probabilities as well (nanoGPT's
+  // resid_dropout and attn_dropout): masks drawn from *rng, attention's first; none when
+  // dropout is 0 or rng is null (the modules pass null in eval mode).
   float dropout = 0.0f;
   Rng* rng = nullptr;
 };
-// softmax(q·kᵀ / sqrt(HS) + mask)·v for NH heads. q: [B, Tq, C], k and v: [B, Tk, C], where
-// head h owns channels [h·HS, (h+1)·HS) as in PyTorch's view(B, T, NH, HS). Returns [B, Tq, C].
-// Self-attention has Tq == Tk; cross-attention and cached decoding have Tq != Tk. A query row
-// that can see no key gives zeros.
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    int64_t n_head, const AttentionOptions& options = {});
-// The probabilities scaled_dot_product_attention computes for the same q, k, n_head and masks
-// (same kernel): [B, NH, Tq, Tk], rows summing to 1, 0 on masked keys (a row that sees no key is
-// all 0). For looking inside a model: forward only, never recorded; options.dropout is ignored.
-Tensor attention_probabilities(const Tensor& q, const Tensor& k, int64_t n_head,
-                               const AttentionOptions& options = {});
+
+// The keys and values one attention keeps between decoding steps. Self-attention appends the
+// new positions' at every call; cross-attention projects the memory on the first call and then
+// reuses it. A copy shares the tensor until one of the two appends (copy on write), so beam
+// search can hand each hypothesis its parent's cache cheaply.
+struct KVCache {
+  Tensor kv;  // [B, capacity, 2C]: keys, then values, of positions [0, length)
+  int64_t length = 0;
+};
+
+struct AttentionParams {
+  int64_t n_head = 1;
+  Residual residual;
+  // x·w_inᵀ + b_in gives q, k and v (self-attention: [3C, C]) or q alone (cross-attention:
+  // [C, C]); memory·w_memᵀ + b_mem gives k and v ([2C, C], cross-attention only); w_out [C, C]
+  // projects the heads' output. Any bias may be undefined.
+  Tensor w_in, b_in, w_mem, b_mem, w_out, b_out;
+  Tensor memory;             // cross-attention: [B, Tk, C]; undefined for self-attention
+  bool causal = false;       // query i sees key j only if j <= i + Tk - Tq (aligned at the end)
+  Tensor key_padding;        // [B, Tk], nonzero marks a key no query sees; or undefined
+  KVCache* cache = nullptr;  // decoding (never with grad); see KVCache
+  Tensor* probabilities = nullptr;  // receives softmax(q·kᵀ/√HS) [B, NH, Tq, Tk], no dropout
+};
+// Multi-head attention as a sublayer: x [B, Tq, C] -> [B, Tq, C]. Head h owns channels
+// [h·HS, (h+1)·HS) of q, k and v (PyTorch's view(B, T, NH, HS)); a query that sees no key gets
+// zeros. The forward keeps each row's softmax statistics, not its probabilities, and the
+// backward recomputes them block by block: memory grows linearly with T.
+Tensor attention(const Tensor& x, const AttentionParams& params);
+
+struct MlpParams {
+  Residual residual;
+  Tensor w_fc, b_fc;      // [F, C], [F] or undefined
+  Tensor w_proj, b_proj;  // [C, F], [C] or undefined
+};
+// The MLP as a sublayer: f(x) = gelu(x·w_fcᵀ + b_fc)·w_projᵀ + b_proj with the exact (erf)
+// GELU; x [..., C] -> [..., C].
+Tensor mlp(const Tensor& x, const MlpParams& params);
 
 }  // namespace qkv

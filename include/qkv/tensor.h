@@ -15,6 +15,19 @@ namespace qkv {
 
 struct Node;
 
+// Where a backward puts one input's gradient (Tensor::grad_out). A fresh grad (overwrite) holds
+// garbage, and the kernel must write every element of it (=, or beta = 0 in a GEMM); otherwise
+// the grad already holds a gradient and the kernel adds to it (+=, beta = 1). Null data: the
+// input needs no gradient.
+struct GradOut {
+  float* data = nullptr;
+  bool overwrite = false;
+
+  explicit operator bool() const { return data != nullptr; }
+  float beta() const { return overwrite ? 0.0f : 1.0f; }
+  GradOut at(int64_t offset) const { return {data ? data + offset : nullptr, overwrite}; }
+};
+
 // One 64-byte-aligned float block from the caching allocator; returned to it on destruction.
 struct Storage {
   explicit Storage(int64_t numel);
@@ -28,17 +41,18 @@ struct Storage {
 
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
-  int64_t offset = 0;              // first element of this view within storage
+  int64_t offset = 0;  // first element of this view within storage
   Shape shape;
   bool requires_grad = false;
-  std::shared_ptr<Storage> grad;   // same numel as shape; created zero-filled on first use
-  // The backward engine creates grads without filling them: until something writes the grad,
-  // it reads as zeros (grad_data() and grad() fill it on first access), and grad_to_write()
-  // lets a kernel write its gradient instead of adding it to zeros.
+  std::shared_ptr<Storage> grad;  // same numel as shape, or null before any backward reaches it
+  // The backward engine creates a grad without filling it. Until a kernel writes it, it holds
+  // garbage that reads as zeros: grad_out() hands it out to be written, while grad_data() and
+  // grad() zero-fill it first.
   bool grad_unwritten = false;
-  std::shared_ptr<Node> grad_fn;   // null for leaves and for results made without grad
-  bool graph_released = false;     // grad_fn was dropped by backward(); a second pass is an error
-  std::string name;                // parameters: "blocks.0.attn.qkv.weight"; errors quote it
+  void fill_unwritten_grad();     // zeros into a grad nothing wrote, so it can be read or added to
+  std::shared_ptr<Node> grad_fn;  // null for leaves and for results made without grad
+  bool graph_released = false;    // grad_fn was dropped by backward(); a second pass is an error
+  std::string name;               // parameters: "blocks.0.attn.qkv.weight"; errors quote it
 };
 
 class Tensor {
@@ -70,16 +84,17 @@ class Tensor {
 
   // Autograd fields.
   bool requires_grad() const { return impl_->requires_grad; }
-  Tensor& set_requires_grad(bool on);       // leaves only
-  float* grad_data() const;                 // null unless requires_grad and a grad exists
-  // The same buffer for a backward kernel that can write its result instead of adding it. Sets
-  // overwrite when the grad holds nothing yet (it reads as zeros): the caller must then write
-  // every element (= instead of +=, beta = 0 in a GEMM). Otherwise the caller adds, as always.
-  float* grad_to_write(bool& overwrite) const;
-  Tensor grad() const;                      // undefined when no grad has been accumulated
-  void zero_grad() const;                   // drops the grad; the next backward starts from zero
+  Tensor& set_requires_grad(bool on);  // leaves only
+  // A backward kernel's two ways to its input's gradient (null unless requires_grad and a grad
+  // exists): grad_data() zero-fills a fresh grad, for kernels that only add (scatters);
+  // grad_out() hands it out unfilled, marked overwrite, for kernels that write every element.
+  // The first call on a fresh grad claims it: later calls (an input used twice) add.
+  float* grad_data() const;
+  GradOut grad_out() const;
+  Tensor grad() const;     // undefined when no grad has been accumulated
+  void zero_grad() const;  // drops the grad; the next backward starts from zero
   const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
-  Tensor detach() const;                    // shares data, no grad_fn, requires_grad false
+  Tensor detach() const;  // shares data, no grad_fn, requires_grad false
 
   // Reverse-mode pass from this tensor. The first form needs a single element (a loss);
   // the second seeds with a gradient of this tensor's shape. Throws qkv::Error otherwise, or

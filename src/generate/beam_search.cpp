@@ -101,14 +101,14 @@ std::vector<Hypothesis> translate(nn::EncoderDecoder& model, const data::Vocab& 
   const Tensor memory = model.encode(source, 1, int64_t(source.size()));
 
   // Per hypothesis: its decoder input (<bos> + tokens) and, with the cache, its KV cache.
-  // A child starts from a copy of its parent's cache. Copying the handles is enough: the
-  // attention layers replace a cache's tensors with new ones (concat) and never write into
-  // them, so parent and children never see each other's positions.
+  // A child starts from a copy of its parent's cache. Copying the handles is enough: a cache
+  // shared with a copy is copied before a position is appended to it (KVCache, qkv/ops.h), so
+  // parent and children never see each other's positions.
   std::vector<std::vector<int32_t>> inputs;
-  std::vector<std::vector<nn::KVCache>> caches;
+  std::vector<std::vector<nn::LayerCache>> caches;
   const BeamStep step = [&](std::span<const int64_t> parents, std::span<const int32_t> tokens) {
     std::vector<std::vector<int32_t>> next_inputs;
-    std::vector<std::vector<nn::KVCache>> next_caches;
+    std::vector<std::vector<nn::LayerCache>> next_caches;
     if (parents.empty()) {
       next_inputs.push_back({bos});
       next_caches.emplace_back();

@@ -113,7 +113,7 @@ class Window {
   int64_t block_;
   bool use_cache_;
   std::vector<int32_t> ids_;
-  std::vector<nn::KVCache> cache_;
+  std::vector<nn::LayerCache> cache_;
   std::vector<float> last_;
 };
 

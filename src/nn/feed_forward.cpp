@@ -1,29 +1,18 @@
-// FeedForward: Linear -> GELU -> Linear -> dropout.
+// FeedForward: its two projections, handed to the MLP sublayer op.
 #include "qkv/nn/feed_forward.h"
-
-#include "ops/feed_forward.h"
-#include "qkv/ops.h"
 
 namespace qkv::nn {
 
-FeedForward::FeedForward(int64_t C, int64_t F, bool bias, float dropout, Rng* dropout_rng,
-                         Rng& init_rng, float proj_stddev)
+FeedForward::FeedForward(int64_t C, int64_t F, bool bias, Rng& init_rng, float proj_stddev)
     : fc_(submodule<Linear>("fc", C, F, bias, init_rng)),
-      proj_(submodule<Linear>("proj", F, C, bias, init_rng, proj_stddev)),
-      drop_(submodule<Dropout>("drop", dropout, dropout_rng)),
-      dropout_(dropout),
-      dropout_rng_(dropout_rng) {}
+      proj_(submodule<Linear>("proj", F, C, bias, init_rng, proj_stddev)) {}
 
-Tensor FeedForward::forward(const Tensor& x) const {
-  // fc -> GELU -> proj as one fused op (ops/feed_forward.h): the same math, fewer passes.
-  return drop_.forward(
-      feed_forward(x, fc_.weight(), fc_.bias(), proj_.weight(), proj_.bias()));
-}
-
-Tensor FeedForward::forward_residual(const Tensor& x, const LayerNorm& ln) const {
-  return residual_feed_forward(x, ln.weight(), ln.bias(), LayerNorm::kEps, fc_.weight(),
-                               fc_.bias(), proj_.weight(), proj_.bias(), dropout_,
-                               is_training() ? dropout_rng_ : nullptr);
+Tensor FeedForward::forward(const Tensor& x, const Residual& residual) const {
+  return mlp(x, {.residual = residual,
+                 .w_fc = fc_.weight(),
+                 .b_fc = fc_.bias(),
+                 .w_proj = proj_.weight(),
+                 .b_proj = proj_.bias()});
 }
 
 }  // namespace qkv::nn

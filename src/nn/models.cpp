@@ -40,7 +40,7 @@ Decoder::Decoder(const ModelConfig& config)
 }
 
 Tensor Decoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
-                        std::vector<KVCache>* cache, int64_t pos_offset) {
+                        std::vector<LayerCache>* cache, int64_t pos_offset) {
   Tensor h = stack_->forward(ids, B, T, {}, {}, cache, pos_offset);
   return linear(h, lm_head_ ? lm_head_->weight() : stack_->tok_emb().weight());
 }
@@ -77,7 +77,7 @@ Tensor EncoderDecoder::encode(std::span<const int32_t> src_ids, int64_t B, int64
 
 Tensor EncoderDecoder::decode(const Tensor& memory, const Tensor& src_padding,
                               std::span<const int32_t> tgt_ids, int64_t B, int64_t Tt,
-                              std::vector<KVCache>* cache, int64_t pos_offset) {
+                              std::vector<LayerCache>* cache, int64_t pos_offset) {
   Tensor h = decoder_->forward(tgt_ids, B, Tt, memory, src_padding, cache, pos_offset);
   return linear(h, lm_head_ ? lm_head_->weight() : decoder_->tok_emb().weight());
 }

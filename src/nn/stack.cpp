@@ -53,7 +53,7 @@ DecoderStack::DecoderStack(const ModelConfig& c, bool cross_attention, Rng& init
 
 Tensor DecoderStack::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
                              const Tensor& memory, const Tensor& memory_padding,
-                             std::vector<KVCache>* cache, int64_t pos_offset) const {
+                             std::vector<LayerCache>* cache, int64_t pos_offset) const {
   check_ids("decoder", ids, B, T);
   QKV_CHECK(pos_offset >= 0 && pos_offset + T <= block_size_,
             "decoder: positions {}..{} exceed block_size {}; start a new sequence (or crop the "
@@ -63,8 +63,8 @@ Tensor DecoderStack::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
     if (cache->empty()) cache->resize(blocks_.size());
     QKV_CHECK(cache->size() == blocks_.size(), "decoder: KV cache has {} layers, model has {}",
               cache->size(), blocks_.size());
-    QKV_CHECK((*cache)[0].length() == pos_offset,
-              "decoder: KV cache holds {} positions but pos_offset is {}", (*cache)[0].length(),
+    QKV_CHECK((*cache)[0].self.length == pos_offset,
+              "decoder: KV cache holds {} positions but pos_offset is {}", (*cache)[0].self.length,
               pos_offset);
   }
   Tensor x = drop_->forward(tok_emb_->forward(ids, {B, T}) + pos_emb_->forward(pos_offset, T));

@@ -1,9 +1,7 @@
-// Encoder and decoder layers: residual wiring for pre- and post-LN.
+// Encoder and decoder layers: each sublayer is one op, wrapped by the layer's norm placement.
 #include "qkv/nn/transformer.h"
 
 #include <cmath>
-
-#include "qkv/ops.h"
 
 namespace qkv::nn {
 
@@ -11,54 +9,63 @@ float residual_proj_stddev(const ModelConfig& config) {
   return 0.02f / std::sqrt(2.0f * float(config.n_layer));
 }
 
+// The wrapping of a sublayer whose norm is ln; dropout only in training mode.
+static Residual wrapping(const LayerNorm& ln, Norm norm, float dropout, Rng* rng, bool training) {
+  return {.norm = norm,
+          .ln_weight = ln.weight(),
+          .ln_bias = ln.bias(),
+          .eps = LayerNorm::kEps,
+          .dropout = dropout,
+          .rng = training ? rng : nullptr};
+}
+
 EncoderLayer::EncoderLayer(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng)
-    : pre_norm_(c.norm == Norm::pre),
+    : norm_(c.norm),
+      dropout_(c.dropout),
+      dropout_rng_(dropout_rng),
       ln1_(submodule<LayerNorm>("ln1", c.n_embd, c.bias)),
-      attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, false, c.bias, c.dropout,
-                                          dropout_rng, init_rng, residual_proj_stddev(c))),
+      attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, false, c.bias, init_rng,
+                                          residual_proj_stddev(c))),
       ln2_(submodule<LayerNorm>("ln2", c.n_embd, c.bias)),
-      mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, c.dropout, dropout_rng,
-                                  init_rng, residual_proj_stddev(c))) {}
+      mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
+                                  residual_proj_stddev(c))) {}
+
+Residual EncoderLayer::around(const LayerNorm& ln) const {
+  return wrapping(ln, norm_, dropout_, dropout_rng_, is_training());
+}
 
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& padding) const {
-  if (pre_norm_) {
-    // x + attn(ln1(x)), then h + mlp(ln2(h)): each sublayer one fused op.
-    Tensor h = attn_.forward_residual(x, ln1_, padding);
-    return mlp_.forward_residual(h, ln2_);
-  }
-  Tensor h = ln1_.forward(x + attn_.forward(x, padding));
-  return ln2_.forward(h + mlp_.forward(h));
+  return mlp_.forward(attn_.forward(x, around(ln1_), padding), around(ln2_));
 }
 
 DecoderLayer::DecoderLayer(const ModelConfig& c, bool cross_attention, Rng& init_rng,
                            Rng* dropout_rng)
-    : pre_norm_(c.norm == Norm::pre),
+    : norm_(c.norm),
+      dropout_(c.dropout),
+      dropout_rng_(dropout_rng),
       ln1_(submodule<LayerNorm>("ln1", c.n_embd, c.bias)),
-      attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, true, c.bias, c.dropout,
-                                          dropout_rng, init_rng, residual_proj_stddev(c))),
+      attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, true, c.bias, init_rng,
+                                          residual_proj_stddev(c))),
       ln_cross_(cross_attention ? &submodule<LayerNorm>("ln_cross", c.n_embd, c.bias) : nullptr),
-      cross_attn_(cross_attention ? &submodule<CrossAttention>("cross_attn", c.n_embd, c.n_head,
-                                                               c.bias, c.dropout, dropout_rng,
-                                                               init_rng, residual_proj_stddev(c))
-                                  : nullptr),
+      cross_attn_(cross_attention
+                      ? &submodule<CrossAttention>("cross_attn", c.n_embd, c.n_head, c.bias,
+                                                   init_rng, residual_proj_stddev(c))
+                      : nullptr),
       ln2_(submodule<LayerNorm>("ln2", c.n_embd, c.bias)),
-      mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, c.dropout, dropout_rng,
-                                  init_rng, residual_proj_stddev(c))) {}
+      mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
+                                  residual_proj_stddev(c))) {}
+
+Residual DecoderLayer::around(const LayerNorm& ln) const {
+  return wrapping(ln, norm_, dropout_, dropout_rng_, is_training());
+}
 
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_padding,
-                             KVCache* cache) const {
-  Tensor h;
-  if (pre_norm_) {
-    // Sublayers as fused ops (x + attn(ln1(x)), h + mlp(ln2(h))), except with a KV cache.
-    h = cache ? x + attn_.forward(ln1_.forward(x), {}, cache) : attn_.forward_residual(x, ln1_);
-    if (cross_attn_)
-      h = h + cross_attn_->forward(ln_cross_->forward(h), memory, memory_padding, cache);
-    return mlp_.forward_residual(h, ln2_);
-  }
-  h = ln1_.forward(x + attn_.forward(x, {}, cache));
+                             LayerCache* cache) const {
+  Tensor h = attn_.forward(x, around(ln1_), {}, cache ? &cache->self : nullptr);
   if (cross_attn_)
-    h = ln_cross_->forward(h + cross_attn_->forward(h, memory, memory_padding, cache));
-  return ln2_.forward(h + mlp_.forward(h));
+    h = cross_attn_->forward(h, around(*ln_cross_), memory, memory_padding,
+                             cache ? &cache->cross : nullptr);
+  return mlp_.forward(h, around(ln2_));
 }
 
 }  // namespace qkv::nn

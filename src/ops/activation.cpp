@@ -14,8 +14,8 @@ void exp_forward(float* y, const float* x, int64_t n) {
   pointwise(n, [=](int64_t i) { y[i] = std::exp(x[i]); });
 }
 // dx += dy · y   (from the saved output)
-void exp_backward(float* dx, bool overwrite, const float* dy, const float* y, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) { return dy[i] * y[i]; });
+void exp_backward(GradOut dx, const float* dy, const float* y, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) { return dy[i] * y[i]; });
 }
 
 // y = ln x
@@ -23,8 +23,8 @@ void log_forward(float* y, const float* x, int64_t n) {
   pointwise(n, [=](int64_t i) { y[i] = std::log(x[i]); });
 }
 // dx += dy / x
-void log_backward(float* dx, bool overwrite, const float* dy, const float* x, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) { return dy[i] / x[i]; });
+void log_backward(GradOut dx, const float* dy, const float* x, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) { return dy[i] / x[i]; });
 }
 
 // y = tanh x
@@ -32,8 +32,8 @@ void tanh_forward(float* y, const float* x, int64_t n) {
   pointwise(n, [=](int64_t i) { y[i] = std::tanh(x[i]); });
 }
 // dx += dy · (1 - y²)   (from the saved output)
-void tanh_backward(float* dx, bool overwrite, const float* dy, const float* y, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) { return dy[i] * (1.0f - y[i] * y[i]); });
+void tanh_backward(GradOut dx, const float* dy, const float* y, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) { return dy[i] * (1.0f - y[i] * y[i]); });
 }
 
 // y = 1 / (1 + e^-x), written so that e^|x| never overflows to inf/inf for very negative x.
@@ -44,8 +44,8 @@ void sigmoid_forward(float* y, const float* x, int64_t n) {
   });
 }
 // dx += dy · y · (1 - y)   (from the saved output)
-void sigmoid_backward(float* dx, bool overwrite, const float* dy, const float* y, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) { return dy[i] * y[i] * (1.0f - y[i]); });
+void sigmoid_backward(GradOut dx, const float* dy, const float* y, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) { return dy[i] * y[i] * (1.0f - y[i]); });
 }
 
 // y = max(x, 0)
@@ -53,8 +53,8 @@ void relu_forward(float* y, const float* x, int64_t n) {
   pointwise(n, [=](int64_t i) { y[i] = x[i] > 0 ? x[i] : 0.0f; });
 }
 // dx += dy · [x > 0]   (0 at x = 0, as in PyTorch)
-void relu_backward(float* dx, bool overwrite, const float* dy, const float* x, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) { return x[i] > 0 ? dy[i] : 0.0f; });
+void relu_backward(GradOut dx, const float* dy, const float* x, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) { return x[i] > 0 ? dy[i] : 0.0f; });
 }
 
 constexpr float kInvSqrt2 = static_cast<float>(1.0 / std::numbers::sqrt2);
@@ -67,8 +67,8 @@ void gelu_erf_forward(float* y, const float* x, int64_t n) {
   pointwise(n, [=](int64_t i) { y[i] = 0.5f * x[i] * (1.0f + vecmath::erf(x[i] * kInvSqrt2)); });
 }
 // dx += dy · (Φ(x) + x φ(x)),  φ(x) = e^(-x²/2) / √(2π); erf(x/√2) needs the same e^(-x²/2).
-void gelu_erf_backward(float* dx, bool overwrite, const float* dy, const float* x, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) {
+void gelu_erf_backward(GradOut dx, const float* dy, const float* x, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) {
     const float e = vecmath::exp(-0.5f * x[i] * x[i]);
     const float cdf = 0.5f * (1.0f + vecmath::erf_with_exp(x[i] * kInvSqrt2, e));
     return dy[i] * (cdf + x[i] * kInvSqrt2Pi * e);
@@ -83,8 +83,8 @@ void gelu_tanh_forward(float* y, const float* x, int64_t n) {
   });
 }
 // dx += dy · (0.5 (1 + tanh u) + 0.5 x (1 - tanh² u) · √(2/π) (1 + 3·0.044715 x²))
-void gelu_tanh_backward(float* dx, bool overwrite, const float* dy, const float* x, int64_t n) {
-  accumulate(dx, overwrite, n, [=](int64_t i) {
+void gelu_tanh_backward(GradOut dx, const float* dy, const float* x, int64_t n) {
+  accumulate(dx, n, [=](int64_t i) {
     const float x2 = x[i] * x[i];
     const float t = std::tanh(kSqrt2OverPi * (x[i] + kGeluCubic * x2 * x[i]));
     const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x2);
@@ -93,17 +93,16 @@ void gelu_tanh_backward(float* dx, bool overwrite, const float* dy, const float*
 }
 
 using Forward = void (*)(float*, const float*, int64_t);
-using Backward = void (*)(float*, bool, const float*, const float*, int64_t);
+using Backward = void (*)(GradOut, const float*, const float*, int64_t);
 
-// Runs forward and records backward(dx, overwrite, dy, saved); saved is the output when from_output
+// Runs forward and records backward(dx, dy, saved); saved is the output when from_output
 // (exp, tanh, sigmoid), else the input.
 Tensor unary(const char* op, const Tensor& x, Forward forward, Backward backward,
              bool from_output) {
   Tensor y = Tensor::empty(x.shape());
   forward(y.data(), x.data(), x.numel());
   record(y, op, {x}, [x, backward, saved = from_output ? y.detach() : x](const float* dy) {
-    bool overwrite = false;
-    if (float* dx = x.grad_to_write(overwrite)) backward(dx, overwrite, dy, saved.data(), x.numel());
+    if (const GradOut dx = x.grad_out()) backward(dx, dy, saved.data(), x.numel());
   });
   return y;
 }

@@ -1,338 +1,328 @@
-// scaled_dot_product_attention: softmax(q·kᵀ/sqrt(HS) + mask)·v as one fused node.
-// q: [B, Tq, C], k and v: [B, Tk, C]; head h owns channels [h·HS, (h+1)·HS) and is read in place
-// (row stride C), so no permute copy is made. One OpenMP iteration per (b, h).
-// packed_self_attention reads q, k and v in place from one projection's [B, T, 3C] output too
-// (row stride 3C), so self-attention makes no split copies either. Also
-// attention_probabilities, the same softmax without v or autograd, for looking inside models.
-#include <cblas.h>
+// attention: the multi-head attention sublayer (qkv/ops.h) as one node. The forward has three
+// phases, each split over the threads in contiguous blocks, meeting at barriers:
+//   1. rows of x: the norm (pre) and x's projection (q, k, v, or q); rows of the memory: its
+//      projection (k, v); with a cache, the new keys and values are appended to it;
+//   2. blocks of query rows of every head (attention_heads.h);
+//   3. rows: the output projection, dropout, the residual add and the norm (post).
+// The backward runs them in reverse, each head whole on one thread, then the weight gradients
+// by blocks of output features.
 #include <omp.h>
 
 #include <algorithm>
-#include <array>
-#include <cmath>
 #include <cstdint>
-#include <limits>
-#include <vector>
 
-#include "ops/attention.h"
-#include "ops/attention_kernels.h"
-#include "ops/dropout_mask.h"
-#include "ops/vecmath.h"
-#include "qkv/error.h"
-#include "qkv/ops.h"
+#include "ops/attention_heads.h"
+#include "ops/sublayer.h"
+#include "qkv/autograd.h"
 
-namespace qkv {namespace attention_kernels {
+namespace qkv {
 namespace {
 
+namespace heads = attention_heads;
 
-// Keys [0, n) pass the causal rule j <= i + Tk - Tq for query i (bottom-right aligned).
-int64_t causal_keys(const Dims& d, int64_t i, bool causal) {
-  return causal ? std::clamp<int64_t>(i + d.Tk - d.Tq + 1, 0, d.Tk) : d.Tk;
+// B batch, Tq rows of x per batch element, Tk keys, C channels, NH heads; Fi: the width of x's
+// projection (3C for self-attention, C for cross-attention).
+struct Dims {
+  int64_t B, Tq, Tk, C, NH, Fi;
+  int64_t N() const { return B * Tq; }
+  int64_t M() const { return B * Tk; }
+};
+
+// One call's pointers: inputs, weights, and what the forward computes (and the backward keeps).
+struct Plan {
+  Dims d;
+  sublayer::Wrap wrap;
+  const float *x, *memory;  // memory: [B·Tk, C] to project, or null (self, or a cached one)
+  const float *w_in, *b_in, *w_mem, *b_mem, *w_out, *b_out;
+  float* qi;     // x's projection [N, Fi]
+  float* kv;     // the memory's projection [B·Tk, 2C], or null
+  float* cache;  // self-attention with a cache: its kv at position `cached` of batch 0
+  int64_t cached, capacity;
+  float *y, *lse;        // the heads' output [N, C] and log-sum-exps [B, NH, Tq]
+  float* probabilities;  // [B, NH, Tq, Tk], or null
+  heads::Layout layout;
+  heads::Inputs inputs;
+  float* scratch;  // [threads, heads::kScratch]
+};
+
+// Rows [r0, r1) of out = in·Wᵀ + b: [N, O] from in: [N, I], W: [O, I], b: [O] or null.
+void project(float* out, const float* in, const float* W, const float* b, int64_t I, int64_t O,
+             int64_t r0, int64_t r1) {
+  if (b)
+    for (int64_t r = r0; r < r1; ++r) std::copy_n(b, O, out + r * O);
+  gemm_ld(false, true, r1 - r0, O, I, 1.0f, in + r0 * I, I, W, I, b ? 1.0f : 0.0f, out + r0 * O, O);
 }
 
-using vecmath::lane_dot;
-using vecmath::lane_max;
-using vecmath::lane_sum;
+// Item it of the heads' items in (b, h, rest) order, with `per` items per head.
+struct Item {
+  int64_t b, h, rest;
+};
+Item item(const Dims& d, int64_t it, int64_t per) {
+  return {it / (d.NH * per), it / per % d.NH, it % per};
+}
 
-// In place over a row s: [Tk]: softmax over keys [0, n) whose pad is 0 (pad: [Tk] or null),
-// exactly 0 elsewhere. A row with no visible key becomes all zeros.
-void masked_softmax_row(float* s, int64_t n, int64_t Tk, const float* pad) {
-  constexpr float kMasked = -std::numeric_limits<float>::infinity();
-  if (pad)
-    for (int64_t j = 0; j < n; ++j)
-      if (pad[j] != 0.0f) s[j] = kMasked;
-  const float mx = lane_max(s, n);
-  if (mx == kMasked) {
-    std::fill_n(s, Tk, 0.0f);
+void forward_phases(float* out, const Plan& p, int t, int parts) {
+  const Dims& d = p.d;
+  const int64_t C = d.C;
+  {
+    const auto [r0, r1] = block(d.N(), t, parts);
+    project(p.qi, sublayer::input_forward(p.wrap, p.x, r0, r1), p.w_in, p.b_in, C, d.Fi, r0, r1);
+    if (p.cache)
+      for (int64_t r = r0; r < r1; ++r)
+        std::copy_n(p.qi + r * d.Fi + C, 2 * C,
+                    p.cache + ((r / d.Tq) * p.capacity + r % d.Tq) * 2 * C);
+    const auto [m0, m1] = block(d.M(), t, parts);
+    if (p.memory) project(p.kv, p.memory, p.w_mem, p.b_mem, C, 2 * C, m0, m1);
+  }
+#pragma omp barrier
+  {
+    const int64_t blocks = heads::row_blocks(p.layout);
+    const auto [i0, i1] = block(d.B * d.NH * blocks, t, parts);
+    float* scratch = p.scratch + t * heads::kScratch;
+    for (int64_t it = i0; it < i1; ++it) {
+      const Item i = item(d, it, blocks);
+      heads::forward(p.y, p.lse, p.inputs, p.layout, i.b, i.h, i.rest, scratch);
+      if (p.probabilities)
+        heads::probabilities(p.probabilities, p.lse, p.inputs, p.layout, i.b, i.h, i.rest);
+    }
+  }
+#pragma omp barrier
+  {
+    const auto [r0, r1] = block(d.N(), t, parts);
+    const float beta = sublayer::output_prefill(out, p.x, p.b_out, p.wrap, r0, r1);
+    gemm_ld(false, true, r1 - r0, C, C, 1.0f, p.y + r0 * C, C, p.w_out, C, beta, out + r0 * C, C);
+    sublayer::output_forward(out, p.x, p.wrap, r0, r1);
+  }
+}
+
+// Where the backward puts the gradients, and its scratch: dres, dz: [N, C] (see
+// sublayer::output_backward); dy: [N, C]; dqi: [N, Fi]; dkv: [B·Tk, 2C] (cross); du: [N, C];
+// lnp: [threads, 2C].
+struct Grads {
+  GradOut dx, dmem, dw_in, db_in, dw_mem, db_mem, dw_out, db_out, dlw, dlb;
+  float *dres, *dz, *dy, *dqi, *dkv, *du, *lnp;
+};
+
+// With z = y·w_outᵀ + b_out, qi = in·w_inᵀ + b_in (in: u or x) and kv = memory·w_memᵀ + b_mem:
+//   dz from dout (sublayer.h);  dy = dz·w_out;  the heads give dqi (and dkv) from dy;
+//   du = dqi·w_in, then dx (sublayer.h);  dmemory += dkv·w_mem;
+//   dw_out += dzᵀ·y;  dw_in += dqiᵀ·in;  dw_mem += dkvᵀ·memory;  the biases sum the rows.
+void backward_phases(const Grads& g, const float* dout, const Plan& p, int t, int parts) {
+  const Dims& d = p.d;
+  const int64_t C = d.C;
+  const bool ln_grads = g.dlw || g.dlb;
+  float* lnp = ln_grads ? g.lnp + t * 2 * C : nullptr;
+  if (lnp) std::fill_n(lnp, 2 * C, 0.0f);
+  const auto [r0, r1] = block(d.N(), t, parts);
+  const auto [dres, dz] = sublayer::output_backward(g.dres, g.dz, lnp, dout, p.wrap, r0, r1);
+  gemm_ld(false, false, r1 - r0, C, C, 1.0f, dz + r0 * C, C, p.w_out, C, 0.0f, g.dy + r0 * C, C);
+#pragma omp barrier
+  {
+    const auto [i0, i1] = block(d.B * d.NH, t, parts);
+    const bool cross = g.dkv != nullptr;
+    float* dk = cross ? g.dkv : g.dqi + C;
+    for (int64_t it = i0; it < i1; ++it) {
+      const Item i = item(d, it, 1);
+      heads::backward(g.dqi, dk, dk + C, g.dy, p.y, p.lse, p.inputs, p.layout, i.b, i.h,
+                      p.scratch + t * heads::kScratch);
+    }
+  }
+#pragma omp barrier
+  const bool pre = p.wrap.norm == Norm::pre;
+  if (g.dx || (pre && ln_grads)) {
+    gemm_ld(false, false, r1 - r0, C, d.Fi, 1.0f, g.dqi + r0 * d.Fi, d.Fi, p.w_in, C, 0.0f,
+            g.du + r0 * C, C);
+    sublayer::input_backward(g.dx, lnp, g.du, dres, p.x, p.wrap, r0, r1);
+  }
+  if (g.dmem) {
+#pragma omp barrier
+    const auto [m0, m1] = block(d.M(), t, parts);
+    gemm_ld(false, false, m1 - m0, C, 2 * C, 1.0f, g.dkv + m0 * 2 * C, 2 * C, p.w_mem, C,
+            g.dmem.beta(), g.dmem.data + m0 * C, C);
+  }
+#pragma omp barrier
+  const float* in = pre ? p.wrap.u : p.x;
+  const auto [f0, f1] = block(d.Fi, t, parts);
+  sublayer::weight_grads(g.dw_in, g.db_in, g.dqi, d.Fi, in, d.N(), C, f0, f1);
+  const auto [k0, k1] = block(2 * C, t, parts);
+  if (g.dkv) sublayer::weight_grads(g.dw_mem, g.db_mem, g.dkv, 2 * C, p.memory, d.M(), C, k0, k1);
+  const auto [c0, c1] = block(C, t, parts);
+  sublayer::weight_grads(g.dw_out, g.db_out, dz, C, p.y, d.N(), C, c0, c1);
+  if (ln_grads) sublayer::norm_grads(g.dlw, g.dlb, g.lnp, parts, C, c0, c1);
+}
+
+// Checks the params against x: [B, Tq, C]; returns the dims.
+Dims check(const Tensor& x, const AttentionParams& a) {
+  const char* op = "attention";
+  QKV_CHECK(x.defined() && x.rank() == 3 && x.numel() > 0, "{}: {}; expected [B, T, C]", op,
+            sublayer::describe("x", x));
+  const int64_t B = x.size(0), Tq = x.size(1), C = x.size(2);
+  QKV_CHECK(a.n_head > 0 && C % a.n_head == 0,
+            "{}: C = {} channels of {} do not split into n_head = {} heads", op, C,
+            sublayer::describe("x", x), a.n_head);
+  sublayer::check_residual(op, a.residual, C);
+  const bool cross = a.memory.defined();
+  QKV_CHECK(!cross || (a.memory.rank() == 3 && a.memory.size(0) == B && a.memory.size(2) == C &&
+                       a.memory.size(1) > 0),
+            "{}: {} must be [B, Tk, C] = [{}, Tk, {}] for {}", op,
+            sublayer::describe("memory", a.memory), B, C, sublayer::describe("x", x));
+  const int64_t Fi = cross ? C : 3 * C;
+  sublayer::check_shape(op, "w_in", a.w_in, {Fi, C});
+  sublayer::check_shape(op, "b_in", a.b_in, {Fi}, true);
+  sublayer::check_shape(op, "w_out", a.w_out, {C, C});
+  sublayer::check_shape(op, "b_out", a.b_out, {C}, true);
+  int64_t Tk = Tq;
+  if (cross) {
+    Tk = a.cache && a.cache->kv.defined() ? a.cache->length : a.memory.size(1);
+    sublayer::check_shape(op, "w_mem", a.w_mem, {2 * C, C});
+    sublayer::check_shape(op, "b_mem", a.b_mem, {2 * C}, true);
+  } else {
+    QKV_CHECK(!a.w_mem.defined() && !a.b_mem.defined(),
+              "{}: w_mem and b_mem project a memory, but no memory is given", op);
+    if (a.cache) Tk += a.cache->length;
+  }
+  if (a.cache && a.cache->kv.defined())
+    QKV_CHECK(a.cache->kv.rank() == 3 && a.cache->kv.size(0) == B && a.cache->kv.size(2) == 2 * C,
+              "{}: the KV cache holds {}, expected [B, positions, 2C] = [{}, ·, {}]", op,
+              a.cache->kv.shape(), B, 2 * C);
+  QKV_CHECK(!a.key_padding.defined() || a.key_padding.shape() == Shape({B, Tk}),
+            "{}: key_padding is {}, expected [B, Tk] = [{}, {}]", op,
+            a.key_padding.defined() ? a.key_padding.shape() : Shape{}, B, Tk);
+  const Residual& r = a.residual;
+  sublayer::check_distinct(op, {{"ln_weight", r.ln_weight},
+                                {"ln_bias", r.ln_bias},
+                                {"w_in", a.w_in},
+                                {"b_in", a.b_in},
+                                {"w_mem", a.w_mem},
+                                {"b_mem", a.b_mem},
+                                {"w_out", a.w_out},
+                                {"b_out", a.b_out}});
+  return {B, Tq, Tk, C, a.n_head, Fi};
+}
+
+// Makes room in a self-attention cache for T more positions: a new tensor when it is too small
+// or shared with a copy (copy on write), keeping the positions it holds.
+void reserve(KVCache& cache, int64_t B, int64_t C, int64_t T) {
+  const int64_t need = cache.length + T;
+  if (cache.kv.defined() && cache.kv.size(1) >= need && cache.kv.impl_ptr().use_count() == 1 &&
+      cache.kv.impl()->storage.use_count() == 1)
     return;
-  }
-  std::fill(s + n, s + Tk, 0.0f);
-  for (int64_t j = 0; j < n; ++j) s[j] = s[j] == kMasked ? 0.0f : vecmath::exp(s[j] - mx);
-  const float inv = 1.0f / lane_sum(s, n);
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+  const int64_t held = cache.kv.defined() ? cache.kv.size(1) : 0;
+  const int64_t capacity = held >= need ? held : std::max({need, 2 * held, int64_t{64}});
+  Tensor grown = Tensor::empty({B, capacity, 2 * C});
+  for (int64_t b = 0; b < B && cache.length > 0; ++b)
+    std::copy_n(cache.kv.data() + b * cache.kv.size(1) * 2 * C, cache.length * 2 * C,
+                grown.data() + b * capacity * 2 * C);
+  cache.kv = grown;
 }
-
-// Query rows per block of a head. With the causal mask, a block of rows [i0, i1) only needs
-// the keys [0, causal_keys(i1 - 1)): the scores above that are masked and never computed, so
-// at T = 256 the head's GEMMs and softmax do 5/8 of the full T² work (at T = 64, one block).
-constexpr int64_t kRowBlock = 64;
-
-// Keys that rows [i0, i1) may see: [0, n1).
-int64_t block_keys(const Dims& d, int64_t i1, bool causal) { return causal_keys(d, i1 - 1, causal); }
 
 }  // namespace
 
-// One (b, h). Q: [Tq, HS] rows of stride ldq; O: [Tq, HS] rows of stride C; K, V: [Tk, HS]
-// rows of stride ldk; pad: [Tk] or null. Writes P: [Tq, Tk] (softmax probabilities, 0 on
-// masked keys; saved for backward) and, with dropout (mask set), A = P∘M in a: [Tq, Tk]
-// (scratch), M the head's mask of 0 or 1/(1-p). O = A·V (A = P without dropout).
-void head_forward(float* O, float* P, float* a, const float* Q, const float* K, const float* V,
-                  const float* pad, const DropoutMask* mask, const Dims& d, bool causal) {
-  const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  for (int64_t i0 = 0; i0 < Tq; i0 += kRowBlock) {
-    const int64_t i1 = std::min(Tq, i0 + kRowBlock), rows = i1 - i0, n1 = block_keys(d, i1, causal);
-    float* Pb = P + i0 * Tk;
-    if (n1 > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n1, HS, scale, Q + i0 * d.ldq,
-                  d.ldq, K, d.ldk, 0.0f, Pb, Tk);
-    for (int64_t i = i0; i < i1; ++i)
-      masked_softmax_row(P + i * Tk, causal_keys(d, i, causal), Tk, pad);
-    if (n1 == 0) {  // no row of the block sees a key: zeros, as the softmax rows are
-      for (int64_t i = i0; i < i1; ++i) std::fill_n(O + i * C, HS, 0.0f);
-      continue;
-    }
-    const float* A = Pb;
-    if (mask) {
-      const DropoutMask m = *mask;
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = 0; j < n1; ++j)
-          a[i * Tk + j] = P[i * Tk + j] * m(static_cast<uint64_t>(i * Tk + j));
-      A = a + i0 * Tk;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, n1, 1.0f, A, Tk, V, d.ldk,
-                0.0f, O + i0 * C, C);
-  }
-}
+Tensor attention(const Tensor& x, const AttentionParams& a) {
+  const Dims d = check(x, a);
+  const int64_t C = d.C, N = d.N(), NH = d.NH, HS = C / NH;
+  const bool cross = a.memory.defined();
+  const Residual& res = a.residual;
+  const bool grad = needs_grad({x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem,
+                                a.b_mem, a.w_out, a.b_out});
+  QKV_CHECK(!grad || !a.cache, "attention: a KV cache is for decoding, without grad");
+  const bool drop = res.dropout > 0.0f && res.rng;
+  DropoutMask attn_mask, resid_mask;  // attention's first, as the ops one by one would draw them
+  if (drop) attn_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
+  if (drop) resid_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
 
-// One (b, h), with A = P∘M (or P), O = A·V, S = scale·Q·Kᵀ and P = softmax(S):
-//   dV += Aᵀ·dO;  dP = (dO·Vᵀ)∘M;  dS = P∘(dP - rowsum(dP∘P));  dQ += scale·dS·K;
-//   dK += scale·dSᵀ·Q.
-// dO: [Tq, HS] rows of stride C; Q, dQ: [Tq, HS] of stride ldq; K, V, dK, dV: [Tk, HS] of
-// stride ldk. A null grad is skipped. beta = 0 writes the grads instead of adding to them.
-// a, g: [Tq, Tk] scratch. Masked keys have P = 0, so they get dS = 0 with no mask test here.
-// mask: the head's dropout mask M (recomputed), or null.
-// Row blocks as in head_forward, the last first: it sees every key, so it writes dK and dV
-// whole (with beta) and the other blocks add to them.
-void head_backward(float* dQ, float* dK, float* dV, float* a, float* g, const float* dO,
-                   const float* Q, const float* K, const float* V, const float* P,
-                   const DropoutMask* mask, const Dims& d, float beta, bool causal) {
-  const int64_t Tq = d.Tq, Tk = d.Tk, C = d.C, HS = d.HS, ldq = d.ldq, ldk = d.ldk;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
-  const int64_t blocks = (Tq + kRowBlock - 1) / kRowBlock;
-  for (int64_t blk = blocks - 1; blk >= 0; --blk) {
-    const int64_t i0 = blk * kRowBlock, i1 = std::min(Tq, i0 + kRowBlock), rows = i1 - i0;
-    const int64_t n1 = block_keys(d, i1, causal);
-    const float beta_kv = blk == blocks - 1 ? beta : 1.0f;
-    if (n1 == 0) {  // these queries see no key: no gradient, but a fresh dQ is written
-      if (dQ && beta == 0.0f)
-        for (int64_t i = i0; i < i1; ++i) std::fill_n(dQ + i * ldq, HS, 0.0f);
-      continue;
-    }
-    if (dV) {
-      const float* A = P + i0 * Tk;
-      if (mask) {
-        const DropoutMask m = *mask;
-        for (int64_t i = i0; i < i1; ++i)
-          for (int64_t j = 0; j < n1; ++j)
-            a[i * Tk + j] = P[i * Tk + j] * m(static_cast<uint64_t>(i * Tk + j));
-        A = a + i0 * Tk;
-      }
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n1, HS, rows, 1.0f, A, Tk,
-                  dO + i0 * C, C, beta_kv, dV, ldk);
-    }
-    if (!dQ && !dK) continue;
-    float* gb = g + i0 * Tk;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n1, HS, 1.0f, dO + i0 * C, C, V,
-                ldk, 0.0f, gb, Tk);
-    for (int64_t i = i0; i < i1; ++i) {
-      float* gi = g + i * Tk;
-      const float* pi = P + i * Tk;
-      if (mask) {
-        const DropoutMask m = *mask;
-        for (int64_t j = 0; j < n1; ++j) gi[j] *= m(static_cast<uint64_t>(i * Tk + j));
-      }
-      const float dot = lane_dot(gi, pi, n1);
-      for (int64_t j = 0; j < n1; ++j) gi[j] = pi[j] * (gi[j] - dot);
-    }
-    if (dQ)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, HS, n1, scale, gb, Tk, K, ldk,
-                  beta, dQ + i0 * ldq, ldq);
-    if (dK)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n1, HS, rows, scale, gb, Tk,
-                  Q + i0 * ldq, ldq, beta_kv, dK, ldk);
-  }
-}
+  const bool pre = res.norm == Norm::pre;
+  Tensor u = pre ? Tensor::empty({N, C}) : Tensor(), s = pre ? Tensor() : Tensor::empty({N, C});
+  Tensor mean = Tensor::empty({N}), rstd = Tensor::empty({N}), qi = Tensor::empty({N, d.Fi});
+  Tensor y = Tensor::empty({N, C}), lse = Tensor::empty({d.B, NH, d.Tq});
+  Tensor out = Tensor::empty(x.shape()), kv;
+  if (a.probabilities) *a.probabilities = Tensor::empty({d.B, NH, d.Tq, d.Tk});
+  KVCache* cache = a.cache;
+  const bool memory_cached = cross && cache && cache->kv.defined();
+  if (cross && !memory_cached) kv = Tensor::empty({d.B, d.Tk, 2 * C});
+  if (cross && cache && !memory_cached) *cache = {kv, d.Tk};
+  if (!cross && cache) reserve(*cache, d.B, C, d.Tq);
+  const int64_t cap = cache ? cache->kv.size(1) : 0;
 
-}  // namespace attention_kernels
-
-namespace {
-
-using attention_kernels::Dims;
-using attention_kernels::head_backward;
-using attention_kernels::head_forward;
-
-// out: [B, Tq, C]; q: [B, Tq, ·] rows of stride ldq; k, v: [B, Tk, ·] of stride ldk;
-// P: [B, NH, Tq, Tk] (saved when save_p, else per-thread rows of scratch);
-// masks: [B·NH] dropout masks, or null (no dropout); pad: [B, Tk] or null;
-// scratch: [threads, 2, Tq, Tk].
-// Heads use cblas_sgemm (OpenBLAS's OpenMP build runs single-threaded inside this region): it
-// beat plain vectorised loops that skip the causal upper triangle by 3-4x, causal, 1 thread,
-// AVX-512 Xeon, forward + backward: B=12 NH=4 T=64 HS=32: 0.48 + 0.54 ms vs 1.71 + 2.13 ms;
-// B=64 NH=6 T=256 HS=64: 84 + 121 ms vs 298 + 462 ms.
-// Each (b, h) is computed whole by one thread, so results do not depend on the thread count.
-void attention_forward(float* out, float* P, float* scratch, const float* q, const float* k,
-                       const float* v, const float* pad, const DropoutMask* masks, const Dims& d,
-                       bool causal, bool save_p) {
-  const int64_t TT = d.Tq * d.Tk;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < d.B; ++b) {
-    for (int64_t h = 0; h < d.NH; ++h) {
-      const int64_t bh = b * d.NH + h;
-      float* tmp = scratch + 2 * TT * omp_get_thread_num();
-      float* p = save_p ? P + bh * TT : tmp + TT;
-      const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
-                    ko = b * d.Tk * d.ldk + h * d.HS;
-      head_forward(out + oo, p, tmp, q + qo, k + ko, v + ko, pad ? pad + b * d.Tk : nullptr,
-                   masks ? masks + bh : nullptr, d, causal);
-    }
-  }
-}
-
-// Gradients as in head_backward, for every (b, h); null grads are skipped. With overwrite the
-// grads are written instead of added to (every element of each non-null one is written).
-// scratch: [threads, 2, Tq, Tk]; other shapes as in attention_forward.
-void attention_backward(float* dq, float* dk, float* dv, bool overwrite, float* scratch,
-                        const float* dout, const float* q, const float* k, const float* v,
-                        const float* P, const DropoutMask* masks, const Dims& d, bool causal) {
-  const float beta = overwrite ? 0.0f : 1.0f;
-  const int64_t TT = d.Tq * d.Tk;
-  auto at = [&](float* base, int64_t off) { return base ? base + off : nullptr; };
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < d.B; ++b) {
-    for (int64_t h = 0; h < d.NH; ++h) {
-      const int64_t bh = b * d.NH + h;
-      float* tmp = scratch + 2 * TT * omp_get_thread_num();
-      const int64_t oo = b * d.Tq * d.C + h * d.HS, qo = b * d.Tq * d.ldq + h * d.HS,
-                    ko = b * d.Tk * d.ldk + h * d.HS;
-      head_backward(at(dq, qo), at(dk, ko), at(dv, ko), tmp, tmp + TT, dout + oo, q + qo,
-                    k + ko, v + ko, P + bh * TT, masks ? masks + bh : nullptr, d, beta, causal);
-    }
-  }
-}
-
-// The op over q, k, v read in place (pointers into `inputs`, strides in d); grads() gives
-// {dq, dk, dv} (each may be null) and whether they may be overwritten, when the backward runs.
-// keys names the tensor holding k, for errors.
-template <class Grads>
-Tensor attend(const char* op, const std::vector<Tensor>& inputs, const float* q, const float* k,
-              const float* v, const Dims& d, const AttentionOptions& options, const char* keys,
-              const Tensor& key_tensor, Grads grads) {
-  const Tensor& pad = options.key_padding;
-  QKV_CHECK(!pad.defined() || pad.shape() == Shape({d.B, d.Tk}),
-            "{}: key_padding is {}, expected [B, Tk] = [{}, {}] for {} {}", op,
-            pad.defined() ? pad.shape() : Shape{}, d.B, d.Tk, keys, key_tensor.shape());
-  QKV_CHECK(options.dropout >= 0.0f && options.dropout < 1.0f,
-            "{}: dropout must be in [0, 1), got {}", op, options.dropout);
-  const bool drop = options.dropout > 0.0f && options.rng != nullptr;
-  const bool grad = needs_grad(inputs);
-  // One mask seed per (b, h), drawn in that order before the parallel loop: the masks are the
-  // same for any thread count, a saved rng state replays them, and the backward recomputes
-  // them (ops/dropout_mask.h) instead of keeping [B, NH, Tq, Tk] of them.
-  std::vector<DropoutMask> masks;
-  if (drop)
-    for (int64_t bh = 0; bh < d.B * d.NH; ++bh)
-      masks.emplace_back(DropoutMask::draw_seed(*options.rng), options.dropout);
-  Tensor out = Tensor::empty({d.B, d.Tq, d.C});
-  Tensor P = grad ? Tensor::empty({d.B, d.NH, d.Tq, d.Tk}) : Tensor();
-  Tensor scratch = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
-  attention_forward(out.data(), grad ? P.data() : nullptr, scratch.data(), q, k, v,
-                    pad.defined() ? pad.data() : nullptr, drop ? masks.data() : nullptr, d,
-                    options.causal, grad);
+  Plan p{};
+  p.d = d;
+  p.wrap = {res.norm,
+            C,
+            res.ln_weight.data(),
+            sublayer::data_or_null(res.ln_bias),
+            res.eps,
+            drop ? &resid_mask : nullptr,
+            pre ? u.data() : nullptr,
+            pre ? nullptr : s.data(),
+            mean.data(),
+            rstd.data()};
+  p.x = x.data();
+  p.memory = cross && !memory_cached ? a.memory.data() : nullptr;
+  p.w_in = a.w_in.data(), p.b_in = sublayer::data_or_null(a.b_in);
+  p.w_mem = sublayer::data_or_null(a.w_mem), p.b_mem = sublayer::data_or_null(a.b_mem);
+  p.w_out = a.w_out.data(), p.b_out = sublayer::data_or_null(a.b_out);
+  p.qi = qi.data();
+  p.kv = cross && !memory_cached ? kv.data() : nullptr;
+  p.cache = !cross && cache ? cache->kv.data() + cache->length * 2 * C : nullptr;
+  p.cached = cache ? cache->length : 0, p.capacity = cap;
+  p.y = y.data(), p.lse = lse.data();
+  p.probabilities = a.probabilities ? a.probabilities->data() : nullptr;
+  // q, k and v in place: from qi (self), or q from qi and k, v from the memory's projection or
+  // the cache (ld 2C, one batch element every capacity rows of a cache).
+  const float* keys = cross ? (memory_cached ? cache->kv.data() : kv.data())
+                            : (cache ? cache->kv.data() : qi.data() + C);
+  const int64_t ldk = cross || cache ? 2 * C : 3 * C;
+  const int64_t sk = cache ? cap * ldk : d.Tk * ldk;
+  p.layout = {d.B, d.Tq, d.Tk, NH, HS, d.Fi, d.Tq * d.Fi, ldk, sk, a.causal};
+  p.inputs = {qi.data(), keys, keys + C, sublayer::data_or_null(a.key_padding),
+              drop ? &attn_mask : nullptr};
+  const int threads = omp_get_max_threads();
+  const int parts = N * C * d.Fi >= kSplitMin ? threads : 1;
+  Tensor scratch = Tensor::empty({parts, heads::kScratch});
+  p.scratch = scratch.data();
+#pragma omp parallel num_threads(parts) if (parts > 1)
+  forward_phases(out.data(), p, omp_get_thread_num(), parts);
+  if (cache && !cross) cache->length += d.Tq;
   if (!grad) return out;
-  const bool causal = options.causal;
-  record(out, op, inputs, [inputs, q, k, v, P, masks, d, causal, grads](const float* dout) {
-    Tensor tmp = Tensor::empty({omp_get_max_threads(), 2, d.Tq, d.Tk});
-    bool overwrite = false;
-    const auto [dq, dk, dv] = grads(overwrite);
-    attention_backward(dq, dk, dv, overwrite, tmp.data(), dout, q, k, v, P.data(),
-                       masks.empty() ? nullptr : masks.data(), d, causal);
-  });
+
+  p.probabilities = nullptr;
+  const Tensor memory = a.memory, pad = a.key_padding;
+  record(
+      out, "attention",
+      {x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem, a.b_mem, a.w_out, a.b_out},
+      [x, memory, pad, a, u, s, mean, rstd, qi, kv, y, lse, p, attn_mask, resid_mask,
+       parts](const float* dout) {
+        const Residual& r = a.residual;
+        const Dims& d = p.d;
+        Grads g{};
+        g.dx = x.grad_out();  // before the memory's: x may be the memory, and adds to it later
+        if (memory.defined()) g.dmem = memory.grad_out();
+        g.dlw = r.ln_weight.grad_out();
+        if (r.ln_bias.defined()) g.dlb = r.ln_bias.grad_out();
+        g.dw_in = a.w_in.grad_out(), g.dw_out = a.w_out.grad_out();
+        if (a.b_in.defined()) g.db_in = a.b_in.grad_out();
+        if (a.b_out.defined()) g.db_out = a.b_out.grad_out();
+        if (a.w_mem.defined()) g.dw_mem = a.w_mem.grad_out();
+        if (a.b_mem.defined()) g.db_mem = a.b_mem.grad_out();
+        const int64_t N = d.N(), C = d.C;
+        Tensor dres = r.norm == Norm::post ? Tensor::empty({N, C}) : Tensor();
+        Tensor dz = p.wrap.mask ? Tensor::empty({N, C}) : Tensor();
+        Tensor dy = Tensor::empty({N, C}), dqi = Tensor::empty({N, d.Fi});
+        Tensor dkv = memory.defined() ? Tensor::empty({d.M(), 2 * C}) : Tensor();
+        Tensor du = Tensor::empty({N, C}), lnp = Tensor::empty({parts, 2 * C});
+        Tensor scratch = Tensor::empty({parts, heads::kScratch});
+        g.dres = dres.defined() ? dres.data() : nullptr;
+        g.dz = dz.defined() ? dz.data() : nullptr;
+        g.dy = dy.data(), g.dqi = dqi.data(), g.du = du.data(), g.lnp = lnp.data();
+        g.dkv = dkv.defined() ? dkv.data() : nullptr;
+        Plan q = p;  // the masks live in this closure now
+        q.wrap.mask = q.wrap.mask ? &resid_mask : nullptr;
+        q.inputs.mask = q.inputs.mask ? &attn_mask : nullptr;
+        q.scratch = scratch.data();
+#pragma omp parallel num_threads(parts) if (parts > 1)
+        backward_phases(g, dout, q, omp_get_thread_num(), parts);
+      });
   return out;
-}
-
-// Validates q, k (and v, unless null) for the op named `op`; returns the dimensions with the
-// contiguous layout (row strides C).
-Dims check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor* v,
-                     int64_t n_head) {
-  QKV_CHECK(q.defined() && k.defined() && (!v || v->defined()), "{}: q, k{} must all be defined",
-            op, v ? " and v" : "");
-  QKV_CHECK(q.rank() == 3 && k.rank() == 3 && (!v || v->shape() == k.shape()) &&
-                q.size(0) == k.size(0) && q.size(2) == k.size(2),
-            "{}: q is {}, k is {}{}; expected q [B, Tq, C] and k{} [B, Tk, C]", op, q.shape(),
-            k.shape(), v ? fmt::format(", v is {}", v->shape()) : "", v ? ", v" : "");
-  const int64_t B = q.size(0), Tq = q.size(1), Tk = k.size(1), C = q.size(2);
-  QKV_CHECK(B > 0 && Tq > 0 && Tk > 0 && C > 0, "{}: empty input: q is {}, k is {}", op,
-            q.shape(), k.shape());
-  QKV_CHECK(n_head > 0 && C % n_head == 0,
-            "{}: C = {} channels (q is {}) are not divisible by n_head = {}", op, C, q.shape(),
-            n_head);
-  return Dims{B, Tq, Tk, C, n_head, C / n_head, C, C};
-}
-
-// One (b, h) of attention_probabilities: P: [Tq, Tk] = masked softmax(scale·Q·Kᵀ), the whole
-// score matrix at once (no gradient, no blocks to skip for). Shapes as in head_forward.
-void head_probabilities(float* P, const float* Q, const float* K, const float* pad,
-                        const Dims& d, bool causal) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d.HS));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.Tq, d.Tk, d.HS, scale, Q, d.ldq, K,
-              d.ldk, 0.0f, P, d.Tk);
-  for (int64_t i = 0; i < d.Tq; ++i)
-    attention_kernels::masked_softmax_row(P + i * d.Tk, attention_kernels::causal_keys(d, i, causal),
-                                          d.Tk, pad);
-}
-
-}  // namespace
-
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    int64_t n_head, const AttentionOptions& options) {
-  const char* op = "scaled_dot_product_attention";
-  const Dims d = check_attention(op, q, k, &v, n_head);
-  // q, k and v may be one tensor, so their grads are added to (filled with zeros first).
-  return attend(op, {q, k, v}, q.data(), k.data(), v.data(), d, options, "k", k,
-                [q, k, v](bool& overwrite) {
-                  overwrite = false;
-                  return std::array<float*, 3>{q.grad_data(), k.grad_data(), v.grad_data()};
-                });
-}
-
-Tensor packed_self_attention(const Tensor& qkv, int64_t n_head, const AttentionOptions& options) {
-  const char* op = "packed_self_attention";
-  QKV_CHECK(qkv.defined() && qkv.rank() == 3 && qkv.size(2) % 3 == 0 && qkv.numel() > 0,
-            "{}: qkv is {}; expected [B, T, 3C] with q, k, v side by side", op,
-            qkv.defined() ? qkv.shape() : Shape{});
-  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  QKV_CHECK(n_head > 0 && C % n_head == 0,
-            "{}: C = {} channels (qkv is {}) are not divisible by n_head = {}", op, C, qkv.shape(),
-            n_head);
-  const Dims d{B, T, T, C, n_head, C / n_head, 3 * C, 3 * C};
-  const float* x = qkv.data();
-  // The heads' q, k and v slices tile the whole [B, T, 3C] grad, so a fresh one is written.
-  return attend(op, {qkv}, x, x + C, x + 2 * C, d, options, "qkv", qkv,
-                [qkv, C](bool& overwrite) {
-                  float* g = qkv.grad_to_write(overwrite);
-                  return g ? std::array<float*, 3>{g, g + C, g + 2 * C} : std::array<float*, 3>{};
-                });
-}
-
-Tensor attention_probabilities(const Tensor& q, const Tensor& k, int64_t n_head,
-                               const AttentionOptions& options) {
-  const char* op = "attention_probabilities";
-  const Dims d = check_attention(op, q, k, nullptr, n_head);
-  const Tensor& pad = options.key_padding;
-  QKV_CHECK(!pad.defined() || pad.shape() == Shape({d.B, d.Tk}),
-            "{}: key_padding is {}, expected [B, Tk] = [{}, {}] for k {}", op,
-            pad.defined() ? pad.shape() : Shape{}, d.B, d.Tk, k.shape());
-  Tensor P = Tensor::empty({d.B, d.NH, d.Tq, d.Tk});
-  float* p = P.data();
-  const float *qd = q.data(), *kd = k.data(), *padd = pad.defined() ? pad.data() : nullptr;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t h = 0; h < d.NH; ++h)
-      head_probabilities(p + (b * d.NH + h) * d.Tq * d.Tk, qd + b * d.Tq * d.C + h * d.HS,
-                         kd + b * d.Tk * d.C + h * d.HS, padd ? padd + b * d.Tk : nullptr, d,
-                         options.causal);
-  return P;
 }
 
 }  // namespace qkv

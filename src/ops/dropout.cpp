@@ -20,13 +20,13 @@ static void mask_block(float* y, const float* x, DropoutMask mask, int64_t i0, i
   for (int64_t i = i0; i < i1; ++i) y[i] = x[i] * mask(static_cast<uint64_t>(i));
 }
 
-// dx[i] (+)= dy[i] * mask(i) for i in [i0, i1): written with overwrite, else added.
-static void mask_grad_block(float* dx, bool overwrite, const float* dy, DropoutMask mask,
-                            int64_t i0, int64_t i1) {
-  if (overwrite)
-    for (int64_t i = i0; i < i1; ++i) dx[i] = dy[i] * mask(static_cast<uint64_t>(i));
+// dx[i] (+)= dy[i] * mask(i) for i in [i0, i1): written into a fresh grad, else added.
+static void mask_grad_block(GradOut dx, const float* dy, DropoutMask mask, int64_t i0, int64_t i1) {
+  float* d = dx.data;
+  if (dx.overwrite)
+    for (int64_t i = i0; i < i1; ++i) d[i] = dy[i] * mask(static_cast<uint64_t>(i));
   else
-    for (int64_t i = i0; i < i1; ++i) dx[i] += dy[i] * mask(static_cast<uint64_t>(i));
+    for (int64_t i = i0; i < i1; ++i) d[i] += dy[i] * mask(static_cast<uint64_t>(i));
 }
 
 // y = x * mask.   x, y: [n].
@@ -37,13 +37,12 @@ static void dropout_forward(float* y, const float* x, const DropoutMask& mask, i
     mask_block(y, x, mask, b * kBlock, std::min(n, (b + 1) * kBlock));
 }
 
-// dx += dy * mask (written instead with overwrite).   dx, dy: [n].
-static void dropout_backward(float* dx, bool overwrite, const float* dy, const DropoutMask& mask,
-                             int64_t n) {
+// dx += dy * mask (written into a fresh grad).   dx, dy: [n].
+static void dropout_backward(GradOut dx, const float* dy, const DropoutMask& mask, int64_t n) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t b = 0; b < blocks; ++b)
-    mask_grad_block(dx, overwrite, dy, mask, b * kBlock, std::min(n, (b + 1) * kBlock));
+    mask_grad_block(dx, dy, mask, b * kBlock, std::min(n, (b + 1) * kBlock));
 }
 
 Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
@@ -54,8 +53,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
   Tensor y = Tensor::empty(x.shape());
   dropout_forward(y.data(), x.data(), mask, n);
   record(y, "dropout", {x}, [x, mask, n](const float* dy) {
-    bool overwrite = false;
-    if (float* dx = x.grad_to_write(overwrite)) dropout_backward(dx, overwrite, dy, mask, n);
+    if (const GradOut dx = x.grad_out()) dropout_backward(dx, dy, mask, n);
   });
   return y;
 }

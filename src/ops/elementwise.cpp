@@ -120,13 +120,14 @@ void binary_forward(float* y, const float* a, const float* b, const Broadcast& b
 // one gets per-thread double partials over a static split of the runs, summed in thread order.
 // Note: never reduction(+:) here; its combine order is unspecified, and DESIGN promises results
 // that repeat exactly for a fixed thread count.
-// With overwrite (a grad nothing has written yet), dx is written instead of added to.
+// A fresh grad (gx.overwrite) is written instead of added to.
 template <bool kB, class G>
-void binary_backward(float* dx, bool overwrite, int64_t nx, const float* dy, const float* a,
-                     const float* b, const Broadcast& bc, G g) {
+void binary_backward(GradOut gx, int64_t nx, const float* dy, const float* a, const float* b,
+                     const Broadcast& bc, G g) {
   const int64_t runs = num_runs(bc);
+  float* dx = gx.data;
   if (nx == bc.numel) {
-    if (overwrite) {
+    if (gx.overwrite) {
 #pragma omp parallel for schedule(static) if (bc.numel >= kParallelMin)
       for (int64_t r = 0; r < runs; ++r)
         for_runs(bc, r, r + 1,
@@ -139,7 +140,7 @@ void binary_backward(float* dx, bool overwrite, int64_t nx, const float* dy, con
     }
     return;
   }
-  if (overwrite) std::fill_n(dx, nx, 0.0f);
+  if (gx.overwrite) std::fill_n(dx, nx, 0.0f);
   const int teams = bc.numel >= kParallelMin ? omp_get_max_threads() : 1;
   std::vector<double> partial(static_cast<size_t>(teams) * static_cast<size_t>(nx), 0.0);
 #pragma omp parallel num_threads(teams)
@@ -166,11 +167,10 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f, GA ga, GB g
   Tensor y = Tensor::empty(shape);
   binary_forward(y.data(), a.data(), b.data(), bc, f);
   record(y, op, {a, b}, [a, b, bc, ga, gb](const float* dy) {
-    bool overwrite = false;
-    if (float* da = a.grad_to_write(overwrite))
-      binary_backward<false>(da, overwrite, a.numel(), dy, a.data(), b.data(), bc, ga);
-    if (float* db = b.grad_to_write(overwrite))
-      binary_backward<true>(db, overwrite, b.numel(), dy, a.data(), b.data(), bc, gb);
+    if (const GradOut da = a.grad_out())
+      binary_backward<false>(da, a.numel(), dy, a.data(), b.data(), bc, ga);
+    if (const GradOut db = b.grad_out())
+      binary_backward<true>(db, b.numel(), dy, a.data(), b.data(), bc, gb);
   });
   return y;
 }
@@ -275,8 +275,8 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, float value) {
   binary_forward(y.data(), x.data(), mask.data(), bc,
                  [value](float v, float m) { return m != 0 ? value : v; });
   record(y, "masked_fill", {x}, [x, mask, bc](const float* dy) {
-    if (float* dx = x.grad_data())
-      binary_backward<false>(dx, false, x.numel(), dy, x.data(), mask.data(), bc,
+    if (const GradOut dx = x.grad_out())
+      binary_backward<false>(dx, x.numel(), dy, x.data(), mask.data(), bc,
                              [](float g, float, float m) { return m != 0 ? 0.0f : g; });
   });
   return y;

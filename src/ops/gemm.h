@@ -1,5 +1,5 @@
 // Internal GEMM helpers shared by the ops that split their products over the threads
-// themselves (linear, the fused feed-forward): each block is one single-threaded cblas_sgemm
+// themselves (linear, the sublayers, the heads): each block is one single-threaded cblas_sgemm
 // (OpenBLAS's OpenMP build runs serially inside a parallel region). At the small shapes of a
 // char-level model, OpenBLAS's own threading of one GEMM synchronises more and balances worse.
 #pragma once
@@ -12,10 +12,10 @@
 
 namespace qkv {
 
-// C[M,N] = op(A)·op(B) + beta·C, row-major with explicit leading dims (blocks of larger
+// C[M,N] = alpha·op(A)·op(B) + beta·C, row-major with explicit leading dims (blocks of larger
 // matrices). A is [M,K] (or [K,M] when ta), B is [K,N] (or [N,K] when tb).
-inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum: C = beta·C, without trusting BLAS with K = 0
     for (int64_t m = 0; m < M; ++m)
@@ -23,7 +23,7 @@ inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const flo
     return;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
               static_cast<int>(std::max<int64_t>(1, lda)), B,
               static_cast<int>(std::max<int64_t>(1, ldb)), beta, C,
               static_cast<int>(std::max<int64_t>(1, ldc)));

@@ -37,22 +37,22 @@ static double cross_entropy_forward(float* lse, double* row_loss, const float* l
 }
 
 // dlogits[n, v] += (exp(logits[n, v] - lse[n]) - [v == target[n]]) * dloss / n_valid;
-// ignored rows get nothing. With overwrite (nothing written yet) every row is written instead.
+// ignored rows get nothing. A fresh grad is written instead, every row of it.
 // dlogits, logits: [N, V]; targets, lse: [N].
-static void cross_entropy_backward(float* dlogits, bool overwrite, float dloss,
-                                   const float* logits, const float* lse, const int32_t* targets,
-                                   int32_t ignore_index, int64_t n_valid, int64_t N, int64_t V) {
+static void cross_entropy_backward(GradOut dlogits, float dloss, const float* logits,
+                                   const float* lse, const int32_t* targets, int32_t ignore_index,
+                                   int64_t n_valid, int64_t N, int64_t V) {
   const float scale = dloss / static_cast<float>(n_valid);
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; ++n) {
-    float* dr = dlogits + n * V;
+    float* dr = dlogits.data + n * V;
     if (targets[n] == ignore_index) {
-      if (overwrite) std::fill_n(dr, V, 0.0f);
+      if (dlogits.overwrite) std::fill_n(dr, V, 0.0f);
       continue;
     }
     const float* lr = logits + n * V;
     const float l = lse[n];
-    if (overwrite)
+    if (dlogits.overwrite)
       for (int64_t v = 0; v < V; ++v) dr[v] = vecmath::exp(lr[v] - l) * scale;
     else
       for (int64_t v = 0; v < V; ++v) dr[v] += vecmath::exp(lr[v] - l) * scale;
@@ -92,10 +92,9 @@ Tensor softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> targ
   record(loss, "softmax_cross_entropy", {logits},
          [logits, lse, ids = std::vector<int32_t>(targets.begin(), targets.end()), ignore_index,
           n_valid, N, V](const float* dloss) {
-           bool overwrite = false;
-           if (float* dlogits = logits.grad_to_write(overwrite))
-             cross_entropy_backward(dlogits, overwrite, dloss[0], logits.data(), lse.data(),
-                                    ids.data(), ignore_index, n_valid, N, V);
+           if (const GradOut dlogits = logits.grad_out())
+             cross_entropy_backward(dlogits, dloss[0], logits.data(), lse.data(), ids.data(),
+                                    ignore_index, n_valid, N, V);
          });
   return loss;
 }

@@ -89,25 +89,23 @@ void linear_forward(float* y, const float* x, const float* W, const float* bias,
     const int64_t o0 = by_rows ? 0 : b0, o1 = by_rows ? O : b1;
     if (bias)
       for (int64_t n = n0; n < n1; ++n) std::copy(bias + o0, bias + o1, y + n * O + o0);
-    gemm_ld(false, true, n1 - n0, o1 - o0, I, x + n0 * I, I, W + o0 * I, I, beta,
+    gemm_ld(false, true, n1 - n0, o1 - o0, I, 1.0f, x + n0 * I, I, W + o0 * I, I, beta,
             y + n0 * O + o0, O);
   }
 }
 
-// dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :].  A grad flagged in overwrite
-// (nothing written yet) is written instead (beta = 0).
+// dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :]  (fresh grads are written).
 // dx and dW cost the same N·I·O multiply-adds. With an even thread count and both wanted, half
 // the threads share dx by row blocks and the other half share dW by blocks of output features
 // (larger GEMMs than splitting both: 4-20% faster at the baby shapes on 2 threads); otherwise
 // every thread takes a block of each. db goes with dW's feature blocks, each summing its rows
-// in order, so no two threads add into one element. When x is the weight or the bias, one
-// thread does all of dx before the rest.
-void linear_backward(float* dx, bool overwrite_dx, float* dW, bool overwrite_dW, float* db,
-                     const float* dy, const float* x, const float* W, int64_t N, int64_t I,
-                     int64_t O) {
-  const bool aliased = dx && (dx == dW || dx == db);  // x is the weight or the bias
-  const int parts = N * O * I >= kSplitMin && !aliased ? omp_get_max_threads() : 1;
-  const bool halves = dx && (dW || db) && parts % 2 == 0;
+// in order, so no two threads add into one element. When x is the weight or the bias (one
+// grad), all of dx is written before dW and db add to it.
+void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const float* x,
+                     const float* W, int64_t N, int64_t I, int64_t O) {
+  const bool aliased = dx && (dx.data == dW.data || dx.data == db);
+  const int parts = N * O * I >= kSplitMin ? omp_get_max_threads() : 1;
+  const bool halves = dx && (dW || db) && parts % 2 == 0 && !aliased;
 #pragma omp parallel num_threads(parts) if (parts > 1)
   {
     const int t = omp_get_thread_num();
@@ -120,14 +118,16 @@ void linear_backward(float* dx, bool overwrite_dx, float* dW, bool overwrite_dW,
     }
     if (dx && dx_part >= 0) {
       const auto [r0, r1] = block(N, dx_part, dx_parts);
-      gemm_ld(false, false, r1 - r0, I, O, dy + r0 * O, O, W, I, overwrite_dx ? 0.0f : 1.0f,
-              dx + r0 * I, I);
+      gemm_ld(false, false, r1 - r0, I, O, 1.0f, dy + r0 * O, O, W, I, dx.beta(), dx.data + r0 * I,
+              I);
+    }
+    if (aliased) {
+#pragma omp barrier
     }
     if (w_part >= 0) {
       const auto [o0, o1] = block(O, w_part, w_parts);
       if (dW)
-        gemm_ld(true, false, o1 - o0, I, N, dy + o0, O, x, I, overwrite_dW ? 0.0f : 1.0f,
-                dW + o0 * I, I);
+        gemm_ld(true, false, o1 - o0, I, N, 1.0f, dy + o0, O, x, I, dW.beta(), dW.data + o0 * I, I);
       if (db)
         for (int64_t n = 0; n < N; ++n)
           for (int64_t c = o0; c < o1; ++c) db[c] += dy[n * O + c];
@@ -199,12 +199,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, I,
                  O);
   record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
-    bool overwrite_dx = false, overwrite_dW = false;
-    float* dx = x.grad_to_write(overwrite_dx);
-    float* dW = weight.grad_to_write(overwrite_dW);
-    linear_backward(dx, overwrite_dx, dW, overwrite_dW,
-                    bias.defined() ? bias.grad_data() : nullptr, dy, x.data(), weight.data(), N,
-                    I, O);
+    const GradOut dx = x.grad_out(), dW = weight.grad_out();
+    linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, x.data(),
+                    weight.data(), N, I, O);
   });
   return y;
 }

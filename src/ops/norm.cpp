@@ -34,10 +34,9 @@ static void layer_norm_forward(float* y, float* mean, float* rstd, const float* 
 // mean, rstd: [N]. Null grad pointers are skipped.
 // Note: dw/db go through per-thread partials (partial: [n_parts, 2C], ignored when both are null)
 // summed in thread order, so they are deterministic for a fixed thread count.
-static void layer_norm_backward(float* dx, bool overwrite_dx, float* dw, float* db,
-                                float* partial, int n_parts, const float* dy, const float* x,
-                                const float* w, const float* mean, const float* rstd, int64_t N,
-                                int64_t C) {
+static void layer_norm_backward(GradOut dx, float* dw, float* db, float* partial, int n_parts,
+                                const float* dy, const float* x, const float* w, const float* mean,
+                                const float* rstd, int64_t N, int64_t C) {
   const bool params = dw || db;
   if (params) std::fill_n(partial, n_parts * 2 * C, 0.0f);
 #pragma omp parallel num_threads(n_parts)
@@ -45,8 +44,8 @@ static void layer_norm_backward(float* dx, bool overwrite_dx, float* dw, float* 
     float* pdw = params ? partial + omp_get_thread_num() * 2 * C : nullptr;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < N; ++n)
-      norm_rows::backward(dx ? dx + n * C : nullptr, overwrite_dx, pdw, pdw ? pdw + C : nullptr,
-                          dy + n * C, x + n * C, w, mean[n], rstd[n], C, nullptr);
+      norm_rows::backward(dx.at(n * C), pdw, pdw ? pdw + C : nullptr, dy + n * C, x + n * C, w,
+                          mean[n], rstd[n], C, nullptr);
   }
   if (!params) return;
   for (int t = 0; t < n_parts; ++t) {
@@ -79,10 +78,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
     const int n_parts = omp_get_max_threads();
     Tensor partial;
     if (dw || db) partial = Tensor::empty({n_parts, 2 * C});
-    bool overwrite_dx = false;
-    float* dx = x.grad_to_write(overwrite_dx);
-    layer_norm_backward(dx, overwrite_dx, dw, db, partial.defined() ? partial.data() : nullptr,
-                        n_parts, dy, x.data(), weight.data(), mean.data(), rstd.data(), N, C);
+    layer_norm_backward(x.grad_out(), dw, db, partial.defined() ? partial.data() : nullptr, n_parts,
+                        dy, x.data(), weight.data(), mean.data(), rstd.data(), N, C);
   });
   return y;
 }

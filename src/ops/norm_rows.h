@@ -1,11 +1,12 @@
 // Internal: one row of layer norm, forward and backward, shared by layer_norm (norm.cpp) and
-// the fused sublayers that normalise their input (feed_forward.cpp, residual_attention.cpp).
+// the sublayer ops that normalise their input or output (sublayer.h).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "ops/vecmath.h"
+#include "qkv/tensor.h"
 
 namespace qkv::norm_rows {
 
@@ -29,12 +30,12 @@ inline void forward(float* y, float* mean, float* rstd, const float* x, const fl
 // With xhat = (x - mean)·rstd and g = dy·w:
 //   dx += rstd·(g - mean(g) - xhat·mean(g·xhat)) (+ extra, a residual's gradient, when set);
 //   dw += dy·xhat;  db += dy   (each optional: null is skipped).
-// dx is written instead of added to when overwrite. All rows [C].
-inline void backward(float* dx, bool overwrite, float* dw, float* db, const float* dy,
-                     const float* x, const float* w, float mean, float rstd, int64_t C,
-                     const float* extra) {
+// A fresh dx is written instead of added to. All rows [C].
+inline void backward(GradOut gx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, float mean, float rstd, int64_t C, const float* extra) {
   const float m = mean, s = rstd;
-  if (dx) {
+  if (float* dx = gx.data) {
+    const bool overwrite = gx.overwrite;
     const float mean_g = vecmath::lane_dot(dy, w, C) / static_cast<float>(C);
     const float mean_gx =
         vecmath::lane_sum_of(C, [=](int64_t c) { return dy[c] * w[c] * (x[c] - m) * s; }) /

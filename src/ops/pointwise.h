@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "qkv/tensor.h"
+
 namespace qkv {
 
 // Below this many elements a loop runs on one thread: waking the team costs more than the work.
@@ -16,14 +18,14 @@ inline void pointwise(int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
-// A backward kernel's store: dx[i] = g(i) when overwrite (a grad nothing has written yet, from
-// Tensor::grad_to_write), else dx[i] += g(i).
+// A backward kernel's store: dx[i] = g(i) into a fresh grad, else dx[i] += g(i).
 template <class G>
-inline void accumulate(float* dx, bool overwrite, int64_t n, G g) {
-  if (overwrite)
-    pointwise(n, [=](int64_t i) { dx[i] = g(i); });
+inline void accumulate(GradOut dx, int64_t n, G g) {
+  float* d = dx.data;
+  if (dx.overwrite)
+    pointwise(n, [=](int64_t i) { d[i] = g(i); });
   else
-    pointwise(n, [=](int64_t i) { dx[i] += g(i); });
+    pointwise(n, [=](int64_t i) { d[i] += g(i); });
 }
 
 }  // namespace qkv

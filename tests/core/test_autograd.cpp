@@ -47,10 +47,9 @@ Tensor scale_writing(const Tensor& x, float s, std::vector<bool>* overwrites) {
   Tensor y = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); ++i) y.data()[i] = s * x.data()[i];
   record(y, "scale_writing", {x}, [x, s, n = x.numel(), overwrites](const float* dy) {
-    bool overwrite = false;
-    float* dx = x.grad_to_write(overwrite);
-    overwrites->push_back(overwrite);
-    for (int64_t i = 0; i < n; ++i) dx[i] = (overwrite ? 0.0f : dx[i]) + s * dy[i];
+    const GradOut dx = x.grad_out();
+    overwrites->push_back(dx.overwrite);
+    for (int64_t i = 0; i < n; ++i) dx.data[i] = (dx.overwrite ? 0.0f : dx.data[i]) + s * dy[i];
   });
   return y;
 }
@@ -75,7 +74,7 @@ TEST_CASE("autograd: a grad that nothing writes reads as zeros") {
   CHECK(w.grad_data()[1] == 0.0f);
 }
 
-TEST_CASE("autograd: grad_to_write lets the first writer overwrite, and later ones add") {
+TEST_CASE("autograd: grad_out lets the first writer overwrite, and later ones add") {
   std::vector<bool> overwrites;
   Tensor x = Tensor::from_vector({2}, {1, 2}, true);
   total(scale_writing(x, 3, &overwrites)).backward();

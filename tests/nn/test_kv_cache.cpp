@@ -76,14 +76,14 @@ TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the f
       const std::vector<int32_t> ids = ids_for(B * T, 13, 1);
       const Tensor full = m.forward(ids, B, T);
 
-      std::vector<KVCache> cache;
+      std::vector<LayerCache> cache;
       for (int64_t t = 0; t < T; ++t)
         check_matches(m.forward(columns(ids, B, T, t, 1), B, 1, &cache, t), full, t);
       CHECK(cache.size() == 2);
-      CHECK(cache[1].length() == T);
+      CHECK(cache[1].self.length == T);
 
       // A prompt of 4, then 1, then 6: queries see a longer cache (bottom-right causal mask).
-      std::vector<KVCache> chunked;
+      std::vector<LayerCache> chunked;
       int64_t t0 = 0;
       for (int64_t n : {4, 1, 6}) {
         check_matches(m.forward(columns(ids, B, T, t0, n), B, n, &chunked, t0), full, t0);
@@ -106,11 +106,11 @@ TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode"
     const Tensor memory = m.encode(src, B, Ts, src_padding);
     const Tensor full = m.decode(memory, src_padding, tgt, B, Tt);
 
-    std::vector<KVCache> cache;
+    std::vector<LayerCache> cache;
     for (int64_t t = 0; t < Tt; ++t)
       check_matches(m.decode(memory, src_padding, columns(tgt, B, Tt, t, 1), B, 1, &cache, t), full,
                     t);
-    CHECK(cache[0].memory_k.shape() == Shape{B, Ts, 32});
+    CHECK(cache[0].cross.kv.shape() == Shape{B, Ts, 64});  // keys and values of 32 channels
   }
 }
 
@@ -118,7 +118,7 @@ TEST_CASE("kv cache: a pos_offset that disagrees with the cache is an error") {
   Decoder m(config(ModelKind::decoder, Norm::pre, PosEncoding::learned));
   m.eval();
   NoGradGuard no_grad;
-  std::vector<KVCache> cache;
+  std::vector<LayerCache> cache;
   const std::vector<int32_t> ids = {1, 2, 3};
   m.forward(ids, 1, 3, &cache, 0);
   try {

@@ -1,415 +1,355 @@
-// scaled_dot_product_attention: gradients, masks, dropout, and a naive double reference.
+// attention: the sublayer op against its composed oracle (sublayer_oracle.h) for every option,
+// on several thread counts; its gradients against finite differences; the KV cache; recorded
+// probabilities; and errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <utility>
+#include <string>
 #include <vector>
 
 #include "qkv/error.h"
 #include "qkv/ops.h"
 #include "qkv/runtime.h"
+#include "sublayer_oracle.h"
 #include "support/gradcheck.h"
 
 using namespace qkv;
-using qkv::testing::check_gradients;
+using qkv::testing::check_close;
+using qkv::testing::copy_of;
 
 namespace {
 
-AttentionOptions opts(bool causal, Tensor pad = Tensor(), float dropout = 0.0f,
-                      Rng* rng = nullptr) {
-  AttentionOptions o;
-  o.causal = causal;
-  o.key_padding = std::move(pad);
-  o.dropout = dropout;
-  o.rng = rng;
-  return o;
+struct Case {
+  Norm norm = Norm::pre;
+  bool cross = false, causal = true, padded = false, bias = true;
+  float p = 0.0f;  // dropout
+  int64_t B = 3, Tq = 7, Tk = 7, C = 8, NH = 2;
+};
+
+std::string describe(const Case& k) {
+  return fmt::format("{} {}{}{}{} p={} B={} Tq={} Tk={} C={} NH={}",
+                     k.norm == Norm::pre ? "pre" : "post", k.cross ? "cross" : "self",
+                     k.causal ? " causal" : "", k.padded ? " padded" : "", k.bias ? " bias" : "",
+                     k.p, k.B, k.Tq, k.Tk, k.C, k.NH);
 }
 
-Tensor randn(Shape shape, Rng& rng, bool requires_grad = true) {
-  return Tensor::randn(shape, rng, 1.0f, requires_grad);
+// The op's tensors: leaves that require grad (pad does not).
+struct Inputs {
+  Tensor x, memory, lw, lb, w_in, b_in, w_mem, b_mem, w_out, b_out, pad;
+  std::vector<Tensor> leaves() const {
+    std::vector<Tensor> all;
+    for (const Tensor& t : {x, memory, lw, lb, w_in, b_in, w_mem, b_mem, w_out, b_out})
+      if (t.defined()) all.push_back(t);
+    return all;
+  }
+};
+
+Tensor leaf(Shape shape, Rng& rng, float stddev = 1.0f) {
+  return Tensor::randn(shape, rng, stddev, true);
 }
 
-// Rows [start, start + len) of x [B, T, C], as a new leaf.
-Tensor rows(const Tensor& x, int64_t start, int64_t len) {
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
-  std::vector<float> out;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = start; t < start + len; ++t)
-      for (int64_t c = 0; c < C; ++c) out.push_back(x.data()[(b * T + t) * C + c]);
-  return Tensor::from_vector({B, len, C}, out);
+Inputs make_inputs(const Case& k, Rng& rng) {
+  const int64_t C = k.C;
+  Inputs in;
+  in.x = leaf({k.B, k.Tq, C}, rng);
+  in.lw = leaf({C}, rng, 0.5f);
+  if (k.bias) in.lb = leaf({C}, rng);
+  in.w_in = leaf({k.cross ? C : 3 * C, C}, rng, 0.4f);
+  if (k.bias) in.b_in = leaf({k.cross ? C : 3 * C}, rng, 0.3f);
+  if (k.cross) {
+    in.memory = leaf({k.B, k.Tk, C}, rng);
+    in.w_mem = leaf({2 * C, C}, rng, 0.4f);
+    if (k.bias) in.b_mem = leaf({2 * C}, rng, 0.3f);
+  }
+  in.w_out = leaf({C, C}, rng, 0.4f);
+  if (k.bias) in.b_out = leaf({C}, rng, 0.3f);
+  if (k.padded) {  // the second key of batch element 0 and the last keys of the last one
+    std::vector<float> pad(size_t(k.B * k.Tk), 0.0f);
+    pad[1] = pad[pad.size() - 1] = pad[pad.size() - 2] = 1;
+    in.pad = Tensor::from_vector({k.B, k.Tk}, pad);
+  }
+  return in;
 }
 
-void check_close(const std::vector<float>& got, const std::vector<double>& want, double eps) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(eps));
+Inputs copy(const Inputs& a) {
+  return {copy_of(a.x),
+          copy_of(a.memory),
+          copy_of(a.lw),
+          copy_of(a.lb),
+          copy_of(a.w_in),
+          copy_of(a.b_in),
+          copy_of(a.w_mem),
+          copy_of(a.b_mem),
+          copy_of(a.w_out),
+          copy_of(a.b_out),
+          a.pad};
 }
 
-// The definition, in double: per head, masked scores, softmax, weighted sum of values.
-std::vector<double> reference(const Tensor& q, const Tensor& k, const Tensor& v, int64_t NH,
-                              bool causal, const Tensor& pad) {
-  const int64_t B = q.size(0), Tq = q.size(1), Tk = k.size(1), C = q.size(2), HS = C / NH;
-  std::vector<double> out(static_cast<size_t>(B * Tq * C), 0.0);
-  auto Q = [&](int64_t b, int64_t t, int64_t c) { return double(q.data()[(b * Tq + t) * C + c]); };
-  auto K = [&](int64_t b, int64_t t, int64_t c) { return double(k.data()[(b * Tk + t) * C + c]); };
-  auto V = [&](int64_t b, int64_t t, int64_t c) { return double(v.data()[(b * Tk + t) * C + c]); };
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < NH; ++h)
-      for (int64_t i = 0; i < Tq; ++i) {
-        std::vector<double> w(static_cast<size_t>(Tk), 0.0);
-        double total = 0;
-        for (int64_t j = 0; j < Tk; ++j) {
-          const bool masked = (causal && j > i + Tk - Tq) ||
-                              (pad.defined() && pad.data()[b * Tk + j] != 0.0f);
-          if (masked) continue;
-          double s = 0;
-          for (int64_t c = h * HS; c < (h + 1) * HS; ++c) s += Q(b, i, c) * K(b, j, c);
-          w[j] = std::exp(s / std::sqrt(double(HS)));
-          total += w[j];
+AttentionParams params(const Inputs& in, const Case& k, Rng* rng) {
+  return {.n_head = k.NH,
+          .residual =
+              {.norm = k.norm, .ln_weight = in.lw, .ln_bias = in.lb, .dropout = k.p, .rng = rng},
+          .w_in = in.w_in,
+          .b_in = in.b_in,
+          .w_mem = in.w_mem,
+          .b_mem = in.b_mem,
+          .w_out = in.w_out,
+          .b_out = in.b_out,
+          .memory = in.memory,
+          .causal = k.causal,
+          .key_padding = in.pad};
+}
+
+// The op and the oracle on copies of the same inputs: the output and every gradient.
+void check_against_oracle(const Case& k) {
+  CAPTURE(describe(k));
+  Rng rng(51);
+  const Inputs a = make_inputs(k, rng), b = copy(a);
+  Rng ra(5), rb(5);
+  Tensor ya = attention(a.x, params(a, k, &ra));
+  Tensor yb = testing::attention_oracle(b.x, params(b, k, &rb));
+  check_close(ya, yb, "output");
+  const Tensor seed = Tensor::randn(ya.shape(), rng);
+  ya.backward(seed);
+  yb.backward(seed);
+  const std::vector<Tensor> la = a.leaves(), lb = b.leaves();
+  for (size_t i = 0; i < la.size(); ++i)
+    check_close(la[i].grad(), lb[i].grad(), fmt::format("gradient of input {}", i));
+}
+
+// Every combination of norm, kind, mask, padding, dropout and bias, on 1, 2 and 3 threads (B = 3
+// sequences: fewer than some thread counts' parts of the heads).
+std::vector<Case> option_cases() {
+  std::vector<Case> cases;
+  int n = 0;
+  for (Norm norm : {Norm::pre, Norm::post})
+    for (int kind = 0; kind < 3; ++kind)
+      for (bool padded : {false, true})
+        for (float p : {0.0f, 0.2f}) {
+          Case k;
+          k.norm = norm, k.padded = padded, k.p = p, k.bias = ++n % 2 == 0;
+          k.cross = kind == 2, k.causal = kind == 0;
+          if (k.cross) k.Tk = 5;
+          cases.push_back(k);
         }
-        for (int64_t j = 0; j < Tk; ++j)
-          for (int64_t c = h * HS; c < (h + 1) * HS; ++c)
-            if (total > 0) out[(b * Tq + i) * C + c] += w[j] / total * V(b, j, c);
-      }
-  return out;
+  return cases;
 }
 
 }  // namespace
 
-TEST_CASE("scaled_dot_product_attention: gradients match finite differences") {
-  Rng rng(11);
-  SUBCASE("self-attention, no mask") {
-    Tensor q = randn({2, 4, 3}, rng), k = randn({2, 4, 3}, rng), v = randn({2, 4, 3}, rng);
-    check_gradients("sdpa", [&] { return scaled_dot_product_attention(q, k, v, 1); }, {q, k, v});
-  }
-  SUBCASE("causal") {
-    Tensor q = randn({2, 4, 3}, rng), k = randn({2, 4, 3}, rng), v = randn({2, 4, 3}, rng);
-    AttentionOptions o = opts(true);
-    check_gradients("sdpa causal", [&] { return scaled_dot_product_attention(q, k, v, 1, o); },
-                    {q, k, v});
-  }
-  SUBCASE("key padding on some batch rows") {
-    Tensor q = randn({3, 4, 3}, rng), k = randn({3, 4, 3}, rng), v = randn({3, 4, 3}, rng);
-    AttentionOptions o = opts(false, Tensor::from_vector({3, 4}, {0, 0, 0, 0,  //
-                                                                      0, 0, 1, 1,  //
-                                                                      1, 0, 0, 1}));
-    check_gradients("sdpa padding", [&] { return scaled_dot_product_attention(q, k, v, 1, o); },
-                    {q, k, v});
-  }
-  SUBCASE("causal and padding, including a query that sees no key") {
-    Tensor q = randn({2, 4, 3}, rng), k = randn({2, 4, 3}, rng), v = randn({2, 4, 3}, rng);
-    AttentionOptions o = opts(true, Tensor::from_vector({2, 4}, {0, 0, 0, 1, 1, 0, 0, 0}));
-    check_gradients("sdpa causal+padding",
-                    [&] { return scaled_dot_product_attention(q, k, v, 1, o); }, {q, k, v});
-  }
-  SUBCASE("cross-attention Tq != Tk with padding") {
-    Tensor q = randn({2, 3, 4}, rng), k = randn({2, 5, 4}, rng), v = randn({2, 5, 4}, rng);
-    AttentionOptions o = opts(false, Tensor::from_vector({2, 5}, {0, 0, 0, 0, 0, 0, 0, 0, 1, 1}));
-    check_gradients("sdpa cross", [&] { return scaled_dot_product_attention(q, k, v, 2, o); },
-                    {q, k, v});
-  }
-  SUBCASE("causal with Tq < Tk (decoding against a cache)") {
-    Tensor q = randn({2, 2, 3}, rng), k = randn({2, 5, 3}, rng), v = randn({2, 5, 3}, rng);
-    AttentionOptions o = opts(true);
-    check_gradients("sdpa cache", [&] { return scaled_dot_product_attention(q, k, v, 1, o); },
-                    {q, k, v});
-  }
-  SUBCASE("dropout on the probabilities") {
-    Tensor q = randn({2, 4, 4}, rng), k = randn({2, 4, 4}, rng), v = randn({2, 4, 4}, rng);
-    check_gradients("sdpa dropout",
-                    [&] {
-                      Rng drop_rng(5);  // the same mask on every call
-                      AttentionOptions o = opts(true, Tensor(), 0.3f, &drop_rng);
-                      return scaled_dot_product_attention(q, k, v, 2, o);
-                    },
-                    {q, k, v});
-  }
-  SUBCASE("two heads, causal") {
-    Tensor q = randn({2, 3, 4}, rng), k = randn({2, 3, 4}, rng), v = randn({2, 3, 4}, rng);
-    AttentionOptions o = opts(true);
-    check_gradients("sdpa 2 heads", [&] { return scaled_dot_product_attention(q, k, v, 2, o); },
-                    {q, k, v});
-  }
-  SUBCASE("only some inputs require grad") {
-    Tensor q = randn({1, 3, 4}, rng, false), k = randn({1, 3, 4}, rng, false);
-    Tensor v = randn({1, 3, 4}, rng);
-    check_gradients("sdpa v only", [&] { return scaled_dot_product_attention(q, k, v, 2); }, {v});
-    Tensor q2 = randn({1, 3, 4}, rng), v2 = randn({1, 3, 4}, rng, false);
-    check_gradients("sdpa q only", [&] { return scaled_dot_product_attention(q2, k, v2, 2); },
-                    {q2});
-  }
-}
-
-TEST_CASE("scaled_dot_product_attention: one tensor as q, k and v gets all three gradients") {
-  Rng rng(3);
-  Tensor x = randn({2, 4, 4}, rng);
-  AttentionOptions o = opts(true);
-  check_gradients("sdpa self", [&] { return scaled_dot_product_attention(x, x, x, 2, o); }, {x});
-}
-
-TEST_CASE("scaled_dot_product_attention: a hand-computed case") {
-  // One head, HS = 1 (scale 1): scores q_i·k_j, softmax over keys, weighted sum of values.
-  Tensor q = Tensor::from_vector({1, 2, 1}, {1, 2});
-  Tensor k = Tensor::from_vector({1, 2, 1}, {0, 1});
-  Tensor v = Tensor::from_vector({1, 2, 1}, {10, 20});
-  const double e = std::exp(1.0), e2 = std::exp(2.0);
-  Tensor full = scaled_dot_product_attention(q, k, v, 1);
-  CHECK(full.at({0, 0, 0}) == doctest::Approx((10 + 20 * e) / (1 + e)));
-  CHECK(full.at({0, 1, 0}) == doctest::Approx((10 + 20 * e2) / (1 + e2)));
-  Tensor causal = scaled_dot_product_attention(q, k, v, 1, opts(true));
-  CHECK(causal.at({0, 0, 0}) == doctest::Approx(10));
-  CHECK(causal.at({0, 1, 0}) == doctest::Approx((10 + 20 * e2) / (1 + e2)));
-  // HS = 2 scales scores by 1/sqrt(2): q = (1, 1), k0 = (0, 0), k1 = (1, 1) gives scores 0, √2.
-  Tensor q2 = Tensor::from_vector({1, 1, 2}, {1, 1});
-  Tensor k2 = Tensor::from_vector({1, 2, 2}, {0, 0, 1, 1});
-  Tensor v2 = Tensor::from_vector({1, 2, 2}, {1, 0, 0, 1});
-  const double w1 = std::exp(std::sqrt(2.0)) / (1 + std::exp(std::sqrt(2.0)));
-  Tensor out2 = scaled_dot_product_attention(q2, k2, v2, 1);
-  CHECK(out2.at({0, 0, 0}) == doctest::Approx(1 - w1));
-  CHECK(out2.at({0, 0, 1}) == doctest::Approx(w1));
-}
-
-TEST_CASE("scaled_dot_product_attention: matches a naive double reference") {
-  Rng rng(21);
-  SUBCASE("self-attention, two heads, causal and padding") {
-    Tensor q = randn({3, 6, 8}, rng), k = randn({3, 6, 8}, rng), v = randn({3, 6, 8}, rng);
-    std::vector<float> p(18, 0.0f);
-    p[5] = p[6 + 4] = p[6 + 5] = p[12] = 1;
-    Tensor pad = Tensor::from_vector({3, 6}, p);
-    const auto want = reference(q, k, v, 2, true, pad);
-    check_close(scaled_dot_product_attention(q, k, v, 2, opts(true, pad)).to_vector(), want, 1e-5);
-  }
-  SUBCASE("cross-attention, three heads, padding") {
-    Tensor q = randn({2, 3, 6}, rng), k = randn({2, 7, 6}, rng), v = randn({2, 7, 6}, rng);
-    std::vector<float> p(14, 0.0f);
-    p[6] = p[7 + 1] = 1;
-    Tensor pad = Tensor::from_vector({2, 7}, p);
-    const auto want = reference(q, k, v, 3, false, pad);
-    check_close(scaled_dot_product_attention(q, k, v, 3, opts(false, pad)).to_vector(), want, 1e-5);
-  }
-}
-
-TEST_CASE("scaled_dot_product_attention: long sequences, computed in blocks of query rows") {
-  // Over 64 query rows a head is computed in row blocks that skip the causally masked keys;
-  // the partial last block, and Tq != Tk in both directions, must still give the definition.
-  Rng rng(41);
-  struct Case {
-    int64_t Tq, Tk;
-  };
-  for (const Case c : {Case{150, 150}, Case{70, 100}, Case{130, 50}}) {
-    CAPTURE(c.Tq);
-    CAPTURE(c.Tk);
-    Tensor q = randn({2, c.Tq, 4}, rng), k = randn({2, c.Tk, 4}, rng), v = randn({2, c.Tk, 4}, rng);
-    std::vector<float> p(static_cast<size_t>(2 * c.Tk), 0.0f);
-    p[3] = p[static_cast<size_t>(c.Tk + 7)] = 1;
-    Tensor pad = Tensor::from_vector({2, c.Tk}, p);
-    for (const bool causal : {true, false})
-      check_close(scaled_dot_product_attention(q, k, v, 2, opts(causal, pad)).to_vector(),
-                  reference(q, k, v, 2, causal, pad), 1e-4);
-  }
-  SUBCASE("gradients, causal, three row blocks") {
-    Tensor q = randn({1, 130, 2}, rng), k = randn({1, 130, 2}, rng), v = randn({1, 130, 2}, rng);
-    check_gradients("sdpa T=130", [&] { return scaled_dot_product_attention(q, k, v, 1, opts(true)); },
-                    {q, k, v});
-  }
-  SUBCASE("gradients, causal, a first block of queries that see no key") {
-    Tensor q = randn({1, 130, 2}, rng), k = randn({1, 50, 2}, rng), v = randn({1, 50, 2}, rng);
-    check_gradients("sdpa Tq=130 Tk=50",
-                    [&] { return scaled_dot_product_attention(q, k, v, 1, opts(true)); }, {q, k, v});
-  }
-  SUBCASE("gradients with dropout, packed") {
-    Tensor x = randn({1, 100, 6}, rng);
-    check_gradients("sdpa T=100 dropout",
-                    [&] {
-                      Rng drop_rng(5);
-                      return scaled_dot_product_attention(x, x, x, 1,
-                                                          opts(true, Tensor(), 0.2f, &drop_rng));
-                    },
-                    {x});
-  }
-}
-
-TEST_CASE("scaled_dot_product_attention: a query that sees no key gives zeros and no gradient") {
-  Rng rng(8);
-  Tensor q = randn({2, 3, 4}, rng), k = randn({2, 3, 4}, rng), v = randn({2, 3, 4}, rng);
-  // Batch row 1 pads every key.
-  Tensor pad = Tensor::from_vector({2, 3}, {0, 0, 0, 1, 1, 1});
-  Tensor out = scaled_dot_product_attention(q, k, v, 2, opts(false, pad));
-  out.backward(Tensor::ones({2, 3, 4}));
-  for (int64_t t = 0; t < 3; ++t)
-    for (int64_t c = 0; c < 4; ++c) {
-      CHECK(out.at({1, t, c}) == 0.0f);
-      CHECK(q.grad().at({1, t, c}) == 0.0f);
-      CHECK(k.grad().at({1, t, c}) == 0.0f);
-      CHECK(v.grad().at({1, t, c}) == 0.0f);
-      CHECK(out.at({0, t, c}) != 0.0f);
-    }
-  // Causal with Tq > Tk: query i sees keys j <= i - 2, so the first two rows see none.
-  Tensor q3 = randn({1, 3, 2}, rng), k1 = randn({1, 1, 2}, rng), v1 = randn({1, 1, 2}, rng);
-  Tensor c = scaled_dot_product_attention(q3, k1, v1, 1, opts(true));
-  CHECK(c.to_vector() == std::vector<float>{0, 0, 0, 0, v1.data()[0], v1.data()[1]});
-}
-
-TEST_CASE("scaled_dot_product_attention: the last causal row equals one query against all keys") {
-  // This is what the KV cache relies on: decoding the newest positions alone against the
-  // cached keys gives the rows the full causal pass gives.
-  Rng rng(4);
-  const int64_t T = 7;
-  Tensor q = randn({2, T, 8}, rng, false), k = randn({2, T, 8}, rng, false);
-  Tensor v = randn({2, T, 8}, rng, false);
-  Tensor full = scaled_dot_product_attention(q, k, v, 2, opts(true));
-  for (int64_t n : {1, 3}) {
-    Tensor tail = scaled_dot_product_attention(rows(q, T - n, n), k, v, 2, opts(true));
-    const auto want = rows(full, T - n, n).to_vector();
-    check_close(tail.to_vector(), std::vector<double>(want.begin(), want.end()), 1e-6);
-  }
-}
-
-TEST_CASE("scaled_dot_product_attention: dropout is seeded, thread-count independent, and fair") {
-  Rng rng(2);
-  Tensor q = randn({3, 8, 8}, rng), k = randn({3, 8, 8}, rng), v = randn({3, 8, 8}, rng);
-  auto run = [&](uint64_t seed, int threads) {
+TEST_CASE("attention: equals the composed ops for every option, on any thread count") {
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
     set_num_threads(threads);
-    for (Tensor* t : {&q, &k, &v}) t->zero_grad();
-    Rng drop(seed);
-    Tensor out = scaled_dot_product_attention(q, k, v, 2, opts(false, Tensor(), 0.4f, &drop));
-    out.backward(Tensor::ones(out.shape()));
-    std::vector<float> all = out.to_vector();
-    for (const Tensor* t : {&q, &k, &v})
-      for (float g : t->grad().to_vector()) all.push_back(g);
-    return all;
-  };
-  const auto one = run(9, 1), two = run(9, 2), other = run(10, 2);
+    for (const Case& k : option_cases()) check_against_oracle(k);
+  }
   set_num_threads(0);
-  CHECK(one == two);
-  CHECK(one != other);
-  Rng advanced(9);
-  (void)scaled_dot_product_attention(q, k, v, 2, opts(false, Tensor(), 0.4f, &advanced));
-  CHECK(advanced.state().state != Rng(9).state().state);
-  // No rng (eval mode) means no dropout.
-  Tensor eval = scaled_dot_product_attention(q, k, v, 2, opts(false, Tensor(), 0.4f));
-  CHECK(eval.to_vector() == scaled_dot_product_attention(q, k, v, 2).to_vector());
+}
 
-  // One key and v = 1: each output is the kept-scale 1/(1-p) = 2 or 0, about half of each.
-  Tensor q1 = Tensor::zeros({4, 64, 4}), k1 = Tensor::zeros({4, 1, 4});
-  Tensor v1 = Tensor::ones({4, 1, 4});
-  Rng drop(77);
-  const auto out = scaled_dot_product_attention(q1, k1, v1, 4, opts(false, Tensor(), 0.5f, &drop))
-                       .to_vector();
-  int64_t zeros = 0;
-  for (float x : out) {
-    CHECK((x == 0.0f || x == 2.0f));
-    zeros += x == 0.0f;
+TEST_CASE("attention: equals the composed ops across blocks and tiles, and when Tq != Tk") {
+  for (int threads : {1, 2}) {
+    CAPTURE(threads);
+    set_num_threads(threads);
+    // 70 rows: two blocks of query rows, the second partial; one sequence for two threads.
+    check_against_oracle({.p = 0.2f, .B = 1, .Tq = 70, .Tk = 70, .C = 8, .NH = 2});
+    // 300 keys: two tiles of keys, so the online softmax rescales; causal and bidirectional.
+    check_against_oracle({.B = 1, .Tq = 300, .Tk = 300, .C = 4, .NH = 1});
+    check_against_oracle({.causal = false,
+                          .padded = true,
+                          .p = 0.1f,
+                          .B = 2,
+                          .Tq = 300,
+                          .Tk = 300,
+                          .C = 4,
+                          .NH = 1});
+    // Cross-attention with fewer and with more keys than queries; causal cross-attention has
+    // queries that see no key at all when Tq > Tk.
+    check_against_oracle({.cross = true, .causal = false, .padded = true, .Tq = 3, .Tk = 11});
+    check_against_oracle({.norm = Norm::post, .cross = true, .causal = false, .Tq = 9, .Tk = 4});
+    check_against_oracle({.cross = true, .causal = true, .p = 0.2f, .Tq = 9, .Tk = 4});
+    check_against_oracle({.cross = true, .causal = true, .Tq = 70, .Tk = 300, .C = 4, .NH = 1});
   }
-  CHECK(zeros > 0.4 * out.size());
-  CHECK(zeros < 0.6 * out.size());
+  set_num_threads(0);
 }
 
-TEST_CASE("scaled_dot_product_attention: NoGradGuard records no node and gives the same values") {
-  Rng rng(6);
-  Tensor q = randn({2, 4, 4}, rng), k = randn({2, 4, 4}, rng), v = randn({2, 4, 4}, rng);
-  AttentionOptions o = opts(true);
-  Tensor with_grad = scaled_dot_product_attention(q, k, v, 2, o);
-  CHECK(with_grad.grad_fn() != nullptr);
-  NoGradGuard guard;
-  Tensor out = scaled_dot_product_attention(q, k, v, 2, o);
-  CHECK(out.grad_fn() == nullptr);
-  CHECK_FALSE(out.requires_grad());
-  CHECK(out.to_vector() == with_grad.to_vector());
-}
-
-TEST_CASE("scaled_dot_product_attention: bad shapes and options are errors naming the op") {
-  Rng rng(1);
-  Tensor q = randn({2, 3, 6}, rng), k = randn({2, 5, 6}, rng), v = randn({2, 5, 6}, rng);
-  auto sdpa = [](const Tensor& a, const Tensor& b, const Tensor& c, int64_t nh,
-                 const AttentionOptions& o = {}) {
-    return scaled_dot_product_attention(a, b, c, nh, o);
+TEST_CASE("attention: gradients match finite differences") {
+  auto check = [](const Case& k) {
+    CAPTURE(describe(k));
+    Rng rng(8);
+    const Inputs in = make_inputs(k, rng);
+    testing::check_gradients(
+        "attention",
+        [&] {
+          Rng drop(11);  // the same masks at every evaluation
+          return attention(in.x, params(in, k, &drop));
+        },
+        in.leaves());
   };
-  CHECK_THROWS_WITH_AS(sdpa(q, k, v, 4),
-                       "scaled_dot_product_attention: C = 6 channels (q is [2, 3, 6]) are not "
-                       "divisible by n_head = 4",
-                       Error);
-  CHECK_THROWS_WITH_AS(sdpa(q, k, v, 0), doctest::Contains("n_head = 0"), Error);
-  CHECK_THROWS_WITH_AS(sdpa(q, k, randn({2, 4, 6}, rng), 2),
-                       "scaled_dot_product_attention: q is [2, 3, 6], k is [2, 5, 6], v is "
-                       "[2, 4, 6]; expected q [B, Tq, C] and k, v [B, Tk, C]",
-                       Error);
-  CHECK_THROWS_WITH_AS(sdpa(randn({3, 3, 6}, rng), k, v, 2),
-                       doctest::Contains("q is [3, 3, 6], k is [2, 5, 6]"), Error);
-  CHECK_THROWS_WITH_AS(sdpa(randn({2, 3, 4}, rng), k, v, 2),
-                       doctest::Contains("expected q [B, Tq, C]"), Error);
-  CHECK_THROWS_WITH_AS(sdpa(randn({6, 6}, rng), k, v, 2),
-                       doctest::Contains("q is [6, 6]"), Error);
-  CHECK_THROWS_WITH_AS(sdpa(q, k, v, 2, opts(false, Tensor::zeros({2, 3}))),
-                       "scaled_dot_product_attention: key_padding is [2, 3], expected [B, Tk] = "
-                       "[2, 5] for k [2, 5, 6]",
-                       Error);
-  Rng drop(1);
-  CHECK_THROWS_WITH_AS(sdpa(q, k, v, 2, opts(false, Tensor(), 1.0f, &drop)),
-                       "scaled_dot_product_attention: dropout must be in [0, 1), got 1", Error);
-  CHECK_THROWS_WITH_AS(sdpa(q, Tensor(), v, 2), doctest::Contains("must all be defined"), Error);
-  CHECK_THROWS_WITH_AS(sdpa(randn({2, 0, 6}, rng), k, v, 2), doctest::Contains("empty input"),
-                       Error);
-}
-
-// ---- attention_probabilities ----
-
-TEST_CASE("attention_probabilities: rows sum to 1, masks hold, and probs·v is the fused output") {
-  struct Case {
-    const char* name;
-    int64_t Tq, Tk;
-    bool causal, padded;
-  };
-  for (const Case& c : {Case{"self", 5, 5, false, false}, Case{"causal", 5, 5, true, false},
-                        Case{"causal + padding", 5, 5, true, true},
-                        Case{"cross + padding", 3, 6, false, true},
-                        Case{"cached causal", 2, 6, true, false}}) {
-    CAPTURE(c.name);
-    const int64_t B = 2, NH = 2, C = 8, HS = C / NH;
-    Rng rng(31);
-    Tensor q = randn({B, c.Tq, C}, rng), k = randn({B, c.Tk, C}, rng), v = randn({B, c.Tk, C}, rng);
-    std::vector<float> pad(size_t(B * c.Tk), 0.0f);
-    if (c.padded) pad[size_t(c.Tk - 1)] = pad[size_t(2 * c.Tk - 2)] = pad[size_t(2 * c.Tk - 1)] = 1;
-    AttentionOptions o = opts(c.causal, c.padded ? Tensor::from_vector({B, c.Tk}, pad) : Tensor());
-    const Tensor P = attention_probabilities(q, k, NH, o);
-    REQUIRE(P.shape() == Shape({B, NH, c.Tq, c.Tk}));
-    CHECK(P.grad_fn() == nullptr);
-    const Tensor out = scaled_dot_product_attention(q, k, v, NH, o);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < NH; ++h)
-        for (int64_t i = 0; i < c.Tq; ++i) {
-          const float* p = P.data() + ((b * NH + h) * c.Tq + i) * c.Tk;
-          double sum = 0;
-          for (int64_t j = 0; j < c.Tk; ++j) {
-            const bool masked = (c.causal && j > i + c.Tk - c.Tq) || pad[size_t(b * c.Tk + j)];
-            if (masked) CHECK(p[j] == 0.0f);
-            CHECK(p[j] >= 0.0f);
-            sum += p[j];
-          }
-          CHECK(sum == doctest::Approx(1.0).epsilon(1e-6));
-          for (int64_t e = 0; e < HS; ++e) {
-            double y = 0;
-            for (int64_t j = 0; j < c.Tk; ++j) y += p[j] * v.data()[(b * c.Tk + j) * C + h * HS + e];
-            CHECK(out.data()[(b * c.Tq + i) * C + h * HS + e] == doctest::Approx(y).epsilon(1e-5));
-          }
-        }
+  const Case small{.B = 2, .Tq = 5, .Tk = 5, .C = 4, .NH = 2};
+  SUBCASE("pre-norm, causal self-attention with biases") { check(small); }
+  SUBCASE("post-norm, bidirectional, padding, no biases") {
+    Case k = small;
+    k.norm = Norm::post, k.causal = false, k.padded = true, k.bias = false;
+    check(k);
+  }
+  SUBCASE("cross-attention with padding, Tq != Tk") {
+    Case k = small;
+    k.cross = true, k.causal = false, k.padded = true, k.Tk = 3;
+    check(k);
+  }
+  SUBCASE("dropout on the probabilities and the output") {
+    Case k = small;
+    k.p = 0.3f;
+    check(k);
   }
 }
 
-TEST_CASE("attention_probabilities: a hand-computed case, and dropout is ignored") {
-  // One head, HS = 1: scores q·k = [0, ln 3] for q = 1, k = [0, ln 3] -> softmax [1/4, 3/4].
-  const Tensor q = Tensor::from_vector({1, 1, 1}, {1.0f});
-  const Tensor k = Tensor::from_vector({1, 2, 1}, {0.0f, std::log(3.0f)});
-  Rng rng(2);
-  const Tensor P = attention_probabilities(q, k, 1, opts(false, Tensor(), 0.5f, &rng));
-  check_close(P.to_vector(), {0.25, 0.75}, 1e-6);
+TEST_CASE("attention: x as its own memory gets the gradients of both roles") {
+  Rng rng(4);
+  Case k{.cross = true, .causal = false, .B = 2, .Tq = 4, .Tk = 4};
+  const Inputs a = make_inputs(k, rng), b = copy(a);
+  AttentionParams pa = params(a, k, nullptr), pb = params(b, k, nullptr);
+  pa.memory = a.x, pb.memory = b.x;
+  Tensor ya = attention(a.x, pa), yb = testing::attention_oracle(b.x, pb);
+  check_close(ya, yb, "output");
+  const Tensor seed = Tensor::randn(ya.shape(), rng);
+  ya.backward(seed);
+  yb.backward(seed);
+  check_close(a.x.grad(), b.x.grad(), "gradient of x");
+  check_close(a.w_mem.grad(), b.w_mem.grad(), "gradient of w_mem");
 }
 
-TEST_CASE("attention_probabilities: bad shapes are errors naming the op") {
-  Rng rng(1);
-  CHECK_THROWS_WITH_AS(attention_probabilities(randn({2, 3, 6}, rng), randn({2, 5, 4}, rng), 2),
-                       "attention_probabilities: q is [2, 3, 6], k is [2, 5, 4]; expected q "
-                       "[B, Tq, C] and k [B, Tk, C]",
-                       Error);
-  CHECK_THROWS_WITH_AS(attention_probabilities(randn({2, 3, 6}, rng), randn({2, 5, 6}, rng), 4),
-                       doctest::Contains("attention_probabilities: C = 6 channels"), Error);
+TEST_CASE("attention: the same bits twice on a fixed thread count") {
+  set_num_threads(2);
+  Case k{.p = 0.2f, .B = 3, .Tq = 70, .Tk = 70};
+  std::vector<std::vector<float>> runs;
+  for (int run = 0; run < 2; ++run) {
+    Rng rng(3), drop(9);
+    const Inputs in = make_inputs(k, rng);
+    Tensor y = attention(in.x, params(in, k, &drop));
+    y.backward(Tensor::randn(y.shape(), rng));
+    runs.push_back(y.to_vector());
+    for (const Tensor& t : in.leaves()) runs.push_back(t.grad().to_vector());
+  }
+  const size_t half = runs.size() / 2;
+  for (size_t i = 0; i < half; ++i) CHECK(runs[i] == runs[half + i]);
+  set_num_threads(0);
+}
+
+TEST_CASE("attention: with a KV cache, chunks of positions give the full pass's outputs") {
+  NoGradGuard no_grad;
+  Rng rng(21);
+  for (Norm norm : {Norm::pre, Norm::post}) {
+    CAPTURE(norm == Norm::pre);
+    Case k{.norm = norm, .B = 2, .Tq = 9, .Tk = 9};
+    const Inputs in = make_inputs(k, rng);
+    const Tensor full = attention(in.x, params(in, k, nullptr));
+    KVCache cache;
+    std::vector<Tensor> parts;
+    int64_t t0 = 0;
+    for (int64_t n : {1, 3, 1, 4}) {
+      AttentionParams p = params(in, k, nullptr);
+      p.cache = &cache;
+      parts.push_back(attention(narrow(in.x, 1, t0, n), p));
+      t0 += n;
+      CHECK(cache.length == t0);
+    }
+    check_close(concat(parts, 1), full, "cached outputs", 1e-5);
+  }
+  SUBCASE("cross-attention projects the memory once") {
+    Case k{.cross = true, .causal = false, .B = 2, .Tq = 3, .Tk = 5};
+    const Inputs in = make_inputs(k, rng);
+    const Tensor full = attention(in.x, params(in, k, nullptr));
+    KVCache cache;
+    AttentionParams p = params(in, k, nullptr);
+    p.cache = &cache;
+    const Tensor first = attention(narrow(in.x, 1, 0, 2), p);
+    REQUIRE(cache.kv.defined());
+    CHECK(cache.length == 5);
+    const Tensor kv = cache.kv;
+    const Tensor second = attention(narrow(in.x, 1, 2, 1), p);
+    CHECK(cache.kv.impl() == kv.impl());
+    check_close(concat({first, second}, 1), full, "cached cross outputs", 1e-5);
+  }
+}
+
+TEST_CASE("attention: a copied cache is not changed by the other copy's appends") {
+  NoGradGuard no_grad;
+  Rng rng(22);
+  Case k{.B = 1, .Tq = 4, .Tk = 4};
+  const Inputs in = make_inputs(k, rng);
+  KVCache parent;
+  AttentionParams p = params(in, k, nullptr);
+  p.cache = &parent;
+  attention(narrow(in.x, 1, 0, 3), p);
+  const std::vector<float> before = narrow(parent.kv, 1, 0, 3).to_vector();
+  KVCache child = parent;
+  p.cache = &child;
+  attention(narrow(in.x, 1, 3, 1), p);
+  CHECK(parent.length == 3);
+  CHECK(child.length == 4);
+  CHECK(narrow(parent.kv, 1, 0, 3).to_vector() == before);
+}
+
+TEST_CASE("attention: recorded probabilities are the oracle's softmax, rows summing to 1") {
+  NoGradGuard no_grad;
+  Rng rng(23);
+  for (const Case& k : {Case{.padded = true, .Tq = 70, .Tk = 70, .C = 4, .NH = 2},
+                        Case{.cross = true, .causal = true, .padded = true, .Tq = 6, .Tk = 3}}) {
+    CAPTURE(describe(k));
+    const Inputs in = make_inputs(k, rng);
+    Tensor pa, pb;
+    AttentionParams a = params(in, k, nullptr), b = a;
+    a.probabilities = &pa, b.probabilities = &pb;
+    check_close(attention(in.x, a), testing::attention_oracle(in.x, b), "output");
+    check_close(pa, pb, "probabilities", 1e-5);
+    for (int64_t row = 0; row < pa.numel() / k.Tk; ++row) {
+      double sum = 0;
+      for (int64_t j = 0; j < k.Tk; ++j) sum += pa.data()[row * k.Tk + j];
+      CHECK((std::abs(sum - 1.0) < 1e-5 || sum == 0.0));  // 0: a query that sees no key
+    }
+  }
+}
+
+TEST_CASE("attention: NoGradGuard records no node and gives the same values") {
+  Rng rng(24);
+  Case k{.p = 0.2f};
+  const Inputs in = make_inputs(k, rng);
+  Rng d1(1), d2(1);
+  const Tensor with = attention(in.x, params(in, k, &d1));
+  NoGradGuard no_grad;
+  const Tensor without = attention(in.x, params(in, k, &d2));
+  CHECK(with.requires_grad());
+  CHECK_FALSE(without.requires_grad());
+  CHECK(without.to_vector() == with.to_vector());
+}
+
+TEST_CASE("attention: bad shapes and options are errors naming the op and the tensor") {
+  Rng rng(25);
+  const Case k;
+  const Inputs in = make_inputs(k, rng);
+  auto fails = [&](const AttentionParams& p, const std::string& text, const Tensor& x) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH_AS(attention(x, p), doctest::Contains(text.c_str()), Error);
+  };
+  const AttentionParams good = params(in, k, nullptr);
+  AttentionParams p = good;
+  fails(p, "expected [B, T, C]", Tensor::zeros({3, 8}));
+  p.n_head = 3;
+  fails(p, "do not split into n_head = 3", in.x);
+  p = good, p.w_in = in.w_out;
+  fails(p, "w_in [8, 8] must be [24, 8]", in.x);
+  p = good, p.w_mem = Tensor::zeros({16, 8});
+  fails(p, "no memory is given", in.x);
+  p = good, p.memory = Tensor::zeros({2, 5, 8});
+  fails(p, "memory [2, 5, 8] must be [B, Tk, C] = [3, Tk, 8]", in.x);
+  p = good, p.key_padding = Tensor::zeros({3, 6});
+  fails(p, "key_padding is [3, 6], expected [B, Tk] = [3, 7]", in.x);
+  p = good, p.residual.dropout = 1.0f;
+  fails(p, "dropout must be in [0, 1)", in.x);
+  p = good, p.residual.ln_bias = in.b_out;
+  fails(p, "one tensor is passed as both ln_bias and b_out", in.x);
+  KVCache cache;
+  p = good, p.cache = &cache;
+  fails(p, "a KV cache is for decoding, without grad", in.x);
 }

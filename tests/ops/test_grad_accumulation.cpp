@@ -1,4 +1,4 @@
-// Ops whose backward writes a fresh gradient (Tensor::grad_to_write) instead of adding it to
+// Ops whose backward writes a fresh gradient (Tensor::grad_out) instead of adding it to
 // zeros must still add when the gradient already holds a value: a second backward through the
 // same op, without zero_grad, must give twice the first gradient (exactly where the kernel adds
 // its result in one operation, g + g = 2g in float; to rounding where it sums into the grad, as
@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "ops/attention.h"
 #include "qkv/ops.h"
 
 using namespace qkv;
@@ -58,11 +57,22 @@ TEST_CASE("backward kernels that write fresh grads add into grads that hold valu
   check_doubles("add", [&] { return h + h2; }, {h, h2});
   check_doubles("add broadcast", [&] { return h + g; }, {h, g});
   check_doubles("mul", [&] { return h * h2; }, {h, h2});
-  Tensor qkv = leaf({2, 5, 12}, rng);
-  AttentionOptions causal;
-  causal.causal = true;
-  check_doubles("packed_self_attention", [&] { return packed_self_attention(qkv, 2, causal); },
-                {qkv});
+  Tensor ax = leaf({2, 5, 4}, rng), lw = leaf({4}, rng), wi = leaf({12, 4}, rng);
+  Tensor wo = leaf({4, 4}, rng), mem = leaf({2, 3, 4}, rng), wm = leaf({8, 4}, rng);
+  const AttentionParams self{
+      .n_head = 2, .residual = {.ln_weight = lw}, .w_in = wi, .w_out = wo, .causal = true};
+  check_doubles("attention", [&] { return attention(ax, self); }, {ax, lw, wi, wo});
+  Tensor wq = leaf({4, 4}, rng);
+  const AttentionParams cross{.n_head = 2,
+                              .residual = {.norm = Norm::post, .ln_weight = lw},
+                              .w_in = wq,
+                              .w_mem = wm,
+                              .w_out = wo,
+                              .memory = mem};
+  check_doubles("cross attention", [&] { return attention(ax, cross); }, {ax, lw, wq, wm, wo, mem});
+  Tensor w1 = leaf({16, 4}, rng), b1 = leaf({16}, rng), w2 = leaf({4, 16}, rng);
+  const MlpParams mp{.residual = {.ln_weight = lw}, .w_fc = w1, .b_fc = b1, .w_proj = w2};
+  check_doubles("mlp", [&] { return mlp(ax, mp); }, {ax, lw, w1, b1, w2});
   Tensor logits = leaf({4, 7}, rng);
   const std::vector<int32_t> targets{1, -1, 6, 0};
   check_doubles("softmax_cross_entropy", [&] { return softmax_cross_entropy(logits, targets); },

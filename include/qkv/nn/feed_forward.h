@@ -1,13 +1,13 @@
-// FeedForward (the transformer's `mlp`): fc = Linear(C, F) -> GELU (erf) -> proj = Linear(F, C)
-// -> dropout.
+// FeedForward (the transformer's `mlp`): the weights of the MLP sublayer (qkv::mlp, ops.h),
+// fc = Linear(C, F) -> GELU (erf) -> proj = Linear(F, C). The layer that holds it supplies the
+// wrapping (its layer norm and where it sits, dropout, the residual).
 #pragma once
 
 #include <cstdint>
 
-#include "qkv/nn/dropout.h"
-#include "qkv/nn/layer_norm.h"
 #include "qkv/nn/linear.h"
 #include "qkv/nn/module.h"
+#include "qkv/ops.h"
 
 namespace qkv::nn {
 
@@ -15,19 +15,14 @@ class FeedForward : public Module {
  public:
   // fc weights ~ normal(0, 0.02); proj weights ~ normal(0, proj_stddev) (GPT-2 scales the
   // residual projections by 1/sqrt(2·n_layer)).
-  FeedForward(int64_t C, int64_t F, bool bias, float dropout, Rng* dropout_rng, Rng& init_rng,
-              float proj_stddev);
+  FeedForward(int64_t C, int64_t F, bool bias, Rng& init_rng, float proj_stddev);
 
-  Tensor forward(const Tensor& x) const;  // [..., C] -> [..., C]
-  // x + forward(ln(x)): a pre-norm layer's MLP sublayer, computed as one fused op.
-  Tensor forward_residual(const Tensor& x, const LayerNorm& ln) const;
+  // The sublayer over x: [..., C] -> [..., C], wrapped as `residual` says.
+  Tensor forward(const Tensor& x, const Residual& residual) const;
 
  private:
   Linear& fc_;
   Linear& proj_;
-  Dropout& drop_;
-  float dropout_;
-  Rng* dropout_rng_;
 };
 
 }  // namespace qkv::nn

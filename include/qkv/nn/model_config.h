@@ -3,11 +3,13 @@
 
 #include <cstdint>
 
+#include "qkv/ops.h"
+
 namespace qkv::nn {
 
 enum class ModelKind { decoder, encoder, encoder_decoder };
 enum class PosEncoding { learned, sinusoidal };
-enum class Norm { pre, post };  // LayerNorm before each sublayer (GPT-2) or after the residual
+using qkv::Norm;  // LayerNorm before each sublayer (GPT-2) or after the residual (ops.h)
 
 struct ModelConfig {
   ModelKind kind = ModelKind::decoder;

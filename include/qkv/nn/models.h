@@ -24,7 +24,7 @@ class Decoder : public Module {
   // ids: B·T ids -> logits [B, T, V]. With cache, ids are the new positions only and
   // pos_offset the number already cached (see DecoderStack::forward).
   Tensor forward(std::span<const int32_t> ids, int64_t B, int64_t T,
-                 std::vector<KVCache>* cache = nullptr, int64_t pos_offset = 0);
+                 std::vector<LayerCache>* cache = nullptr, int64_t pos_offset = 0);
 
   const ModelConfig& config() const { return config_; }
   Rng dropout_rng;
@@ -65,7 +65,7 @@ class EncoderDecoder : public Module {
   // tgt_ids: B·Tt ids -> logits [B, Tt, V]. cache and pos_offset as in Decoder::forward; the
   // cache also keeps the memory's cross-attention keys, so keep one cache per memory.
   Tensor decode(const Tensor& memory, const Tensor& src_padding, std::span<const int32_t> tgt_ids,
-                int64_t B, int64_t Tt, std::vector<KVCache>* cache = nullptr,
+                int64_t B, int64_t Tt, std::vector<LayerCache>* cache = nullptr,
                 int64_t pos_offset = 0);
   // Teacher forcing: decode(encode(src), tgt).
   Tensor forward(std::span<const int32_t> src_ids, std::span<const int32_t> tgt_ids, int64_t B,

@@ -44,9 +44,9 @@ class DecoderStack : public Module {
   DecoderStack(const ModelConfig& config, bool cross_attention, Rng& init_rng, Rng* dropout_rng);
 
   // ids: B·T ids at positions [pos_offset, pos_offset + T), which must fit in block_size.
-  // cache: empty, or one KVCache per layer holding exactly pos_offset positions (checked).
+  // cache: empty, or one LayerCache per layer holding exactly pos_offset positions (checked).
   Tensor forward(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& memory,
-                 const Tensor& memory_padding, std::vector<KVCache>* cache,
+                 const Tensor& memory_padding, std::vector<LayerCache>* cache,
                  int64_t pos_offset) const;
 
   const Embedding& tok_emb() const { return *tok_emb_; }

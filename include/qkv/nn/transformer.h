@@ -1,6 +1,7 @@
-// Transformer layers. Pre-LN: x += attn(ln1(x)); [x += cross_attn(ln_cross(x), memory)];
-// x += mlp(ln2(x)). Post-LN: x = ln1(x + attn(x)); [x = ln_cross(x + cross_attn(x, memory))];
-// x = ln2(x + mlp(x)). Parameters register as ln1, attn, [ln_cross, cross_attn], ln2, mlp.
+// Transformer layers: a self-attention sublayer, a cross-attention sublayer (decoder layers of
+// an encoder-decoder) and an MLP sublayer, each wrapped in its layer norm, dropout and residual
+// (qkv::Residual): pre-norm x + f(ln(x)) or post-norm ln(x + f(x)). Parameters register as
+// ln1, attn, [ln_cross, cross_attn], ln2, mlp.
 #pragma once
 
 #include "qkv/nn/attention.h"
@@ -14,6 +15,12 @@ namespace qkv::nn {
 // 0.02 / sqrt(2·n_layer): GPT-2's init for the projections that feed the residual stream.
 float residual_proj_stddev(const ModelConfig& config);
 
+// What a decoder layer keeps between decoding steps: its self-attention's keys and values, and
+// its cross-attention's projection of the encoder memory. Start each sequence with an empty one.
+struct LayerCache {
+  KVCache self, cross;
+};
+
 // Bidirectional self-attention + feed-forward (BERT-like block).
 class EncoderLayer : public Module {
  public:
@@ -23,7 +30,11 @@ class EncoderLayer : public Module {
   Tensor forward(const Tensor& x, const Tensor& padding = {}) const;
 
  private:
-  bool pre_norm_;
+  Residual around(const LayerNorm& ln) const;
+
+  Norm norm_;
+  float dropout_;
+  Rng* dropout_rng_;
   // Declared in registration order: the initialisers register the children.
   LayerNorm& ln1_;
   MultiHeadAttention& attn_;
@@ -39,11 +50,16 @@ class DecoderLayer : public Module {
   // x: [B, T, C] (only the new positions when cache is set); memory: [B, Ts, C] and
   // memory_padding: [B, Ts] for cross-attention, ignored without it.
   Tensor forward(const Tensor& x, const Tensor& memory = {}, const Tensor& memory_padding = {},
-                 KVCache* cache = nullptr) const;
+                 LayerCache* cache = nullptr) const;
 
  private:
-  bool pre_norm_;
-  // Declared in registration order: the initialisers register the children.
+  Residual around(const LayerNorm& ln) const;
+
+  Norm norm_;
+  float dropout_;
+  Rng* dropout_rng_;
+  // Declared in registration order: the initialisers register the children. The cross-attention
+  // pair exists only in an encoder-decoder's decoder (null otherwise).
   LayerNorm& ln1_;
   MultiHeadAttention& attn_;
   LayerNorm* ln_cross_;

@@ -1,0 +1,194 @@
+// The heads of attention, one block of query rows (forward) or one head (backward) per call,
+// each on the calling thread alone (attention_heads.h). Scores are tiles of kRows x kKeys from one
+// GEMM each; with the causal mask, the tiles above the diagonal of a block are never computed.
+#include "ops/attention_heads.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ops/gemm.h"
+#include "ops/vecmath.h"
+
+namespace qkv::attention_heads {
+namespace {
+
+constexpr float kMasked = -std::numeric_limits<float>::infinity();
+
+// Query i sees keys [0, visible_keys(i)) that are not padding: bottom-right aligned, so decoding
+// the last Tq positions against a cache of Tk keys masks exactly as the whole sequence would.
+int64_t visible_keys(const Layout& l, int64_t i) {
+  return l.causal ? std::clamp<int64_t>(i + l.Tk - l.Tq + 1, 0, l.Tk) : l.Tk;
+}
+
+// Head (b, h) of the inputs: its first q, k and v rows, its padding row and where its dropout
+// mask starts (element (i, j) of the head is mask + i·Tk + j).
+struct Head {
+  const float *q, *k, *v, *pad;
+  uint64_t mask0;
+};
+
+Head head(const Inputs& in, const Layout& l, int64_t b, int64_t h) {
+  const int64_t qo = b * l.sq + h * l.HS, ko = b * l.sk + h * l.HS;
+  return {in.q + qo, in.k + ko, in.v + ko, in.pad ? in.pad + b * l.Tk : nullptr,
+          static_cast<uint64_t>((b * l.NH + h) * l.Tq * l.Tk)};
+}
+
+// s: [rows, w] of row stride kKeys = q·kᵀ/√HS of query rows [i0, i0 + rows) and keys
+// [j0, j0 + w), -inf where a key is masked for its row.
+void scores(float* s, const Head& hd, const Layout& l, int64_t i0, int64_t rows, int64_t j0,
+            int64_t w) {
+  const float scale = 1.0f / std::sqrt(static_cast<float>(l.HS));
+  gemm_ld(false, true, rows, w, l.HS, scale, hd.q + i0 * l.ldq, l.ldq, hd.k + j0 * l.ldk, l.ldk,
+          0.0f, s, kKeys);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* sr = s + r * kKeys;
+    const int64_t n = std::clamp<int64_t>(visible_keys(l, i0 + r) - j0, 0, w);
+    std::fill(sr + n, sr + w, kMasked);
+    if (hd.pad)
+      for (int64_t j = 0; j < n; ++j)
+        if (hd.pad[j0 + j] != 0.0f) sr[j] = kMasked;
+  }
+}
+
+// In place over a row of scores s: [w]: e^(s - shift), 0 where s is masked.
+void exp_row(float* s, int64_t w, float shift) {
+  for (int64_t j = 0; j < w; ++j) s[j] = s[j] == kMasked ? 0.0f : vecmath::exp(s[j] - shift);
+}
+
+// to[j] = from[j]·M(e0 + j) for a row of w; the mask is recomputed, never stored.
+void drop_row(float* to, const float* from, int64_t w, DropoutMask m, uint64_t e0) {
+  for (int64_t j = 0; j < w; ++j) to[j] = from[j] * m(e0 + static_cast<uint64_t>(j));
+}
+
+}  // namespace
+
+// Online softmax over the key tiles: each row keeps its running max m and sum l of e^(s - m);
+// a new tile with a larger max rescales both and the output row by e^(m_old - m_new). The
+// dropout mask scales the probabilities that multiply v, not l (the softmax is of s alone).
+// At the end o = o / l and lse = m + log l.
+void forward(float* o, float* lse, const Inputs& in, const Layout& l, int64_t b, int64_t h,
+             int64_t blk, float* scratch) {
+  const Head hd = head(in, l, b, h);
+  const int64_t C = l.NH * l.HS, i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
+  const int64_t n1 = visible_keys(l, i0 + rows - 1);  // the keys any row of the block sees
+  float* O = o + (b * l.Tq + i0) * C + h * l.HS;
+  float* L = lse + (b * l.NH + h) * l.Tq + i0;
+  float m[kRows], sum[kRows];
+  std::fill_n(m, rows, kMasked);
+  std::fill_n(sum, rows, 0.0f);
+  float* s = scratch;
+  for (int64_t j0 = 0; j0 < n1; j0 += kKeys) {
+    const int64_t w = std::min(kKeys, n1 - j0);
+    scores(s, hd, l, i0, rows, j0, w);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* sr = s + r * kKeys;
+      const float mx = std::max(m[r], vecmath::lane_max(sr, w));
+      if (mx == kMasked) {  // no key seen yet: nothing to add
+        std::fill_n(sr, w, 0.0f);
+        continue;
+      }
+      const float carry = m[r] == kMasked ? 0.0f : vecmath::exp(m[r] - mx);
+      exp_row(sr, w, mx);
+      sum[r] = sum[r] * carry + vecmath::lane_sum(sr, w);
+      m[r] = mx;
+      if (j0 > 0 && carry != 1.0f)
+        for (int64_t d = 0; d < l.HS; ++d) O[r * C + d] *= carry;
+      if (in.mask) drop_row(sr, sr, w, *in.mask, hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
+    }
+    gemm_ld(false, false, rows, l.HS, w, 1.0f, s, kKeys, hd.v + j0 * l.ldk, l.ldk,
+            j0 == 0 ? 0.0f : 1.0f, O, C);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    float* orow = O + r * C;
+    if (sum[r] == 0.0f) {  // the row sees no key (sum holds at least e^0 otherwise)
+      std::fill_n(orow, l.HS, 0.0f);
+      L[r] = kMasked;
+      continue;
+    }
+    const float inv = 1.0f / sum[r];
+    for (int64_t d = 0; d < l.HS; ++d) orow[d] *= inv;
+    L[r] = m[r] + std::log(sum[r]);
+  }
+}
+
+void probabilities(float* p, const float* lse, const Inputs& in, const Layout& l, int64_t b,
+                   int64_t h, int64_t blk) {
+  const Head hd = head(in, l, b, h);
+  const int64_t i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(l.HS));
+  const int64_t n1 = visible_keys(l, i0 + rows - 1);
+  float* P = p + ((b * l.NH + h) * l.Tq + i0) * l.Tk;
+  const float* L = lse + (b * l.NH + h) * l.Tq + i0;
+  if (n1 > 0)
+    gemm_ld(false, true, rows, n1, l.HS, scale, hd.q + i0 * l.ldq, l.ldq, hd.k, l.ldk, 0.0f, P,
+            l.Tk);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* pr = P + r * l.Tk;
+    const int64_t n = L[r] == kMasked ? 0 : visible_keys(l, i0 + r);
+    for (int64_t j = 0; j < n; ++j)
+      pr[j] = hd.pad && hd.pad[j] != 0.0f ? 0.0f : vecmath::exp(pr[j] - L[r]);
+    std::fill(pr + n, pr + l.Tk, 0.0f);
+  }
+}
+
+// With S = q·kᵀ/√HS, P = softmax(S) = e^(S - lse), A = P∘M and o = A·v:
+//   dv = Aᵀ·do;  dP = (do·vᵀ)∘M;  dS = P∘(dP - D) with D = rowsum(dP∘P) = rowsum(do∘o);
+//   dq = dS·k/√HS;  dk = dSᵀ·q/√HS.
+// P is recomputed tile by tile from lse; dq rows take one block at a time, dk and dv sum over
+// the blocks in order, so each head is one thread's work (the result does not depend on the
+// thread count). Masked keys have P = 0, so they get dS = 0 with no mask test.
+void backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
+              const Inputs& in, const Layout& l, int64_t b, int64_t h, float* scratch) {
+  const Head hd = head(in, l, b, h);
+  const int64_t C = l.NH * l.HS, HS = l.HS;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  float* dQ = dq + b * l.sq + h * HS;
+  float* dK = dk + b * l.sk + h * HS;
+  float* dV = dv + b * l.sk + h * HS;
+  for (int64_t j = 0; j < l.Tk; ++j) {
+    std::fill_n(dK + j * l.ldk, HS, 0.0f);
+    std::fill_n(dV + j * l.ldk, HS, 0.0f);
+  }
+  float *s = scratch, *g = scratch + kRows * kKeys, *a = g + kRows * kKeys;
+  float D[kRows];
+  for (int64_t blk = 0; blk < row_blocks(l); ++blk) {
+    const int64_t i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
+    const int64_t n1 = visible_keys(l, i0 + rows - 1);
+    const float* dO = dout + (b * l.Tq + i0) * C + h * HS;
+    const float* O = o + (b * l.Tq + i0) * C + h * HS;
+    const float* L = lse + (b * l.NH + h) * l.Tq + i0;
+    const float* Q = hd.q + i0 * l.ldq;
+    float* dQb = dQ + i0 * l.ldq;
+    if (n1 == 0) {  // these queries see no key: no gradient
+      for (int64_t r = 0; r < rows; ++r) std::fill_n(dQb + r * l.ldq, HS, 0.0f);
+      continue;
+    }
+    for (int64_t r = 0; r < rows; ++r) D[r] = vecmath::lane_dot(dO + r * C, O + r * C, HS);
+    for (int64_t j0 = 0; j0 < n1; j0 += kKeys) {
+      const int64_t w = std::min(kKeys, n1 - j0);
+      scores(s, hd, l, i0, rows, j0, w);
+      for (int64_t r = 0; r < rows; ++r) exp_row(s + r * kKeys, w, L[r]);
+      const float* A = s;
+      if (in.mask) {
+        for (int64_t r = 0; r < rows; ++r)
+          drop_row(a + r * kKeys, s + r * kKeys, w, *in.mask,
+                   hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
+        A = a;
+      }
+      gemm_ld(true, false, w, HS, rows, 1.0f, A, kKeys, dO, C, 1.0f, dV + j0 * l.ldk, l.ldk);
+      gemm_ld(false, true, rows, w, HS, 1.0f, dO, C, hd.v + j0 * l.ldk, l.ldk, 0.0f, g, kKeys);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* gr = g + r * kKeys;
+        const float* pr = s + r * kKeys;
+        if (in.mask) drop_row(gr, gr, w, *in.mask, hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
+        for (int64_t j = 0; j < w; ++j) gr[j] = pr[j] * (gr[j] - D[r]);
+      }
+      gemm_ld(false, false, rows, HS, w, scale, g, kKeys, hd.k + j0 * l.ldk, l.ldk,
+              j0 == 0 ? 0.0f : 1.0f, dQb, l.ldq);
+      gemm_ld(true, false, w, HS, rows, scale, g, kKeys, Q, l.ldq, 1.0f, dK + j0 * l.ldk, l.ldk);
+    }
+  }
+}
+
+}  // namespace qkv::attention_heads
