@@ -148,6 +148,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads; 0 = default")
     ap.add_argument("--batch-size", type=int, default=0, help="override train.batch_size")
+    ap.add_argument("--block-size", type=int, default=0, help="override model.block_size")
     ap.add_argument("--train", action="store_true",
                     help="train the config's max_iters, evaluating as nanoGPT does (quality runs)")
     ap.add_argument("--seed", type=int, default=None, help="override train.seed")
@@ -158,6 +159,8 @@ def main():
     with open(args.config, "rb") as f:
         conf = tomllib.load(f)
     m, o, s, t = conf["model"], conf["optim"], conf["schedule"], conf["train"]
+    if args.block_size:
+        m["block_size"] = args.block_size
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     torch.manual_seed(t["seed"] if args.seed is None else args.seed)

@@ -1,5 +1,5 @@
 // attention: the multi-head attention sublayer (qkv/ops.h) as one node. The forward has three
-// phases, each split over the threads in contiguous blocks, meeting at barriers:
+// phases, each split over the threads in contiguous blocks (Share):
 //   1. rows of x: the norm (pre) and x's projection (q, k, v, or q); rows of the memory: its
 //      projection (k, v); with a cache, the new keys and values are appended to it;
 //   2. blocks of query rows of every head (attention_heads.h);
@@ -53,6 +53,21 @@ void project(float* out, const float* in, const float* W, const float* b, int64_
   gemm_ld(false, true, r1 - r0, O, I, 1.0f, in + r0 * I, I, W, I, b ? 1.0f : 0.0f, out + r0 * O, O);
 }
 
+// Thread t's share of a phase's units, `per` of them per sequence (rows of x: Tq; of the memory:
+// Tk; the heads' items: NH·blocks). When the threads split the sequences evenly, each takes
+// whole sequences in every phase: it reads in one phase only what it wrote in the one before,
+// so the phases need no barrier between them. Otherwise each phase splits on its own, fenced.
+struct Share {
+  int64_t B;
+  int t, parts;
+  bool fenced() const { return B % parts != 0; }
+  std::pair<int64_t, int64_t> of(int64_t per) const {
+    if (fenced()) return block(B * per, t, parts);
+    const auto [b0, b1] = block(B, t, parts);
+    return {b0 * per, b1 * per};
+  }
+};
+
 // Item it of the heads' items in (b, h, rest) order, with `per` items per head.
 struct Item {
   int64_t b, h, rest;
@@ -64,20 +79,23 @@ Item item(const Dims& d, int64_t it, int64_t per) {
 void forward_phases(float* out, const Plan& p, int t, int parts) {
   const Dims& d = p.d;
   const int64_t C = d.C;
+  const Share share{d.B, t, parts};
+  const auto [r0, r1] = share.of(d.Tq);
   {
-    const auto [r0, r1] = block(d.N(), t, parts);
     project(p.qi, sublayer::input_forward(p.wrap, p.x, r0, r1), p.w_in, p.b_in, C, d.Fi, r0, r1);
     if (p.cache)
       for (int64_t r = r0; r < r1; ++r)
         std::copy_n(p.qi + r * d.Fi + C, 2 * C,
                     p.cache + ((r / d.Tq) * p.capacity + r % d.Tq) * 2 * C);
-    const auto [m0, m1] = block(d.M(), t, parts);
+    const auto [m0, m1] = share.of(d.Tk);
     if (p.memory) project(p.kv, p.memory, p.w_mem, p.b_mem, C, 2 * C, m0, m1);
   }
+  if (share.fenced()) {
 #pragma omp barrier
+  }
   {
     const int64_t blocks = heads::row_blocks(p.layout);
-    const auto [i0, i1] = block(d.B * d.NH * blocks, t, parts);
+    const auto [i0, i1] = share.of(d.NH * blocks);
     float* scratch = p.scratch + t * heads::kScratch;
     for (int64_t it = i0; it < i1; ++it) {
       const Item i = item(d, it, blocks);
@@ -86,9 +104,10 @@ void forward_phases(float* out, const Plan& p, int t, int parts) {
         heads::probabilities(p.probabilities, p.lse, p.inputs, p.layout, i.b, i.h, i.rest);
     }
   }
+  if (share.fenced()) {
 #pragma omp barrier
+  }
   {
-    const auto [r0, r1] = block(d.N(), t, parts);
     const float beta = sublayer::output_prefill(out, p.x, p.b_out, p.wrap, r0, r1);
     gemm_ld(false, true, r1 - r0, C, C, 1.0f, p.y + r0 * C, C, p.w_out, C, beta, out + r0 * C, C);
     sublayer::output_forward(out, p.x, p.wrap, r0, r1);
@@ -113,12 +132,15 @@ void backward_phases(const Grads& g, const float* dout, const Plan& p, int t, in
   const bool ln_grads = g.dlw || g.dlb;
   float* lnp = ln_grads ? g.lnp + t * 2 * C : nullptr;
   if (lnp) std::fill_n(lnp, 2 * C, 0.0f);
-  const auto [r0, r1] = block(d.N(), t, parts);
+  const Share share{d.B, t, parts};
+  const auto [r0, r1] = share.of(d.Tq);
   const auto [dres, dz] = sublayer::output_backward(g.dres, g.dz, lnp, dout, p.wrap, r0, r1);
   gemm_ld(false, false, r1 - r0, C, C, 1.0f, dz + r0 * C, C, p.w_out, C, 0.0f, g.dy + r0 * C, C);
+  if (share.fenced()) {
 #pragma omp barrier
+  }
   {
-    const auto [i0, i1] = block(d.B * d.NH, t, parts);
+    const auto [i0, i1] = share.of(d.NH);
     const bool cross = g.dkv != nullptr;
     float* dk = cross ? g.dkv : g.dqi + C;
     for (int64_t it = i0; it < i1; ++it) {
@@ -127,16 +149,20 @@ void backward_phases(const Grads& g, const float* dout, const Plan& p, int t, in
                       p.scratch + t * heads::kScratch);
     }
   }
+  if (share.fenced()) {
 #pragma omp barrier
+  }
   const bool pre = p.wrap.norm == Norm::pre;
   if (g.dx || (pre && ln_grads)) {
     gemm_ld(false, false, r1 - r0, C, d.Fi, 1.0f, g.dqi + r0 * d.Fi, d.Fi, p.w_in, C, 0.0f,
             g.du + r0 * C, C);
     sublayer::input_backward(g.dx, lnp, g.du, dres, p.x, p.wrap, r0, r1);
   }
-  if (g.dmem) {
+  if (g.dmem) {  // after dx: x may be the memory (by sequence, this thread wrote those rows)
+    if (share.fenced()) {
 #pragma omp barrier
-    const auto [m0, m1] = block(d.M(), t, parts);
+    }
+    const auto [m0, m1] = share.of(d.Tk);
     gemm_ld(false, false, m1 - m0, C, 2 * C, 1.0f, g.dkv + m0 * 2 * C, 2 * C, p.w_mem, C,
             g.dmem.beta(), g.dmem.data + m0 * C, C);
   }

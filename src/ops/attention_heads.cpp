@@ -137,7 +137,8 @@ void probabilities(float* p, const float* lse, const Inputs& in, const Layout& l
 //   dq = dS·k/√HS;  dk = dSᵀ·q/√HS.
 // P is recomputed tile by tile from lse; dq rows take one block at a time, dk and dv sum over
 // the blocks in order, so each head is one thread's work (the result does not depend on the
-// thread count). Masked keys have P = 0, so they get dS = 0 with no mask test.
+// thread count). The last block goes first: it sees every key, so it writes dk and dv (beta 0)
+// and the others add to them. Masked keys have P = 0, so they get dS = 0 with no mask test.
 void backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
               const Inputs& in, const Layout& l, int64_t b, int64_t h, float* scratch) {
   const Head hd = head(in, l, b, h);
@@ -146,14 +147,12 @@ void backward(float* dq, float* dk, float* dv, const float* dout, const float* o
   float* dQ = dq + b * l.sq + h * HS;
   float* dK = dk + b * l.sk + h * HS;
   float* dV = dv + b * l.sk + h * HS;
-  for (int64_t j = 0; j < l.Tk; ++j) {
-    std::fill_n(dK + j * l.ldk, HS, 0.0f);
-    std::fill_n(dV + j * l.ldk, HS, 0.0f);
-  }
   float *s = scratch, *g = scratch + kRows * kKeys, *a = g + kRows * kKeys;
   float D[kRows];
-  for (int64_t blk = 0; blk < row_blocks(l); ++blk) {
+  const int64_t last = row_blocks(l) - 1;
+  for (int64_t blk = last; blk >= 0; --blk) {
     const int64_t i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
+    const float beta_kv = blk == last ? 0.0f : 1.0f;
     const int64_t n1 = visible_keys(l, i0 + rows - 1);
     const float* dO = dout + (b * l.Tq + i0) * C + h * HS;
     const float* O = o + (b * l.Tq + i0) * C + h * HS;
@@ -176,7 +175,7 @@ void backward(float* dq, float* dk, float* dv, const float* dout, const float* o
                    hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
         A = a;
       }
-      gemm_ld(true, false, w, HS, rows, 1.0f, A, kKeys, dO, C, 1.0f, dV + j0 * l.ldk, l.ldk);
+      gemm_ld(true, false, w, HS, rows, 1.0f, A, kKeys, dO, C, beta_kv, dV + j0 * l.ldk, l.ldk);
       gemm_ld(false, true, rows, w, HS, 1.0f, dO, C, hd.v + j0 * l.ldk, l.ldk, 0.0f, g, kKeys);
       for (int64_t r = 0; r < rows; ++r) {
         float* gr = g + r * kKeys;
@@ -186,7 +185,7 @@ void backward(float* dq, float* dk, float* dv, const float* dout, const float* o
       }
       gemm_ld(false, false, rows, HS, w, scale, g, kKeys, hd.k + j0 * l.ldk, l.ldk,
               j0 == 0 ? 0.0f : 1.0f, dQb, l.ldq);
-      gemm_ld(true, false, w, HS, rows, scale, g, kKeys, Q, l.ldq, 1.0f, dK + j0 * l.ldk, l.ldk);
+      gemm_ld(true, false, w, HS, rows, scale, g, kKeys, Q, l.ldq, beta_kv, dK + j0 * l.ldk, l.ldk);
     }
   }
 }
