@@ -55,7 +55,7 @@ struct Trainer::State {
   double sgemm_peak_gflops = 0;
   double flops_per_iter = 0;
   std::unique_ptr<MetricsLog> metrics;
-  nn::NamedTensors params;
+  NamedTensors params;
   std::vector<double> recent_ms;
 };
 
@@ -265,9 +265,8 @@ bool Trainer::evaluate(int64_t iter) {
   return best;
 }
 
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
-                             const optim::AdamW::NamedTensors& params, Rng& data_rng,
-                             int64_t grad_accum, float grad_clip, float lr) {
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
+                             Rng& data_rng, int64_t grad_accum, float grad_clip, float lr) {
   optimizer.zero_grad();
   StepResult r;
   for (int64_t micro = 0; micro < grad_accum; ++micro) {
