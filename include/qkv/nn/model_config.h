@@ -3,13 +3,23 @@
 
 #include <cstdint>
 
+#include "qkv/enum_names.h"
 #include "qkv/ops.h"
+
+namespace qkv {
+// Norm's names in config files and messages, in Norm's namespace, where enum_name looks.
+constexpr EnumNames<2> enum_names(Norm) { return {"pre", "post"}; }
+}  // namespace qkv
 
 namespace qkv::nn {
 
 enum class ModelKind { decoder, encoder, encoder_decoder };
 enum class PosEncoding { learned, sinusoidal };
 using qkv::Norm;  // LayerNorm before each sublayer (GPT-2) or after the residual (ops.h)
+
+// Their names in config files and messages (see qkv/enum_names.h).
+constexpr EnumNames<3> enum_names(ModelKind) { return {"decoder", "encoder", "encoder_decoder"}; }
+constexpr EnumNames<2> enum_names(PosEncoding) { return {"learned", "sinusoidal"}; }
 
 struct ModelConfig {
   ModelKind kind = ModelKind::decoder;

@@ -3,11 +3,14 @@
 
 #include <cstdint>
 
+#include "qkv/enum_names.h"
 #include "qkv/tensor.h"
 
 namespace qkv::optim {
 
 enum class Decay { cosine, constant };
+// The names of schedule.decay (see qkv/enum_names.h).
+constexpr EnumNames<2> enum_names(Decay) { return {"cosine", "constant"}; }
 
 struct ScheduleConfig {
   float lr = 1e-3f;
