@@ -133,9 +133,7 @@ int main(int argc, char** argv) {
                                          .decay_all = c.optim.decay_all});
     const qkv::optim::ScheduleConfig sched{.lr = float(c.optim.lr),
                                            .min_lr = float(c.optim.min_lr),
-                                           .decay = c.schedule.decay == "constant"
-                                                        ? qkv::optim::Decay::constant
-                                                        : qkv::optim::Decay::cosine,
+                                           .decay = c.schedule.decay,
                                            .warmup_iters = c.schedule.warmup_iters,
                                            .lr_decay_iters = c.schedule.lr_decay_iters};
     qkv::Rng data_rng(static_cast<uint64_t>(c.train.seed), 2);

@@ -32,7 +32,7 @@ TEST_CASE("config: keys are read and the rest keep their defaults") {
   CHECK(c.model.dropout == doctest::Approx(0.1));
   CHECK(c.optim.lr == doctest::Approx(3e-4));
   CHECK(c.train.batch_size == 12);
-  CHECK(c.model.kind == "decoder");
+  CHECK(c.model.kind == nn::ModelKind::decoder);
 }
 
 TEST_CASE("config: an unknown key names file, line and the near miss") {
@@ -80,7 +80,7 @@ TEST_CASE("config: --set overrides any key with the same validation") {
                                  "model.bias=true", "optim.lr=0.01", "train.out_dir=runs/x"});
   CHECK(c.model.n_layer == 6);
   CHECK(c.data.path == std::vector<std::string>{"../other.txt"});
-  CHECK(c.model.kind == "encoder");
+  CHECK(c.model.kind == nn::ModelKind::encoder);
   CHECK(c.model.bias);
   CHECK(c.optim.lr == doctest::Approx(0.01));
   CHECK(c.train.out_dir == "runs/x");
@@ -103,7 +103,7 @@ TEST_CASE("config: the resolved TOML reads back to the same config") {
   const Config d = parse_config(text, "resolved.toml");
   CHECK(to_toml(d) == text);
   CHECK(d.optim.lr == c.optim.lr);
-  CHECK(d.model.norm == "post");
+  CHECK(d.model.norm == nn::Norm::post);
   CHECK(text.find("[schedule]") != std::string::npos);
 }
 
