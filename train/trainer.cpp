@@ -56,6 +56,7 @@ struct Trainer::State {
   double flops_per_iter = 0;
   std::unique_ptr<MetricsLog> metrics;
   NamedTensors params;
+  optim::ScheduleConfig schedule;
   std::vector<double> recent_ms;
 };
 
@@ -149,6 +150,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
   state_->params = model.named_parameters();
+  state_->schedule = schedule_config(config_);
   state_->data_rng = Rng(static_cast<uint64_t>(config_.train.seed), 2);
   if (checkpoint) {
     load_weights(model, *checkpoint, checkpoint_dir,
@@ -285,12 +287,17 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTen
   return r;
 }
 
+optim::ScheduleConfig schedule_config(const io::Config& c) {
+  return {.lr = float(c.optim.lr),
+          .min_lr = float(c.optim.min_lr),
+          .decay = c.schedule.decay,
+          .warmup_iters = c.schedule.warmup_iters,
+          .lr_decay_iters = c.schedule.lr_decay_iters};
+}
+
 double Trainer::train_step(int64_t iter) {
   const auto& c = config_;
-  const optim::ScheduleConfig sched{
-      .lr = float(c.optim.lr), .min_lr = float(c.optim.min_lr), .decay = c.schedule.decay,
-      .warmup_iters = c.schedule.warmup_iters, .lr_decay_iters = c.schedule.lr_decay_iters};
-  const float lr = optim::lr_at(iter, sched);
+  const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
   const auto [loss, norm] = optimisation_step(*task_, *optimizer_, state_->params,
                                               state_->data_rng, c.train.grad_accum,
