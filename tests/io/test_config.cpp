@@ -113,14 +113,18 @@ TEST_CASE("config: a missing file is one clear error") {
       "/nonexistent/qkv.toml: cannot open the config file: No such file or directory", Error);
 }
 
-TEST_CASE("config: docs/config.md documents every key") {
+TEST_CASE("config: docs/config.md has every key's row as config_keys() gives it") {
   std::ifstream in(QKV_SOURCE_DIR "/docs/config.md");
   REQUIRE(in.good());
   std::stringstream ss;
   ss << in.rdbuf();
-  const std::string doc = ss.str();
+  std::string doc = ss.str();
+  // Markdown escapes the '|' of an enum's "pre \| post"; config_keys() does not.
+  for (size_t i; (i = doc.find("\\|")) != std::string::npos;) doc.erase(i, 1);
   for (const KeyDoc& k : config_keys()) {
-    const std::string name = k.key.substr(k.key.find('.') + 1);
-    CHECK_MESSAGE(doc.find("`" + name + "`") != std::string::npos, k.key << " is not in docs/config.md");
+    const std::string row =
+        fmt::format("| `{}` | {} | {} | {} |", k.key.substr(k.key.find('.') + 1), k.type,
+                    k.default_value, k.meaning);
+    CHECK_MESSAGE(doc.find(row) != std::string::npos, "docs/config.md lacks the row " << row);
   }
 }
