@@ -131,13 +131,7 @@ int main(int argc, char** argv) {
                                          .eps = float(c.optim.eps),
                                          .weight_decay = float(c.optim.weight_decay),
                                          .decay_all = c.optim.decay_all});
-    const qkv::optim::ScheduleConfig sched{.lr = float(c.optim.lr),
-                                           .min_lr = float(c.optim.min_lr),
-                                           .decay = c.schedule.decay == "constant"
-                                                        ? qkv::optim::Decay::constant
-                                                        : qkv::optim::Decay::cosine,
-                                           .warmup_iters = c.schedule.warmup_iters,
-                                           .lr_decay_iters = c.schedule.lr_decay_iters};
+    const qkv::optim::ScheduleConfig sched = qkv::train::schedule_config(c);
     qkv::Rng data_rng(static_cast<uint64_t>(c.train.seed), 2);
 
     const int64_t B = c.train.batch_size, T = c.model.block_size, C = c.model.n_embd;

@@ -79,8 +79,8 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
   AttentionChart chart;
   NoGradGuard no_grad;
   model.eval();
-  if (m.kind == "decoder" || m.kind == "encoder") {
-    const bool decoder = m.kind == "decoder";
+  if (m.kind != nn::ModelKind::encoder_decoder) {
+    const bool decoder = m.kind == nn::ModelKind::decoder;
     std::vector<int32_t> ids = decoder ? vocab.encode(r.text, "--prompt")
                                        : masked_ids(r.text, config.data.mask_char, vocab);
     const int64_t T = int64_t(ids.size());

@@ -44,7 +44,7 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
       const std::unique_ptr<nn::Module> model = train::make_model(mc);
       train::load_weights(*model, ck, dir, dir + "/config.toml");
       train::AttentionChart chart = train::probe_attention(*model, config, vocab, *a);
-      chart.title += fmt::format(" of {} ({} model)", dir, config.model.kind);
+      chart.title += fmt::format(" of {} ({} model)", dir, enum_name(config.model.kind));
       train::write_file_atomically(*out, train::attention_chart_svg(chart));
       std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
                   chart.panels.size() == 1 ? "" : "s");

@@ -43,9 +43,10 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
       const io::Config config = train::checkpoint_config(ck, dir, overrides);
-      QKV_CHECK(a->beam == 1 || config.model.kind == "encoder_decoder",
+      const bool encoder_decoder = config.model.kind == nn::ModelKind::encoder_decoder;
+      QKV_CHECK(a->beam == 1 || encoder_decoder,
                 "--beam is for encoder_decoder models; this checkpoint's model.kind is {}",
-                config.model.kind);
+                enum_name(config.model.kind));
       auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
       train::load_weights(task->model(), ck, dir, dir + "/config.toml");
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
@@ -59,7 +60,7 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
         std::printf("%-5s loss %.4f  bits/char %.4f  accuracy %.2f%%\n", data::split_name(split),
                     r.loss, r.loss / std::log(2.0), 100.0 * r.accuracy);
       }
-      if (config.model.kind == "encoder_decoder") {
+      if (encoder_decoder) {
         // A --data file is a held-out set: all of it counts. The run's own data: its val split.
         const data::PairDataset pairs = data::PairDataset::load(
             config.data.path.front(), {.val_fraction = config.data.val_fraction,

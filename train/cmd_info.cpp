@@ -32,10 +32,11 @@ void add_info(CLI::App& app, std::function<int()>& run) {
         return j.is_number() ? fmt::format("{:.4f}", j.get<double>()) : std::string("-");
       };
       fmt::print("checkpoint   {} (verified against its manifest)\n", dir);
-      fmt::print("model        {}: {} layers, {} heads, {} embd, block {}, {} positions, {}-LN{}{}\n",
-                 c.model.kind, c.model.n_layer, c.model.n_head, c.model.n_embd,
-                 c.model.block_size, c.model.pos_encoding, c.model.norm,
-                 c.model.tie_weights ? ", tied embeddings" : "", c.model.bias ? ", biases" : "");
+      fmt::print(
+          "model        {}: {} layers, {} heads, {} embd, block {}, {} positions, {}-LN{}{}\n",
+          enum_name(c.model.kind), c.model.n_layer, c.model.n_head, c.model.n_embd,
+          c.model.block_size, enum_name(c.model.pos_encoding), enum_name(c.model.norm),
+          c.model.tie_weights ? ", tied embeddings" : "", c.model.bias ? ", biases" : "");
       fmt::print("parameters   {} ({:.2f}M) in {} tensors\n", params, double(params) / 1e6,
                  ck.model.size());
       fmt::print("step         {} of max_iters {}\n", s.value("iter", int64_t{0}), c.train.max_iters);
@@ -44,7 +45,7 @@ void add_info(CLI::App& app, std::function<int()>& run) {
       fmt::print("data         {} (SHA-256 {}...)\n", fmt::join(c.data.path, ", "),
                  ck.data_fingerprint.substr(0, 16));
       fmt::print("optim        lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}\n",
-                 c.optim.lr, c.optim.min_lr, c.schedule.decay, c.train.batch_size,
+                 c.optim.lr, c.optim.min_lr, enum_name(c.schedule.decay), c.train.batch_size,
                  c.train.grad_accum, c.optim.weight_decay);
       fmt::print("files\n");
       for (const auto& e : std::filesystem::directory_iterator(dir))

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <ranges>
 #include <sstream>
 
 #include "commands.h"
@@ -77,28 +78,21 @@ std::string read_prompt_file(const std::string& path) {
 }
 
 // Which model kinds each kind-specific option applies to; giving one to another kind is an error.
-void check_options_fit(const CLI::App& cmd, const std::string& kind) {
-  static const std::map<std::string, std::vector<std::string>> applies = {
-      {"--prompt", {"decoder"}},
-      {"--prompt-file", {"decoder"}},
-      {"--max-new-tokens", {"decoder"}},
-      {"--temperature", {"decoder"}},
-      {"--top-p", {"decoder"}},
-      {"--num-samples", {"decoder"}},
-      {"--seed", {"decoder"}},
-      {"--stop", {"decoder"}},
-      {"--input", {"encoder_decoder"}},
-      {"--beam", {"encoder_decoder"}},
-      {"--fill", {"encoder"}},
-      {"--mask-char", {"encoder"}},
-      {"--top-k", {"decoder", "encoder"}}};
-  static const std::map<std::string, std::string> use = {{"decoder", "--prompt TEXT"},
-                                                         {"encoder_decoder", "--input TEXT"},
-                                                         {"encoder", "--fill TEXT"}};
+void check_options_fit(const CLI::App& cmd, nn::ModelKind kind) {
+  using enum nn::ModelKind;
+  static const std::map<std::string, std::vector<nn::ModelKind>> applies = {
+      {"--prompt", {decoder}},        {"--prompt-file", {decoder}}, {"--max-new-tokens", {decoder}},
+      {"--temperature", {decoder}},   {"--top-p", {decoder}},       {"--num-samples", {decoder}},
+      {"--seed", {decoder}},          {"--stop", {decoder}},        {"--input", {encoder_decoder}},
+      {"--beam", {encoder_decoder}},  {"--fill", {encoder}},        {"--mask-char", {encoder}},
+      {"--top-k", {decoder, encoder}}};
+  static const std::map<nn::ModelKind, std::string> use = {
+      {decoder, "--prompt TEXT"}, {encoder_decoder, "--input TEXT"}, {encoder, "--fill TEXT"}};
   for (const auto& [option, kinds] : applies)
     QKV_CHECK(cmd.count(option) == 0 || std::find(kinds.begin(), kinds.end(), kind) != kinds.end(),
               "{} is for {} models; this checkpoint's model.kind is {} (use {})", option,
-              fmt::join(kinds, " and "), kind, use.at(kind));
+              fmt::join(kinds | std::views::transform(enum_name<nn::ModelKind>), " and "),
+              enum_name(kind), use.at(kind));
 }
 
 void print_header(const SampleArgs& a, const std::string& dir, const std::string& settings) {
@@ -248,7 +242,7 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
       const io::Config config = train::checkpoint_config(ck, dir);
       const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
       const nn::ModelConfig mc = train::model_config(config, vocab.size());
-      check_options_fit(*cmd, config.model.kind);
+      check_options_fit(*cmd, mc.kind);
       if (mc.kind == nn::ModelKind::decoder) return sample_decoder(*a, *cmd, dir, mc, vocab, ck);
       if (mc.kind == nn::ModelKind::encoder_decoder)
         return sample_encoder_decoder(*a, *cmd, dir, mc, vocab, ck);

@@ -42,22 +42,8 @@ EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
 }
 
 nn::ModelConfig model_config(const io::Config& c, int64_t vocab_size) {
-  nn::ModelConfig m;
-  m.kind = c.model.kind == "decoder"   ? nn::ModelKind::decoder
-           : c.model.kind == "encoder" ? nn::ModelKind::encoder
-                                       : nn::ModelKind::encoder_decoder;
+  nn::ModelConfig m = c.model;
   m.vocab_size = vocab_size;
-  m.n_layer = c.model.n_layer;
-  m.n_head = c.model.n_head;
-  m.n_embd = c.model.n_embd;
-  m.block_size = c.model.block_size;
-  m.dropout = static_cast<float>(c.model.dropout);
-  m.bias = c.model.bias;
-  m.pos_encoding = c.model.pos_encoding == "sinusoidal" ? nn::PosEncoding::sinusoidal
-                                                        : nn::PosEncoding::learned;
-  m.norm = c.model.norm == "post" ? nn::Norm::post : nn::Norm::pre;
-  m.tie_weights = c.model.tie_weights;
-  m.ffn_hidden = c.model.ffn_hidden;
   m.seed = static_cast<uint64_t>(c.train.seed);
   m.validate();
   return m;
@@ -169,10 +155,11 @@ io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::st
   const nlohmann::json& state = checkpoint.trainer_state;
   const nlohmann::json kind =
       state.is_object() ? state.value("model_kind", nlohmann::json()) : nlohmann::json();
-  QKV_CHECK(!kind.is_string() || kind == config.model.kind,
-            "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
-            "weights; this config.toml does not belong to them",
-            config_path, config.model.kind, dir, kind.get<std::string>());
+  QKV_CHECK(
+      !kind.is_string() || parse_enum<nn::ModelKind>(kind.get<std::string>()) == config.model.kind,
+      "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
+      "weights; this config.toml does not belong to them",
+      config_path, enum_name(config.model.kind), dir, kind.get<std::string>());
   return config;
 }
 
@@ -202,8 +189,9 @@ void load_weights(nn::Module& model, const io::CheckpointData& checkpoint, const
 }
 
 std::unique_ptr<Task> make_task(const io::Config& config, const std::optional<data::Vocab>& vocab) {
-  if (config.model.kind == "decoder") return std::make_unique<DecoderTask>(config, vocab);
-  if (config.model.kind == "encoder") return std::make_unique<EncoderTask>(config, vocab);
+  using enum nn::ModelKind;
+  if (config.model.kind == decoder) return std::make_unique<DecoderTask>(config, vocab);
+  if (config.model.kind == encoder) return std::make_unique<EncoderTask>(config, vocab);
   return std::make_unique<EncoderDecoderTask>(config, vocab);
 }
 

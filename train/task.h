@@ -53,7 +53,8 @@ class Task {
   nn::ModelConfig model_config_;
 };
 
-// The architecture part of a run config, plus the vocabulary size.
+// config.model with the two values a config file does not hold filled in: vocab_size and the
+// seed (train.seed). Validated.
 nn::ModelConfig model_config(const io::Config& config, int64_t vocab_size);
 
 // The config a checkpoint was trained with (its config.toml plus overrides), checked against

@@ -55,7 +55,8 @@ struct Trainer::State {
   double sgemm_peak_gflops = 0;
   double flops_per_iter = 0;
   std::unique_ptr<MetricsLog> metrics;
-  nn::NamedTensors params;
+  NamedTensors params;
+  optim::ScheduleConfig schedule;
   std::vector<double> recent_ms;
 };
 
@@ -135,7 +136,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
       const io::Config source = checkpoint_config(*checkpoint, checkpoint_dir);
       QKV_CHECK(source.model.kind == config_.model.kind,
                 "--init-from {}: the checkpoint holds a {} model, the config asks for {}",
-                checkpoint_dir, source.model.kind, config_.model.kind);
+                checkpoint_dir, enum_name(source.model.kind), enum_name(config_.model.kind));
       vocab = data::Vocab::from_json(checkpoint->vocab, checkpoint_dir + "/vocab.json");
     }
   }
@@ -149,6 +150,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
   state_->params = model.named_parameters();
+  state_->schedule = schedule_config(config_);
   state_->data_rng = Rng(static_cast<uint64_t>(config_.train.seed), 2);
   if (checkpoint) {
     load_weights(model, *checkpoint, checkpoint_dir,
@@ -202,8 +204,9 @@ void Trainer::log_start() const {
   spdlog::info("measured sgemm peak: {:.0f} GFLOP/s (1024^3, {} threads)",
                state_->sgemm_peak_gflops, num_threads());
   spdlog::info("{} model: {:.2f}M parameters, {} layers, {} heads, {} embd, block {}; vocab {}",
-               c.model.kind, double(task_->model().num_parameters()) / 1e6, c.model.n_layer,
-               c.model.n_head, c.model.n_embd, c.model.block_size, task_->vocab().size());
+               enum_name(c.model.kind), double(task_->model().num_parameters()) / 1e6,
+               c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.block_size,
+               task_->vocab().size());
   spdlog::info("{} tokens per iteration ({} x {} x grad_accum {}), {:.2f} GFLOP per iteration",
                task_->tokens_per_batch() * c.train.grad_accum, c.train.batch_size,
                task_->tokens_per_batch() / c.train.batch_size, c.train.grad_accum,
@@ -217,14 +220,15 @@ std::string Trainer::save(int64_t iter) {
   d.optimizer = optimizer_->state();
   d.optimizer_step = optimizer_->step_count();
   const double best = state_->best_val_loss;
-  d.trainer_state = {{"iter", iter},
-                     {"data_rng", rng_json(state_->data_rng)},
-                     {"dropout_rng", rng_json(task_->dropout_rng())},
-                     {"best_val_loss", std::isfinite(best) ? nlohmann::json(best) : nlohmann::json()},
-                     {"last_eval", state_->last_eval},
-                     {"model_kind", config_.model.kind},
-                     {"num_parameters", task_->model().num_parameters()},
-                     {"qkv_version", QKV_VERSION}};
+  d.trainer_state = {
+      {"iter", iter},
+      {"data_rng", rng_json(state_->data_rng)},
+      {"dropout_rng", rng_json(task_->dropout_rng())},
+      {"best_val_loss", std::isfinite(best) ? nlohmann::json(best) : nlohmann::json()},
+      {"last_eval", state_->last_eval},
+      {"model_kind", enum_name(config_.model.kind)},
+      {"num_parameters", task_->model().num_parameters()},
+      {"qkv_version", QKV_VERSION}};
   d.config_toml = io::to_toml(config_);
   d.vocab = task_->vocab().to_json();
   d.data_fingerprint = task_->fingerprint();
@@ -265,9 +269,8 @@ bool Trainer::evaluate(int64_t iter) {
   return best;
 }
 
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
-                             const optim::AdamW::NamedTensors& params, Rng& data_rng,
-                             int64_t grad_accum, float grad_clip, float lr) {
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
+                             Rng& data_rng, int64_t grad_accum, float grad_clip, float lr) {
   optimizer.zero_grad();
   StepResult r;
   for (int64_t micro = 0; micro < grad_accum; ++micro) {
@@ -284,13 +287,17 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
   return r;
 }
 
+optim::ScheduleConfig schedule_config(const io::Config& c) {
+  return {.lr = float(c.optim.lr),
+          .min_lr = float(c.optim.min_lr),
+          .decay = c.schedule.decay,
+          .warmup_iters = c.schedule.warmup_iters,
+          .lr_decay_iters = c.schedule.lr_decay_iters};
+}
+
 double Trainer::train_step(int64_t iter) {
   const auto& c = config_;
-  const optim::ScheduleConfig sched{
-      .lr = float(c.optim.lr), .min_lr = float(c.optim.min_lr),
-      .decay = c.schedule.decay == "constant" ? optim::Decay::constant : optim::Decay::cosine,
-      .warmup_iters = c.schedule.warmup_iters, .lr_decay_iters = c.schedule.lr_decay_iters};
-  const float lr = optim::lr_at(iter, sched);
+  const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
   const auto [loss, norm] = optimisation_step(*task_, *optimizer_, state_->params,
                                               state_->data_rng, c.train.grad_accum,

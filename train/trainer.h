@@ -12,6 +12,7 @@
 
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
+#include "qkv/optim/schedule.h"
 #include "task.h"
 
 namespace qkv::train {
@@ -37,9 +38,11 @@ struct StepResult {
   double loss = 0;       // mean over the micro-batches
   float grad_norm = 0;   // before clipping
 };
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer,
-                             const optim::AdamW::NamedTensors& params, Rng& data_rng,
-                             int64_t grad_accum, float grad_clip, float lr);
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
+                             Rng& data_rng, int64_t grad_accum, float grad_clip, float lr);
+
+// The learning-rate schedule of a run: optim.lr and optim.min_lr shaped by [schedule].
+optim::ScheduleConfig schedule_config(const io::Config& config);
 
 // nanoGPT's FLOP estimate for one iteration (forward + backward), for GFLOP/s and MFU: 6 per
 // parameter per token plus attention's 12·L·H·Q·T per token; position embeddings not counted.

@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qkv/rng.h"
@@ -114,5 +115,8 @@ class Tensor {
 
 // Prints shape, name and values (long tensors are abbreviated) like PyTorch's repr.
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Tensors by name, in order: a model's parameters, the optimizer's moments, a safetensors file.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 }  // namespace qkv

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <variant>
 
@@ -22,7 +23,8 @@ namespace {
 template <class T>
 using Ref = T& (*)(Config&);
 using AnyRef = std::variant<Ref<int64_t>, Ref<double>, Ref<bool>, Ref<std::string>,
-                            Ref<std::vector<std::string>>>;
+                            Ref<std::vector<std::string>>, Ref<nn::ModelKind>, Ref<nn::PosEncoding>,
+                            Ref<nn::Norm>, Ref<optim::Decay>>;
 
 struct Range {
   double lo = -INFINITY, hi = INFINITY;
@@ -34,7 +36,6 @@ struct Field {
   AnyRef ref;
   const char* meaning;
   Range range = {};
-  std::vector<std::string> choices = {};
 };
 
 #define QKV_REF(member) +[](Config& c) -> decltype((c.member)) { return c.member; }
@@ -52,7 +53,7 @@ const std::vector<Field>& fields() {
        "fraction of the data, from the end, held out for validation", {0, 1, true, true}},
       {"data.mask_char", QKV_REF(data.mask_char),
        "encoder: the character that marks a position to fill in `qkv sample --fill`"},
-      {"model.kind", QKV_REF(model.kind), "model kind", {}, {"decoder", "encoder", "encoder_decoder"}},
+      {"model.kind", QKV_REF(model.kind), "model kind"},
       {"model.n_layer", QKV_REF(model.n_layer), "transformer layers (per stack)", kAtLeastOne},
       {"model.n_head", QKV_REF(model.n_head), "attention heads; must divide n_embd", kAtLeastOne},
       {"model.n_embd", QKV_REF(model.n_embd), "model width (channels)", kAtLeastOne},
@@ -61,10 +62,8 @@ const std::vector<Field>& fields() {
        "feed-forward hidden width; 0 means 4 * n_embd", kNonNegative},
       {"model.dropout", QKV_REF(model.dropout), "dropout probability", kUnitOpenTop},
       {"model.bias", QKV_REF(model.bias), "biases in Linear and LayerNorm layers"},
-      {"model.pos_encoding", QKV_REF(model.pos_encoding), "positional encoding", {},
-       {"learned", "sinusoidal"}},
-      {"model.norm", QKV_REF(model.norm), "LayerNorm placement: pre (GPT-2) or post (original)",
-       {}, {"pre", "post"}},
+      {"model.pos_encoding", QKV_REF(model.pos_encoding), "positional encoding"},
+      {"model.norm", QKV_REF(model.norm), "LayerNorm placement: pre (GPT-2) or post (original)"},
       {"model.tie_weights", QKV_REF(model.tie_weights),
        "share the token embedding with the output head"},
       {"optim.lr", QKV_REF(optim.lr), "peak learning rate", kPositive},
@@ -79,8 +78,7 @@ const std::vector<Field>& fields() {
        "clip gradients to this global L2 norm; 0 turns clipping off", kNonNegative},
       {"optim.decay_all", QKV_REF(optim.decay_all),
        "decay every parameter; false decays only matrices and embeddings (nanoGPT)"},
-      {"schedule.decay", QKV_REF(schedule.decay), "learning-rate decay after warmup", {},
-       {"cosine", "constant"}},
+      {"schedule.decay", QKV_REF(schedule.decay), "learning-rate decay after warmup"},
       {"schedule.warmup_iters", QKV_REF(schedule.warmup_iters), "linear warmup iterations",
        kNonNegative},
       {"schedule.lr_decay_iters", QKV_REF(schedule.lr_decay_iters),
@@ -181,12 +179,15 @@ void assign(const Field& f, Config& c, const toml::node& n) {
           ref(c) = n.as_boolean()->get();
         } else if constexpr (std::is_same_v<T, std::string>) {
           if (!n.is_string()) throw wrong("a string");
+          ref(c) = n.as_string()->get();
+        } else if constexpr (std::is_enum_v<T>) {
+          if (!n.is_string()) throw wrong("a string");
           const std::string& s = n.as_string()->get();
-          if (!f.choices.empty() &&
-              std::find(f.choices.begin(), f.choices.end(), s) == f.choices.end())
+          const std::optional<T> v = parse_enum<T>(s);
+          if (!v)
             throw Error(fmt::format("{} = '{}' is not one of: {}", f.key, s,
-                                    fmt::join(f.choices, ", ")));
-          ref(c) = s;
+                                    fmt::join(enum_names(T{}), ", ")));
+          ref(c) = *v;
         } else {
           std::vector<std::string> paths;
           if (n.is_string()) {
@@ -248,8 +249,10 @@ void apply_override(Config& c, const std::string& arg, Origins& origins) {
   } catch (const toml::parse_error&) {
     parsed.insert("v", value);
   }
-  const bool wants_string = std::holds_alternative<Ref<std::string>>(f->ref) ||
-                            std::holds_alternative<Ref<std::vector<std::string>>>(f->ref);
+  // Numbers and bools are never words; strings, paths and enum names are.
+  const bool wants_string = std::visit(
+      [&](auto ref) { return !std::is_arithmetic_v<std::remove_reference_t<decltype(ref(c))>>; },
+      f->ref);
   if (wants_string && !parsed["v"].is_string() && !parsed["v"].is_array()) {
     parsed.insert_or_assign("v", value);
   }
@@ -270,12 +273,13 @@ void validate(const Config& c, const Origins& origins, const std::string& source
   QKV_CHECK(c.model.n_embd % c.model.n_head == 0,
             "{}: model.n_embd = {} is not divisible by model.n_head = {}", at("model.n_head"),
             c.model.n_embd, c.model.n_head);
-  QKV_CHECK(c.model.pos_encoding != "sinusoidal" || c.model.n_embd % 2 == 0,
+  QKV_CHECK(c.model.pos_encoding != nn::PosEncoding::sinusoidal || c.model.n_embd % 2 == 0,
             "{}: sinusoidal positions need an even model.n_embd, got {}", at("model.n_embd"),
             c.model.n_embd);
   QKV_CHECK(c.optim.min_lr <= c.optim.lr, "{}: optim.min_lr = {} is above optim.lr = {}",
             at("optim.min_lr"), c.optim.min_lr, c.optim.lr);
-  QKV_CHECK(c.schedule.decay != "cosine" || c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
+  QKV_CHECK(c.schedule.decay != optim::Decay::cosine ||
+                c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
             "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",
             at("schedule.lr_decay_iters"), c.schedule.lr_decay_iters, c.schedule.warmup_iters);
   QKV_CHECK(c.data.mask_char.size() == 1 ||
@@ -335,6 +339,8 @@ std::string to_toml(const Config& config) {
             toml::array a;
             for (const auto& s : ref(c)) a.push_back(s);
             t.insert(name, std::move(a));
+          } else if constexpr (std::is_enum_v<T>) {
+            t.insert(name, std::string(enum_name(ref(c))));
           } else {
             t.insert(name, ref(c));
           }
@@ -361,8 +367,10 @@ std::vector<KeyDoc> config_keys() {
           } else if constexpr (std::is_same_v<T, bool>) {
             d.type = "bool", d.default_value = ref(c) ? "true" : "false";
           } else if constexpr (std::is_same_v<T, std::string>) {
-            d.type = f.choices.empty() ? "string" : fmt::format("{}", fmt::join(f.choices, " | "));
-            d.default_value = "\"" + ref(c) + "\"";
+            d.type = "string", d.default_value = "\"" + ref(c) + "\"";
+          } else if constexpr (std::is_enum_v<T>) {
+            d.type = fmt::format("{}", fmt::join(enum_names(T{}), " | "));
+            d.default_value = fmt::format("\"{}\"", enum_name(ref(c)));
           } else {
             d.type = "string or [strings]", d.default_value = "(required)";
           }

@@ -13,7 +13,7 @@ void ModelConfig::validate() const {
   QKV_CHECK(n_embd % n_head == 0, "model.n_embd = {} is not divisible by model.n_head = {}", n_embd,
             n_head);
   QKV_CHECK(block_size > 0, "model.block_size = {} must be positive", block_size);
-  QKV_CHECK(dropout >= 0.0f && dropout < 1.0f, "model.dropout = {} is not in [0, 1)", dropout);
+  QKV_CHECK(dropout >= 0.0 && dropout < 1.0, "model.dropout = {} is not in [0, 1)", dropout);
   QKV_CHECK(ffn_hidden >= 0, "model.ffn_hidden = {} must be positive (or 0 for 4·n_embd)",
             ffn_hidden);
   QKV_CHECK(pos_encoding != PosEncoding::sinusoidal || n_embd % 2 == 0,

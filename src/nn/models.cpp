@@ -8,22 +8,10 @@ namespace qkv::nn {
 
 namespace {
 
-const char* kind_name(ModelKind k) {
-  switch (k) {
-    case ModelKind::decoder:
-      return "decoder";
-    case ModelKind::encoder:
-      return "encoder";
-    case ModelKind::encoder_decoder:
-      return "encoder_decoder";
-  }
-  return "?";
-}
-
 const ModelConfig& validated(const ModelConfig& c, ModelKind kind, const char* who) {
   c.validate();
-  QKV_CHECK(c.kind == kind, "{}: model.kind is '{}', expected '{}'", who, kind_name(c.kind),
-            kind_name(kind));
+  QKV_CHECK(c.kind == kind, "{}: model.kind is '{}', expected '{}'", who, enum_name(c.kind),
+            enum_name(kind));
   return c;
 }
 

@@ -75,7 +75,7 @@ void AdamW::step(float lr, float grad_scale) {
   }
 }
 
-AdamW::NamedTensors AdamW::state() const {
+NamedTensors AdamW::state() const {
   NamedTensors out;
   for (const Slot& s : slots_) {
     out.emplace_back("m." + s.name, s.m);

@@ -38,7 +38,7 @@ constexpr int64_t kNormBlock = int64_t{1} << 14;
 
 }  // namespace
 
-float grad_norm(const std::vector<std::pair<std::string, Tensor>>& params) {
+float grad_norm(const NamedTensors& params) {
   struct Block {
     const float* g;
     int64_t n;
@@ -62,7 +62,7 @@ float clip_factor(float norm, float max_norm) {
   return max_norm > 0 && factor < 1.0f ? factor : 1.0f;
 }
 
-float clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, float max_norm) {
+float clip_grad_norm(const NamedTensors& params, float max_norm) {
   const float norm = grad_norm(params);
   const float factor = clip_factor(norm, max_norm);
   if (factor < 1.0f) {

@@ -10,10 +10,9 @@
 #include "qkv_cli.h"
 
 using namespace qkv::testing;
+using qkv::NamedTensors;
 
 namespace {
-
-using NamedTensors = std::vector<std::pair<std::string, qkv::Tensor>>;
 
 // One trained run per model kind shared by the cases (each works on a copy): checkpoint-5 is
 // its latest.

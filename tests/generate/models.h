@@ -17,7 +17,7 @@
 
 namespace qkv::testing {
 
-inline io::Config tiny_config(const std::string& kind) {
+inline io::Config tiny_config(nn::ModelKind kind) {
   io::Config c;
   c.data.path = {"corpus.txt"};  // never read: sampling needs only the checkpoint
   c.model.kind = kind;

@@ -143,8 +143,8 @@ std::vector<int32_t> naive_greedy(nn::EncoderDecoder& m, const data::Vocab& voca
 TEST_CASE("translate: greedy equals the argmax loop; the cache does not change any beam") {
   const data::Vocab vocab = testing::pair_vocab();
   // Seed 21: some outputs end early, others run to max_length.
-  auto model =
-      testing::make_model<nn::EncoderDecoder>(testing::tiny_config("encoder_decoder"), vocab, 21);
+  auto model = testing::make_model<nn::EncoderDecoder>(
+      testing::tiny_config(nn::ModelKind::encoder_decoder), vocab, 21);
   int ended = 0;
   for (std::string_view src : {"abc", "hgfedcba", "aaaaaaaaaaaaaaaa", "d"}) {
     CAPTURE(src);
@@ -175,8 +175,8 @@ TEST_CASE("translate: outputs hold no special token, even from a model that favo
   const data::Vocab vocab = testing::pair_vocab();
   // These random models put <pad> or <bos> first at some steps.
   for (uint64_t seed : {8, 14}) {
-    auto model = testing::make_model<nn::EncoderDecoder>(testing::tiny_config("encoder_decoder"),
-                                                         vocab, seed);
+    auto model = testing::make_model<nn::EncoderDecoder>(
+        testing::tiny_config(nn::ModelKind::encoder_decoder), vocab, seed);
     for (int64_t beam : {1, 3})
       for (const Hypothesis& h : translate(*model, vocab, vocab.encode("abc"), {.beam = beam}))
         for (int32_t t : h.tokens) CHECK(t < vocab.num_chars());
@@ -185,8 +185,8 @@ TEST_CASE("translate: outputs hold no special token, even from a model that favo
 
 TEST_CASE("translate: an empty or too long input is an error") {
   const data::Vocab vocab = testing::pair_vocab();
-  auto model =
-      testing::make_model<nn::EncoderDecoder>(testing::tiny_config("encoder_decoder"), vocab, 6);
+  auto model = testing::make_model<nn::EncoderDecoder>(
+      testing::tiny_config(nn::ModelKind::encoder_decoder), vocab, 6);
   CHECK_THROWS_WITH_AS(translate(*model, vocab, {}), "translate: the input is empty", Error);
   CHECK_THROWS_WITH_AS(translate(*model, vocab, vocab.encode("abcdefghabcdefgha")),
                        "translate: the input has 17 characters, more than the model's "

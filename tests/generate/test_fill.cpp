@@ -18,7 +18,7 @@ namespace {
 struct Fixture {
   data::Vocab vocab = testing::mask_vocab();
   std::unique_ptr<nn::Encoder> model =
-      testing::make_model<nn::Encoder>(testing::tiny_config("encoder"), vocab, 7);
+      testing::make_model<nn::Encoder>(testing::tiny_config(nn::ModelKind::encoder), vocab, 7);
 
   // Probabilities [T, V] for ids, computed directly.
   std::vector<float> probs(const std::vector<int32_t>& ids) {

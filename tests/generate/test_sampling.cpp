@@ -109,7 +109,7 @@ TEST_CASE("sample_token: top-k and top-p keep only the most likely tokens") {
 
 TEST_CASE("generate: the KV cache gives the uncached windows' tokens and logits, past block_size") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config("decoder"), vocab, 3);
+  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   // block_size 16: 60 new tokens slide the window several times; the 40-character prompt is
   // cropped before the first token.
   for (std::string_view prompt : {"the cat", "the old king sees the moon. a dog eats br"}) {
@@ -138,7 +138,7 @@ TEST_CASE("generate: the KV cache gives the uncached windows' tokens and logits,
 
 TEST_CASE("generate: the same seed gives the same text, another seed another text") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config("decoder"), vocab, 3);
+  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   const SamplingOptions o{.max_new_tokens = 40, .temperature = 1.0f};
   const std::string a = run(*model, vocab, "a dog", o, 11).gen.text;
   CHECK(a.size() == 40);
@@ -148,7 +148,7 @@ TEST_CASE("generate: the same seed gives the same text, another seed another tex
 
 TEST_CASE("generate: temperature 0, top-k 1 and a tiny top-p are all greedy and seed-free") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config("decoder"), vocab, 4);
+  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 4);
   const Run greedy = run(*model, vocab, "my friend", {.max_new_tokens = 30, .temperature = 0}, 1);
   for (size_t i = 0; i < greedy.logits.size(); ++i)
     CHECK(greedy.gen.tokens[i] == argmax(greedy.logits[i]));
@@ -166,7 +166,7 @@ TEST_CASE("generate: temperature 0, top-k 1 and a tiny top-p are all greedy and 
 
 TEST_CASE("generate: a stop string ends the sample right after its first appearance") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config("decoder"), vocab, 5);
+  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 5);
   SamplingOptions o{.max_new_tokens = 50, .temperature = 1.0f};
   const std::string full = run(*model, vocab, "the", o, 8).gen.text;
   REQUIRE(full.size() == 50);
@@ -185,7 +185,7 @@ TEST_CASE("generate: a stop string ends the sample right after its first appeara
 
 TEST_CASE("generate: restores the model's training mode and records no graph") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config("decoder"), vocab, 3);
+  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   model->train();
   const Run r = run(*model, vocab, "a", {.max_new_tokens = 3}, 1);
   CHECK(model->is_training());
@@ -195,7 +195,7 @@ TEST_CASE("generate: restores the model's training mode and records no graph") {
 
 TEST_CASE("generate: bad options and inputs are errors that say what is wrong") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config("decoder"), vocab, 3);
+  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   Rng rng(1);
   const std::vector<int32_t> prompt = vocab.encode("a");
   auto fails = [&](SamplingOptions o, const char* message) {

@@ -45,8 +45,7 @@ CheckpointData sample_data(int seed) {
   return d;
 }
 
-bool same_tensors(const std::vector<std::pair<std::string, Tensor>>& a,
-                  const std::vector<std::pair<std::string, Tensor>>& b) {
+bool same_tensors(const NamedTensors& a, const NamedTensors& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
     const Tensor &x = a[i].second, &y = b[i].second;

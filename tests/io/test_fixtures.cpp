@@ -7,15 +7,17 @@
 #include <string>
 
 #include "qkv/io/safetensors.h"
+#include "qkv/nn/model_config.h"
 
 using namespace qkv;
 using namespace qkv::io;
+using nn::ModelKind;
 
 namespace {
 
 struct Case {
   const char* name;
-  const char* kind;
+  ModelKind kind;
   int64_t n_params;
   bool tied;
   bool adamw;
@@ -54,29 +56,28 @@ double formula_sum(const std::string& name, int64_t k, int64_t numel) {
 
 TEST_CASE("fixtures: every parity fixture holds the tensors the spec lists") {
   const Case cases[] = {
-      {"decoder_learned_pre_tied", "decoder", 28, true, true},
-      {"decoder_sinusoidal_post_untied", "decoder", 14, false, false},
-      {"encoder_learned_pre_padding", "encoder", 28, true, false},
-      {"encdec_sinusoidal_pre", "encoder_decoder", 37, false, false},
-      {"encdec_learned_post", "encoder_decoder", 68, true, false},
+      {"decoder_learned_pre_tied", ModelKind::decoder, 28, true, true},
+      {"decoder_sinusoidal_post_untied", ModelKind::decoder, 14, false, false},
+      {"encoder_learned_pre_padding", ModelKind::encoder, 28, true, false},
+      {"encdec_sinusoidal_pre", ModelKind::encoder_decoder, 37, false, false},
+      {"encdec_learned_post", ModelKind::encoder_decoder, 68, true, false},
   };
   for (const Case& c : cases) {
     CAPTURE(c.name);
     const SafetensorsContents f = read_safetensors(std::string(QKV_SOURCE_DIR) +
                                                    "/tests/fixtures/" + c.name + ".safetensors");
-    CHECK(f.metadata.at("kind") == c.kind);
+    CHECK(f.metadata.at("kind") == enum_name(c.kind));
     CHECK(f.metadata.at("tie_weights") == (c.tied ? "true" : "false"));
     for (const char* key : {"pos_encoding", "norm", "bias"}) CHECK(f.metadata.count(key) == 1);
 
-    const std::string kind = c.kind;
-    const std::string prefix = kind == "encoder_decoder" ? "decoder." : "";
-    if (kind == "encoder_decoder") {
+    const std::string prefix = c.kind == ModelKind::encoder_decoder ? "decoder." : "";
+    if (c.kind == ModelKind::encoder_decoder) {
       check_ints(f, "src_ids", {kB, kTs}, 0, kV - 1);
       check_ints(f, "src_padding", {kB, kTs}, 0, 1);
       check_ints(f, "tgt_ids", {kB, kT}, 0, kV - 1);
     } else {
       check_ints(f, "ids", {kB, kT}, 0, kV - 1);
-      if (kind == "encoder") check_ints(f, "src_padding", {kB, kT}, 0, 1);
+      if (c.kind == ModelKind::encoder) check_ints(f, "src_padding", {kB, kT}, 0, 1);
     }
     check_ints(f, "targets", {kB, kT}, -1, kV - 1);
     check_shape(f, "logits", {kB, kT, kV});

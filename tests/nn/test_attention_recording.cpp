@@ -15,7 +15,13 @@ using namespace qkv::nn;
 namespace {
 
 ModelConfig config(ModelKind kind) {
-  return {.kind = kind, .vocab_size = 9, .n_layer = 2, .n_head = 2, .n_embd = 8, .block_size = 8};
+  return {.kind = kind,
+          .vocab_size = 9,
+          .n_layer = 2,
+          .n_head = 2,
+          .n_embd = 8,
+          .block_size = 8,
+          .bias = true};
 }
 
 std::vector<std::string> module_names(Module& m) {

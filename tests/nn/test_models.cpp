@@ -17,7 +17,13 @@ using namespace qkv::nn;
 namespace {
 
 ModelConfig small(ModelKind kind) {
-  return {.kind = kind, .vocab_size = 11, .n_layer = 1, .n_head = 2, .n_embd = 8, .block_size = 8};
+  return {.kind = kind,
+          .vocab_size = 11,
+          .n_layer = 1,
+          .n_head = 2,
+          .n_embd = 8,
+          .block_size = 8,
+          .bias = true};
 }
 
 std::vector<std::string> names_of(const Module& m) {

@@ -8,12 +8,13 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "qkv/io/safetensors.h"
 #include "qkv/nn/models.h"
-#include "qkv/optim/adamw.h"
 #include "qkv/ops.h"
+#include "qkv/optim/adamw.h"
 
 using namespace qkv;
 using namespace qkv::nn;
@@ -72,6 +73,14 @@ std::string meta_value(const std::map<std::string, std::string>& meta, const std
   return v;
 }
 
+// The same for a value in the config file's names (kind, pos_encoding, norm).
+template <class E>
+E meta_enum(const std::map<std::string, std::string>& meta, const std::string& key) {
+  const std::optional<E> v = parse_enum<E>(meta.at(key));
+  REQUIRE_MESSAGE(v, "fixture metadata " << key << " = '" << meta.at(key) << "'");
+  return *v;
+}
+
 Tensor padding_tensor(const io::IntTensor& p) {
   Tensor t = Tensor::empty(p.shape);
   for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = float(p.values[i]);
@@ -83,21 +92,16 @@ void run_case(const std::string& name) {
   const io::SafetensorsContents f = io::read_safetensors(
       std::string(QKV_SOURCE_DIR) + "/tests/fixtures/" + name + ".safetensors");
   const auto& meta = f.metadata;
-  ModelConfig c{.vocab_size = 11,
+  ModelConfig c{.kind = meta_enum<ModelKind>(meta, "kind"),
+                .vocab_size = 11,
                 .n_layer = 2,
                 .n_head = 2,
                 .n_embd = 32,
                 .block_size = 8,
                 .dropout = 0.0f,
+                .pos_encoding = meta_enum<PosEncoding>(meta, "pos_encoding"),
+                .norm = meta_enum<Norm>(meta, "norm"),
                 .ffn_hidden = 128};
-  const std::string kind = meta_value(meta, "kind", {"decoder", "encoder", "encoder_decoder"});
-  c.kind = kind == "decoder"   ? ModelKind::decoder
-           : kind == "encoder" ? ModelKind::encoder
-                               : ModelKind::encoder_decoder;
-  c.pos_encoding = meta_value(meta, "pos_encoding", {"learned", "sinusoidal"}) == "learned"
-                       ? PosEncoding::learned
-                       : PosEncoding::sinusoidal;
-  c.norm = meta_value(meta, "norm", {"pre", "post"}) == "pre" ? Norm::pre : Norm::post;
   c.bias = meta_value(meta, "bias", {"true", "false"}) == "true";
   c.tie_weights = meta_value(meta, "tie_weights", {"true", "false"}) == "true";
 

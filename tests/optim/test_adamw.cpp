@@ -69,7 +69,7 @@ TEST_CASE("adamw: state round-trips by name, so a restored optimizer continues i
 TEST_CASE("adamw: loading state reports every missing, unexpected and mis-shaped entry") {
   Tensor p = Tensor::ones({2}, true);
   AdamW opt({{"p", p}}, {});
-  const AdamW::NamedTensors bad{{"m.p", Tensor::zeros({3})}, {"m.extra", Tensor::zeros({1})}};
+  const NamedTensors bad{{"m.p", Tensor::zeros({3})}, {"m.extra", Tensor::zeros({1})}};
   CHECK_THROWS_WITH_AS(opt.load_state(bad, 1),
                        "optimizer state: 'm.p' is [3], parameter expects [2]; missing 'v.p'; "
                        "unexpected 'm.extra'",
@@ -82,7 +82,7 @@ TEST_CASE("adamw: the clip folded into step equals clip_grad_norm then step, bit
   const std::vector<Shape> shapes{{300, 70}, {70}, {5, 3}, {40000}};
   for (const float max_norm : {1.0f, 1e6f}) {  // clipping, and a norm under the limit
     CAPTURE(max_norm);
-    AdamW::NamedTensors a, b;
+    NamedTensors a, b;
     for (size_t k = 0; k < shapes.size(); ++k) {
       Tensor p = Tensor::randn(shapes[k], rng, 1.0f, true);
       const std::string name = fmt::format("p{}", k);

@@ -35,7 +35,7 @@ TEST_CASE("clip_grad_norm: scales grads to the max norm and returns the norm bef
   Tensor a = Tensor::zeros({2}, true), b = Tensor::zeros({1}, true);
   a.backward(Tensor::from_vector({2}, {3, 0}));
   b.backward(Tensor::from_vector({1}, {4}));
-  const std::vector<std::pair<std::string, Tensor>> params{{"a", a}, {"b", b}};
+  const NamedTensors params{{"a", a}, {"b", b}};
   CHECK(clip_grad_norm(params, 10.0f) == doctest::Approx(5.0));
   CHECK(a.grad().to_vector() == std::vector<float>{3, 0});  // under the limit: untouched
   CHECK(clip_grad_norm(params, 1.0f) == doctest::Approx(5.0));
@@ -48,7 +48,7 @@ TEST_CASE("grad_norm: the norm of every grad, unchanged grads, the same on any t
   Tensor a = Tensor::zeros({2}, true), b = Tensor::zeros({1}, true);
   a.backward(Tensor::from_vector({2}, {3, 0}));
   b.backward(Tensor::from_vector({1}, {4}));
-  const std::vector<std::pair<std::string, Tensor>> params{{"a", a}, {"b", b}};
+  const NamedTensors params{{"a", a}, {"b", b}};
   CHECK(grad_norm(params) == 5.0f);
   CHECK(a.grad().to_vector() == std::vector<float>{3, 0});
   CHECK(clip_factor(5.0f, 10.0f) == 1.0f);
@@ -58,7 +58,7 @@ TEST_CASE("grad_norm: the norm of every grad, unchanged grads, the same on any t
   Rng rng(3);
   Tensor big = Tensor::zeros({100003}, true);
   big.backward(Tensor::randn({100003}, rng));
-  const std::vector<std::pair<std::string, Tensor>> many{{"a", a}, {"big", big}};
+  const NamedTensors many{{"a", a}, {"big", big}};
   double want = 9;  // a: 3² + 0²
   for (float g : big.grad().to_vector()) want += double(g) * g;
   std::vector<float> norms;

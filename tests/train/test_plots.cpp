@@ -165,14 +165,14 @@ TEST_CASE("attention probe: panels for every layer and head of each model kind")
                          Error);
   }
   SUBCASE("encoder: the mask character reads as <mask>") {
-    c.model.kind = "encoder";
+    c.model.kind = nn::ModelKind::encoder;
     nn::Encoder model(model_config(c, vocab.size()));
     const AttentionChart chart = probe_attention(model, c, vocab, {.text = "a_c", .head = 1});
     CHECK(chart.panels.size() == 2);           // one head of each layer
     CHECK(chart.panels[0].weights[2] > 0.0f);  // bidirectional: row 0 sees key 2
   }
   SUBCASE("encoder-decoder: cross-attention rows are the output characters") {
-    c.model.kind = "encoder_decoder";
+    c.model.kind = nn::ModelKind::encoder_decoder;
     nn::EncoderDecoder model(model_config(c, vocab.size()));
     CHECK_THROWS_WITH_AS(probe_attention(model, c, vocab, {.text = "1"}),
                          doctest::Contains("needs --target"), Error);

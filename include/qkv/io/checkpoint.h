@@ -7,8 +7,6 @@
 
 #include <cstdint>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,8 +15,8 @@
 namespace qkv::io {
 
 struct CheckpointData {
-  std::vector<std::pair<std::string, Tensor>> model;      // named_parameters(), weights only
-  std::vector<std::pair<std::string, Tensor>> optimizer;  // AdamW moments ("m.<name>", "v.<name>")
+  NamedTensors model;      // named_parameters(), weights only
+  NamedTensors optimizer;  // AdamW moments ("m.<name>", "v.<name>")
   int64_t optimizer_step = 0;
   nlohmann::json trainer_state;  // the trainer's own record: iteration, RNG states, best loss...
   std::string config_toml;       // the resolved config

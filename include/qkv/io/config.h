@@ -6,22 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "qkv/nn/model_config.h"
+#include "qkv/optim/schedule.h"
+
 namespace qkv::io {
 
 struct DataConfig {
   std::vector<std::string> path;  // text files (decoder, encoder) or one TSV (encoder_decoder)
   double val_fraction = 0.1;
   std::string mask_char = "_";    // encoder: the character `qkv sample --fill` treats as a mask
-};
-
-struct ModelSection {
-  std::string kind = "decoder";   // decoder | encoder | encoder_decoder
-  int64_t n_layer = 4, n_head = 4, n_embd = 128, block_size = 64, ffn_hidden = 0;
-  double dropout = 0.0;
-  bool bias = false;
-  std::string pos_encoding = "learned";  // learned | sinusoidal
-  std::string norm = "pre";              // pre | post
-  bool tie_weights = true;
 };
 
 struct OptimSection {
@@ -31,7 +24,7 @@ struct OptimSection {
 };
 
 struct ScheduleSection {
-  std::string decay = "cosine";  // cosine | constant
+  optim::Decay decay = optim::Decay::cosine;
   int64_t warmup_iters = 100, lr_decay_iters = 2000;
 };
 
@@ -45,7 +38,7 @@ struct TrainSection {
 
 struct Config {
   DataConfig data;
-  ModelSection model;
+  nn::ModelConfig model;  // vocab_size and seed are not keys: see nn::ModelConfig
   OptimSection optim;
   ScheduleSection schedule;
   TrainSection train;

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "qkv/tensor.h"
@@ -20,7 +19,7 @@ struct IntTensor {
 
 struct SafetensorsContents {
   std::map<std::string, std::string> metadata;
-  std::vector<std::pair<std::string, Tensor>> tensors;  // F32, sorted by data offset
+  NamedTensors tensors;                                 // F32, sorted by data offset
   std::map<std::string, IntTensor> int_tensors;         // I32
   const Tensor* find(const std::string& name) const;    // an F32 tensor, or null
 };
@@ -32,8 +31,7 @@ SafetensorsContents read_safetensors(const std::string& path);
 
 // Writes F32 tensors (in the given order) and metadata. Throws qkv::Error naming the path when
 // the file cannot be written. Does not fsync (the checkpoint writer does).
-void write_safetensors(const std::string& path,
-                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace qkv::io

@@ -1,9 +1,16 @@
-// ModelConfig: everything that fixes a model's architecture, validated in one place.
+// ModelConfig: everything that fixes a model's architecture, validated in one place. It is the
+// [model] table of a run config (io::Config::model), with the config file's defaults.
 #pragma once
 
 #include <cstdint>
 
+#include "qkv/enum_names.h"
 #include "qkv/ops.h"
+
+namespace qkv {
+// Norm's names in config files and messages, in Norm's namespace, where enum_name looks.
+constexpr EnumNames<2> enum_names(Norm) { return {"pre", "post"}; }
+}  // namespace qkv
 
 namespace qkv::nn {
 
@@ -11,20 +18,24 @@ enum class ModelKind { decoder, encoder, encoder_decoder };
 enum class PosEncoding { learned, sinusoidal };
 using qkv::Norm;  // LayerNorm before each sublayer (GPT-2) or after the residual (ops.h)
 
+// Their names in config files and messages (see qkv/enum_names.h).
+constexpr EnumNames<3> enum_names(ModelKind) { return {"decoder", "encoder", "encoder_decoder"}; }
+constexpr EnumNames<2> enum_names(PosEncoding) { return {"learned", "sinusoidal"}; }
+
 struct ModelConfig {
   ModelKind kind = ModelKind::decoder;
-  int64_t vocab_size = 0;
+  int64_t vocab_size = 0;  // not a config key: train::model_config sets it from the vocabulary
   int64_t n_layer = 4;
   int64_t n_head = 4;
   int64_t n_embd = 128;
   int64_t block_size = 64;  // the longest sequence (positions 0..block_size-1)
-  float dropout = 0.0f;
-  bool bias = true;  // biases in Linear and LayerNorm (lm_head never has one)
+  double dropout = 0.0;
+  bool bias = false;  // biases in Linear and LayerNorm (lm_head never has one)
   PosEncoding pos_encoding = PosEncoding::learned;
   Norm norm = Norm::pre;
   bool tie_weights = true;  // logits use tok_emb.weight; no lm_head parameter
   int64_t ffn_hidden = 0;   // 0 = 4·n_embd
-  uint64_t seed = 1337;     // weight init; the dropout Rng uses stream 1 of the same seed
+  uint64_t seed = 1337;     // init, and dropout on stream 1; train::model_config copies train.seed
 
   int64_t ffn() const { return ffn_hidden > 0 ? ffn_hidden : 4 * n_embd; }
   // Throws qkv::Error naming the first bad key ("model.n_embd = 130 is not divisible by

@@ -14,8 +14,6 @@
 
 namespace qkv::nn {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 // How param() fills a new parameter. normal() draws from rng in row-major order, so building
 // the same modules in the same order from the same seed gives identical weights.
 struct Init {

@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "qkv/tensor.h"
@@ -23,8 +22,6 @@ struct AdamWConfig {
 
 class AdamW {
  public:
-  using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
   // params: (name, leaf tensor) as from Module::named_parameters(); moments start at zero.
   AdamW(NamedTensors params, AdamWConfig config);
 

@@ -2,14 +2,15 @@
 #pragma once
 
 #include <cstdint>
-#include <utility>
-#include <vector>
 
+#include "qkv/enum_names.h"
 #include "qkv/tensor.h"
 
 namespace qkv::optim {
 
 enum class Decay { cosine, constant };
+// The names of schedule.decay (see qkv/enum_names.h).
+constexpr EnumNames<2> enum_names(Decay) { return {"cosine", "constant"}; }
 
 struct ScheduleConfig {
   float lr = 1e-3f;
@@ -26,11 +27,11 @@ float lr_at(int64_t it, const ScheduleConfig& config);
 // Scales every grad so their global L2 norm is at most max_norm (PyTorch's clip_grad_norm_:
 // factor max_norm / (norm + 1e-6) when that is < 1). Returns the norm before clipping,
 // summed in double in parameter order so it is deterministic.
-float clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, float max_norm);
+float clip_grad_norm(const NamedTensors& params, float max_norm);
 
 // The global L2 norm of the grads that clip_grad_norm clips by, leaving the grads as they are.
 // Summed in double over fixed blocks in order, so it does not depend on the thread count.
-float grad_norm(const std::vector<std::pair<std::string, Tensor>>& params);
+float grad_norm(const NamedTensors& params);
 // The factor clip_grad_norm scales the grads by: max_norm / (norm + 1e-6) when that is < 1 (and
 // max_norm > 0), else 1.
 float clip_factor(float norm, float max_norm);
