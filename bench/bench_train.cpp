@@ -1,7 +1,8 @@
 // Training-step benchmark: the step of `qkv train` (qkv::train::optimisation_step) on a config,
-// timed over --iters iterations after --warmup. Prints the median ms/iter, tokens/s, nanoGPT's
-// GFLOP/s and MFU against cblas_sgemm measured in the same process, peak RSS, whether the timed
-// steps asked the system for memory, and how many threads the process ran during the steps.
+// timed over --iters iterations after --warmup, at the config's train.precision. Prints the
+// median ms/iter, tokens/s, nanoGPT's GFLOP/s and MFU against the fp32 and bf16 GEMM peaks
+// measured in the same process, peak RSS, whether the timed steps asked the system for memory,
+// and how many threads the process ran during the steps.
 //
 //   bench_train CONFIG CORPUS [--threads N] [--iters N] [--warmup N] [--set KEY=VALUE ...]
 //               [--profile STEPS]
@@ -123,8 +124,11 @@ int main(int argc, char** argv) {
     overrides.push_back("data.path=" + corpus);
     const qkv::io::Config c = qkv::io::load_config(config_path, overrides);
     qkv::set_num_threads(threads);
+    const qkv::PrecisionChoice precision =
+        qkv::choose_precision(c.train.precision, "train.precision");
     auto task = qkv::train::make_task(c);
     qkv::nn::Module& model = task->model();
+    model.set_precision(precision.precision);
     const auto params = model.named_parameters();
     qkv::optim::AdamW optimizer(params, {.beta1 = float(c.optim.beta1),
                                          .beta2 = float(c.optim.beta2),
@@ -135,16 +139,19 @@ int main(int argc, char** argv) {
     qkv::Rng data_rng(static_cast<uint64_t>(c.train.seed), 2);
 
     const int64_t B = c.train.batch_size, T = c.model.block_size, C = c.model.n_embd;
-    // Peaks: the best of three medians, so one disturbed measurement does not lower them.
-    auto peak = [](int64_t M, int64_t N, int64_t K, int reps) {
-      double best = 0;
-      for (int i = 0; i < 3; ++i) best = std::max(best, qkv::measure_sgemm_gflops(M, N, K, reps));
-      return best;
+    // GEMM peaks in both precisions (bf16 where the CPU has it), each the best of its runs, the
+    // way qkv splits a GEMM over the threads: at 1024^3, and at the largest GEMM of a step, the
+    // MLP's first linear, [B·T, C] x [C, 4C].
+    using qkv::Precision;
+    const bool has_bf16 = qkv::cpu_has_bf16();
+    auto peak = [&](Precision p, int64_t M, int64_t N, int64_t K) {
+      return p == Precision::bf16 && !has_bf16 ? 0.0 : qkv::measure_gemm_gflops(p, M, N, K, 15);
     };
-    const double peak_1024 = peak(1024, 1024, 1024, 5);
-    // The largest GEMM of a step: the MLP's first linear, [B·T, C] x [C, 4C].
-    const double peak_shape = peak(B * T, 4 * C, C, 9);
-    const double flops = qkv::train::flops_per_iter(*task, model, c);
+    const double peak_f32 = peak(Precision::fp32, 1024, 1024, 1024);
+    const double peak_bf16 = peak(Precision::bf16, 1024, 1024, 1024);
+    const double shape_f32 = peak(Precision::fp32, B * T, 4 * C, C);
+    const double shape_bf16 = peak(Precision::bf16, B * T, 4 * C, C);
+    const double peak_run = precision.precision == Precision::bf16 ? peak_bf16 : peak_f32;
 
     fmt::print("{}\n", qkv::runtime_summary());
     fmt::print(
@@ -153,18 +160,19 @@ int main(int argc, char** argv) {
         omp_get_max_threads(), openblas_get_num_threads(), openblas_get_parallel(),
         std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset",
         std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "unset");
-    fmt::print(
-        "config {}: L{} H{} C{} T{} B{}, {:.3f}M parameters, {:.2f} GFLOP/iter (nanoGPT count)\n",
-        config_path, c.model.n_layer, c.model.n_head, C, T, B, double(model.num_parameters()) / 1e6,
-        flops * 1e-9);
+    fmt::print("config {}: L{} H{} C{} T{} B{}, {:.3f}M parameters; precision {} ({})\n",
+               config_path, c.model.n_layer, c.model.n_head, C, T, B,
+               double(model.num_parameters()) / 1e6, enum_name(precision.precision), precision.why);
 
     int64_t iter = 0;
-    double last_loss = 0;
+    double last_loss = 0, flops = 0, tokens = 0;  // the timed steps' (Task::Prediction)
+    bool timing = false;
     auto step = [&] {
       const auto r =
           qkv::train::optimisation_step(*task, optimizer, params, data_rng, c.train.grad_accum,
                                         float(c.optim.grad_clip), qkv::optim::lr_at(iter++, sched));
       last_loss = r.loss;
+      if (timing) flops += r.flops, tokens += double(r.tokens);
     };
     for (int i = 0; i < warmup; ++i) step();
     const int64_t allocs_before = qkv::allocator_stats().system_allocs;
@@ -174,6 +182,7 @@ int main(int argc, char** argv) {
       clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
       return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
     };
+    timing = true;
     for (int i = 0; i < iters; ++i) {
       const double c0 = cpu_now();
       const auto t0 = std::chrono::steady_clock::now();
@@ -182,6 +191,7 @@ int main(int argc, char** argv) {
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       cpu_ms.push_back(cpu_now() - c0);
     }
+    timing = false;
     const int64_t allocs = qkv::allocator_stats().system_allocs - allocs_before;
     // Threads are counted over a few more, untimed steps: the sampler wakes every 0.5 ms, which
     // would preempt the timed steps' threads on a machine with no core to spare.
@@ -193,7 +203,9 @@ int main(int argc, char** argv) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     const double med = median(ms);
-    const double gflops = flops / (med * 1e-3) * 1e-9;
+    // Per-step FLOPs and tokens are the timed steps' means (they vary with an encoder-decoder's
+    // pair lengths), over the median step time.
+    const double gflops = flops / double(iters) / (med * 1e-3) * 1e-9;
     fmt::print("steps: {} timed after {} warm-up; loss at the last step {:.4f}\n", iters, warmup,
                last_loss);
     fmt::print("median {:.2f} ms/iter (min {:.2f}, max {:.2f})\n", med,
@@ -201,13 +213,18 @@ int main(int argc, char** argv) {
     // On a shared machine the wall clock counts time spent descheduled; CPU time does not
     // (but counts threads spinning at barriers, so it only reads cleanly with one thread).
     fmt::print("median CPU time {:.2f} ms/iter (all threads of the process)\n", median(cpu_ms));
-    fmt::print("tokens/s {:.0f}\n",
-               double(task->tokens_per_batch() * c.train.grad_accum) / med * 1e3);
-    fmt::print(
-        "achieved {:.1f} GFLOP/s; sgemm peak {:.1f} GFLOP/s at 1024^3 -> MFU {:.1f}%; "
-        "{:.1f} GFLOP/s at {}x{}x{} -> {:.1f}%\n",
-        gflops, peak_1024, 100 * gflops / peak_1024, peak_shape, B * T, 4 * C, C,
-        100 * gflops / peak_shape);
+    fmt::print("tokens/s {:.0f}; {:.2f} GFLOP/iter (nanoGPT's count)\n",
+               tokens / double(iters) / med * 1e3, flops / double(iters) * 1e-9);
+    fmt::print("achieved {:.1f} GFLOP/s\n", gflops);
+    auto mfu_line = [&](const char* name, double p1024, double pshape) {
+      if (p1024 == 0) return fmt::print("{} GEMM peak: not measured (no AVX512_BF16)\n", name);
+      fmt::print(
+          "{} GEMM peak {:.1f} GFLOP/s at 1024^3 -> MFU {:.1f}%; {:.1f} GFLOP/s at "
+          "{}x{}x{} -> {:.1f}%\n",
+          name, p1024, 100 * gflops / p1024, pshape, B * T, 4 * C, C, 100 * gflops / pshape);
+    };
+    mfu_line("fp32", peak_f32, shape_f32);
+    mfu_line("bf16", peak_bf16, shape_bf16);
     fmt::print("peak RSS {:.1f} MB\n", double(usage.ru_maxrss) / 1024.0);
     fmt::print("system allocations during the timed steps: {}\n", allocs);
     if (sampler.samples() == 0)
@@ -217,8 +234,11 @@ int main(int argc, char** argv) {
           "threads during 3 more steps: at most {} existed, at most {} running at once "
           "(sampler excluded, {} samples; --threads {})\n",
           sampler.max_total(), sampler.max_running(), sampler.samples(), qkv::num_threads());
-    fmt::print("RESULT qkv ms_per_iter={:.3f} rss_mb={:.1f} mfu={:.4f} gflops={:.2f}\n", med,
-               double(usage.ru_maxrss) / 1024.0, gflops / peak_1024, gflops);
+    fmt::print(
+        "RESULT qkv ms_per_iter={:.3f} rss_mb={:.1f} mfu={:.4f} gflops={:.2f} precision={} "
+        "peak_fp32={:.1f} peak_bf16={:.1f}\n",
+        med, double(usage.ru_maxrss) / 1024.0, gflops / peak_run, gflops,
+        enum_name(precision.precision), peak_f32, peak_bf16);
     if (profile_steps > 0) {
       // The same math as optimisation_step, phase by phase, with the op timer on.
       double fwd = 0, bwd = 0, clip = 0, adamw = 0, wall = 0;
@@ -231,7 +251,8 @@ int main(int argc, char** argv) {
         const auto t0 = Clock::now();
         optimizer.zero_grad();
         qkv::op_profile::start();
-        qkv::Tensor loss = task->batch_loss(qkv::data::Split::train, data_rng);
+        const auto p = task->predict(qkv::data::Split::train, data_rng);
+        qkv::Tensor loss = qkv::softmax_cross_entropy(p.logits, p.targets);
         fwd += ms_since(t0);
         const auto t1 = Clock::now();
         loss.backward();

@@ -5,8 +5,8 @@
 #                 PyTorch side of the benchmarks (not for building, testing or training).
 set -euo pipefail
 
-packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libcli11-dev libspdlog-dev
-          libfmt-dev doctest-dev libtomlplusplus-dev nlohmann-json3-dev fortunes)
+packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libdnnl-dev libcli11-dev
+          libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev nlohmann-json3-dev fortunes)
 [[ "${1:-}" == "--with-torch" ]] && packages+=(python3-torch python3-numpy)
 
 missing=()

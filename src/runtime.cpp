@@ -1,7 +1,8 @@
-// OpenBLAS kernel selection and thread settings.
+// OpenBLAS kernel selection, thread settings, the GEMM precision and measured GEMM peaks.
 #include "qkv/runtime.h"
 
 #include <cblas.h>
+#include <fmt/format.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -10,8 +11,8 @@
 #include <cstdlib>
 #include <vector>
 
-#include <fmt/format.h>
-
+#include "ops/gemm.h"
+#include "qkv/error.h"
 
 extern "C" char* openblas_get_corename(void);
 
@@ -49,8 +50,8 @@ void select_blas_kernel(char** argv) {
   execv("/proc/self/exe", argv);
   // exec failed: carry on with the slow kernel rather than not at all.
   unsetenv("OPENBLAS_CORETYPE");
-  setenv(kReexecMarker, fmt::format("{} (qkv could not re-execute to select {})", core, best).c_str(),
-         1);
+  setenv(kReexecMarker,
+         fmt::format("{} (qkv could not re-execute to select {})", core, best).c_str(), 1);
 }
 
 void set_num_threads(int n) {
@@ -71,25 +72,62 @@ std::string blas_kernel_origin() {
 
 std::string runtime_summary() {
   const bool blas_openmp = openblas_get_parallel() == 2;
-  return fmt::format("OpenBLAS kernel {} ({}); {} threads for OpenMP and {} for OpenBLAS{}; {} cores",
-                     blas_kernel(), blas_kernel_origin(), omp_get_max_threads(),
-                     openblas_get_num_threads(),
-                     blas_openmp ? "" : " (WARNING: not the OpenMP build of OpenBLAS)",
-                     omp_get_num_procs());
+  return fmt::format(
+      "OpenBLAS kernel {} ({}); {} threads for OpenMP and {} for OpenBLAS{}; {} cores",
+      blas_kernel(), blas_kernel_origin(), omp_get_max_threads(), openblas_get_num_threads(),
+      blas_openmp ? "" : " (WARNING: not the OpenMP build of OpenBLAS)", omp_get_num_procs());
 }
 
-double measure_sgemm_gflops(int64_t M, int64_t N, int64_t K, int reps) {
+bool cpu_has_bf16() {
+  if (const char* forced = std::getenv("QKV_CPU_BF16"); forced && std::string(forced) == "0")
+    return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+}
+
+PrecisionChoice choose_precision(PrecisionSetting setting, const std::string& what) {
+  const bool bf16 = cpu_has_bf16();
+  switch (setting) {
+    case PrecisionSetting::fp32:
+      return {Precision::fp32, fmt::format("{} = fp32", what)};
+    case PrecisionSetting::bf16:
+      QKV_CHECK(bf16,
+                "{} = bf16 needs a CPU with AVX512_BF16, and this one has none{}; use "
+                "auto or fp32",
+                what, std::getenv("QKV_CPU_BF16") ? " (QKV_CPU_BF16=0)" : "");
+      return {Precision::bf16, fmt::format("{} = bf16", what)};
+    case PrecisionSetting::automatic:
+      break;
+  }
+  return bf16 ? PrecisionChoice{Precision::bf16,
+                                fmt::format("{} = auto: this CPU has AVX512_BF16", what)}
+              : PrecisionChoice{Precision::fp32,
+                                fmt::format("{} = auto: this CPU has no AVX512_BF16", what)};
+}
+
+double measure_gemm_gflops(Precision precision, int64_t M, int64_t N, int64_t K, int reps) {
   std::vector<float> a(M * K, 0.5f), b(K * N, 0.25f), c(M * N, 0.0f);
-  std::vector<double> gflops;
+  std::vector<bf16> a16(precision == Precision::bf16 ? a.size() : 0);
+  std::vector<bf16> b16(precision == Precision::bf16 ? b.size() : 0);
+  convert(a16.data(), a.data(), int64_t(a16.size()));
+  convert(b16.data(), b.data(), int64_t(b16.size()));
+  double best = 0;
   for (int r = 0; r <= reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a.data(), K, b.data(),
-                N, 0.0f, c.data(), N);
+#pragma omp parallel
+    {
+      const auto [m0, m1] = block(M, omp_get_thread_num(), omp_get_num_threads());
+      if (precision == Precision::bf16)
+        gemm_ld(false, false, m1 - m0, N, K, 1.0f, a16.data() + m0 * K, K, b16.data(), N, 0.0f,
+                c.data() + m0 * N, N);
+      else
+        gemm_ld(false, false, m1 - m0, N, K, 1.0f, a.data() + m0 * K, K, b.data(), N, 0.0f,
+                c.data() + m0 * N, N);
+    }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (r > 0) gflops.push_back(2.0 * M * N * K / s * 1e-9);
+    if (r > 0) best = std::max(best, 2.0 * M * N * K / s * 1e-9);
   }
-  std::nth_element(gflops.begin(), gflops.begin() + gflops.size() / 2, gflops.end());
-  return gflops[gflops.size() / 2];
+  return best;
 }
 
 }  // namespace qkv

@@ -17,11 +17,6 @@ namespace qkv::train {
 
 using data::Split;
 
-Tensor Task::batch_loss(Split split, Rng& rng) {
-  Prediction p = predict(split, rng);
-  return softmax_cross_entropy(p.logits, p.targets);
-}
-
 EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
   NoGradGuard no_grad;
   model().eval();
@@ -51,6 +46,19 @@ nn::ModelConfig model_config(const io::Config& c, int64_t vocab_size) {
 
 namespace {
 
+// Forward and backward FLOPs of one stack of n_layer layers over B sequences of T tokens: 6 per
+// weight per token it multiplies (attention's 4C², the MLP's 2CF), plus attention's 12·C per
+// query per key (all T keys, the causal half included, as nanoGPT's estimate_mfu counts them).
+double stack_flops(const nn::ModelConfig& m, int64_t B, int64_t T) {
+  const double C = double(m.n_embd), F = double(m.ffn()), N = double(B * T);
+  return N * double(m.n_layer) * (6.0 * (4 * C * C + 2 * C * F) + 12.0 * C * double(T));
+}
+
+// The output head's: V·C weights per predicted token.
+double head_flops(const nn::ModelConfig& m, int64_t tokens) {
+  return 6.0 * double(m.vocab_size) * double(m.n_embd) * double(tokens);
+}
+
 // Flattens [B, T, V] logits to [B·T, V] rows for the loss.
 Tensor rows(const Tensor& logits) {
   return reshape(logits, {logits.size(0) * logits.size(1), logits.size(2)});
@@ -59,8 +67,8 @@ Tensor rows(const Tensor& logits) {
 class DecoderTask : public Task {
  public:
   DecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
-      : data_(data::TextDataset::load(c.data.path, {.val_fraction = c.data.val_fraction,
-                                                     .vocab = vocab})),
+      : data_(data::TextDataset::load(c.data.path,
+                                      {.val_fraction = c.data.val_fraction, .vocab = vocab})),
         B_(c.train.batch_size),
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
@@ -70,10 +78,10 @@ class DecoderTask : public Task {
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
-  int64_t tokens_per_batch() const override { return B_ * T_; }
   Prediction predict(Split split, Rng& rng) override {
     data::Batch b = data_.get_batch(split, B_, T_, rng);
-    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets)};
+    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
+            stack_flops(model_config_, B_, T_) + head_flops(model_config_, B_ * T_)};
   }
 
  private:
@@ -85,9 +93,9 @@ class DecoderTask : public Task {
 class EncoderTask : public Task {
  public:
   EncoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
-      : data_(data::TextDataset::load(c.data.path, {.val_fraction = c.data.val_fraction,
-                                                     .specials = {data::kMask},
-                                                     .vocab = vocab})),
+      : data_(data::TextDataset::load(
+            c.data.path,
+            {.val_fraction = c.data.val_fraction, .specials = {data::kMask}, .vocab = vocab})),
         B_(c.train.batch_size),
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
@@ -99,10 +107,10 @@ class EncoderTask : public Task {
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
-  int64_t tokens_per_batch() const override { return B_ * T_; }
   Prediction predict(Split split, Rng& rng) override {
     data::MaskedBatch b = data::get_masked_batch(data_, split, B_, T_, rng);
-    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets)};
+    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
+            stack_flops(model_config_, B_, T_) + head_flops(model_config_, B_ * T_)};
   }
 
  private:
@@ -122,14 +130,21 @@ class EncoderDecoderTask : public Task {
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
-  // Target characters per batch vary with the sampled pairs; the block size bounds them.
-  int64_t tokens_per_batch() const override { return B_ * model_config_.block_size; }
+  // Batches are as long as their longest pair: the FLOPs count the lengths computed. The
+  // cross-attention layers add q and proj (C² each) per target token, kv (2C²) per source
+  // token, and 12·C per target token per source key.
   Prediction predict(Split split, Rng& rng) override {
     data::PairBatch b = data_.get_batch(split, B_, rng);
     Tensor padding = Tensor::empty({b.B, b.Ts});
     for (int64_t i = 0; i < b.B * b.Ts; ++i) padding.data()[i] = b.src_padding[i];
-    return {rows(model_->forward(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)),
-            std::move(b.tgt_out)};
+    const nn::ModelConfig& m = model_config_;
+    const double C = double(m.n_embd), L = double(m.n_layer);
+    const double cross = L * (double(b.B * b.Tt) * (6.0 * 2 * C * C + 12.0 * C * double(b.Ts)) +
+                              double(b.B * b.Ts) * 6.0 * 2 * C * C);
+    return {
+        rows(model_->forward(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)), std::move(b.tgt_out),
+        b.B * b.Tt,
+        stack_flops(m, b.B, b.Ts) + stack_flops(m, b.B, b.Tt) + cross + head_flops(m, b.B * b.Tt)};
   }
 
  private:
@@ -137,9 +152,9 @@ class EncoderDecoderTask : public Task {
     QKV_CHECK(c.data.path.size() == 1,
               "data.path: model.kind = encoder_decoder reads one TSV file, got {} paths",
               c.data.path.size());
-    return data::PairDataset::load(c.data.path.front(), {.val_fraction = c.data.val_fraction,
-                                                         .block_size = c.model.block_size,
-                                                         .vocab = vocab});
+    return data::PairDataset::load(
+        c.data.path.front(),
+        {.val_fraction = c.data.val_fraction, .block_size = c.model.block_size, .vocab = vocab});
   }
   data::PairDataset data_;
   int64_t B_;

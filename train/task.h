@@ -29,17 +29,17 @@ class Task {
   virtual ~Task() = default;
   virtual nn::Module& model() = 0;
   virtual Rng& dropout_rng() = 0;
-  // Logits [N, V] of one random micro-batch of `split`, drawn from rng, and the N targets
-  // (-1 = not predicted). Records the graph in grad mode.
+  // Logits [N, V] of one random micro-batch of `split`, drawn from rng, the N targets (-1 = not
+  // predicted), and what the batch computed: its N positions, and the FLOPs of its forward and
+  // backward in nanoGPT's count (6 per weight per token, 12·C per query per key of attention),
+  // with the batch's real lengths. Records the graph in grad mode.
   struct Prediction {
     Tensor logits;
     std::vector<int32_t> targets;
+    int64_t tokens = 0;
+    double flops = 0;
   };
   virtual Prediction predict(data::Split split, Rng& rng) = 0;
-  // Mean cross-entropy of predict(split, rng).
-  Tensor batch_loss(data::Split split, Rng& rng);
-  // Characters whose prediction one batch trains on (B·T for text), for tokens/s.
-  virtual int64_t tokens_per_batch() const = 0;
   // Mean loss and accuracy over `batches` random batches of `split`, in eval mode, no grad.
   EvalResult evaluate(data::Split split, int64_t batches, Rng& rng);
 

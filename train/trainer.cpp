@@ -3,13 +3,13 @@
 // batches depend only on (seed, iteration) so an evaluation never shifts the training batches.
 #include "trainer.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-
-#include <spdlog/spdlog.h>
 
 #include "loss_plot.h"
 #include "metrics.h"
@@ -27,10 +27,11 @@ namespace qkv::train {
 std::atomic<bool> g_stop_requested{false};
 
 const std::vector<std::string>& resumable_keys() {
-  static const std::vector<std::string> keys{
-      "train.max_iters",     "schedule.lr_decay_iters",     "train.eval_interval",
-      "train.eval_iters",    "train.log_interval",          "train.checkpoint_interval",
-      "train.keep_last",     "train.threads",               "data.path"};
+  static const std::vector<std::string> keys{"train.max_iters",     "schedule.lr_decay_iters",
+                                             "train.eval_interval", "train.eval_iters",
+                                             "train.log_interval",  "train.checkpoint_interval",
+                                             "train.keep_last",     "train.threads",
+                                             "train.precision",     "data.path"};
   return keys;
 }
 
@@ -52,12 +53,12 @@ struct Trainer::State {
   double best_val_loss = INFINITY;
   nlohmann::json last_eval;
   int64_t last_saved = -1;
-  double sgemm_peak_gflops = 0;
-  double flops_per_iter = 0;
+  PrecisionChoice precision;
+  double peak_gflops = 0;  // GEMMs at the run's precision, measured at start-up
   std::unique_ptr<MetricsLog> metrics;
   NamedTensors params;
   optim::ScheduleConfig schedule;
-  std::vector<double> recent_ms;
+  std::vector<double> recent_ms, recent_gflops;
 };
 
 namespace {
@@ -95,18 +96,7 @@ bool holds_run(const std::string& dir) {
   return false;
 }
 
-
 }  // namespace
-
-double flops_per_iter(const Task& task, const nn::Module& model, const io::Config& c) {
-  int64_t n = model.num_parameters();
-  for (const auto& [name, p] : model.named_parameters())
-    if (name.ends_with("pos_emb.weight")) n -= p.numel();
-  const double L = double(c.model.n_layer), H = double(c.model.n_head),
-               Q = double(c.model.n_embd / c.model.n_head), T = double(c.model.block_size);
-  const double per_token = 6.0 * double(n) + 12.0 * L * H * Q * T;
-  return per_token * double(task.tokens_per_batch() * c.train.grad_accum);
-}
 
 Trainer::~Trainer() = default;
 
@@ -141,11 +131,14 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
     }
   }
   set_num_threads(static_cast<int>(config_.train.threads));
+  state_->precision = choose_precision(config_.train.precision, "train.precision");
   task_ = make_task(config_, vocab);
+  task_->model().set_precision(state_->precision.precision);
   nn::Module& model = task_->model();
   optimizer_ = std::make_unique<optim::AdamW>(
       model.named_parameters(),
-      optim::AdamWConfig{.beta1 = float(config_.optim.beta1), .beta2 = float(config_.optim.beta2),
+      optim::AdamWConfig{.beta1 = float(config_.optim.beta1),
+                         .beta2 = float(config_.optim.beta2),
                          .eps = float(config_.optim.eps),
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
@@ -167,8 +160,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
         state_->iter = s.at("iter").get<int64_t>();
         set_rng(state_->data_rng, s.at("data_rng"));
         set_rng(task_->dropout_rng(), s.at("dropout_rng"));
-        state_->best_val_loss = s.at("best_val_loss").is_null() ? INFINITY
-                                                                : s.at("best_val_loss").get<double>();
+        state_->best_val_loss =
+            s.at("best_val_loss").is_null() ? INFINITY : s.at("best_val_loss").get<double>();
         state_->last_eval = s.value("last_eval", nlohmann::json());
       } catch (const nlohmann::json::exception& e) {
         throw Error(fmt::format("{}/trainer_state.json: {}", checkpoint_dir, e.what()));
@@ -190,8 +183,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
       state_->last_eval.value("val_loss", double(NAN)) == state_->best_val_loss &&
       fs::equivalent(checkpoint_dir, resumed_dir, ec))
     io::mark_best(run_dir_, state_->iter);
-  state_->sgemm_peak_gflops = measure_sgemm_gflops(1024, 1024, 1024, 3);
-  state_->flops_per_iter = flops_per_iter(*task_, model, config_);
+  state_->peak_gflops = measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3);
   if (!checkpoint_dir.empty())
     spdlog::info("{} {} at iter {}", state_->resumed ? "resuming from" : "weights from",
                  checkpoint_dir, state_->iter);
@@ -201,16 +193,15 @@ void Trainer::log_start() const {
   const auto& c = config_;
   spdlog::info("{}", runtime_summary());
   if (num_threads() == 1) spdlog::warn("running on one thread; set train.threads or --threads");
-  spdlog::info("measured sgemm peak: {:.0f} GFLOP/s (1024^3, {} threads)",
-               state_->sgemm_peak_gflops, num_threads());
+  spdlog::info("precision {} ({}); measured GEMM peak {:.0f} GFLOP/s (1024^3, {} threads)",
+               enum_name(state_->precision.precision), state_->precision.why, state_->peak_gflops,
+               num_threads());
   spdlog::info("{} model: {:.2f}M parameters, {} layers, {} heads, {} embd, block {}; vocab {}",
                enum_name(c.model.kind), double(task_->model().num_parameters()) / 1e6,
                c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.block_size,
                task_->vocab().size());
-  spdlog::info("{} tokens per iteration ({} x {} x grad_accum {}), {:.2f} GFLOP per iteration",
-               task_->tokens_per_batch() * c.train.grad_accum, c.train.batch_size,
-               task_->tokens_per_batch() / c.train.batch_size, c.train.grad_accum,
-               state_->flops_per_iter * 1e-9);
+  spdlog::info("{} sequences of up to {} characters per micro-batch, grad_accum {}",
+               c.train.batch_size, c.model.block_size, c.train.grad_accum);
   spdlog::info("run directory: {}", run_dir_);
 }
 
@@ -250,10 +241,13 @@ bool Trainer::evaluate(int64_t iter) {
   const EvalResult train = task_->evaluate(data::Split::train, c.train.eval_iters, rng);
   const EvalResult val = task_->evaluate(data::Split::val, c.train.eval_iters, rng);
   const double ln2 = std::log(2.0);
-  spdlog::info("eval iter {}: train loss {:.4f}, val loss {:.4f} ({:.3f} bits/char, accuracy {:.1f}%)",
-               iter, train.loss, val.loss, val.loss / ln2, 100 * val.accuracy);
-  state_->last_eval = {{"iter", iter},           {"train_loss", train.loss},
-                       {"val_loss", val.loss},   {"val_bpc", val.loss / ln2},
+  spdlog::info(
+      "eval iter {}: train loss {:.4f}, val loss {:.4f} ({:.3f} bits/char, accuracy {:.1f}%)", iter,
+      train.loss, val.loss, val.loss / ln2, 100 * val.accuracy);
+  state_->last_eval = {{"iter", iter},
+                       {"train_loss", train.loss},
+                       {"val_loss", val.loss},
+                       {"val_bpc", val.loss / ln2},
                        {"val_accuracy", val.accuracy}};
   state_->metrics->append(state_->last_eval);
   try {
@@ -274,7 +268,10 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTen
   optimizer.zero_grad();
   StepResult r;
   for (int64_t micro = 0; micro < grad_accum; ++micro) {
-    Tensor l = task.batch_loss(data::Split::train, data_rng);
+    const Task::Prediction p = task.predict(data::Split::train, data_rng);
+    Tensor l = softmax_cross_entropy(p.logits, p.targets);
+    r.tokens += p.tokens;
+    r.flops += p.flops;
     r.loss += l.item();
     mul_scalar(l, 1.0f / float(grad_accum)).backward();
   }
@@ -299,9 +296,9 @@ double Trainer::train_step(int64_t iter) {
   const auto& c = config_;
   const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
-  const auto [loss, norm] = optimisation_step(*task_, *optimizer_, state_->params,
-                                              state_->data_rng, c.train.grad_accum,
-                                              float(c.optim.grad_clip), lr);
+  const auto [loss, norm, tokens, flops] =
+      optimisation_step(*task_, *optimizer_, state_->params, state_->data_rng, c.train.grad_accum,
+                        float(c.optim.grad_clip), lr);
   QKV_CHECK(std::isfinite(loss),
             "training loss became {} at iter {}; the weights were not saved; the last good "
             "checkpoint is in {} — try a lower optim.lr",
@@ -309,22 +306,33 @@ double Trainer::train_step(int64_t iter) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
-  const double tokens_per_s = double(task_->tokens_per_batch() * c.train.grad_accum) / ms * 1e3;
-  state_->metrics->append({{"iter", iter}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                           {"ms", ms}, {"tokens_per_s", tokens_per_s}});
-  auto& recent = state_->recent_ms;
-  recent.push_back(ms);
-  if (recent.size() > 50) recent.erase(recent.begin());
-  if (iter % c.train.log_interval == 0) {
+  const double tokens_per_s = double(tokens) / ms * 1e3;
+  state_->metrics->append({{"iter", iter},
+                           {"loss", loss},
+                           {"lr", lr},
+                           {"grad_norm", norm},
+                           {"ms", ms},
+                           {"tokens_per_s", tokens_per_s}});
+  // Medians over the last 50 steps: one step preempted by another process moves neither.
+  auto median_of = [](std::vector<double>& recent, double value) {
+    recent.push_back(value);
+    if (recent.size() > 50) recent.erase(recent.begin());
     std::vector<double> sorted = recent;
     std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
-    const double median_ms = sorted[sorted.size() / 2];
-    const double gflops = state_->flops_per_iter / (median_ms * 1e-3) * 1e-9;
-    spdlog::info("iter {:>6} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f} ms | "
-                 "{:.1f}k tok/s | {:.0f} GFLOP/s ({:.0f}% MFU) | ETA {}",
-                 iter, loss, lr, norm, ms, tokens_per_s / 1e3, gflops,
-                 100 * gflops / state_->sgemm_peak_gflops,
-                 duration_text(double(c.train.max_iters - iter - 1) * median_ms * 1e-3));
+    return sorted[sorted.size() / 2];
+  };
+  const double median_ms = median_of(state_->recent_ms, ms);
+  const double gflops = median_of(state_->recent_gflops, flops / ms * 1e-6);
+  if (iter % c.train.log_interval == 0) {
+    // The peak was measured once, at start-up, under whatever load there was: a figure above
+    // it says the measurement was low, not that the step beat the hardware, so none is shown.
+    const double mfu = 100 * gflops / state_->peak_gflops;
+    spdlog::info(
+        "iter {:>6} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f} ms | "
+        "{:.1f}k tok/s | {:.0f} GFLOP/s{} | ETA {}",
+        iter, loss, lr, norm, ms, tokens_per_s / 1e3, gflops,
+        mfu <= 100 ? fmt::format(" ({:.0f}% MFU)", mfu) : std::string(),
+        duration_text(double(c.train.max_iters - iter - 1) * median_ms * 1e-3));
   }
   return loss;
 }
@@ -349,8 +357,8 @@ bool Trainer::run() {
     train_step(iter);
     if (g_stop_requested) {
       const std::string path = save(iter + 1);
-      spdlog::warn("stopped after iter {}; saved {}; continue with `qkv train --resume {}`",
-                   iter, path, run_dir_);
+      spdlog::warn("stopped after iter {}; saved {}; continue with `qkv train --resume {}`", iter,
+                   path, run_dir_);
       return false;
     }
   }
@@ -364,9 +372,10 @@ bool Trainer::run() {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 60.0;
   const std::string checkpoint = path.empty() ? io::resolve_checkpoint(run_dir_) : path;
   if (end == start)
-    spdlog::info("nothing to train: the run is at iter {} and train.max_iters is {} (checkpoint "
-                 "{}); to train longer: qkv train --resume {} --set train.max_iters=N",
-                 end, c.train.max_iters, checkpoint, run_dir_);
+    spdlog::info(
+        "nothing to train: the run is at iter {} and train.max_iters is {} (checkpoint "
+        "{}); to train longer: qkv train --resume {} --set train.max_iters=N",
+        end, c.train.max_iters, checkpoint, run_dir_);
   else
     spdlog::info("done: {} iterations in {:.1f} min; best val loss {:.4f}; checkpoint {}",
                  end - start, minutes, best, checkpoint);

@@ -35,18 +35,16 @@ void check_resumable_overrides(const std::vector<std::string>& overrides);
 // grad_accum micro-batches of forward + backward (each loss scaled by 1/grad_accum), clip the
 // global grad norm to grad_clip, then one AdamW update at lr. Shared with bench/bench_train.
 struct StepResult {
-  double loss = 0;       // mean over the micro-batches
-  float grad_norm = 0;   // before clipping
+  double loss = 0;      // mean over the micro-batches
+  float grad_norm = 0;  // before clipping
+  int64_t tokens = 0;   // positions computed, and their forward and backward FLOPs (Task)
+  double flops = 0;
 };
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
                              Rng& data_rng, int64_t grad_accum, float grad_clip, float lr);
 
 // The learning-rate schedule of a run: optim.lr and optim.min_lr shaped by [schedule].
 optim::ScheduleConfig schedule_config(const io::Config& config);
-
-// nanoGPT's FLOP estimate for one iteration (forward + backward), for GFLOP/s and MFU: 6 per
-// parameter per token plus attention's 12·L·H·Q·T per token; position embeddings not counted.
-double flops_per_iter(const Task& task, const nn::Module& model, const io::Config& config);
 
 // Set from a signal handler: the loop finishes its step, saves a checkpoint and returns.
 extern std::atomic<bool> g_stop_requested;

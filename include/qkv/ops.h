@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qkv/autograd.h"
+#include "qkv/enum_names.h"
 #include "qkv/rng.h"
 #include "qkv/tensor.h"
 
@@ -67,12 +68,19 @@ Tensor narrow(const Tensor& x, int dim, int64_t start, int64_t length);  // copi
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int dim);
 
-// ---- matrix products (src/ops/matmul.cpp), on cblas_sgemm ----
+// What GEMMs compute in. bf16: inputs rounded to bfloat16 (weights once per optimizer step),
+// products accumulated in fp32, results fp32 (oneDNN, on CPUs with AVX512_BF16; check with
+// cpu_has_bf16() in runtime.h first). Everything else stays fp32 either way.
+enum class Precision { fp32, bf16 };
+constexpr EnumNames<2> enum_names(Precision) { return {"fp32", "bf16"}; }
+
+// ---- matrix products (src/ops/matmul.cpp), on cblas_sgemm (or oneDNN in bf16) ----
 // a: [..., M, K] (or [..., K, M] with trans_a), b: [..., K, N] (or [..., N, K] with trans_b).
 // Rank 2, 3 or 4; leading (batch) dims must match, or b may be rank 2 and shared by all.
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
 // y = x·Wᵀ + b. x: [..., I], weight: [O, I] (PyTorch's layout), bias: [O] or undefined.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+              Precision precision = Precision::fp32);
 
 // ---- lookup (src/ops/embedding.cpp) ----
 // Rows of weight [V, C] picked by ids (each in [0, V)); result has shape ids_shape + [C].
@@ -130,6 +138,7 @@ struct KVCache {
 
 struct AttentionParams {
   int64_t n_head = 1;
+  Precision precision = Precision::fp32;
   Residual residual;
   // x·w_inᵀ + b_in gives q, k and v (self-attention: [3C, C]) or q alone (cross-attention:
   // [C, C]); memory·w_memᵀ + b_mem gives k and v ([2C, C], cross-attention only); w_out [C, C]
@@ -148,6 +157,7 @@ struct AttentionParams {
 Tensor attention(const Tensor& x, const AttentionParams& params);
 
 struct MlpParams {
+  Precision precision = Precision::fp32;
   Residual residual;
   Tensor w_fc, b_fc;      // [F, C], [F] or undefined
   Tensor w_proj, b_proj;  // [C, F], [C] or undefined

@@ -51,6 +51,9 @@ struct TensorImpl {
   // grad() zero-fill it first.
   bool grad_unwritten = false;
   void fill_unwritten_grad();     // zeros into a grad nothing wrote, so it can be read or added to
+  // A bf16 copy of the data, for parameters that bf16 GEMMs read (src/ops/bf16.h): made on first
+  // use, rewritten by AdamW::step with the new values, dropped by Module::load_state_dict.
+  std::shared_ptr<Storage> bf16;
   std::shared_ptr<Node> grad_fn;  // null for leaves and for results made without grad
   bool graph_released = false;    // grad_fn was dropped by backward(); a second pass is an error
   std::string name;               // parameters: "blocks.0.attn.qkv.weight"; errors quote it

@@ -24,7 +24,7 @@ template <class T>
 using Ref = T& (*)(Config&);
 using AnyRef = std::variant<Ref<int64_t>, Ref<double>, Ref<bool>, Ref<std::string>,
                             Ref<std::vector<std::string>>, Ref<nn::ModelKind>, Ref<nn::PosEncoding>,
-                            Ref<nn::Norm>, Ref<optim::Decay>>;
+                            Ref<nn::Norm>, Ref<optim::Decay>, Ref<PrecisionSetting>>;
 
 struct Range {
   double lo = -INFINITY, hi = INFINITY;
@@ -102,6 +102,9 @@ const std::vector<Field>& fields() {
        "save a checkpoint every this many steps", kAtLeastOne},
       {"train.keep_last", QKV_REF(train.keep_last),
        "checkpoints kept (plus the best by val loss)", kAtLeastOne},
+      {"train.precision", QKV_REF(train.precision),
+       "what GEMMs compute in: bf16 (inputs rounded to bfloat16, fp32 sums) needs AVX512_BF16; "
+       "auto picks bf16 where the CPU has it, else fp32"},
   };
   return f;
 }

@@ -18,6 +18,7 @@ MultiHeadAttention::MultiHeadAttention(int64_t C, int64_t n_head, bool causal, b
 Tensor MultiHeadAttention::forward(const Tensor& x, const Residual& residual,
                                    const Tensor& key_padding, KVCache* cache) const {
   return attention(x, {.n_head = n_head_,
+                       .precision = precision(),
                        .residual = residual,
                        .w_in = qkv_.weight(),
                        .b_in = qkv_.bias(),
@@ -43,6 +44,7 @@ Tensor CrossAttention::forward(const Tensor& x, const Residual& residual, const 
                                const Tensor& memory_padding, KVCache* cache) const {
   QKV_CHECK(memory.defined(), "cross-attention: no encoder memory given");
   return attention(x, {.n_head = n_head_,
+                       .precision = precision(),
                        .residual = residual,
                        .w_in = q_.weight(),
                        .b_in = q_.bias(),

@@ -30,7 +30,7 @@ Decoder::Decoder(const ModelConfig& config)
 Tensor Decoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
                         std::vector<LayerCache>* cache, int64_t pos_offset) {
   Tensor h = stack_->forward(ids, B, T, {}, {}, cache, pos_offset);
-  return linear(h, lm_head_ ? lm_head_->weight() : stack_->tok_emb().weight());
+  return linear(h, lm_head_ ? lm_head_->weight() : stack_->tok_emb().weight(), {}, precision());
 }
 
 Encoder::Encoder(const ModelConfig& config)
@@ -44,7 +44,7 @@ Encoder::Encoder(const ModelConfig& config)
 
 Tensor Encoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& padding) {
   Tensor h = stack_->forward(ids, B, T, padding);
-  return linear(h, lm_head_ ? lm_head_->weight() : stack_->tok_emb().weight());
+  return linear(h, lm_head_ ? lm_head_->weight() : stack_->tok_emb().weight(), {}, precision());
 }
 
 EncoderDecoder::EncoderDecoder(const ModelConfig& config)
@@ -67,7 +67,7 @@ Tensor EncoderDecoder::decode(const Tensor& memory, const Tensor& src_padding,
                               std::span<const int32_t> tgt_ids, int64_t B, int64_t Tt,
                               std::vector<LayerCache>* cache, int64_t pos_offset) {
   Tensor h = decoder_->forward(tgt_ids, B, Tt, memory, src_padding, cache, pos_offset);
-  return linear(h, lm_head_ ? lm_head_->weight() : decoder_->tok_emb().weight());
+  return linear(h, lm_head_ ? lm_head_->weight() : decoder_->tok_emb().weight(), {}, precision());
 }
 
 Tensor EncoderDecoder::forward(std::span<const int32_t> src_ids, std::span<const int32_t> tgt_ids,

@@ -59,6 +59,11 @@ void Module::train(bool on) {
   for (auto& [name, child] : children_) child->train(on);
 }
 
+void Module::set_precision(Precision precision) {
+  precision_ = precision;
+  for (auto& [name, child] : children_) child->set_precision(precision);
+}
+
 NamedTensors Module::state_dict() const {
   NamedTensors out = named_parameters();
   for (auto& [name, t] : out) t = t.detach();
@@ -95,6 +100,7 @@ void Module::load_state_dict(const NamedTensors& dict) {
   for (const auto& [name, p] : named_parameters()) {
     const Tensor& src = *given.at(name);
     std::copy_n(src.data(), src.numel(), p.data());
+    p.impl()->bf16.reset();  // stale now; remade from the new values on first use
   }
 }
 

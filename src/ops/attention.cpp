@@ -28,17 +28,24 @@ struct Dims {
   int64_t M() const { return B * Tk; }
 };
 
-// One call's pointers: inputs, weights, and what the forward computes (and the backward keeps).
+// One call's pointers: inputs, weights, what the forward computes (and the backward keeps), with
+// the projections' GEMM operands of type T (float, or bf16). The heads run in fp32 either way.
+template <class T>
 struct Plan {
   Dims d;
-  sublayer::Wrap wrap;
-  const float *x, *memory;  // memory: [B·Tk, C] to project, or null (self, or a cached one)
-  const float *w_in, *b_in, *w_mem, *b_mem, *w_out, *b_out;
+  sublayer::Wrap<T> wrap;
+  const float* x;
+  const T* in;          // the input of x's projection (sublayer::Wrap::u)
+  const float* memory;  // [B·Tk, C] to project, or null (self, or a cached projection)
+  T* memory_t;          // memory as an operand (bf16: rounded here); null without memory
+  const T *w_in, *w_mem, *w_out;
+  const float *b_in, *b_mem, *b_out;
   float* qi;     // x's projection [N, Fi]
   float* kv;     // the memory's projection [B·Tk, 2C], or null
   float* cache;  // self-attention with a cache: its kv at position `cached` of batch 0
   int64_t cached, capacity;
   float *y, *lse;        // the heads' output [N, C] and log-sum-exps [B, NH, Tq]
+  T* y_t;                // y as an operand (bf16: rounded here)
   float* probabilities;  // [B, NH, Tq, Tk], or null
   heads::Layout layout;
   heads::Inputs inputs;
@@ -46,11 +53,10 @@ struct Plan {
 };
 
 // Rows [r0, r1) of out = in·Wᵀ + b: [N, O] from in: [N, I], W: [O, I], b: [O] or null.
-void project(float* out, const float* in, const float* W, const float* b, int64_t I, int64_t O,
-             int64_t r0, int64_t r1) {
-  if (b)
-    for (int64_t r = r0; r < r1; ++r) std::copy_n(b, O, out + r * O);
-  gemm_ld(false, true, r1 - r0, O, I, 1.0f, in + r0 * I, I, W, I, b ? 1.0f : 0.0f, out + r0 * O, O);
+template <class T>
+void project(float* out, const T* in, const T* W, const float* b, int64_t I, int64_t O, int64_t r0,
+             int64_t r1) {
+  gemm_ld(false, true, r1 - r0, O, I, 1.0f, in + r0 * I, I, W, I, 0.0f, out + r0 * O, O, b);
 }
 
 // Thread t's share of a phase's units, `per` of them per sequence (rows of x: Tq; of the memory:
@@ -76,19 +82,23 @@ Item item(const Dims& d, int64_t it, int64_t per) {
   return {it / (d.NH * per), it / per % d.NH, it % per};
 }
 
-void forward_phases(float* out, const Plan& p, int t, int parts) {
+template <class T>
+void forward_phases(float* out, const Plan<T>& p, int t, int parts) {
   const Dims& d = p.d;
   const int64_t C = d.C;
   const Share share{d.B, t, parts};
   const auto [r0, r1] = share.of(d.Tq);
   {
-    project(p.qi, sublayer::input_forward(p.wrap, p.x, r0, r1), p.w_in, p.b_in, C, d.Fi, r0, r1);
+    sublayer::input_forward(p.wrap, p.x, r0, r1);
+    project(p.qi, p.in, p.w_in, p.b_in, C, d.Fi, r0, r1);
     if (p.cache)
       for (int64_t r = r0; r < r1; ++r)
         std::copy_n(p.qi + r * d.Fi + C, 2 * C,
                     p.cache + ((r / d.Tq) * p.capacity + r % d.Tq) * 2 * C);
     const auto [m0, m1] = share.of(d.Tk);
-    if (p.memory) project(p.kv, p.memory, p.w_mem, p.b_mem, C, 2 * C, m0, m1);
+    if (p.memory)
+      project(p.kv, sublayer::operand(p.memory, p.memory_t, C, m0, m1), p.w_mem, p.b_mem, C, 2 * C,
+              m0, m1);
   }
   if (share.fenced()) {
 #pragma omp barrier
@@ -108,25 +118,30 @@ void forward_phases(float* out, const Plan& p, int t, int parts) {
 #pragma omp barrier
   }
   {
-    const float beta = sublayer::output_prefill(out, p.x, p.b_out, p.wrap, r0, r1);
-    gemm_ld(false, true, r1 - r0, C, C, 1.0f, p.y + r0 * C, C, p.w_out, C, beta, out + r0 * C, C);
+    const T* y = sublayer::operand(p.y, p.y_t, C, r0, r1);
+    const float beta = sublayer::output_prefill(out, p.x, p.wrap, r0, r1);
+    gemm_ld(false, true, r1 - r0, C, C, 1.0f, y + r0 * C, C, p.w_out, C, beta, out + r0 * C, C,
+            p.b_out);
     sublayer::output_forward(out, p.x, p.wrap, r0, r1);
   }
 }
 
 // Where the backward puts the gradients, and its scratch: dres, dz: [N, C] (see
 // sublayer::output_backward); dy: [N, C]; dqi: [N, Fi]; dkv: [B·Tk, 2C] (cross); du: [N, C];
-// lnp: [threads, 2C].
+// lnp: [threads, 2C]; dz_t, dqi_t, dkv_t: dz, dqi and dkv as GEMM operands (bf16 only).
+template <class T>
 struct Grads {
   GradOut dx, dmem, dw_in, db_in, dw_mem, db_mem, dw_out, db_out, dlw, dlb;
   float *dres, *dz, *dy, *dqi, *dkv, *du, *lnp;
+  T *dz_t, *dqi_t, *dkv_t;
 };
 
-// With z = y·w_outᵀ + b_out, qi = in·w_inᵀ + b_in (in: u or x) and kv = memory·w_memᵀ + b_mem:
+// With z = y·w_outᵀ + b_out, qi = in·w_inᵀ + b_in and kv = memory·w_memᵀ + b_mem:
 //   dz from dout (sublayer.h);  dy = dz·w_out;  the heads give dqi (and dkv) from dy;
 //   du = dqi·w_in, then dx (sublayer.h);  dmemory += dkv·w_mem;
 //   dw_out += dzᵀ·y;  dw_in += dqiᵀ·in;  dw_mem += dkvᵀ·memory;  the biases sum the rows.
-void backward_phases(const Grads& g, const float* dout, const Plan& p, int t, int parts) {
+template <class T>
+void backward_phases(const Grads<T>& g, const float* dout, const Plan<T>& p, int t, int parts) {
   const Dims& d = p.d;
   const int64_t C = d.C;
   const bool ln_grads = g.dlw || g.dlb;
@@ -135,7 +150,8 @@ void backward_phases(const Grads& g, const float* dout, const Plan& p, int t, in
   const Share share{d.B, t, parts};
   const auto [r0, r1] = share.of(d.Tq);
   const auto [dres, dz] = sublayer::output_backward(g.dres, g.dz, lnp, dout, p.wrap, r0, r1);
-  gemm_ld(false, false, r1 - r0, C, C, 1.0f, dz + r0 * C, C, p.w_out, C, 0.0f, g.dy + r0 * C, C);
+  const T* dz_t = sublayer::operand(dz, g.dz_t, C, r0, r1);
+  gemm_ld(false, false, r1 - r0, C, C, 1.0f, dz_t + r0 * C, C, p.w_out, C, 0.0f, g.dy + r0 * C, C);
   if (share.fenced()) {
 #pragma omp barrier
   }
@@ -152,28 +168,31 @@ void backward_phases(const Grads& g, const float* dout, const Plan& p, int t, in
   if (share.fenced()) {
 #pragma omp barrier
   }
-  const bool pre = p.wrap.norm == Norm::pre;
-  if (g.dx || (pre && ln_grads)) {
-    gemm_ld(false, false, r1 - r0, C, d.Fi, 1.0f, g.dqi + r0 * d.Fi, d.Fi, p.w_in, C, 0.0f,
+  const T* dqi = sublayer::operand(g.dqi, g.dqi_t, d.Fi, r0, r1);
+  if (g.dx || (p.wrap.norm == Norm::pre && ln_grads)) {
+    gemm_ld(false, false, r1 - r0, C, d.Fi, 1.0f, dqi + r0 * d.Fi, d.Fi, p.w_in, C, 0.0f,
             g.du + r0 * C, C);
     sublayer::input_backward(g.dx, lnp, g.du, dres, p.x, p.wrap, r0, r1);
   }
-  if (g.dmem) {  // after dx: x may be the memory (by sequence, this thread wrote those rows)
-    if (share.fenced()) {
+  const T* dkv = nullptr;
+  if (g.dkv) {  // after dx: x may be the memory (by sequence, this thread wrote those rows)
+    if (g.dmem && share.fenced()) {
 #pragma omp barrier
     }
     const auto [m0, m1] = share.of(d.Tk);
-    gemm_ld(false, false, m1 - m0, C, 2 * C, 1.0f, g.dkv + m0 * 2 * C, 2 * C, p.w_mem, C,
-            g.dmem.beta(), g.dmem.data + m0 * C, C);
+    dkv = sublayer::operand(g.dkv, g.dkv_t, 2 * C, m0, m1);
+    if (g.dmem)
+      gemm_ld(false, false, m1 - m0, C, 2 * C, 1.0f, dkv + m0 * 2 * C, 2 * C, p.w_mem, C,
+              g.dmem.beta(), g.dmem.data + m0 * C, C);
   }
 #pragma omp barrier
-  const float* in = pre ? p.wrap.u : p.x;
   const auto [f0, f1] = block(d.Fi, t, parts);
-  sublayer::weight_grads(g.dw_in, g.db_in, g.dqi, d.Fi, in, d.N(), C, f0, f1);
+  sublayer::weight_grads(g.dw_in, g.db_in, g.dqi, dqi, d.Fi, p.in, d.N(), C, f0, f1);
   const auto [k0, k1] = block(2 * C, t, parts);
-  if (g.dkv) sublayer::weight_grads(g.dw_mem, g.db_mem, g.dkv, 2 * C, p.memory, d.M(), C, k0, k1);
+  if (dkv)
+    sublayer::weight_grads(g.dw_mem, g.db_mem, g.dkv, dkv, 2 * C, p.memory_t, d.M(), C, k0, k1);
   const auto [c0, c1] = block(C, t, parts);
-  sublayer::weight_grads(g.dw_out, g.db_out, dz, C, p.y, d.N(), C, c0, c1);
+  sublayer::weight_grads(g.dw_out, g.db_out, dz, dz_t, C, p.y_t, d.N(), C, c0, c1);
   if (ln_grads) sublayer::norm_grads(g.dlw, g.dlb, g.lnp, parts, C, c0, c1);
 }
 
@@ -242,35 +261,31 @@ void reserve(KVCache& cache, int64_t B, int64_t C, int64_t T) {
   cache.kv = grown;
 }
 
-}  // namespace
-
-Tensor attention(const Tensor& x, const AttentionParams& a) {
-  const Dims d = check(x, a);
+// The node: the forward, and the backward recorded on its output, with the projections'
+// operands of type T.
+template <class T>
+Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask attn_mask,
+           DropoutMask resid_mask, bool drop, bool grad) {
   const int64_t C = d.C, N = d.N(), NH = d.NH, HS = C / NH;
+  constexpr bool f32 = sublayer::is_float<T>;
   const bool cross = a.memory.defined();
   const Residual& res = a.residual;
-  const bool grad = needs_grad({x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem,
-                                a.b_mem, a.w_out, a.b_out});
-  QKV_CHECK(!grad || !a.cache, "attention: a KV cache is for decoding, without grad");
-  const bool drop = res.dropout > 0.0f && res.rng;
-  DropoutMask attn_mask, resid_mask;  // attention's first, as the ops one by one would draw them
-  if (drop) attn_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
-  if (drop) resid_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
-
   const bool pre = res.norm == Norm::pre;
-  Tensor u = pre ? Tensor::empty({N, C}) : Tensor(), s = pre ? Tensor() : Tensor::empty({N, C});
+  Tensor u = pre || !f32 ? empty_of<T>(N * C) : Tensor();
+  Tensor s = pre ? Tensor() : Tensor::empty({N, C});
   Tensor mean = Tensor::empty({N}), rstd = Tensor::empty({N}), qi = Tensor::empty({N, d.Fi});
-  Tensor y = Tensor::empty({N, C}), lse = Tensor::empty({d.B, NH, d.Tq});
-  Tensor out = Tensor::empty(x.shape()), kv;
+  Tensor y = Tensor::empty({N, C}), y_t = f32 ? Tensor() : empty_of<T>(N * C);
+  Tensor lse = Tensor::empty({d.B, NH, d.Tq}), out = Tensor::empty(x.shape()), kv, memory_t;
   if (a.probabilities) *a.probabilities = Tensor::empty({d.B, NH, d.Tq, d.Tk});
   KVCache* cache = a.cache;
   const bool memory_cached = cross && cache && cache->kv.defined();
   if (cross && !memory_cached) kv = Tensor::empty({d.B, d.Tk, 2 * C});
+  if (cross && !memory_cached && !f32) memory_t = empty_of<T>(d.M() * C);
   if (cross && cache && !memory_cached) *cache = {kv, d.Tk};
   if (!cross && cache) reserve(*cache, d.B, C, d.Tq);
   const int64_t cap = cache ? cache->kv.size(1) : 0;
 
-  Plan p{};
+  Plan<T> p{};
   p.d = d;
   p.wrap = {res.norm,
             C,
@@ -278,20 +293,25 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
             sublayer::data_or_null(res.ln_bias),
             res.eps,
             drop ? &resid_mask : nullptr,
-            pre ? u.data() : nullptr,
+            data_of<T>(u),
             pre ? nullptr : s.data(),
             mean.data(),
             rstd.data()};
   p.x = x.data();
+  p.in = p.wrap.u ? p.wrap.u : reinterpret_cast<const T*>(x.data());  // f32 post-norm: x itself
   p.memory = cross && !memory_cached ? a.memory.data() : nullptr;
-  p.w_in = a.w_in.data(), p.b_in = sublayer::data_or_null(a.b_in);
-  p.w_mem = sublayer::data_or_null(a.w_mem), p.b_mem = sublayer::data_or_null(a.b_mem);
-  p.w_out = a.w_out.data(), p.b_out = sublayer::data_or_null(a.b_out);
+  p.memory_t = f32 ? (p.memory ? const_cast<T*>(reinterpret_cast<const T*>(p.memory)) : nullptr)
+                   : data_of<T>(memory_t);
+  p.w_in = sublayer::weight<T>(a.w_in), p.w_out = sublayer::weight<T>(a.w_out);
+  p.w_mem = cross && !memory_cached ? sublayer::weight<T>(a.w_mem) : nullptr;
+  p.b_in = sublayer::data_or_null(a.b_in), p.b_out = sublayer::data_or_null(a.b_out);
+  p.b_mem = sublayer::data_or_null(a.b_mem);
   p.qi = qi.data();
   p.kv = cross && !memory_cached ? kv.data() : nullptr;
   p.cache = !cross && cache ? cache->kv.data() + cache->length * 2 * C : nullptr;
   p.cached = cache ? cache->length : 0, p.capacity = cap;
   p.y = y.data(), p.lse = lse.data();
+  p.y_t = f32 ? reinterpret_cast<T*>(y.data()) : data_of<T>(y_t);
   p.probabilities = a.probabilities ? a.probabilities->data() : nullptr;
   // q, k and v in place: from qi (self), or q from qi and k, v from the memory's projection or
   // the cache (ld 2C, one batch element every capacity rows of a cache).
@@ -302,8 +322,7 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
   p.layout = {d.B, d.Tq, d.Tk, NH, HS, d.Fi, d.Tq * d.Fi, ldk, sk, a.causal};
   p.inputs = {qi.data(), keys, keys + C, sublayer::data_or_null(a.key_padding),
               drop ? &attn_mask : nullptr};
-  const int threads = omp_get_max_threads();
-  const int parts = N * C * d.Fi >= kSplitMin ? threads : 1;
+  const int parts = N * C * d.Fi >= kSplitMin ? omp_get_max_threads() : 1;
   Tensor scratch = Tensor::empty({parts, heads::kScratch});
   p.scratch = scratch.data();
 #pragma omp parallel num_threads(parts) if (parts > 1)
@@ -316,11 +335,11 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
   record(
       out, "attention",
       {x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem, a.b_mem, a.w_out, a.b_out},
-      [x, memory, pad, a, u, s, mean, rstd, qi, kv, y, lse, p, attn_mask, resid_mask,
+      [x, memory, pad, a, u, s, mean, rstd, qi, kv, y, y_t, memory_t, lse, p, attn_mask, resid_mask,
        parts](const float* dout) {
         const Residual& r = a.residual;
         const Dims& d = p.d;
-        Grads g{};
+        Grads<T> g{};
         g.dx = x.grad_out();  // before the memory's: x may be the memory, and adds to it later
         if (memory.defined()) g.dmem = memory.grad_out();
         g.dlw = r.ln_weight.grad_out();
@@ -336,12 +355,17 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
         Tensor dy = Tensor::empty({N, C}), dqi = Tensor::empty({N, d.Fi});
         Tensor dkv = memory.defined() ? Tensor::empty({d.M(), 2 * C}) : Tensor();
         Tensor du = Tensor::empty({N, C}), lnp = Tensor::empty({parts, 2 * C});
-        Tensor scratch = Tensor::empty({parts, heads::kScratch});
+        Tensor scratch = Tensor::empty({parts, heads::kScratch}), dz_t, dqi_t, dkv_t;
+        if (!f32) {
+          dz_t = empty_of<T>(N * C), dqi_t = empty_of<T>(N * d.Fi);
+          if (memory.defined()) dkv_t = empty_of<T>(d.M() * 2 * C);
+        }
         g.dres = dres.defined() ? dres.data() : nullptr;
         g.dz = dz.defined() ? dz.data() : nullptr;
         g.dy = dy.data(), g.dqi = dqi.data(), g.du = du.data(), g.lnp = lnp.data();
         g.dkv = dkv.defined() ? dkv.data() : nullptr;
-        Plan q = p;  // the masks live in this closure now
+        g.dz_t = data_of<T>(dz_t), g.dqi_t = data_of<T>(dqi_t), g.dkv_t = data_of<T>(dkv_t);
+        Plan<T> q = p;  // the masks live in this closure now
         q.wrap.mask = q.wrap.mask ? &resid_mask : nullptr;
         q.inputs.mask = q.inputs.mask ? &attn_mask : nullptr;
         q.scratch = scratch.data();
@@ -349,6 +373,22 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
         backward_phases(g, dout, q, omp_get_thread_num(), parts);
       });
   return out;
+}
+
+}  // namespace
+
+Tensor attention(const Tensor& x, const AttentionParams& a) {
+  const Dims d = check(x, a);
+  const Residual& res = a.residual;
+  const bool grad = needs_grad({x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem,
+                                a.b_mem, a.w_out, a.b_out});
+  QKV_CHECK(!grad || !a.cache, "attention: a KV cache is for decoding, without grad");
+  const bool drop = res.dropout > 0.0f && res.rng;
+  DropoutMask attn_mask, resid_mask;  // attention's first, as the ops one by one would draw them
+  if (drop) attn_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
+  if (drop) resid_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
+  return a.precision == Precision::bf16 ? run<bf16>(x, a, d, attn_mask, resid_mask, drop, grad)
+                                        : run<float>(x, a, d, attn_mask, resid_mask, drop, grad);
 }
 
 }  // namespace qkv

@@ -75,11 +75,12 @@ void matmul_backward(float* dA, float* dB, const float* dC, const float* A, cons
 // Linear's GEMMs are split over the threads by us (see ops/gemm.h). Blocks never share an
 // output element and each is one GEMM, so results do not depend on the thread count.
 
-// y[N,O] = bias rows (or nothing) + x[N,I] · W[O,I]ᵀ. Threads take row blocks of y, or column
-// blocks (output features) when there are too few rows to share.
-void linear_forward(float* y, const float* x, const float* W, const float* bias, int64_t N,
-                    int64_t I, int64_t O) {
-  const float beta = bias ? 1.0f : 0.0f;
+// y[N,O] = x[N,I] · W[O,I]ᵀ + bias (or nothing), the operands of type T (float, or bf16).
+// Threads take row blocks of y, or column blocks (output features) when there are too few rows
+// to share.
+template <class T>
+void linear_forward(float* y, const T* x, const T* W, const float* bias, int64_t N, int64_t I,
+                    int64_t O) {
   const int parts = N * O * I >= kSplitMin ? omp_get_max_threads() : 1;
   const bool by_rows = N >= 16 * parts;
 #pragma omp parallel num_threads(parts) if (parts > 1)
@@ -87,10 +88,8 @@ void linear_forward(float* y, const float* x, const float* W, const float* bias,
     const auto [b0, b1] = block(by_rows ? N : O, omp_get_thread_num(), parts);
     const int64_t n0 = by_rows ? b0 : 0, n1 = by_rows ? b1 : N;
     const int64_t o0 = by_rows ? 0 : b0, o1 = by_rows ? O : b1;
-    if (bias)
-      for (int64_t n = n0; n < n1; ++n) std::copy(bias + o0, bias + o1, y + n * O + o0);
-    gemm_ld(false, true, n1 - n0, o1 - o0, I, 1.0f, x + n0 * I, I, W + o0 * I, I, beta,
-            y + n0 * O + o0, O);
+    gemm_ld(false, true, n1 - n0, o1 - o0, I, 1.0f, x + n0 * I, I, W + o0 * I, I, 0.0f,
+            y + n0 * O + o0, O, bias ? bias + o0 : nullptr);
   }
 }
 
@@ -100,9 +99,10 @@ void linear_forward(float* y, const float* x, const float* W, const float* bias,
 // (larger GEMMs than splitting both: 4-20% faster at the baby shapes on 2 threads); otherwise
 // every thread takes a block of each. db goes with dW's feature blocks, each summing its rows
 // in order, so no two threads add into one element. When x is the weight or the bias (one
-// grad), all of dx is written before dW and db add to it.
-void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const float* x,
-                     const float* W, int64_t N, int64_t I, int64_t O) {
+// grad), all of dx is written before dW and db add to it. dy_t: dy as an operand of type T.
+template <class T>
+void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const T* dy_t, const T* x,
+                     const T* W, int64_t N, int64_t I, int64_t O) {
   const bool aliased = dx && (dx.data == dW.data || dx.data == db);
   const int parts = N * O * I >= kSplitMin ? omp_get_max_threads() : 1;
   const bool halves = dx && (dW || db) && parts % 2 == 0 && !aliased;
@@ -118,8 +118,8 @@ void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const f
     }
     if (dx && dx_part >= 0) {
       const auto [r0, r1] = block(N, dx_part, dx_parts);
-      gemm_ld(false, false, r1 - r0, I, O, 1.0f, dy + r0 * O, O, W, I, dx.beta(), dx.data + r0 * I,
-              I);
+      gemm_ld(false, false, r1 - r0, I, O, 1.0f, dy_t + r0 * O, O, W, I, dx.beta(),
+              dx.data + r0 * I, I);
     }
     if (aliased) {
 #pragma omp barrier
@@ -127,12 +127,23 @@ void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const f
     if (w_part >= 0) {
       const auto [o0, o1] = block(O, w_part, w_parts);
       if (dW)
-        gemm_ld(true, false, o1 - o0, I, N, 1.0f, dy + o0, O, x, I, dW.beta(), dW.data + o0 * I, I);
+        gemm_ld(true, false, o1 - o0, I, N, 1.0f, dy_t + o0, O, x, I, dW.beta(), dW.data + o0 * I,
+                I);
       if (db)
         for (int64_t n = 0; n < N; ++n)
           for (int64_t c = o0; c < o1; ++c) db[c] += dy[n * O + c];
     }
   }
+}
+
+// n floats rounded to bf16, in parallel blocks.
+Tensor rounded(const float* from, int64_t n) {
+  Tensor t = empty_of<bf16>(n);
+  bf16* to = data_of<bf16>(t);
+  constexpr int64_t kBlock = 4096;
+#pragma omp parallel for schedule(static) if (n >= 16 * kBlock)
+  for (int64_t i = 0; i < n; i += kBlock) convert(to + i, from + i, std::min(kBlock, n - i));
+  return t;
 }
 
 void check_blas_size(const char* op, int64_t M, int64_t N, int64_t K) {
@@ -180,7 +191,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return y;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Precision precision) {
   QKV_CHECK(weight.rank() == 2, "linear: {} must be [out, in]", describe("weight", weight));
   QKV_CHECK(x.rank() >= 1, "linear: {} has no feature dim", describe("input", x));
   const int64_t O = weight.shape()[0], I = weight.shape()[1];
@@ -196,12 +207,24 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out = x.shape();
   out[out.rank() - 1] = O;
   Tensor y = Tensor::empty(out);
-  linear_forward(y.data(), x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, N, I,
-                 O);
-  record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
+  const float* b = bias.defined() ? bias.data() : nullptr;
+  if (precision == Precision::fp32) {
+    linear_forward(y.data(), x.data(), weight.data(), b, N, I, O);
+    record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
+      const GradOut dx = x.grad_out(), dW = weight.grad_out();
+      linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, dy, x.data(),
+                      weight.data(), N, I, O);
+    });
+    return y;
+  }
+  // bf16: x rounded once, kept for dW; dy rounded once for dx and dW.
+  const Tensor x_t = rounded(x.data(), N * I);
+  linear_forward(y.data(), data_of<bf16>(x_t), bf16_copy(weight), b, N, I, O);
+  record(y, "linear", {x, weight, bias}, [x, x_t, weight, bias, N, I, O](const float* dy) {
     const GradOut dx = x.grad_out(), dW = weight.grad_out();
-    linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, x.data(),
-                    weight.data(), N, I, O);
+    const Tensor dy_t = rounded(dy, N * O);
+    linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, data_of<bf16>(dy_t),
+                    data_of<bf16>(x_t), bf16_copy(weight), N, I, O);
   });
   return y;
 }

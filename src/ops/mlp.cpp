@@ -17,41 +17,48 @@ namespace {
 constexpr float kInvSqrt2 = static_cast<float>(1.0 / std::numbers::sqrt2);
 constexpr float kInvSqrt2Pi = static_cast<float>(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
 
-// One call's pointers. With h = in·W1ᵀ + b1 (in: u or x, see sublayer::Wrap), g = gelu(h) and
-// h' = gelu'(h) = Φ(h) + h·φ(h), the forward keeps g and h': [N, F] each (h' is written over h:
-// the backward needs the derivative, not h, and computing it next to g shares the exponential).
+// One call's pointers, with GEMM operands of type T (float, or bf16). With h = in·W1ᵀ + b1
+// (in: see sublayer::Wrap::u), g = gelu(h) and h' = gelu'(h) = Φ(h) + h·φ(h), the forward keeps
+// g (as T: only GEMMs read it) and h': [N, F] (h' is written over h: the backward needs the
+// derivative, not h, and computing it next to g shares the exponential).
+template <class T>
 struct Plan {
   int64_t N, C, F;
-  sublayer::Wrap wrap;
-  const float *x, *W1, *b1, *W2, *b2;  // [N, C], [F, C], [F], [C, F], [C]
-  float *h, *g;
+  sublayer::Wrap<T> wrap;
+  const float* x;        // [N, C]
+  const T *W1, *W2;      // [F, C], [C, F]
+  const float *b1, *b2;  // [F], [C], or null
+  float* h;
+  T* g;
 };
 
 // Rows [r0, r1) of the forward.
-void rows_forward(float* out, const Plan& p, int64_t r0, int64_t r1) {
+template <class T>
+void rows_forward(float* out, const Plan<T>& p, int64_t r0, int64_t r1) {
   const int64_t n = r1 - r0, C = p.C, F = p.F;
-  const float* in = sublayer::input_forward(p.wrap, p.x, r0, r1);
-  if (p.b1)
-    for (int64_t r = r0; r < r1; ++r) std::copy_n(p.b1, F, p.h + r * F);
-  gemm_ld(false, true, n, F, C, 1.0f, in + r0 * C, C, p.W1, C, p.b1 ? 1.0f : 0.0f, p.h + r0 * F, F);
+  const T* in = sublayer::input_forward(p.wrap, p.x, r0, r1);
+  gemm_ld(false, true, n, F, C, 1.0f, in + r0 * C, C, p.W1, C, 0.0f, p.h + r0 * F, F, p.b1);
   float* hb = p.h + r0 * F;
-  float* gb = p.g + r0 * F;
+  T* gb = p.g + r0 * F;
   for (int64_t e = 0; e < n * F; ++e) {
     const float z = hb[e] * kInvSqrt2, ez = vecmath::exp(-z * z);  // e^(-h²/2)
     const float cdf = 0.5f * (1.0f + vecmath::erf_with_exp(z, ez));
-    gb[e] = hb[e] * cdf;
+    gb[e] = T(hb[e] * cdf);
     hb[e] = cdf + hb[e] * kInvSqrt2Pi * ez;
   }
-  const float beta = sublayer::output_prefill(out, p.x, p.b2, p.wrap, r0, r1);
-  gemm_ld(false, true, n, C, F, 1.0f, gb, F, p.W2, F, beta, out + r0 * C, C);
+  const float beta = sublayer::output_prefill(out, p.x, p.wrap, r0, r1);
+  gemm_ld(false, true, n, C, F, 1.0f, gb, F, p.W2, F, beta, out + r0 * C, C, p.b2);
   sublayer::output_forward(out, p.x, p.wrap, r0, r1);
 }
 
 // Where the backward puts the gradients, and its scratch: dres, dz: [N, C] (see
-// sublayer::output_backward), dh: [N, F], du: [N, C], lnp: [threads, 2C].
+// sublayer::output_backward), dh: [N, F], du: [N, C], lnp: [threads, 2C]; dz_t, dh_t: dz and dh
+// as GEMM operands (bf16 only).
+template <class T>
 struct Grads {
   GradOut dx, dW1, db1, dW2, db2, dlw, dlb;
   float *dres, *dz, *dh, *du, *lnp;
+  T *dz_t, *dh_t;
 };
 
 // With dz from dout (sublayer.h), dh = (dz·W2)∘h' and d_in = dh·W1, then dx (sublayer.h):
@@ -59,7 +66,8 @@ struct Grads {
 // After the barrier, on an even thread count, half the threads share dW1 and db1 and half dW2
 // and db2 (the same N·C·F multiply-adds each, in larger GEMMs than every thread taking a block
 // of both: 4-20% faster at the baby shapes on 2 threads).
-void backward(const Grads& gr, const float* dout, const Plan& p, int t, int parts) {
+template <class T>
+void backward(const Grads<T>& gr, const float* dout, const Plan<T>& p, int t, int parts) {
   const int64_t N = p.N, C = p.C, F = p.F;
   const bool ln_grads = gr.dlw || gr.dlb, pre = p.wrap.norm == Norm::pre;
   float* lnp = ln_grads ? gr.lnp + t * 2 * C : nullptr;
@@ -67,29 +75,84 @@ void backward(const Grads& gr, const float* dout, const Plan& p, int t, int part
   const auto [r0, r1] = block(N, t, parts);
   const int64_t n = r1 - r0;
   const auto [dres, dz] = sublayer::output_backward(gr.dres, gr.dz, lnp, dout, p.wrap, r0, r1);
+  const T* dz_t = sublayer::operand(dz, gr.dz_t, C, r0, r1);
   float* dhb = gr.dh + r0 * F;
   const float* dgelu = p.h + r0 * F;  // h' (see Plan)
-  gemm_ld(false, false, n, F, C, 1.0f, dz + r0 * C, C, p.W2, F, 0.0f, dhb, F);
+  gemm_ld(false, false, n, F, C, 1.0f, dz_t + r0 * C, C, p.W2, F, 0.0f, dhb, F);
   for (int64_t e = 0; e < n * F; ++e) dhb[e] *= dgelu[e];
+  const T* dh_t = sublayer::operand(gr.dh, gr.dh_t, F, r0, r1);
   if (gr.dx || (pre && ln_grads)) {
-    gemm_ld(false, false, n, C, F, 1.0f, dhb, F, p.W1, C, 0.0f, gr.du + r0 * C, C);
+    gemm_ld(false, false, n, C, F, 1.0f, dh_t + r0 * F, F, p.W1, C, 0.0f, gr.du + r0 * C, C);
     sublayer::input_backward(gr.dx, lnp, gr.du, dres, p.x, p.wrap, r0, r1);
   }
 #pragma omp barrier
   const bool halves = parts % 2 == 0;
   const int side = halves ? t / (parts / 2) : -1, part = halves ? t % (parts / 2) : t;
   const int share = halves ? parts / 2 : parts;
-  const float* in = pre ? p.wrap.u : p.x;
+  const T* in = p.wrap.u ? p.wrap.u : reinterpret_cast<const T*>(p.x);  // see Wrap::u
   if (side != 1) {
     const auto [f0, f1] = block(F, part, share);
-    sublayer::weight_grads(gr.dW1, gr.db1, gr.dh, F, in, N, C, f0, f1);
+    sublayer::weight_grads(gr.dW1, gr.db1, gr.dh, dh_t, F, in, N, C, f0, f1);
   }
   if (side != 0) {
     const auto [c0, c1] = block(C, part, share);
-    sublayer::weight_grads(gr.dW2, gr.db2, dz, C, p.g, N, F, c0, c1);
+    sublayer::weight_grads(gr.dW2, gr.db2, dz, dz_t, C, p.g, N, F, c0, c1);
   }
   const auto [c0, c1] = block(C, t, parts);
   if (ln_grads) sublayer::norm_grads(gr.dlw, gr.dlb, gr.lnp, parts, C, c0, c1);
+}
+
+// The node: the forward over all rows, and the backward recorded on its output, with GEMM
+// operands of type T.
+template <class T>
+Tensor run(const Tensor& x, const MlpParams& m, int64_t N, int64_t C, int64_t F,
+           const DropoutMask* mask) {
+  const Residual& res = m.residual;
+  const bool pre = res.norm == Norm::pre, own_u = pre || !sublayer::is_float<T>;
+  Tensor u = own_u ? empty_of<T>(N * C) : Tensor(), s = pre ? Tensor() : Tensor::empty({N, C});
+  Tensor mean = Tensor::empty({N}), rstd = Tensor::empty({N});
+  Tensor h = Tensor::empty({N, F}), g = empty_of<T>(N * F), out = Tensor::empty(x.shape());
+  Plan<T> p{N, C, F};
+  p.wrap = {res.norm,    C,          res.ln_weight.data(), sublayer::data_or_null(res.ln_bias),
+            res.eps,     mask,       data_of<T>(u),        pre ? nullptr : s.data(),
+            mean.data(), rstd.data()};
+  p.x = x.data(), p.W1 = sublayer::weight<T>(m.w_fc), p.W2 = sublayer::weight<T>(m.w_proj);
+  p.b1 = sublayer::data_or_null(m.b_fc), p.b2 = sublayer::data_or_null(m.b_proj);
+  p.h = h.data(), p.g = data_of<T>(g);
+  const int parts = N * C * F >= kSplitMin ? omp_get_max_threads() : 1;
+#pragma omp parallel num_threads(parts) if (parts > 1)
+  {
+    const auto [r0, r1] = block(N, omp_get_thread_num(), parts);
+    rows_forward(out.data(), p, r0, r1);
+  }
+  const DropoutMask drop = mask ? *mask : DropoutMask();
+  record(out, "mlp", {x, res.ln_weight, res.ln_bias, m.w_fc, m.b_fc, m.w_proj, m.b_proj},
+         [x, m, u, s, mean, rstd, h, g, p, drop, parts](const float* dout) {
+           const Residual& r = m.residual;
+           Grads<T> gr{};
+           gr.dx = x.grad_out(), gr.dlw = r.ln_weight.grad_out();
+           gr.dW1 = m.w_fc.grad_out(), gr.dW2 = m.w_proj.grad_out();
+           if (r.ln_bias.defined()) gr.dlb = r.ln_bias.grad_out();
+           if (m.b_fc.defined()) gr.db1 = m.b_fc.grad_out();
+           if (m.b_proj.defined()) gr.db2 = m.b_proj.grad_out();
+           const int64_t N = p.N, C = p.C, F = p.F;
+           const bool wide = !sublayer::is_float<T>;
+           Tensor dres = r.norm == Norm::post ? Tensor::empty({N, C}) : Tensor();
+           Tensor dz = p.wrap.mask ? Tensor::empty({N, C}) : Tensor();
+           Tensor dh = Tensor::empty({N, F}), du = Tensor::empty({N, C});
+           Tensor lnp = Tensor::empty({parts, 2 * C});
+           Tensor dz_t = wide ? empty_of<T>(N * C) : Tensor(),
+                  dh_t = wide ? empty_of<T>(N * F) : Tensor();
+           gr.dres = dres.defined() ? dres.data() : nullptr;
+           gr.dz = dz.defined() ? dz.data() : nullptr;
+           gr.dh = dh.data(), gr.du = du.data(), gr.lnp = lnp.data();
+           gr.dz_t = data_of<T>(dz_t), gr.dh_t = data_of<T>(dh_t);
+           Plan<T> q = p;  // the mask lives in this closure now
+           q.wrap.mask = q.wrap.mask ? &drop : nullptr;
+#pragma omp parallel num_threads(parts) if (parts > 1)
+           backward(gr, dout, q, omp_get_thread_num(), parts);
+         });
+  return out;
 }
 
 }  // namespace
@@ -117,53 +180,8 @@ Tensor mlp(const Tensor& x, const MlpParams& m) {
   DropoutMask mask;
   const bool drop = res.dropout > 0.0f && res.rng;
   if (drop) mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
-
-  const bool pre = res.norm == Norm::pre;
-  Tensor u = pre ? Tensor::empty({N, C}) : Tensor(), s = pre ? Tensor() : Tensor::empty({N, C});
-  Tensor mean = Tensor::empty({N}), rstd = Tensor::empty({N});
-  Tensor h = Tensor::empty({N, F}), g = Tensor::empty({N, F}), out = Tensor::empty(x.shape());
-  Plan p{N, C, F};
-  p.wrap = {res.norm,
-            C,
-            res.ln_weight.data(),
-            sublayer::data_or_null(res.ln_bias),
-            res.eps,
-            drop ? &mask : nullptr,
-            pre ? u.data() : nullptr,
-            pre ? nullptr : s.data(),
-            mean.data(),
-            rstd.data()};
-  p.x = x.data(), p.W1 = m.w_fc.data(), p.b1 = sublayer::data_or_null(m.b_fc);
-  p.W2 = m.w_proj.data(), p.b2 = sublayer::data_or_null(m.b_proj);
-  p.h = h.data(), p.g = g.data();
-  const int parts = N * C * F >= kSplitMin ? omp_get_max_threads() : 1;
-#pragma omp parallel num_threads(parts) if (parts > 1)
-  {
-    const auto [r0, r1] = block(N, omp_get_thread_num(), parts);
-    rows_forward(out.data(), p, r0, r1);
-  }
-  record(out, op, {x, res.ln_weight, res.ln_bias, m.w_fc, m.b_fc, m.w_proj, m.b_proj},
-         [x, m, u, s, mean, rstd, h, g, p, mask, parts](const float* dout) {
-           const Residual& r = m.residual;
-           Grads gr{};
-           gr.dx = x.grad_out(), gr.dlw = r.ln_weight.grad_out();
-           gr.dW1 = m.w_fc.grad_out(), gr.dW2 = m.w_proj.grad_out();
-           if (r.ln_bias.defined()) gr.dlb = r.ln_bias.grad_out();
-           if (m.b_fc.defined()) gr.db1 = m.b_fc.grad_out();
-           if (m.b_proj.defined()) gr.db2 = m.b_proj.grad_out();
-           Tensor dres = r.norm == Norm::post ? Tensor::empty({p.N, p.C}) : Tensor();
-           Tensor dz = p.wrap.mask ? Tensor::empty({p.N, p.C}) : Tensor();
-           Tensor dh = Tensor::empty({p.N, p.F}), du = Tensor::empty({p.N, p.C});
-           Tensor lnp = Tensor::empty({parts, 2 * p.C});
-           gr.dres = dres.defined() ? dres.data() : nullptr;
-           gr.dz = dz.defined() ? dz.data() : nullptr;
-           gr.dh = dh.data(), gr.du = du.data(), gr.lnp = lnp.data();
-           Plan q = p;  // the mask lives in this closure now
-           q.wrap.mask = q.wrap.mask ? &mask : nullptr;
-#pragma omp parallel num_threads(parts) if (parts > 1)
-           backward(gr, dout, q, omp_get_thread_num(), parts);
-         });
-  return out;
+  return m.precision == Precision::bf16 ? run<bf16>(x, m, N, C, F, drop ? &mask : nullptr)
+                                        : run<float>(x, m, N, C, F, drop ? &mask : nullptr);
 }
 
 }  // namespace qkv

@@ -12,17 +12,19 @@ namespace qkv::norm_rows {
 
 // y = (x - mean)·rstd·w + b, rstd = 1/sqrt(var + eps), var biased (1/C) as in PyTorch; two
 // passes (mean, then squared deviations) avoid the cancellation of E[x²] - E[x]².
-// x, y, w: [C]; b: [C] or null. Stores the row's mean and rstd.
-inline void forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+// x, y, w: [C]; b: [C] or null; y's type Y (float, or bf16 for a bf16 GEMM to read). Stores
+// the row's mean and rstd.
+template <class Y>
+inline void forward(Y* y, float* mean, float* rstd, const float* x, const float* w,
                     const float* b, int64_t C, float eps) {
   const float m = vecmath::lane_sum(x, C) / static_cast<float>(C);
   const float v = vecmath::lane_sum_of(C, [x, m](int64_t c) { return (x[c] - m) * (x[c] - m); }) /
                   static_cast<float>(C);
   const float s = 1.0f / std::sqrt(v + eps);
   if (b)
-    for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * s * w[c] + b[c];
+    for (int64_t c = 0; c < C; ++c) y[c] = Y((x[c] - m) * s * w[c] + b[c]);
   else
-    for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * s * w[c];
+    for (int64_t c = 0; c < C; ++c) y[c] = Y((x[c] - m) * s * w[c]);
   *mean = m;
   *rstd = s;
 }

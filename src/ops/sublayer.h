@@ -1,7 +1,7 @@
 // Internal: what the two sublayer ops (attention.cpp, mlp.cpp) share, over raw rows of C
-// channels: the residual wrapping (the layer norm before or after f, dropout on f's output z,
-// the add) forward and backward, the gradients of a projection by blocks of output features,
-// and the checks of the wrapping's tensors.
+// channels: GEMM operands in either precision, the residual wrapping (the layer norm before or
+// after f, dropout on f's output z, the add) forward and backward, the gradients of a
+// projection by blocks of output features, and the checks of the wrapping's tensors.
 #pragma once
 
 #include <fmt/format.h>
@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <utility>
 
+#include "ops/bf16.h"
 #include "ops/dropout_mask.h"
 #include "ops/gemm.h"
 #include "ops/norm_rows.h"
@@ -20,49 +22,69 @@
 
 namespace qkv::sublayer {
 
-// One call's wrapping, and what its forward keeps for the backward: with Norm::pre, u =
-// layer_norm(x) (f's input); with Norm::post, s = x + dropout(z) (the norm's input). mean and
-// rstd: [N], of the normalised rows.
+// The GEMMs of a sublayer read operands of type T: float, or bf16 (Precision::bf16).
+template <class T>
+inline constexpr bool is_float = std::is_same_v<T, float>;
+
+// A weight as a GEMM operand of type T (bf16: its copy, made on first use). Call outside
+// parallel regions.
+template <class T>
+inline const T* weight(const Tensor& w) {
+  if constexpr (is_float<T>)
+    return w.data();
+  else
+    return bf16_copy(w);
+}
+
+// Rows [r0, r1) of an fp32 matrix from: [N, n] as GEMM operands of type T: from itself for
+// floats, else rounded into to (the same layout). Returns the base (row 0) of the operand.
+template <class T>
+inline const T* operand(const float* from, T* to, int64_t n, int64_t r0, int64_t r1) {
+  if constexpr (is_float<T>) {
+    return from;
+  } else {
+    convert(to + r0 * n, from + r0 * n, (r1 - r0) * n);
+    return to;
+  }
+}
+
+// One call's wrapping, and what its forward keeps for the backward: f's input u as T (pre:
+// layer_norm(x); post: x itself, rounded when T is bf16, null when T is float and f reads x);
+// with Norm::post, s = x + dropout(z), the norm's input. mean and rstd: [N], of the normalised
+// rows.
+template <class T>
 struct Wrap {
   Norm norm;
   int64_t C;
   const float *lw, *lb;  // [C], [C] or null
   float eps;
   const DropoutMask* mask;  // dropout on z: [N, C], or null
-  float *u, *s, *mean, *rstd;
+  T* u;
+  float *s, *mean, *rstd;
 };
 
-// Rows [r0, r1) of f's input: u = layer_norm(x) (pre), or x itself (post). Returns the base
-// (row 0) of the input.
-inline const float* input_forward(const Wrap& w, const float* x, int64_t r0, int64_t r1) {
-  if (w.norm == Norm::post) return x;
+// Rows [r0, r1) of f's input (see Wrap::u). Returns its base (row 0).
+template <class T>
+inline const T* input_forward(const Wrap<T>& w, const float* x, int64_t r0, int64_t r1) {
+  if (w.norm == Norm::post) return operand(x, w.u, w.C, r0, r1);
   for (int64_t r = r0; r < r1; ++r)
     norm_rows::forward(w.u + r * w.C, w.mean + r, w.rstd + r, x + r * w.C, w.lw, w.lb, w.C, w.eps);
   return w.u;
 }
 
-// Rows [r0, r1) of out set up for f's last GEMM to add onto: its bias, plus x when nothing
-// comes between the GEMM and the residual add (pre-norm without dropout). Returns the GEMM's
-// beta.
-inline float output_prefill(float* out, const float* x, const float* bias, const Wrap& w,
-                            int64_t r0, int64_t r1) {
-  const int64_t C = w.C;
-  const bool onto_x = w.norm == Norm::pre && !w.mask;
-  for (int64_t r = r0; r < r1; ++r) {
-    float* o = out + r * C;
-    if (onto_x && bias)
-      for (int64_t c = 0; c < C; ++c) o[c] = x[r * C + c] + bias[c];
-    else if (onto_x)
-      std::copy_n(x + r * C, C, o);
-    else if (bias)
-      std::copy_n(bias, C, o);
-  }
-  return onto_x || bias ? 1.0f : 0.0f;
+// Rows [r0, r1) of out set up for f's last GEMM to add onto: x when nothing comes between the
+// GEMM and the residual add (pre-norm without dropout). Returns the GEMM's beta.
+template <class T>
+inline float output_prefill(float* out, const float* x, const Wrap<T>& w, int64_t r0, int64_t r1) {
+  if (w.norm == Norm::post || w.mask) return 0.0f;
+  std::copy(x + r0 * w.C, x + r1 * w.C, out + r0 * w.C);
+  return 1.0f;
 }
 
 // Rows [r0, r1) of the output, from f's output z in out (after output_prefill and the GEMM):
 // pre: out = x + z∘M; post: s = x + z∘M, out = layer_norm(s).
-inline void output_forward(float* out, const float* x, const Wrap& w, int64_t r0, int64_t r1) {
+template <class T>
+inline void output_forward(float* out, const float* x, const Wrap<T>& w, int64_t r0, int64_t r1) {
   const int64_t C = w.C;
   if (w.norm == Norm::pre) {
     if (!w.mask) return;  // the GEMM added onto x
@@ -84,9 +106,10 @@ inline void output_forward(float* out, const float* x, const Wrap& w, int64_t r0
 // post: the norm's backward of dout, into dres_buf, its weight gradients into the thread's
 // partials lnp: [2C] or null), and dz = dres∘M (into dz_buf with dropout, else dres itself).
 // Returns the bases of {dres, dz}.
+template <class T>
 inline std::pair<const float*, const float*> output_backward(float* dres_buf, float* dz_buf,
                                                              float* lnp, const float* dout,
-                                                             const Wrap& w, int64_t r0,
+                                                             const Wrap<T>& w, int64_t r0,
                                                              int64_t r1) {
   const int64_t C = w.C;
   const float* dres = dout;
@@ -104,8 +127,9 @@ inline std::pair<const float*, const float*> output_backward(float* dres_buf, fl
 
 // Rows [r0, r1) of dx from d_in, the gradient of f's input: pre: dx = dres + the norm's backward
 // of d_in (its weight gradients into lnp); post: dx = dres + d_in. A fresh dx is written.
+template <class T>
 inline void input_backward(GradOut dx, float* lnp, const float* d_in, const float* dres,
-                           const float* x, const Wrap& w, int64_t r0, int64_t r1) {
+                           const float* x, const Wrap<T>& w, int64_t r0, int64_t r1) {
   const int64_t C = w.C;
   if (w.norm == Norm::pre) {
     for (int64_t r = r0; r < r1; ++r)
@@ -120,11 +144,14 @@ inline void input_backward(GradOut dx, float* lnp, const float* d_in, const floa
 
 // Output features [f0, f1) of the gradients of a projection y = in·Wᵀ + b, with dy: [N, O] rows
 // of stride ldy and in: [N, I]:  dW += dyᵀ·in;  db += Σ_rows dy  (fresh grads are written).
-inline void weight_grads(GradOut dW, GradOut db, const float* dy, int64_t ldy, const float* in,
-                         int64_t N, int64_t I, int64_t f0, int64_t f1) {
+// dy_t is dy as a GEMM operand (sublayer::operand), db sums dy itself.
+template <class T>
+inline void weight_grads(GradOut dW, GradOut db, const float* dy, const T* dy_t, int64_t ldy,
+                         const T* in, int64_t N, int64_t I, int64_t f0, int64_t f1) {
   if (f1 <= f0) return;
   if (dW)
-    gemm_ld(true, false, f1 - f0, I, N, 1.0f, dy + f0, ldy, in, I, dW.beta(), dW.data + f0 * I, I);
+    gemm_ld(true, false, f1 - f0, I, N, 1.0f, dy_t + f0, ldy, in, I, dW.beta(), dW.data + f0 * I,
+            I);
   if (!db) return;
   if (db.overwrite) std::fill(db.data + f0, db.data + f1, 0.0f);
   for (int64_t n = 0; n < N; ++n)

@@ -8,6 +8,7 @@
 #include <map>
 #include <vector>
 
+#include "ops/bf16.h"
 #include "qkv/error.h"
 
 namespace qkv::optim {
@@ -26,9 +27,12 @@ void AdamW::zero_grad() {
 // PyTorch's _single_tensor_adamw, element by element, on the grad g·s (s: the clip factor):
 //   p *= 1 - lr·wd;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²
 //   p -= (lr / (1-β1^t)) · m / (sqrt(v) / sqrt(1-β2^t) + eps)
-static void adamw_update(float* p, float* m, float* v, const float* g, float s, int64_t n,
-                         float lr, float wd, float b1, float b2, float eps, float step_size,
-                         float bc2_sqrt) {
+// With kRound, also p16 = bf16(p): the copy bf16 GEMMs read (TensorImpl::bf16), updated in the
+// same pass instead of in one of its own.
+template <bool kRound>
+static void adamw_update(float* p, bf16* p16, float* m, float* v, const float* g, float s,
+                         int64_t n, float lr, float wd, float b1, float b2, float eps,
+                         float step_size, float bc2_sqrt) {
   const float decay = 1.0f - lr * wd;
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i] * s;
@@ -36,6 +40,7 @@ static void adamw_update(float* p, float* m, float* v, const float* g, float s, 
     m[i] = b1 * m[i] + (1.0f - b1) * gi;
     v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
     p[i] -= step_size * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+    if constexpr (kRound) p16[i] = bf16(p[i]);
   }
 }
 
@@ -52,7 +57,7 @@ void AdamW::step(float lr, float grad_scale) {
   const auto step_size = static_cast<float>(lr / bc1);
   const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   std::vector<int64_t> start(slots_.size() + 1, 0);  // slot k covers [start[k], start[k + 1])
-  std::vector<const float*> grads(slots_.size());     // fetched here: grad_data() may fill zeros
+  std::vector<const float*> grads(slots_.size());    // fetched here: grad_data() may fill zeros
   for (size_t k = 0; k < slots_.size(); ++k) {
     start[k + 1] = start[k] + slots_[k].param.numel();
     grads[k] = slots_[k].param.grad_data();
@@ -68,9 +73,12 @@ void AdamW::step(float lr, float grad_scale) {
       if (a >= b || !g) continue;
       Slot& s = slots_[k];
       const int64_t off = a - start[k];
-      adamw_update(s.param.data() + off, s.m.data() + off, s.v.data() + off, g + off,
-                   grad_scale, b - a, lr, s.decay ? c.weight_decay : 0.0f, c.beta1, c.beta2,
-                   c.eps, step_size, bc2_sqrt);
+      const auto& copy = s.param.impl()->bf16;
+      bf16* p16 = copy ? reinterpret_cast<bf16*>(copy->data) + off : nullptr;
+      (p16 ? adamw_update<true> : adamw_update<false>)(s.param.data() + off, p16, s.m.data() + off,
+                                                       s.v.data() + off, g + off, grad_scale, b - a,
+                                                       lr, s.decay ? c.weight_decay : 0.0f, c.beta1,
+                                                       c.beta2, c.eps, step_size, bc2_sqrt);
     }
   }
 }

@@ -8,6 +8,7 @@
 
 #include "qkv/nn/model_config.h"
 #include "qkv/optim/schedule.h"
+#include "qkv/runtime.h"
 
 namespace qkv::io {
 
@@ -34,6 +35,7 @@ struct TrainSection {
   int64_t seed = 1337, threads = 0;  // threads 0: all cores
   std::string out_dir = "runs/default";
   int64_t checkpoint_interval = 500, keep_last = 3;
+  PrecisionSetting precision = PrecisionSetting::automatic;  // what GEMMs compute in
 };
 
 struct Config {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "qkv/ops.h"
 #include "qkv/rng.h"
 #include "qkv/tensor.h"
 
@@ -56,6 +57,11 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
+  // Recursive: what the GEMMs of this module and its children compute in (qkv::Precision, ops.h;
+  // fp32 by default). Setting bf16 is the caller's promise that cpu_has_bf16() (runtime.h).
+  void set_precision(Precision precision);
+  Precision precision() const { return precision_; }
+
   // name -> parameter, in named_parameters() order. The tensors share the parameters' data
   // but carry no autograd state (detached), as in PyTorch.
   NamedTensors state_dict() const;
@@ -78,6 +84,7 @@ class Module {
     auto child = std::make_unique<M>(std::forward<Args>(args)...);
     M& ref = *child;
     ref.train(training_);
+    ref.set_precision(precision_);
     children_.emplace_back(std::move(name), std::move(child));
     return ref;
   }
@@ -90,6 +97,7 @@ class Module {
   NamedTensors params_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
   bool training_ = true;
+  Precision precision_ = Precision::fp32;
 };
 
 }  // namespace qkv::nn
