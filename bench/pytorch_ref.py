@@ -7,11 +7,19 @@ bias, exact-erf GELU, learned positions, lm_head tied to the token embedding, in
 with the residual projections at 0.02/sqrt(2L). Same loop as nanoGPT's train.py: random windows
 of the first 90% of the text, AdamW with decay on the >= 2-D tensors only, warmup + cosine lr,
 grad clipping, zero_grad(set_to_none=True).
+--autocast bf16 runs forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), as
+nanoGPT's ctx would on a CPU if it did not turn autocast off there (matmuls in bf16 through oneDNN;
+weights, grads and AdamW in fp32; backward outside the context, as nanoGPT's).
+An allocator setting makes it faster than nanoGPT's train.py without touching the model or the
+loop: --malloc keep (the default) keeps freed memory in glibc malloc's heap (keep_freed_memory).
+With glibc's defaults the big config's steps page-fault 1-2 million times each; --malloc default
+runs that way, as train.py does.
 
 Runs on Debian's python3-torch (1.13, which has no scaled_dot_product_attention; attention is
 nanoGPT's explicit masked softmax path). Thread settings come from the caller: the environment
 (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE, read when the libraries load) and
---torch-threads (torch.set_num_threads; 0 leaves torch's default).
+--torch-threads (torch.set_num_threads; 0 leaves torch's default). bf16 matmuls run in oneDNN on
+torch's intra-op threads, not in OpenBLAS.
 With --train it trains the config's max_iters instead of timing steps, and prints nanoGPT's
 evaluations (bench/quality.sh compares them with qkv's over several seeds).
 
@@ -19,6 +27,8 @@ evaluations (bench/quality.sh compares them with qkv's over several seeds).
         bench/pytorch_ref.py configs/shakespeare_char.toml ../shared/data/tinyshakespeare.txt
 """
 import argparse
+import contextlib
+import ctypes
 import math
 import os
 import resource
@@ -131,6 +141,30 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
 
 
+def blas_kernel():
+    """The kernel OpenBLAS loaded (OPENBLAS_CORETYPE's, or its own pick for this CPU)."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")  # torch's BLAS, already loaded
+    except OSError:
+        return "unknown"
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib.openblas_get_corename().decode()
+
+
+def keep_freed_memory():
+    """glibc malloc (PyTorch's CPU allocator is malloc): every block from the heap, none mmap()ed
+    on its own, and the heap never trimmed, so the activations a step frees are reused by the next
+    step instead of being unmapped and faulted in again. With glibc's defaults each tensor over
+    32 MB is a fresh mmap(), and a freed heap top goes back to the system: on the big config that
+    costs a third of a step (and peak RSS grows by ~10% without it). True if glibc took both."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
+
+
 def lr_at(it, o, s):
     if it < s["warmup_iters"]:
         return o["lr"] * (it + 1) / (s["warmup_iters"] + 1)
@@ -147,6 +181,11 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads; 0 = default")
+    ap.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                    help="bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16)")
+    ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                    help="keep: freed memory stays in malloc's heap (keep_freed_memory); "
+                         "default: glibc's defaults, as nanoGPT's train.py runs")
     ap.add_argument("--batch-size", type=int, default=0, help="override train.batch_size")
     ap.add_argument("--block-size", type=int, default=0, help="override model.block_size")
     ap.add_argument("--train", action="store_true",
@@ -155,6 +194,9 @@ def main():
     ap.add_argument("--final-eval-iters", type=int, default=200,
                     help="batches per split for the extra evaluation after the last step (--train)")
     args = ap.parse_args()
+    malloc = args.malloc
+    if malloc == "keep" and not keep_freed_memory():
+        malloc = "default (mallopt failed)"
 
     with open(args.config, "rb") as f:
         conf = tomllib.load(f)
@@ -182,17 +224,29 @@ def main():
         groups.append({"params": no_decay, "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=o["lr"], betas=(o["beta1"], o["beta2"]))
 
+    offsets = torch.arange(T + 1)
+
     def get_batch(split=train):
+        """nanoGPT's B random windows (same draw), gathered in one indexing op."""
         ix = torch.randint(len(split) - T, (B,))
-        x = torch.stack([split[i : i + T] for i in ix])
-        y = torch.stack([split[i + 1 : i + 1 + T] for i in ix])
-        return x, y
+        w = split[ix[:, None] + offsets]
+        return w[:, :-1].contiguous(), w[:, 1:].contiguous()
+
+    def autocast():
+        if args.autocast == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     @torch.no_grad()
     def evaluate(it, batches):
         model.eval()
-        losses = {name: sum(model(*get_batch(split)).item() for _ in range(batches)) / batches
-                  for name, split in (("train", train), ("val", val))}
+        losses = {}
+        for name, split in (("train", train), ("val", val)):
+            total = 0.0
+            for _ in range(batches):
+                with autocast():
+                    total += model(*get_batch(split)).item()
+            losses[name] = total / batches
         model.train()
         print(f"EVAL iter={it} batches={batches} train_loss={losses['train']:.4f} "
               f"val_loss={losses['val']:.4f}", flush=True)
@@ -204,7 +258,8 @@ def main():
         nonlocal X, Y
         for g in opt.param_groups:
             g["lr"] = lr_at(it, o, s)
-        loss = model(X, Y)
+        with autocast():
+            loss = model(X, Y)
         X, Y = get_batch()  # nanoGPT fetches the next batch while the step is in flight
         loss.backward()
         if o["grad_clip"] > 0:
@@ -240,12 +295,14 @@ def main():
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     env = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                    "OPENBLAS_CORETYPE")}
-    print(f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, {env}")
+    print(f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}, autocast "
+          f"{args.autocast}, malloc {malloc}, OpenBLAS kernel {blas_kernel()}, {env}")
     print(f"config {args.config}: L{L} H{H} C{C} T{T} B{B}, {N / 1e6:.3f}M non-embedding "
           f"parameters, {flops * 1e-9:.2f} GFLOP/iter; loss at the last step {loss.item():.4f}")
     print(f"median {med:.2f} ms/iter (min {min(ms):.2f}, max {max(ms):.2f}) over {args.iters} "
           f"after {args.warmup} warm-up; {flops / med * 1e-6:.1f} GFLOP/s; peak RSS {rss:.1f} MB")
-    print(f"RESULT torch ms_per_iter={med:.3f} rss_mb={rss:.1f} gflops={flops / med * 1e-6:.2f}")
+    print(f"RESULT torch ms_per_iter={med:.3f} rss_mb={rss:.1f} gflops={flops / med * 1e-6:.2f} "
+          f"autocast={args.autocast} malloc={malloc.split()[0]} blas={blas_kernel()}")
 
 
 if __name__ == "__main__":
