@@ -4,8 +4,9 @@
 # seed, one thread each, the two side by side on the two cores, and prints val loss at the last
 # iteration: nanoGPT's 20-batch estimate and a 200-batch one, then mean and spread per side.
 #
-#   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR]
+#   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR] [--torch-autocast bf16]
 #   e.g. bench/quality.sh ../shared/data/tinyshakespeare.txt
+# --torch-autocast bf16 trains the PyTorch side under CPU autocast bf16 (pytorch_ref.py --autocast).
 # A seed draws different batches and initial weights on the two sides (different generators):
 # compare the distributions, not seed by seed. Needs a Release build (build/release or $BUILD)
 # and Debian's python3-torch. About 4 minutes per seed on a quiet 2-core machine.
@@ -14,14 +15,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${BUILD:-$root/build/release}
-corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR]}
+corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR] [--torch-autocast bf16]}
 corpus=$(realpath "$corpus")
 shift
-seeds="1337 1 2 3 4" out=runs/quality
+seeds="1337 1 2 3 4" out=runs/quality autocast=off
 while (($#)); do
   case $1 in
     --seeds) seeds=$2; shift ;;
     --out) out=$2; shift ;;
+    --torch-autocast) autocast=$2; shift ;;
     *) echo "quality.sh: unknown argument $1" >&2; exit 1 ;;
   esac
   shift
@@ -29,6 +31,7 @@ done
 [[ -x $build/qkv ]] || { echo "no $build/qkv: build the release preset first" >&2; exit 1; }
 config=$root/configs/shakespeare_char.toml
 source "$here/openblas_kernel.sh"
+blas_kernel_check || true
 mkdir -p "$out"
 
 # seed -> "val20 val200" per side
@@ -42,7 +45,8 @@ for seed in $seeds; do
     "$build/qkv" eval "$run" --batches 200 --threads 1 > "$run.eval"
   ) &
   env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/pytorch_ref.py" "$config" \
-    "$corpus" --train --seed "$seed" --torch-threads 1 > "$out/torch-seed$seed.log"
+    "$corpus" --train --seed "$seed" --torch-threads 1 --autocast "$autocast" \
+    > "$out/torch-seed$seed.log"
   wait
   last=$(grep '"val_loss"' "$run/metrics.jsonl" | tail -1)
   q20=$(sed -E 's/.*"val_loss":([0-9.eE+-]+).*/\1/' <<<"$last")
