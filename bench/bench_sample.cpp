@@ -1,5 +1,6 @@
 // Sampling speed: tokens/s for 500 new tokens (batch 1) from a decoder of a config's shape,
-// with and without the KV cache. Weights are random (speed does not depend on them).
+// with and without the KV cache, in fp32 and in bf16 (on a CPU with AVX512_BF16). Weights are
+// random (speed does not depend on them).
 //   bench_sample [CONFIG (default configs/shakespeare_char_big.toml)] [--threads N] [--tokens N]
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -46,20 +47,26 @@ int main(int argc, char** argv) {
                 (long long)c.model.block_size, (long long)tokens);
 
     const std::vector<int32_t> prompt{0};
-    double rate[2];
-    for (bool cache : {true, false}) {
-      gen::SamplingOptions o;
-      o.max_new_tokens = tokens;
-      o.use_cache = cache;
-      Rng rng(1);
-      const auto t0 = std::chrono::steady_clock::now();
-      const gen::Generation g = gen::generate(model, vocab, prompt, o, rng);
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      rate[cache] = double(g.tokens.size()) / s;
-      std::printf("%-13s %8.1f tokens/s (%.2f s)\n", cache ? "KV cache" : "no cache", rate[cache],
-                  s);
+    std::vector<Precision> precisions{Precision::fp32};
+    if (cpu_has_bf16()) precisions.push_back(Precision::bf16);
+    for (Precision precision : precisions) {
+      model.set_precision(precision);
+      double rate[2];
+      for (bool cache : {true, false}) {
+        gen::SamplingOptions o;
+        o.max_new_tokens = tokens;
+        o.use_cache = cache;
+        Rng rng(1);
+        const auto t0 = std::chrono::steady_clock::now();
+        const gen::Generation g = gen::generate(model, vocab, prompt, o, rng);
+        const double s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        rate[cache] = double(g.tokens.size()) / s;
+        std::printf("%s %-13s %8.1f tokens/s (%.2f s)\n", enum_name(precision).data(),
+                    cache ? "KV cache" : "no cache", rate[cache], s);
+      }
+      std::printf("%s cache speed-up: %.1fx\n", enum_name(precision).data(), rate[1] / rate[0]);
     }
-    std::printf("cache speed-up: %.1fx\n", rate[1] / rate[0]);
   } catch (const qkv::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -29,8 +29,9 @@ struct Dims {
 };
 
 // One call's pointers: inputs, weights, what the forward computes (and the backward keeps), with
-// the projections' GEMM operands of type T (float, or bf16). The heads run in fp32 either way.
-template <class T>
+// the projections' GEMM operands of type T (float, or bf16) and the heads' of type H (T, but
+// float with a KV cache, which holds fp32 keys and values).
+template <class T, class H>
 struct Plan {
   Dims d;
   sublayer::Wrap<T> wrap;
@@ -40,23 +41,24 @@ struct Plan {
   T* memory_t;          // memory as an operand (bf16: rounded here); null without memory
   const T *w_in, *w_mem, *w_out;
   const float *b_in, *b_mem, *b_out;
-  float* qi;     // x's projection [N, Fi]
-  float* kv;     // the memory's projection [B·Tk, 2C], or null
+  H* qi;         // x's projection [N, Fi]
+  H* kv;         // the memory's projection [B·Tk, 2C], or null
   float* cache;  // self-attention with a cache: its kv at position `cached` of batch 0
   int64_t cached, capacity;
   float *y, *lse;        // the heads' output [N, C] and log-sum-exps [B, NH, Tq]
   T* y_t;                // y as an operand (bf16: rounded here)
   float* probabilities;  // [B, NH, Tq, Tk], or null
   heads::Layout layout;
-  heads::Inputs inputs;
+  heads::Inputs<H> inputs;
   float* scratch;  // [threads, heads::kScratch]
 };
 
-// Rows [r0, r1) of out = in·Wᵀ + b: [N, O] from in: [N, I], W: [O, I], b: [O] or null.
-template <class T>
-void project(float* out, const T* in, const T* W, const float* b, int64_t I, int64_t O, int64_t r0,
+// Rows [r0, r1) of out = in·Wᵀ + b: [rows, N] (of type O) from in: [rows, I], W: [N, I],
+// b: [N] or null.
+template <class T, class O>
+void project(O* out, const T* in, const T* W, const float* b, int64_t I, int64_t N, int64_t r0,
              int64_t r1) {
-  gemm_ld(false, true, r1 - r0, O, I, 1.0f, in + r0 * I, I, W, I, 0.0f, out + r0 * O, O, b);
+  gemm_ld(false, true, r1 - r0, N, I, 1.0f, in + r0 * I, I, W, I, 0.0f, out + r0 * N, N, b);
 }
 
 // Thread t's share of a phase's units, `per` of them per sequence (rows of x: Tq; of the memory:
@@ -82,8 +84,8 @@ Item item(const Dims& d, int64_t it, int64_t per) {
   return {it / (d.NH * per), it / per % d.NH, it % per};
 }
 
-template <class T>
-void forward_phases(float* out, const Plan<T>& p, int t, int parts) {
+template <class T, class H>
+void forward_phases(float* out, const Plan<T, H>& p, int t, int parts) {
   const Dims& d = p.d;
   const int64_t C = d.C;
   const Share share{d.B, t, parts};
@@ -91,10 +93,11 @@ void forward_phases(float* out, const Plan<T>& p, int t, int parts) {
   {
     sublayer::input_forward(p.wrap, p.x, r0, r1);
     project(p.qi, p.in, p.w_in, p.b_in, C, d.Fi, r0, r1);
-    if (p.cache)
-      for (int64_t r = r0; r < r1; ++r)
-        std::copy_n(p.qi + r * d.Fi + C, 2 * C,
-                    p.cache + ((r / d.Tq) * p.capacity + r % d.Tq) * 2 * C);
+    if constexpr (sublayer::is_float<H>)  // a cache holds fp32 (see Plan)
+      if (p.cache)
+        for (int64_t r = r0; r < r1; ++r)
+          std::copy_n(p.qi + r * d.Fi + C, 2 * C,
+                      p.cache + ((r / d.Tq) * p.capacity + r % d.Tq) * 2 * C);
     const auto [m0, m1] = share.of(d.Tk);
     if (p.memory)
       project(p.kv, sublayer::operand(p.memory, p.memory_t, C, m0, m1), p.w_mem, p.b_mem, C, 2 * C,
@@ -127,12 +130,14 @@ void forward_phases(float* out, const Plan<T>& p, int t, int parts) {
 }
 
 // Where the backward puts the gradients, and its scratch: dres, dz: [N, C] (see
-// sublayer::output_backward); dy: [N, C]; dqi: [N, Fi]; dkv: [B·Tk, 2C] (cross); du: [N, C];
-// lnp: [threads, 2C]; dz_t, dqi_t, dkv_t: dz, dqi and dkv as GEMM operands (bf16 only).
-template <class T>
+// sublayer::output_backward); dy: [N, C], the heads' operand; dqi: [N, Fi]; dkv: [B·Tk, 2C]
+// (cross); du: [N, C]; lnp: [threads, 2C]; dz_t, dqi_t, dkv_t: dz, dqi and dkv as GEMM operands
+// (bf16 only).
+template <class T, class H>
 struct Grads {
   GradOut dx, dmem, dw_in, db_in, dw_mem, db_mem, dw_out, db_out, dlw, dlb;
-  float *dres, *dz, *dy, *dqi, *dkv, *du, *lnp;
+  float *dres, *dz, *dqi, *dkv, *du, *lnp;
+  H* dy;
   T *dz_t, *dqi_t, *dkv_t;
 };
 
@@ -140,8 +145,9 @@ struct Grads {
 //   dz from dout (sublayer.h);  dy = dz·w_out;  the heads give dqi (and dkv) from dy;
 //   du = dqi·w_in, then dx (sublayer.h);  dmemory += dkv·w_mem;
 //   dw_out += dzᵀ·y;  dw_in += dqiᵀ·in;  dw_mem += dkvᵀ·memory;  the biases sum the rows.
-template <class T>
-void backward_phases(const Grads<T>& g, const float* dout, const Plan<T>& p, int t, int parts) {
+template <class T, class H>
+void backward_phases(const Grads<T, H>& g, const float* dout, const Plan<T, H>& p, int t,
+                     int parts) {
   const Dims& d = p.d;
   const int64_t C = d.C;
   const bool ln_grads = g.dlw || g.dlb;
@@ -263,7 +269,7 @@ void reserve(KVCache& cache, int64_t B, int64_t C, int64_t T) {
 
 // The node: the forward, and the backward recorded on its output, with the projections'
 // operands of type T.
-template <class T>
+template <class T, class H>
 Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask attn_mask,
            DropoutMask resid_mask, bool drop, bool grad) {
   const int64_t C = d.C, N = d.N(), NH = d.NH, HS = C / NH;
@@ -273,19 +279,20 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   const bool pre = res.norm == Norm::pre;
   Tensor u = pre || !f32 ? empty_of<T>(N * C) : Tensor();
   Tensor s = pre ? Tensor() : Tensor::empty({N, C});
-  Tensor mean = Tensor::empty({N}), rstd = Tensor::empty({N}), qi = Tensor::empty({N, d.Fi});
+  Tensor mean = Tensor::empty({N}), rstd = Tensor::empty({N}), qi = empty_of<H>(N * d.Fi);
   Tensor y = Tensor::empty({N, C}), y_t = f32 ? Tensor() : empty_of<T>(N * C);
   Tensor lse = Tensor::empty({d.B, NH, d.Tq}), out = Tensor::empty(x.shape()), kv, memory_t;
   if (a.probabilities) *a.probabilities = Tensor::empty({d.B, NH, d.Tq, d.Tk});
   KVCache* cache = a.cache;
   const bool memory_cached = cross && cache && cache->kv.defined();
-  if (cross && !memory_cached) kv = Tensor::empty({d.B, d.Tk, 2 * C});
+  if (cross && !memory_cached)
+    kv = sublayer::is_float<H> ? Tensor::empty({d.B, d.Tk, 2 * C}) : empty_of<H>(d.M() * 2 * C);
   if (cross && !memory_cached && !f32) memory_t = empty_of<T>(d.M() * C);
   if (cross && cache && !memory_cached) *cache = {kv, d.Tk};
   if (!cross && cache) reserve(*cache, d.B, C, d.Tq);
   const int64_t cap = cache ? cache->kv.size(1) : 0;
 
-  Plan<T> p{};
+  Plan<T, H> p{};
   p.d = d;
   p.wrap = {res.norm,
             C,
@@ -306,8 +313,8 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   p.w_mem = cross && !memory_cached ? sublayer::weight<T>(a.w_mem) : nullptr;
   p.b_in = sublayer::data_or_null(a.b_in), p.b_out = sublayer::data_or_null(a.b_out);
   p.b_mem = sublayer::data_or_null(a.b_mem);
-  p.qi = qi.data();
-  p.kv = cross && !memory_cached ? kv.data() : nullptr;
+  p.qi = data_of<H>(qi);
+  p.kv = cross && !memory_cached ? data_of<H>(kv) : nullptr;
   p.cache = !cross && cache ? cache->kv.data() + cache->length * 2 * C : nullptr;
   p.cached = cache ? cache->length : 0, p.capacity = cap;
   p.y = y.data(), p.lse = lse.data();
@@ -315,12 +322,13 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   p.probabilities = a.probabilities ? a.probabilities->data() : nullptr;
   // q, k and v in place: from qi (self), or q from qi and k, v from the memory's projection or
   // the cache (ld 2C, one batch element every capacity rows of a cache).
-  const float* keys = cross ? (memory_cached ? cache->kv.data() : kv.data())
-                            : (cache ? cache->kv.data() : qi.data() + C);
+  const H* keys = cross ? data_of<H>(kv) : data_of<H>(qi) + C;
+  if constexpr (sublayer::is_float<H>)
+    if (cache) keys = cache->kv.data();
   const int64_t ldk = cross || cache ? 2 * C : 3 * C;
   const int64_t sk = cache ? cap * ldk : d.Tk * ldk;
   p.layout = {d.B, d.Tq, d.Tk, NH, HS, d.Fi, d.Tq * d.Fi, ldk, sk, a.causal};
-  p.inputs = {qi.data(), keys, keys + C, sublayer::data_or_null(a.key_padding),
+  p.inputs = {data_of<H>(qi), keys, keys + C, sublayer::data_or_null(a.key_padding),
               drop ? &attn_mask : nullptr};
   const int parts = N * C * d.Fi >= kSplitMin ? omp_get_max_threads() : 1;
   Tensor scratch = Tensor::empty({parts, heads::kScratch});
@@ -339,7 +347,7 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
        parts](const float* dout) {
         const Residual& r = a.residual;
         const Dims& d = p.d;
-        Grads<T> g{};
+        Grads<T, H> g{};
         g.dx = x.grad_out();  // before the memory's: x may be the memory, and adds to it later
         if (memory.defined()) g.dmem = memory.grad_out();
         g.dlw = r.ln_weight.grad_out();
@@ -352,7 +360,7 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
         const int64_t N = d.N(), C = d.C;
         Tensor dres = r.norm == Norm::post ? Tensor::empty({N, C}) : Tensor();
         Tensor dz = p.wrap.mask ? Tensor::empty({N, C}) : Tensor();
-        Tensor dy = Tensor::empty({N, C}), dqi = Tensor::empty({N, d.Fi});
+        Tensor dy = empty_of<H>(N * C), dqi = Tensor::empty({N, d.Fi});
         Tensor dkv = memory.defined() ? Tensor::empty({d.M(), 2 * C}) : Tensor();
         Tensor du = Tensor::empty({N, C}), lnp = Tensor::empty({parts, 2 * C});
         Tensor scratch = Tensor::empty({parts, heads::kScratch}), dz_t, dqi_t, dkv_t;
@@ -362,10 +370,10 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
         }
         g.dres = dres.defined() ? dres.data() : nullptr;
         g.dz = dz.defined() ? dz.data() : nullptr;
-        g.dy = dy.data(), g.dqi = dqi.data(), g.du = du.data(), g.lnp = lnp.data();
+        g.dy = data_of<H>(dy), g.dqi = dqi.data(), g.du = du.data(), g.lnp = lnp.data();
         g.dkv = dkv.defined() ? dkv.data() : nullptr;
         g.dz_t = data_of<T>(dz_t), g.dqi_t = data_of<T>(dqi_t), g.dkv_t = data_of<T>(dkv_t);
-        Plan<T> q = p;  // the masks live in this closure now
+        Plan<T, H> q = p;  // the masks live in this closure now
         q.wrap.mask = q.wrap.mask ? &resid_mask : nullptr;
         q.inputs.mask = q.inputs.mask ? &attn_mask : nullptr;
         q.scratch = scratch.data();
@@ -387,8 +395,15 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
   DropoutMask attn_mask, resid_mask;  // attention's first, as the ops one by one would draw them
   if (drop) attn_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
   if (drop) resid_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
-  return a.precision == Precision::bf16 ? run<bf16>(x, a, d, attn_mask, resid_mask, drop, grad)
-                                        : run<float>(x, a, d, attn_mask, resid_mask, drop, grad);
+  if (a.precision == Precision::fp32)
+    return run<float, float>(x, a, d, attn_mask, resid_mask, drop, grad);
+  // In bf16 the heads' GEMMs read bf16 too when their tiles are big enough for the bf16 GEMM's
+  // larger per-call cost to pay off (2 threads, forward + backward of a layer: HS = 32, T = 64:
+  // 0.72 ms fp32 vs 0.90 bf16; HS = 64, T = 64: 4.30 vs 4.10; HS = 32, T = 256: 5.47 vs 5.21;
+  // HS = 64, T = 256: 31.1 vs 28.3). A KV cache holds fp32 keys and values (see Plan).
+  const bool bf16_heads = d.C / d.NH * d.Tk >= 4096 && !a.cache;
+  return bf16_heads ? run<bf16, bf16>(x, a, d, attn_mask, resid_mask, drop, grad)
+                    : run<bf16, float>(x, a, d, attn_mask, resid_mask, drop, grad);
 }
 
 }  // namespace qkv

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "ops/gemm.h"
 #include "ops/vecmath.h"
@@ -23,20 +24,37 @@ int64_t visible_keys(const Layout& l, int64_t i) {
 
 // Head (b, h) of the inputs: its first q, k and v rows, its padding row and where its dropout
 // mask starts (element (i, j) of the head is mask + i·Tk + j).
+template <class H>
 struct Head {
-  const float *q, *k, *v, *pad;
+  const H *q, *k, *v;
+  const float* pad;
   uint64_t mask0;
 };
 
-Head head(const Inputs& in, const Layout& l, int64_t b, int64_t h) {
+template <class H>
+Head<H> head(const Inputs<H>& in, const Layout& l, int64_t b, int64_t h) {
   const int64_t qo = b * l.sq + h * l.HS, ko = b * l.sk + h * l.HS;
   return {in.q + qo, in.k + ko, in.v + ko, in.pad ? in.pad + b * l.Tk : nullptr,
           static_cast<uint64_t>((b * l.NH + h) * l.Tq * l.Tk)};
 }
 
+// A tile of [rows, w] (row stride kKeys) as a GEMM operand of type H: the tile itself for
+// floats, else rounded into `to`.
+template <class H>
+const H* operand(const float* tile, float* to, int64_t rows, int64_t w) {
+  if constexpr (std::is_same_v<H, float>) {
+    return tile;
+  } else {
+    H* t = reinterpret_cast<H*>(to);
+    for (int64_t r = 0; r < rows; ++r) convert(t + r * kKeys, tile + r * kKeys, w);
+    return t;
+  }
+}
+
 // s: [rows, w] of row stride kKeys = q·kᵀ/√HS of query rows [i0, i0 + rows) and keys
 // [j0, j0 + w), -inf where a key is masked for its row.
-void scores(float* s, const Head& hd, const Layout& l, int64_t i0, int64_t rows, int64_t j0,
+template <class H>
+void scores(float* s, const Head<H>& hd, const Layout& l, int64_t i0, int64_t rows, int64_t j0,
             int64_t w) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(l.HS));
   gemm_ld(false, true, rows, w, l.HS, scale, hd.q + i0 * l.ldq, l.ldq, hd.k + j0 * l.ldk, l.ldk,
@@ -67,9 +85,10 @@ void drop_row(float* to, const float* from, int64_t w, DropoutMask m, uint64_t e
 // a new tile with a larger max rescales both and the output row by e^(m_old - m_new). The
 // dropout mask scales the probabilities that multiply v, not l (the softmax is of s alone).
 // At the end o = o / l and lse = m + log l.
-void forward(float* o, float* lse, const Inputs& in, const Layout& l, int64_t b, int64_t h,
+template <class H>
+void forward(float* o, float* lse, const Inputs<H>& in, const Layout& l, int64_t b, int64_t h,
              int64_t blk, float* scratch) {
-  const Head hd = head(in, l, b, h);
+  const Head<H> hd = head(in, l, b, h);
   const int64_t C = l.NH * l.HS, i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
   const int64_t n1 = visible_keys(l, i0 + rows - 1);  // the keys any row of the block sees
   float* O = o + (b * l.Tq + i0) * C + h * l.HS;
@@ -96,7 +115,8 @@ void forward(float* o, float* lse, const Inputs& in, const Layout& l, int64_t b,
         for (int64_t d = 0; d < l.HS; ++d) O[r * C + d] *= carry;
       if (in.mask) drop_row(sr, sr, w, *in.mask, hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
     }
-    gemm_ld(false, false, rows, l.HS, w, 1.0f, s, kKeys, hd.v + j0 * l.ldk, l.ldk,
+    const H* P = operand<H>(s, scratch + kRows * kKeys, rows, w);
+    gemm_ld(false, false, rows, l.HS, w, 1.0f, P, kKeys, hd.v + j0 * l.ldk, l.ldk,
             j0 == 0 ? 0.0f : 1.0f, O, C);
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -112,9 +132,10 @@ void forward(float* o, float* lse, const Inputs& in, const Layout& l, int64_t b,
   }
 }
 
-void probabilities(float* p, const float* lse, const Inputs& in, const Layout& l, int64_t b,
+template <class H>
+void probabilities(float* p, const float* lse, const Inputs<H>& in, const Layout& l, int64_t b,
                    int64_t h, int64_t blk) {
-  const Head hd = head(in, l, b, h);
+  const Head<H> hd = head(in, l, b, h);
   const int64_t i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
   const float scale = 1.0f / std::sqrt(static_cast<float>(l.HS));
   const int64_t n1 = visible_keys(l, i0 + rows - 1);
@@ -139,42 +160,48 @@ void probabilities(float* p, const float* lse, const Inputs& in, const Layout& l
 // the blocks in order, so each head is one thread's work (the result does not depend on the
 // thread count). The last block goes first: it sees every key, so it writes dk and dv (beta 0)
 // and the others add to them. Masked keys have P = 0, so they get dS = 0 with no mask test.
-void backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
-              const Inputs& in, const Layout& l, int64_t b, int64_t h, float* scratch) {
-  const Head hd = head(in, l, b, h);
+template <class H>
+void backward(float* dq, float* dk, float* dv, const H* dout, const float* o, const float* lse,
+              const Inputs<H>& in, const Layout& l, int64_t b, int64_t h, float* scratch) {
+  const Head<H> hd = head(in, l, b, h);
   const int64_t C = l.NH * l.HS, HS = l.HS;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   float* dQ = dq + b * l.sq + h * HS;
   float* dK = dk + b * l.sk + h * HS;
   float* dV = dv + b * l.sk + h * HS;
-  float *s = scratch, *g = scratch + kRows * kKeys, *a = g + kRows * kKeys;
+  // Tiles: s (scores, then P), g (dP, then dS), a (P∘M), and for bf16 operands t: P∘M and dS
+  // rounded (half a float tile each).
+  float *s = scratch, *g = s + kRows * kKeys, *a = g + kRows * kKeys, *t = a + kRows * kKeys;
   float D[kRows];
   const int64_t last = row_blocks(l) - 1;
   for (int64_t blk = last; blk >= 0; --blk) {
     const int64_t i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
     const float beta_kv = blk == last ? 0.0f : 1.0f;
     const int64_t n1 = visible_keys(l, i0 + rows - 1);
-    const float* dO = dout + (b * l.Tq + i0) * C + h * HS;
+    const H* dO = dout + (b * l.Tq + i0) * C + h * HS;
     const float* O = o + (b * l.Tq + i0) * C + h * HS;
     const float* L = lse + (b * l.NH + h) * l.Tq + i0;
-    const float* Q = hd.q + i0 * l.ldq;
+    const H* Q = hd.q + i0 * l.ldq;
     float* dQb = dQ + i0 * l.ldq;
     if (n1 == 0) {  // these queries see no key: no gradient
       for (int64_t r = 0; r < rows; ++r) std::fill_n(dQb + r * l.ldq, HS, 0.0f);
       continue;
     }
-    for (int64_t r = 0; r < rows; ++r) D[r] = vecmath::lane_dot(dO + r * C, O + r * C, HS);
+    for (int64_t r = 0; r < rows; ++r)
+      D[r] =
+          vecmath::lane_sum_of(HS, [&](int64_t d) { return float(dO[r * C + d]) * O[r * C + d]; });
     for (int64_t j0 = 0; j0 < n1; j0 += kKeys) {
       const int64_t w = std::min(kKeys, n1 - j0);
       scores(s, hd, l, i0, rows, j0, w);
       for (int64_t r = 0; r < rows; ++r) exp_row(s + r * kKeys, w, L[r]);
-      const float* A = s;
+      const float* A32 = s;
       if (in.mask) {
         for (int64_t r = 0; r < rows; ++r)
           drop_row(a + r * kKeys, s + r * kKeys, w, *in.mask,
                    hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
-        A = a;
+        A32 = a;
       }
+      const H* A = operand<H>(A32, t, rows, w);
       gemm_ld(true, false, w, HS, rows, 1.0f, A, kKeys, dO, C, beta_kv, dV + j0 * l.ldk, l.ldk);
       gemm_ld(false, true, rows, w, HS, 1.0f, dO, C, hd.v + j0 * l.ldk, l.ldk, 0.0f, g, kKeys);
       for (int64_t r = 0; r < rows; ++r) {
@@ -183,11 +210,26 @@ void backward(float* dq, float* dk, float* dv, const float* dout, const float* o
         if (in.mask) drop_row(gr, gr, w, *in.mask, hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
         for (int64_t j = 0; j < w; ++j) gr[j] = pr[j] * (gr[j] - D[r]);
       }
-      gemm_ld(false, false, rows, HS, w, scale, g, kKeys, hd.k + j0 * l.ldk, l.ldk,
+      const H* dS = operand<H>(g, t + kRows * kKeys / 2, rows, w);
+      gemm_ld(false, false, rows, HS, w, scale, dS, kKeys, hd.k + j0 * l.ldk, l.ldk,
               j0 == 0 ? 0.0f : 1.0f, dQb, l.ldq);
-      gemm_ld(true, false, w, HS, rows, scale, g, kKeys, Q, l.ldq, beta_kv, dK + j0 * l.ldk, l.ldk);
+      gemm_ld(true, false, w, HS, rows, scale, dS, kKeys, Q, l.ldq, beta_kv, dK + j0 * l.ldk,
+              l.ldk);
     }
   }
 }
+
+template void forward(float*, float*, const Inputs<float>&, const Layout&, int64_t, int64_t,
+                      int64_t, float*);
+template void forward(float*, float*, const Inputs<bf16>&, const Layout&, int64_t, int64_t, int64_t,
+                      float*);
+template void probabilities(float*, const float*, const Inputs<float>&, const Layout&, int64_t,
+                            int64_t, int64_t);
+template void probabilities(float*, const float*, const Inputs<bf16>&, const Layout&, int64_t,
+                            int64_t, int64_t);
+template void backward(float*, float*, float*, const float*, const float*, const float*,
+                       const Inputs<float>&, const Layout&, int64_t, int64_t, float*);
+template void backward(float*, float*, float*, const bf16*, const float*, const float*,
+                       const Inputs<bf16>&, const Layout&, int64_t, int64_t, float*);
 
 }  // namespace qkv::attention_heads

@@ -2,11 +2,12 @@
 // (Dao et al., 2022) on a CPU. The forward takes a block of query rows across the keys in tiles
 // with an online softmax and keeps each row's log-sum-exp, never the probabilities; the backward
 // recomputes each tile's probabilities from it. Tiles past the causal mask are skipped. Memory:
-// O(B·NH·T) saved, plus 3·kRows·kKeys floats of scratch per thread.
+// O(B·NH·T) saved, plus 4·kRows·kKeys floats of scratch per thread.
 #pragma once
 
 #include <cstdint>
 
+#include "ops/bf16.h"
 #include "ops/dropout_mask.h"
 
 namespace qkv::attention_heads {
@@ -17,7 +18,7 @@ namespace qkv::attention_heads {
 // training step of the baby config: attention 4% faster forward, 3% backward on 2 threads).
 constexpr int64_t kRows = 32, kKeys = 256;
 // Scratch floats one thread needs for forward, probabilities or backward.
-constexpr int64_t kScratch = 3 * kRows * kKeys;
+constexpr int64_t kScratch = 4 * kRows * kKeys;
 
 // B batch, Tq queries, Tk keys, NH heads of HS channels. q rows have stride ldq (sq between
 // batch elements), k and v rows ldk (sk); the output o and its grad have rows of C = NH·HS.
@@ -29,10 +30,13 @@ struct Layout {
   bool causal;
 };
 
-// The inputs of one call: q, k, v at head 0 of batch element 0; pad: [B, Tk] (nonzero = a key
-// no query sees) or null; mask: dropout on the probabilities [B, NH, Tq, Tk], or null.
+// The inputs of one call: q, k, v at head 0 of batch element 0, of type H (float, or bf16: the
+// GEMMs then read bf16 operands, the probabilities rounded to bf16 too, and sum in fp32); pad:
+// [B, Tk] (nonzero = a key no query sees) or null; mask: dropout on the probabilities [B, NH,
+// Tq, Tk], or null. Scores, softmax, outputs and gradients stay fp32.
+template <class H>
 struct Inputs {
-  const float *q, *k, *v;
+  const H *q, *k, *v;
   const float* pad;
   const DropoutMask* mask;
 };
@@ -41,16 +45,19 @@ inline int64_t row_blocks(const Layout& l) { return (l.Tq + kRows - 1) / kRows; 
 
 // Query rows of block `blk` of head (b, h): o = softmax(q·kᵀ/√HS + masks)∘M·v, and lse: [B, NH,
 // Tq] their log-sum-exps (-inf for a row that sees no key; its output is 0). o: [B, Tq, C].
-void forward(float* o, float* lse, const Inputs& in, const Layout& l, int64_t b, int64_t h,
+template <class H>
+void forward(float* o, float* lse, const Inputs<H>& in, const Layout& l, int64_t b, int64_t h,
              int64_t blk, float* scratch);
 
 // The same rows' probabilities, from lse (no dropout): p: [B, NH, Tq, Tk], 0 on masked keys.
-void probabilities(float* p, const float* lse, const Inputs& in, const Layout& l, int64_t b,
+template <class H>
+void probabilities(float* p, const float* lse, const Inputs<H>& in, const Layout& l, int64_t b,
                    int64_t h, int64_t blk);
 
-// Head (b, h)'s gradients from dout (the layout of o) and the forward's o and lse: dq, dk, dv,
-// in the layouts of q, k, v, are written (every element of the head's columns).
-void backward(float* dq, float* dk, float* dv, const float* dout, const float* o, const float* lse,
-              const Inputs& in, const Layout& l, int64_t b, int64_t h, float* scratch);
+// Head (b, h)'s gradients from dout (the layout of o, of type H) and the forward's o and lse:
+// dq, dk, dv, in the layouts of q, k, v, are written (every element of the head's columns).
+template <class H>
+void backward(float* dq, float* dk, float* dv, const H* dout, const float* o, const float* lse,
+              const Inputs<H>& in, const Layout& l, int64_t b, int64_t h, float* scratch);
 
 }  // namespace qkv::attention_heads
