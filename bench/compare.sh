@@ -92,6 +92,7 @@ echo "config $(basename "$config"), $iters timed iterations after $warmup warm-u
      "$(cut -d' ' -f1-3 /proc/loadavg)${rt:+, under SCHED_FIFO (--rt)}"
 blas_kernel_check "${rt[@]}" || true
 declare -A runs rss kernels
+qkv_precision=
 for ((r = 1; r <= repeats; ++r)); do
   for s in "${settings[@]}"; do
     name=${s%%|*} cmd=${s#*|}
@@ -103,6 +104,10 @@ for ((r = 1; r <= repeats; ++r)); do
     k=$(sed -nE 's/^OpenBLAS kernel ([^ ]+).*/\1/p; s/^RESULT .*blas=([^ ]+).*/\1/p' <<<"$out" | head -1)
     runs[$name]+="$ms "
     rss[$name]=$mb
+    # qkv's train.precision (auto: bf16 where the CPU has it), as bench_train reports it.
+    if [[ $name == qkv* && $line == *precision=* ]]; then
+      qkv_precision=$(sed -E 's/.*precision=([^ ]+).*/\1/' <<<"$line")
+    fi
     kernels[${k:-unknown}]=1
     printf '  run %d  %-54s %9.2f ms/iter  RSS %7.1f MB\n' "$r" "$name" "$ms" "$mb"
   done
@@ -125,7 +130,8 @@ for s in "${settings[@]}"; do
   fi
   [[ $name == qkv* ]] && qkv_ms=$m
 done
-awk -v q="$qkv_ms" -v t="$best_ms" -v n="$best_torch" 'BEGIN {
+awk -v q="$qkv_ms" -v t="$best_ms" -v n="$best_torch" -v p="$qkv_precision" 'BEGIN {
   printf "\nbest PyTorch setting: %s, %.2f ms/iter\n", n, t
+  if (p != "") printf "qkv ran at precision %s\n", p
   printf "qkv / best PyTorch: %.3f of the time per iteration, %.2fx %s\n", q / t,
          q < t ? t / q : q / t, q < t ? "faster" : "slower" }'
