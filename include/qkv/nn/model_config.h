@@ -7,11 +7,6 @@
 #include "qkv/enum_names.h"
 #include "qkv/ops.h"
 
-namespace qkv {
-// Norm's names in config files and messages, in Norm's namespace, where enum_name looks.
-constexpr EnumNames<2> enum_names(Norm) { return {"pre", "post"}; }
-}  // namespace qkv
-
 namespace qkv::nn {
 
 enum class ModelKind { decoder, encoder, encoder_decoder };
