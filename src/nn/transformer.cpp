@@ -1,23 +1,7 @@
 // Encoder and decoder layers: each sublayer is one op, wrapped by the layer's norm placement.
 #include "qkv/nn/transformer.h"
 
-#include <cmath>
-
 namespace qkv::nn {
-
-float residual_proj_stddev(const ModelConfig& config) {
-  return 0.02f / std::sqrt(2.0f * float(config.n_layer));
-}
-
-// The wrapping of a sublayer whose norm is ln; dropout only in training mode.
-static Residual wrapping(const LayerNorm& ln, Norm norm, float dropout, Rng* rng, bool training) {
-  return {.norm = norm,
-          .ln_weight = ln.weight(),
-          .ln_bias = ln.bias(),
-          .eps = LayerNorm::kEps,
-          .dropout = dropout,
-          .rng = training ? rng : nullptr};
-}
 
 EncoderLayer::EncoderLayer(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng)
     : norm_(c.norm),
@@ -30,12 +14,9 @@ EncoderLayer::EncoderLayer(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
                                   residual_proj_stddev(c))) {}
 
-Residual EncoderLayer::around(const LayerNorm& ln) const {
-  return wrapping(ln, norm_, dropout_, dropout_rng_, is_training());
-}
-
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& padding) const {
-  return mlp_.forward(attn_.forward(x, around(ln1_), padding), around(ln2_));
+  const Tensor h = attn_.forward(x, ln1_.residual(norm_, dropout_, dropout_rng_), padding);
+  return mlp_.forward(h, ln2_.residual(norm_, dropout_, dropout_rng_));
 }
 
 DecoderLayer::DecoderLayer(const ModelConfig& c, bool cross_attention, Rng& init_rng,
@@ -55,17 +36,14 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, bool cross_attention, Rng& init
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
                                   residual_proj_stddev(c))) {}
 
-Residual DecoderLayer::around(const LayerNorm& ln) const {
-  return wrapping(ln, norm_, dropout_, dropout_rng_, is_training());
-}
-
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_padding,
                              LayerCache* cache) const {
-  Tensor h = attn_.forward(x, around(ln1_), {}, cache ? &cache->self : nullptr);
+  Tensor h = attn_.forward(x, ln1_.residual(norm_, dropout_, dropout_rng_), {},
+                           cache ? &cache->self : nullptr);
   if (cross_attn_)
-    h = cross_attn_->forward(h, around(*ln_cross_), memory, memory_padding,
-                             cache ? &cache->cross : nullptr);
-  return mlp_.forward(h, around(ln2_));
+    h = cross_attn_->forward(h, ln_cross_->residual(norm_, dropout_, dropout_rng_), memory,
+                             memory_padding, cache ? &cache->cross : nullptr);
+  return mlp_.forward(h, ln2_.residual(norm_, dropout_, dropout_rng_));
 }
 
 }  // namespace qkv::nn

@@ -38,4 +38,8 @@ struct ModelConfig {
   void validate() const;
 };
 
+// 0.02 / sqrt(2·n_layer): GPT-2's init for the projections that feed the residual stream, which
+// every layer adds to.
+float residual_proj_stddev(const ModelConfig& config);
+
 }  // namespace qkv::nn

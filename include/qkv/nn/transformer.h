@@ -12,9 +12,6 @@
 
 namespace qkv::nn {
 
-// 0.02 / sqrt(2·n_layer): GPT-2's init for the projections that feed the residual stream.
-float residual_proj_stddev(const ModelConfig& config);
-
 // What a decoder layer keeps between decoding steps: its self-attention's keys and values, and
 // its cross-attention's projection of the encoder memory. Start each sequence with an empty one.
 struct LayerCache {
@@ -30,8 +27,6 @@ class EncoderLayer : public Module {
   Tensor forward(const Tensor& x, const Tensor& padding = {}) const;
 
  private:
-  Residual around(const LayerNorm& ln) const;
-
   Norm norm_;
   float dropout_;
   Rng* dropout_rng_;
@@ -53,8 +48,6 @@ class DecoderLayer : public Module {
                  LayerCache* cache = nullptr) const;
 
  private:
-  Residual around(const LayerNorm& ln) const;
-
   Norm norm_;
   float dropout_;
   Rng* dropout_rng_;
