@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     std::iota(chars.begin(), chars.end(), U'A');
     const data::Vocab vocab(chars);
     io::Config c = io::load_config(config_path, {"data.path=unused"});
-    nn::Decoder model(train::model_config(c, vocab.size()));
+    nn::DecoderModel model(train::model_config(c, vocab.size()));
     std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1\n",
                 config_path.c_str(), (long long)c.model.n_layer, (long long)c.model.n_embd,
                 (long long)c.model.block_size, (long long)tokens);

@@ -129,7 +129,7 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   }
   const std::vector<int32_t> ids = vocab.encode(prompt, "prompt");
 
-  nn::Decoder model(mc);
+  nn::DecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   std::string settings = fmt::format(
       "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --num-samples {} {}",
@@ -160,7 +160,7 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
             "this checkpoint's model.kind is encoder_decoder: give --input TEXT");
   QKV_CHECK(a.beam >= 1, "--beam {} must be at least 1", a.beam);
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
-  nn::EncoderDecoder model(mc);
+  nn::EncoderDecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
   const std::vector<gen::Hypothesis> hyps = gen::translate(model, vocab, source, {.beam = a.beam});
@@ -181,7 +181,7 @@ int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   const std::string mask = cmd.count("--mask-char") ? a.mask_char : config.data.mask_char;
   const std::u32string mask_cps = data::decode_utf8(mask, "--mask-char");
   QKV_CHECK(mask_cps.size() == 1, "--mask-char '{}' must be exactly one character", mask);
-  nn::Encoder model(mc);
+  nn::EncoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir,
                fmt::format("--fill {} --mask-char {}{}", shell_quote(a.fill), shell_quote(mask),

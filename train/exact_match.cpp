@@ -6,7 +6,7 @@
 
 namespace qkv::train {
 
-ExactMatch exact_match(nn::EncoderDecoder& model, const data::PairDataset& data,
+ExactMatch exact_match(nn::EncoderDecoderModel& model, const data::PairDataset& data,
                        const std::vector<data::Split>& splits, int64_t beam) {
   ExactMatch m;
   for (data::Split split : splits)

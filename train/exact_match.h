@@ -18,7 +18,7 @@ struct ExactMatch {
 
 // Decodes every example of the given splits, in file order, with gen::translate (beam 1 =
 // greedy). Throws qkv::Error when the splits hold no example.
-ExactMatch exact_match(nn::EncoderDecoder& model, const data::PairDataset& data,
+ExactMatch exact_match(nn::EncoderDecoderModel& model, const data::PairDataset& data,
                        const std::vector<data::Split>& splits, int64_t beam = 1);
 
 }  // namespace qkv::train

@@ -66,20 +66,20 @@ class DecoderTask : public Task {
     vocab_ = data_.vocab();
     fingerprint_ = data_.fingerprint();
     model_config_ = train::model_config(c, vocab_->size());
-    model_ = std::make_unique<nn::Decoder>(model_config_);
+    model_ = std::make_unique<nn::DecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
   int64_t tokens_per_batch() const override { return B_ * T_; }
   Prediction predict(Split split, Rng& rng) override {
     data::Batch b = data_.get_batch(split, B_, T_, rng);
-    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets)};
+    return {rows(model_->logits(b.inputs, B_, T_)), std::move(b.targets)};
   }
 
  private:
   data::TextDataset data_;
   int64_t B_, T_;
-  std::unique_ptr<nn::Decoder> model_;
+  std::unique_ptr<nn::DecoderModel> model_;
 };
 
 class EncoderTask : public Task {
@@ -95,20 +95,20 @@ class EncoderTask : public Task {
               "model.kind = encoder needs a vocabulary with the {} token", data::kMask);
     fingerprint_ = data_.fingerprint();
     model_config_ = train::model_config(c, vocab_->size());
-    model_ = std::make_unique<nn::Encoder>(model_config_);
+    model_ = std::make_unique<nn::EncoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
   int64_t tokens_per_batch() const override { return B_ * T_; }
   Prediction predict(Split split, Rng& rng) override {
     data::MaskedBatch b = data::get_masked_batch(data_, split, B_, T_, rng);
-    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets)};
+    return {rows(model_->logits(b.inputs, B_, T_)), std::move(b.targets)};
   }
 
  private:
   data::TextDataset data_;
   int64_t B_, T_;
-  std::unique_ptr<nn::Encoder> model_;
+  std::unique_ptr<nn::EncoderModel> model_;
 };
 
 class EncoderDecoderTask : public Task {
@@ -118,7 +118,7 @@ class EncoderDecoderTask : public Task {
     vocab_ = data_.vocab();
     fingerprint_ = data::sha256_file_hex(c.data.path.front());
     model_config_ = train::model_config(c, vocab_->size());
-    model_ = std::make_unique<nn::EncoderDecoder>(model_config_);
+    model_ = std::make_unique<nn::EncoderDecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
@@ -128,8 +128,7 @@ class EncoderDecoderTask : public Task {
     data::PairBatch b = data_.get_batch(split, B_, rng);
     Tensor padding = Tensor::empty({b.B, b.Ts});
     for (int64_t i = 0; i < b.B * b.Ts; ++i) padding.data()[i] = b.src_padding[i];
-    return {rows(model_->forward(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)),
-            std::move(b.tgt_out)};
+    return {rows(model_->logits(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)), std::move(b.tgt_out)};
   }
 
  private:
@@ -143,7 +142,7 @@ class EncoderDecoderTask : public Task {
   }
   data::PairDataset data_;
   int64_t B_;
-  std::unique_ptr<nn::EncoderDecoder> model_;
+  std::unique_ptr<nn::EncoderDecoderModel> model_;
 };
 
 }  // namespace
@@ -166,11 +165,11 @@ io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::st
 std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc) {
   switch (mc.kind) {
     case nn::ModelKind::decoder:
-      return std::make_unique<nn::Decoder>(mc);
+      return std::make_unique<nn::DecoderModel>(mc);
     case nn::ModelKind::encoder:
-      return std::make_unique<nn::Encoder>(mc);
+      return std::make_unique<nn::EncoderModel>(mc);
     case nn::ModelKind::encoder_decoder:
-      return std::make_unique<nn::EncoderDecoder>(mc);
+      return std::make_unique<nn::EncoderDecoderModel>(mc);
   }
   throw Error("make_model: unknown model kind");
 }

@@ -83,10 +83,10 @@ struct Runs {
   Runs() {
     const io::Config dc = testing::tiny_config(nn::ModelKind::decoder);
     decoder = testing::save_run(dir.path() / "dec", dc, text,
-                                *testing::make_model<nn::Decoder>(dc, text, 3));
+                                *testing::make_model<nn::DecoderModel>(dc, text, 3));
     const io::Config ec = testing::tiny_config(nn::ModelKind::encoder);
     encoder = testing::save_run(dir.path() / "enc", ec, masked,
-                                *testing::make_model<nn::Encoder>(ec, masked, 7));
+                                *testing::make_model<nn::EncoderModel>(ec, masked, 7));
   }
 };
 
@@ -108,8 +108,8 @@ TEST_CASE("qkv sample: a decoder streams prompt and tokens; the seed fixes the t
             .out != a.out);
 
   // The library's generation with the same settings is what was printed.
-  auto model =
-      testing::make_model<nn::Decoder>(testing::tiny_config(nn::ModelKind::decoder), r.text, 3);
+  auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
+                                                     r.text, 3);
   Rng rng(7, 0);
   const gen::Generation g =
       gen::generate(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
@@ -159,8 +159,8 @@ TEST_CASE("qkv sample: bad arguments are one-line errors") {
 
 TEST_CASE("qkv sample: an encoder fills the masked characters, with candidates on request") {
   Runs r;
-  auto model =
-      testing::make_model<nn::Encoder>(testing::tiny_config(nn::ModelKind::encoder), r.masked, 7);
+  auto model = testing::make_model<nn::EncoderModel>(testing::tiny_config(nn::ModelKind::encoder),
+                                                     r.masked, 7);
   const gen::Fill fill = gen::fill_masks(*model, r.masked, "the c_t", U'_', 2);
   CHECK(qkv_run({"sample", r.encoder, "--fill", "the c_t", "--quiet"}).out == fill.text + "\n");
   const Output o = qkv_run({"sample", r.encoder, "--fill", "the c_t", "--top-k", "2", "--quiet"});
@@ -181,7 +181,7 @@ TEST_CASE(
     "qkv sample and qkv eval: an encoder_decoder decodes --input and is scored by exact match") {
   Runs r;
   const io::Config base = testing::tiny_config(nn::ModelKind::encoder_decoder);
-  auto model = testing::make_model<nn::EncoderDecoder>(base, r.pairs, 6);
+  auto model = testing::make_model<nn::EncoderDecoderModel>(base, r.pairs, 6);
   // A TSV whose targets are the model's own greedy outputs for the even lines and something
   // else for the odd ones: exact match must count exactly the even lines.
   const std::vector<std::string> sources = {"abc",   "hgf", "ddd", "bca", "eh",
