@@ -48,12 +48,12 @@ int main(int argc, char** argv) {
     const std::vector<int32_t> prompt{0};
     double rate[2];
     for (bool cache : {true, false}) {
-      gen::SamplingOptions o;
+      generate::SamplingOptions o;
       o.max_new_tokens = tokens;
       o.use_cache = cache;
       Rng rng(1);
       const auto t0 = std::chrono::steady_clock::now();
-      const gen::Generation g = gen::generate(model, vocab, prompt, o, rng);
+      const generate::Generation g = generate::sample(model, vocab, prompt, o, rng);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       rate[cache] = double(g.tokens.size()) / s;
       std::printf("%-13s %8.1f tokens/s (%.2f s)\n", cache ? "KV cache" : "no cache", rate[cache],

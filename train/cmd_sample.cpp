@@ -106,12 +106,12 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
                    const io::CheckpointData& ck) {
   QKV_CHECK(a.top_k >= 1, "--top-k {} must be at least 1", a.top_k);
   QKV_CHECK(a.num_samples >= 1, "--num-samples {} must be at least 1", a.num_samples);
-  const gen::SamplingOptions options{.max_new_tokens = a.max_new_tokens,
-                                     .temperature = a.temperature,
-                                     .top_k = a.top_k,
-                                     .top_p = a.top_p,
-                                     .stop = a.stop};
-  gen::validate(options);
+  const generate::SamplingOptions options{.max_new_tokens = a.max_new_tokens,
+                                          .temperature = a.temperature,
+                                          .top_k = a.top_k,
+                                          .top_p = a.top_p,
+                                          .stop = a.stop};
+  generate::validate(options);
   std::string prompt = a.prompt, prompt_setting;
   if (cmd.count("--prompt-file")) {
     prompt = read_prompt_file(a.prompt_file);
@@ -142,8 +142,8 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
     std::fflush(stdout);
     // Sample i draws from stream i, so it does not depend on how long the others ran.
     Rng rng(a.seed, uint64_t(i));
-    const gen::Generation g =
-        gen::generate(model, vocab, ids, options, rng, [](const gen::GeneratedToken& t) {
+    const generate::Generation g =
+        generate::sample(model, vocab, ids, options, rng, [](const generate::GeneratedToken& t) {
           std::fwrite(t.text.data(), 1, t.text.size(), stdout);
           std::fflush(stdout);
         });
@@ -163,10 +163,11 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
   nn::EncoderDecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
-  const std::vector<gen::Hypothesis> hyps = gen::translate(model, vocab, source, {.beam = a.beam});
+  const std::vector<generate::Hypothesis> hyps =
+      generate::translate(model, vocab, source, {.beam = a.beam});
   std::printf("%s\n", vocab.decode(hyps.front().tokens).c_str());
   if (a.beam > 1 && !a.quiet)
-    for (const gen::Hypothesis& h : hyps)
+    for (const generate::Hypothesis& h : hyps)
       std::fprintf(stderr, "#   score %8.4f  log-prob %8.4f  %s\n", h.score, h.log_prob,
                    shell_quote(vocab.decode(h.tokens)).c_str());
   return 0;
@@ -186,11 +187,11 @@ int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   print_header(a, dir,
                fmt::format("--fill {} --mask-char {}{}", shell_quote(a.fill), shell_quote(mask),
                            candidates ? fmt::format(" --top-k {}", a.top_k) : ""));
-  const gen::Fill fill =
-      gen::fill_masks(model, vocab, a.fill, mask_cps[0], candidates ? a.top_k : 1);
+  const generate::Fill fill =
+      generate::fill_masks(model, vocab, a.fill, mask_cps[0], candidates ? a.top_k : 1);
   std::printf("%s\n", fill.text.c_str());
   if (candidates)
-    for (const gen::FilledPosition& p : fill.positions) {
+    for (const generate::FilledPosition& p : fill.positions) {
       std::string line = fmt::format("position {}:", p.position);
       for (const auto& [id, prob] : p.candidates)
         line += fmt::format("  {} {:.4f}", data::describe_char(vocab.chars()[size_t(id)]), prob);

@@ -15,7 +15,7 @@
 #include "qkv/nn/models.h"
 #include "qkv/rng.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 // ---- decoder sampling (src/generate/sampling.cpp) ----
 
@@ -67,9 +67,9 @@ struct Generation {
 // seeing between block_size/2 and block_size tokens of context rather than always block_size.
 // use_cache = false walks the same windows, recomputing each from scratch, so both paths give
 // the same logits (up to float rounding) and the same tokens.
-Generation generate(nn::DecoderModel& model, const data::Vocab& vocab,
-                    std::span<const int32_t> prompt, const SamplingOptions& options, Rng& rng,
-                    const TokenCallback& on_token = {});
+Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
+                  std::span<const int32_t> prompt, const SamplingOptions& options, Rng& rng,
+                  const TokenCallback& on_token = {});
 
 // ---- beam search (src/generate/beam_search.cpp) ----
 
@@ -131,4 +131,4 @@ struct Fill {
 Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_view text,
                 char32_t mask_char, int64_t top_k = 1);
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

@@ -7,7 +7,7 @@
 #include "qkv/generate.h"
 #include "qkv/ops.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eos,
                                     const BeamStep& step) {
@@ -136,4 +136,4 @@ std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vo
   return beam_search(o.beam, block - 1, eos, step);
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

@@ -8,7 +8,7 @@
 #include "qkv/generate.h"
 #include "qkv/ops.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_view text,
                 char32_t mask_char, int64_t top_k) {
@@ -59,4 +59,4 @@ Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_v
   return out;
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

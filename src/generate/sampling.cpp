@@ -8,7 +8,7 @@
 #include "qkv/error.h"
 #include "qkv/generate.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 void validate(const SamplingOptions& o) {
   QKV_CHECK(o.max_new_tokens >= 0, "sample: max-new-tokens = {} is negative", o.max_new_tokens);
@@ -123,9 +123,9 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 
 }  // namespace
 
-Generation generate(nn::DecoderModel& model, const data::Vocab& vocab,
-                    std::span<const int32_t> prompt, const SamplingOptions& options, Rng& rng,
-                    const TokenCallback& on_token) {
+Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
+                  std::span<const int32_t> prompt, const SamplingOptions& options, Rng& rng,
+                  const TokenCallback& on_token) {
   validate(options);
   check_vocab("sample", vocab, model.config().vocab_size);
   QKV_CHECK(!prompt.empty(), "sample: the prompt is empty; give at least one character");
@@ -150,4 +150,4 @@ Generation generate(nn::DecoderModel& model, const data::Vocab& vocab,
   return out;
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

@@ -13,7 +13,7 @@
 #include "qkv/generate.h"
 
 using namespace qkv;
-using namespace qkv::gen;
+using namespace qkv::generate;
 
 namespace {
 

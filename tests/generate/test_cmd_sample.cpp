@@ -111,8 +111,8 @@ TEST_CASE("qkv sample: a decoder streams prompt and tokens; the seed fixes the t
   auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
                                                      r.text, 3);
   Rng rng(7, 0);
-  const gen::Generation g =
-      gen::generate(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
+  const generate::Generation g =
+      generate::sample(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
   CHECK(a.out.substr(7, 30) == g.text);
 }
 
@@ -161,7 +161,7 @@ TEST_CASE("qkv sample: an encoder fills the masked characters, with candidates o
   Runs r;
   auto model = testing::make_model<nn::EncoderModel>(testing::tiny_config(nn::ModelKind::encoder),
                                                      r.masked, 7);
-  const gen::Fill fill = gen::fill_masks(*model, r.masked, "the c_t", U'_', 2);
+  const generate::Fill fill = generate::fill_masks(*model, r.masked, "the c_t", U'_', 2);
   CHECK(qkv_run({"sample", r.encoder, "--fill", "the c_t", "--quiet"}).out == fill.text + "\n");
   const Output o = qkv_run({"sample", r.encoder, "--fill", "the c_t", "--top-k", "2", "--quiet"});
   std::istringstream lines(o.out);
@@ -188,7 +188,7 @@ TEST_CASE(
                                             "ffgab", "a",   "cc",  "hhh", "gfe"};
   std::string tsv;
   for (size_t i = 0; i < sources.size(); ++i) {
-    const auto best = gen::translate(*model, r.pairs, r.pairs.encode(sources[i]));
+    const auto best = generate::translate(*model, r.pairs, r.pairs.encode(sources[i]));
     std::string target = r.pairs.decode(best.front().tokens);
     if (i % 2) target = target == "abc" ? "abd" : "abc";
     tsv += sources[i] + "\t" + target + "\n";
@@ -200,7 +200,7 @@ TEST_CASE(
   c.train.batch_size = 2;
   const std::string run = testing::save_run(r.dir.path() / "encdec", c, r.pairs, *model);
 
-  const auto best = gen::translate(*model, r.pairs, r.pairs.encode("abc"), {.beam = 2});
+  const auto best = generate::translate(*model, r.pairs, r.pairs.encode("abc"), {.beam = 2});
   CHECK(qkv_run({"sample", run, "--input", "abc", "--beam", "2", "--quiet"}).out ==
         r.pairs.decode(best.front().tokens) + "\n");
   CHECK(error_of({"sample", run}) ==

@@ -11,7 +11,7 @@
 #include "qkv/ops.h"
 
 using namespace qkv;
-using namespace qkv::gen;
+using namespace qkv::generate;
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include "qkv/generate.h"
 
 using namespace qkv;
-using namespace qkv::gen;
+using namespace qkv::generate;
 using qkv::testing::make_model;
 using qkv::testing::text_vocab;
 using qkv::testing::tiny_config;
@@ -28,7 +28,7 @@ Run run(nn::DecoderModel& model, const data::Vocab& vocab, std::string_view prom
         SamplingOptions o, uint64_t seed) {
   Rng rng(seed);
   Run r;
-  r.gen = generate(model, vocab, vocab.encode(prompt), o, rng, [&](const GeneratedToken& t) {
+  r.gen = sample(model, vocab, vocab.encode(prompt), o, rng, [&](const GeneratedToken& t) {
     r.logits.emplace_back(t.logits.begin(), t.logits.end());
   });
   return r;
@@ -107,7 +107,7 @@ TEST_CASE("sample_token: top-k and top-p keep only the most likely tokens") {
   CHECK((c[2] > 0 && c[0] > 0 && c[1] > 0 && c[3] == 0));
 }
 
-TEST_CASE("generate: the KV cache gives the uncached windows' tokens and logits, past block_size") {
+TEST_CASE("sample: the KV cache gives the uncached windows' tokens and logits, past block_size") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   // block_size 16: 60 new tokens slide the window several times; the 40-character prompt is
@@ -136,7 +136,7 @@ TEST_CASE("generate: the KV cache gives the uncached windows' tokens and logits,
   }
 }
 
-TEST_CASE("generate: the same seed gives the same text, another seed another text") {
+TEST_CASE("sample: the same seed gives the same text, another seed another text") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   const SamplingOptions o{.max_new_tokens = 40, .temperature = 1.0f};
@@ -146,7 +146,7 @@ TEST_CASE("generate: the same seed gives the same text, another seed another tex
   CHECK(run(*model, vocab, "a dog", o, 12).gen.text != a);
 }
 
-TEST_CASE("generate: temperature 0, top-k 1 and a tiny top-p are all greedy and seed-free") {
+TEST_CASE("sample: temperature 0, top-k 1 and a tiny top-p are all greedy and seed-free") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 4);
   const Run greedy = run(*model, vocab, "my friend", {.max_new_tokens = 30, .temperature = 0}, 1);
@@ -164,7 +164,7 @@ TEST_CASE("generate: temperature 0, top-k 1 and a tiny top-p are all greedy and 
   }
 }
 
-TEST_CASE("generate: a stop string ends the sample right after its first appearance") {
+TEST_CASE("sample: a stop string ends the sample right after its first appearance") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 5);
   SamplingOptions o{.max_new_tokens = 50, .temperature = 1.0f};
@@ -176,14 +176,14 @@ TEST_CASE("generate: a stop string ends the sample right after its first appeara
   int calls = 0;
   Rng rng(8);
   const Generation g =
-      generate(*model, vocab, vocab.encode("the"), o, rng, [&](const GeneratedToken&) { ++calls; });
+      sample(*model, vocab, vocab.encode("the"), o, rng, [&](const GeneratedToken&) { ++calls; });
   CHECK(g.text == full.substr(0, end));
   CHECK(g.stop == stop);
   CHECK(calls == int(end));
   CHECK(run(*model, vocab, "the", {.max_new_tokens = 50, .temperature = 1.0f}, 8).gen.stop.empty());
 }
 
-TEST_CASE("generate: restores the model's training mode and records no graph") {
+TEST_CASE("sample: restores the model's training mode and records no graph") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   model->train();
@@ -193,13 +193,13 @@ TEST_CASE("generate: restores the model's training mode and records no graph") {
   CHECK(run(*model, vocab, "a", {.max_new_tokens = 0}, 1).gen.tokens.empty());
 }
 
-TEST_CASE("generate: bad options and inputs are errors that say what is wrong") {
+TEST_CASE("sample: bad options and inputs are errors that say what is wrong") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   Rng rng(1);
   const std::vector<int32_t> prompt = vocab.encode("a");
   auto fails = [&](SamplingOptions o, const char* message) {
-    CHECK_THROWS_WITH_AS(generate(*model, vocab, prompt, o, rng), message, Error);
+    CHECK_THROWS_WITH_AS(sample(*model, vocab, prompt, o, rng), message, Error);
   };
   fails({.top_p = 1.5f}, "sample: top-p = 1.5 is outside (0, 1] (1 keeps every token)");
   fails({.top_p = 0.0f}, "sample: top-p = 0 is outside (0, 1] (1 keeps every token)");
@@ -208,10 +208,10 @@ TEST_CASE("generate: bad options and inputs are errors that say what is wrong") 
   fails({.top_k = -2}, "sample: top-k = -2 is negative");
   fails({.max_new_tokens = -1}, "sample: max-new-tokens = -1 is negative");
   fails({.stop = {""}}, "sample: a stop string is empty");
-  CHECK_THROWS_WITH_AS(generate(*model, vocab, {}, {}, rng),
+  CHECK_THROWS_WITH_AS(sample(*model, vocab, {}, {}, rng),
                        "sample: the prompt is empty; give at least one character", Error);
   const data::Vocab other = data::Vocab::from_text("abc");
-  CHECK_THROWS_WITH_AS(generate(*model, other, std::vector<int32_t>{0}, {}, rng),
+  CHECK_THROWS_WITH_AS(sample(*model, other, std::vector<int32_t>{0}, {}, rng),
                        doctest::Contains("the vocabulary has 3 symbols but the model was built"),
                        Error);
 }
