@@ -15,7 +15,7 @@
 #include "qkv/runtime.h"
 #include "task.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 void add_eval(CLI::App& app, std::function<int()>& run) {
   struct Args {
@@ -79,4 +79,4 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

@@ -20,7 +20,7 @@
 #include "qkv/runtime.h"
 #include "task.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 namespace {
 
@@ -252,4 +252,4 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

@@ -53,8 +53,8 @@ class Capture {
 Output qkv_run(std::vector<std::string> args) {
   CLI::App app;
   std::function<int()> run;
-  cli::add_sample(app, run);
-  cli::add_eval(app, run);
+  train::add_sample(app, run);
+  train::add_eval(app, run);
   args.insert(args.begin(), "qkv");
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
