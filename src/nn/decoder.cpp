@@ -16,15 +16,15 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, bool cross_attention, Rng& init
       dropout_rng_(dropout_rng),
       ln1_(submodule<LayerNorm>("ln1", c.n_embd, c.bias)),
       attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, true, c.bias, init_rng,
-                                          residual_proj_stddev(c))),
+                                          c.residual_proj_stddev())),
       ln_cross_(cross_attention ? &submodule<LayerNorm>("ln_cross", c.n_embd, c.bias) : nullptr),
       cross_attn_(cross_attention
                       ? &submodule<CrossAttention>("cross_attn", c.n_embd, c.n_head, c.bias,
-                                                   init_rng, residual_proj_stddev(c))
+                                                   init_rng, c.residual_proj_stddev())
                       : nullptr),
       ln2_(submodule<LayerNorm>("ln2", c.n_embd, c.bias)),
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
-                                  residual_proj_stddev(c))) {}
+                                  c.residual_proj_stddev())) {}
 
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& memory_padding,
                              LayerCache* cache) const {

@@ -14,10 +14,10 @@ EncoderLayer::EncoderLayer(const ModelConfig& c, Rng& init_rng, Rng* dropout_rng
       dropout_rng_(dropout_rng),
       ln1_(submodule<LayerNorm>("ln1", c.n_embd, c.bias)),
       attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, false, c.bias, init_rng,
-                                          residual_proj_stddev(c))),
+                                          c.residual_proj_stddev())),
       ln2_(submodule<LayerNorm>("ln2", c.n_embd, c.bias)),
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
-                                  residual_proj_stddev(c))) {}
+                                  c.residual_proj_stddev())) {}
 
 Tensor EncoderLayer::forward(const Tensor& x, const Tensor& padding) const {
   const Tensor h = attn_.forward(x, ln1_.residual(norm_, dropout_, dropout_rng_), padding);

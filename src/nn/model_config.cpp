@@ -1,8 +1,5 @@
-// ModelConfig validation (one message per bad key, in the config file's vocabulary), and the
-// init scale it sets.
+// ModelConfig validation: one message per bad key, in the config file's vocabulary.
 #include "qkv/nn/model_config.h"
-
-#include <cmath>
 
 #include "qkv/error.h"
 
@@ -21,10 +18,6 @@ void ModelConfig::validate() const {
             ffn_hidden);
   QKV_CHECK(pos_encoding != PosEncoding::sinusoidal || n_embd % 2 == 0,
             "model.n_embd = {} must be even for sinusoidal positions (sin/cos pairs)", n_embd);
-}
-
-float residual_proj_stddev(const ModelConfig& config) {
-  return 0.02f / std::sqrt(2.0f * float(config.n_layer));
 }
 
 }  // namespace qkv::nn
