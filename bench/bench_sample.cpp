@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     std::iota(chars.begin(), chars.end(), U'A');
     const data::Vocab vocab(chars);
     io::Config c = io::load_config(config_path, {"data.path=unused"});
-    nn::Decoder model(train::model_config(c, vocab.size()));
+    nn::DecoderModel model(train::model_config(c, vocab.size()));
     std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1\n",
                 config_path.c_str(), (long long)c.model.n_layer, (long long)c.model.n_embd,
                 (long long)c.model.block_size, (long long)tokens);
@@ -53,12 +53,12 @@ int main(int argc, char** argv) {
       model.set_precision(precision);
       double rate[2];
       for (bool cache : {true, false}) {
-        gen::SamplingOptions o;
+        generate::SamplingOptions o;
         o.max_new_tokens = tokens;
         o.use_cache = cache;
         Rng rng(1);
         const auto t0 = std::chrono::steady_clock::now();
-        const gen::Generation g = gen::generate(model, vocab, prompt, o, rng);
+        const generate::Generation g = generate::sample(model, vocab, prompt, o, rng);
         const double s =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         rate[cache] = double(g.tokens.size()) / s;

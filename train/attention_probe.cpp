@@ -87,9 +87,9 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
     check_length(T, m.block_size, "--prompt", m.block_size);
     Recording recording(model, "", "attn", probs);
     if (decoder)
-      dynamic_cast<nn::Decoder&>(model).forward(ids, 1, T);
+      dynamic_cast<nn::DecoderModel&>(model).logits(ids, 1, T);
     else
-      dynamic_cast<nn::Encoder&>(model).forward(ids, 1, T);
+      dynamic_cast<nn::EncoderModel&>(model).logits(ids, 1, T);
     chart.row_labels = chart.col_labels = char_labels(r.text);
     chart.title = fmt::format("{} self-attention", decoder ? "causal" : "bidirectional");
     chart.subtitle = "rows: query positions; columns: the keys they attend to (each row sums to 1)";
@@ -107,7 +107,7 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
     check_length(Tt - 1, m.block_size - 1, "--target", m.block_size);
     Recording recording(model, r.part == "encoder" ? "encoder." : "decoder.",
                         r.part == "cross" ? "cross_attn" : "attn", probs);
-    dynamic_cast<nn::EncoderDecoder&>(model).forward(src, tgt, 1, Ts, Tt);
+    dynamic_cast<nn::EncoderDecoderModel&>(model).logits(src, tgt, 1, Ts, Tt);
     std::vector<std::string> out = char_labels(r.target), in = out;
     out.push_back(data::kEos);
     in.insert(in.begin(), data::kBos);

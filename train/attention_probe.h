@@ -19,7 +19,7 @@ struct AttentionRequest {
   int64_t layer = -1, head = -1;  // -1: every layer / head
 };
 
-// model must be the Decoder, Encoder or EncoderDecoder that config.model.kind names, built with
+// model must be the model (qkv/nn/models.h) that config.model.kind names, built with
 // vocab; it is put in eval mode and run without grad. Panels are (layer, head), one grid row per
 // layer. Rows are query positions, columns keys; for cross-attention a row is labelled with the
 // output character it predicts. An encoder reads config.data.mask_char as <mask>. Throws qkv::Error

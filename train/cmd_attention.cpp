@@ -9,10 +9,10 @@
 #include "qkv/runtime.h"
 #include "task.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 void add_attention(CLI::App& app, std::function<int()>& run) {
-  auto a = std::make_shared<train::AttentionRequest>();
+  auto a = std::make_shared<AttentionRequest>();
   auto checkpoint = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>("attn.svg");
   auto threads = std::make_shared<int>(0);
@@ -38,14 +38,14 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
       set_num_threads(*threads);
       const std::string dir = io::resolve_checkpoint(*checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
-      const io::Config config = train::checkpoint_config(ck, dir);
+      const io::Config config = checkpoint_config(ck, dir);
       const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
-      const nn::ModelConfig mc = train::model_config(config, vocab.size());
-      const std::unique_ptr<nn::Module> model = train::make_model(mc);
-      train::load_weights(*model, ck, dir, dir + "/config.toml");
-      train::AttentionChart chart = train::probe_attention(*model, config, vocab, *a);
+      const nn::ModelConfig mc = model_config(config, vocab.size());
+      const std::unique_ptr<nn::Module> model = make_model(mc);
+      load_weights(*model, ck, dir, dir + "/config.toml");
+      AttentionChart chart = probe_attention(*model, config, vocab, *a);
       chart.title += fmt::format(" of {} ({} model)", dir, enum_name(config.model.kind));
-      train::write_file_atomically(*out, train::attention_chart_svg(chart));
+      write_file_atomically(*out, attention_chart_svg(chart));
       std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
                   chart.panels.size() == 1 ? "" : "s");
       return 0;
@@ -53,4 +53,4 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

@@ -9,7 +9,7 @@
 #include "qkv/data/dates.h"
 #include "qkv/data/split.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 void add_data(CLI::App& app, std::function<int()>& run) {
   struct Args {
@@ -37,8 +37,8 @@ void add_data(CLI::App& app, std::function<int()>& run) {
       const data::DateSplits d = data::generate_dates(a->train, a->val, a->seed);
       std::filesystem::create_directories(a->out);
       const std::string all = a->out + "/dates.tsv", val = a->out + "/dates_val.tsv";
-      train::write_file_atomically(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
-      train::write_file_atomically(val, data::dates_tsv(d.val));
+      write_file_atomically(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
+      write_file_atomically(val, data::dates_tsv(d.val));
       // The pair dataset keeps floor(n * (1 - val_fraction)) lines for training; half a line
       // less than the exact fraction makes that exactly n_train whatever the rounding.
       const int64_t n = a->train + a->val;
@@ -54,4 +54,4 @@ void add_data(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

@@ -15,7 +15,7 @@
 #include "qkv/runtime.h"
 #include "task.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 void add_eval(CLI::App& app, std::function<int()>& run) {
   struct Args {
@@ -69,7 +69,7 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
         std::vector<data::Split> splits{data::Split::val};
         if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
         const train::ExactMatch m = train::exact_match(
-            dynamic_cast<nn::EncoderDecoder&>(task->model()), pairs, splits, a->beam);
+            dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits, a->beam);
         fmt::print("exact match {:.2f}% ({} of {}, {}, {})\n", 100.0 * m.accuracy(), m.correct,
                    m.total, a->data.empty() ? "val split" : "whole file",
                    a->beam == 1 ? std::string("greedy") : fmt::format("beam {}", a->beam));
@@ -79,4 +79,4 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

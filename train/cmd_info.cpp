@@ -9,7 +9,7 @@
 #include "qkv/io/config.h"
 #include "task.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 void add_info(CLI::App& app, std::function<int()>& run) {
   auto path = std::make_shared<std::string>();
@@ -19,12 +19,11 @@ void add_info(CLI::App& app, std::function<int()>& run) {
     run = [path]() -> int {
       const std::string dir = io::resolve_checkpoint(*path);
       const io::CheckpointData ck = io::load_checkpoint(dir);
-      const io::Config c = train::checkpoint_config(ck, dir);
+      const io::Config c = checkpoint_config(ck, dir);
       // The weights must fit the model the config describes, as they must for every other use.
       const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
-      const std::unique_ptr<nn::Module> model =
-          train::make_model(train::model_config(c, vocab.size()));
-      train::load_weights(*model, ck, dir, dir + "/config.toml");
+      const std::unique_ptr<nn::Module> model = make_model(model_config(c, vocab.size()));
+      load_weights(*model, ck, dir, dir + "/config.toml");
       int64_t params = 0;
       for (const auto& [name, t] : ck.model) params += t.numel();
       const auto& s = ck.trainer_state;
@@ -56,4 +55,4 @@ void add_info(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

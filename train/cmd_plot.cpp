@@ -10,7 +10,7 @@
 #include "loss_plot.h"
 #include "output_file.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 namespace {
 
 // A run's directory name, or the path as given when two runs share a name.
@@ -44,12 +44,12 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   cmd->callback([&run, a] {
     run = [a]() -> int {
       const std::vector<std::string> labels = run_labels(a->runs);
-      std::vector<train::LossCurves> curves;
+      std::vector<LossCurves> curves;
       for (size_t i = 0; i < a->runs.size(); ++i)
-        curves.push_back(train::read_loss_curves(a->runs[i], labels[i]));
+        curves.push_back(read_loss_curves(a->runs[i], labels[i]));
       const std::string title =
           a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
-      train::write_file_atomically(a->out, train::loss_chart_svg(curves, title, a->log_y));
+      write_file_atomically(a->out, loss_chart_svg(curves, title, a->log_y));
       std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
                   curves.size() == 1 ? "" : "s");
       return 0;
@@ -57,4 +57,4 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

@@ -20,7 +20,7 @@
 #include "qkv/runtime.h"
 #include "task.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 
 namespace {
 
@@ -106,12 +106,12 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
                    const io::CheckpointData& ck) {
   QKV_CHECK(a.top_k >= 1, "--top-k {} must be at least 1", a.top_k);
   QKV_CHECK(a.num_samples >= 1, "--num-samples {} must be at least 1", a.num_samples);
-  const gen::SamplingOptions options{.max_new_tokens = a.max_new_tokens,
-                                     .temperature = a.temperature,
-                                     .top_k = a.top_k,
-                                     .top_p = a.top_p,
-                                     .stop = a.stop};
-  gen::validate(options);
+  const generate::SamplingOptions options{.max_new_tokens = a.max_new_tokens,
+                                          .temperature = a.temperature,
+                                          .top_k = a.top_k,
+                                          .top_p = a.top_p,
+                                          .stop = a.stop};
+  generate::validate(options);
   std::string prompt = a.prompt, prompt_setting;
   if (cmd.count("--prompt-file")) {
     prompt = read_prompt_file(a.prompt_file);
@@ -129,7 +129,7 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   }
   const std::vector<int32_t> ids = vocab.encode(prompt, "prompt");
 
-  nn::Decoder model(mc);
+  nn::DecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   std::string settings = fmt::format(
       "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --num-samples {} {}",
@@ -142,8 +142,8 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
     std::fflush(stdout);
     // Sample i draws from stream i, so it does not depend on how long the others ran.
     Rng rng(a.seed, uint64_t(i));
-    const gen::Generation g =
-        gen::generate(model, vocab, ids, options, rng, [](const gen::GeneratedToken& t) {
+    const generate::Generation g =
+        generate::sample(model, vocab, ids, options, rng, [](const generate::GeneratedToken& t) {
           std::fwrite(t.text.data(), 1, t.text.size(), stdout);
           std::fflush(stdout);
         });
@@ -160,13 +160,14 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
             "this checkpoint's model.kind is encoder_decoder: give --input TEXT");
   QKV_CHECK(a.beam >= 1, "--beam {} must be at least 1", a.beam);
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
-  nn::EncoderDecoder model(mc);
+  nn::EncoderDecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
-  const std::vector<gen::Hypothesis> hyps = gen::translate(model, vocab, source, {.beam = a.beam});
+  const std::vector<generate::Hypothesis> hyps =
+      generate::translate(model, vocab, source, {.beam = a.beam});
   std::printf("%s\n", vocab.decode(hyps.front().tokens).c_str());
   if (a.beam > 1 && !a.quiet)
-    for (const gen::Hypothesis& h : hyps)
+    for (const generate::Hypothesis& h : hyps)
       std::fprintf(stderr, "#   score %8.4f  log-prob %8.4f  %s\n", h.score, h.log_prob,
                    shell_quote(vocab.decode(h.tokens)).c_str());
   return 0;
@@ -181,16 +182,16 @@ int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   const std::string mask = cmd.count("--mask-char") ? a.mask_char : config.data.mask_char;
   const std::u32string mask_cps = data::decode_utf8(mask, "--mask-char");
   QKV_CHECK(mask_cps.size() == 1, "--mask-char '{}' must be exactly one character", mask);
-  nn::Encoder model(mc);
+  nn::EncoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   print_header(a, dir,
                fmt::format("--fill {} --mask-char {}{}", shell_quote(a.fill), shell_quote(mask),
                            candidates ? fmt::format(" --top-k {}", a.top_k) : ""));
-  const gen::Fill fill =
-      gen::fill_masks(model, vocab, a.fill, mask_cps[0], candidates ? a.top_k : 1);
+  const generate::Fill fill =
+      generate::fill_masks(model, vocab, a.fill, mask_cps[0], candidates ? a.top_k : 1);
   std::printf("%s\n", fill.text.c_str());
   if (candidates)
-    for (const gen::FilledPosition& p : fill.positions) {
+    for (const generate::FilledPosition& p : fill.positions) {
       std::string line = fmt::format("position {}:", p.position);
       for (const auto& [id, prob] : p.candidates)
         line += fmt::format("  {} {:.4f}", data::describe_char(vocab.chars()[size_t(id)]), prob);
@@ -251,4 +252,4 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

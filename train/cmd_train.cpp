@@ -10,28 +10,28 @@
 #include "qkv/io/config.h"
 #include "trainer.h"
 
-namespace qkv::cli {
+namespace qkv::train {
 namespace {
 
 // First Ctrl-C (or SIGTERM): finish the step, save, exit. Second: leave at once; checkpoints are
 // written atomically, so nothing on disk is left half-written.
 void on_signal(int) {
-  if (train::g_stop_requested.exchange(true)) _exit(130);
+  if (g_stop_requested.exchange(true)) _exit(130);
   const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
   [[maybe_unused]] auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 
-io::Config dump_config(const train::TrainOptions& o) {
+io::Config dump_config(const TrainOptions& o) {
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
-  train::check_resumable_overrides(o.overrides);
+  check_resumable_overrides(o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
-  return train::checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
+  return checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
 }
 
 }  // namespace
 
 void add_train(CLI::App& app, std::function<int()>& run) {
-  auto opts = std::make_shared<train::TrainOptions>();
+  auto opts = std::make_shared<TrainOptions>();
   auto out = std::make_shared<std::string>();
   auto threads = std::make_shared<int>(-1);
   auto dump = std::make_shared<bool>(false);
@@ -59,7 +59,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      train::Trainer trainer(*opts);
+      Trainer trainer(*opts);
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
       return trainer.run() ? 0 : 130;
@@ -67,4 +67,4 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

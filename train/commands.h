@@ -6,7 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
-namespace qkv::cli {
+namespace qkv::train {
 
 void add_train(CLI::App& app, std::function<int()>& run);
 void add_eval(CLI::App& app, std::function<int()>& run);
@@ -16,4 +16,4 @@ void add_data(CLI::App& app, std::function<int()>& run);
 void add_plot(CLI::App& app, std::function<int()>& run);
 void add_attention(CLI::App& app, std::function<int()>& run);
 
-}  // namespace qkv::cli
+}  // namespace qkv::train

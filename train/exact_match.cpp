@@ -6,15 +6,15 @@
 
 namespace qkv::train {
 
-ExactMatch exact_match(nn::EncoderDecoder& model, const data::PairDataset& data,
+ExactMatch exact_match(nn::EncoderDecoderModel& model, const data::PairDataset& data,
                        const std::vector<data::Split>& splits, int64_t beam) {
   ExactMatch m;
   for (data::Split split : splits)
     for (auto it = data.sequential(split, 1); auto b = it.next();) {
       // B = 1: src is the whole source; tgt_out is the target followed by <eos>.
       const std::vector<int32_t> target(b->tgt_out.begin(), b->tgt_out.end() - 1);
-      const std::vector<gen::Hypothesis> best =
-          gen::translate(model, data.vocab(), b->src, {.beam = beam});
+      const std::vector<generate::Hypothesis> best =
+          generate::translate(model, data.vocab(), b->src, {.beam = beam});
       m.correct += best.front().tokens == target;
       ++m.total;
     }

@@ -16,9 +16,9 @@ struct ExactMatch {
   double accuracy() const { return total ? double(correct) / double(total) : 0.0; }
 };
 
-// Decodes every example of the given splits, in file order, with gen::translate (beam 1 =
+// Decodes every example of the given splits, in file order, with generate::translate (beam 1 =
 // greedy). Throws qkv::Error when the splits hold no example.
-ExactMatch exact_match(nn::EncoderDecoder& model, const data::PairDataset& data,
+ExactMatch exact_match(nn::EncoderDecoderModel& model, const data::PairDataset& data,
                        const std::vector<data::Split>& splits, int64_t beam = 1);
 
 }  // namespace qkv::train

@@ -22,13 +22,13 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "qkv " QKV_VERSION);
   app.require_subcommand(1);
   std::function<int()> run;
-  qkv::cli::add_train(app, run);
-  qkv::cli::add_eval(app, run);
-  qkv::cli::add_info(app, run);
-  qkv::cli::add_sample(app, run);
-  qkv::cli::add_data(app, run);
-  qkv::cli::add_plot(app, run);
-  qkv::cli::add_attention(app, run);
+  qkv::train::add_train(app, run);
+  qkv::train::add_eval(app, run);
+  qkv::train::add_info(app, run);
+  qkv::train::add_sample(app, run);
+  qkv::train::add_data(app, run);
+  qkv::train::add_plot(app, run);
+  qkv::train::add_attention(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -74,20 +74,20 @@ class DecoderTask : public Task {
     vocab_ = data_.vocab();
     fingerprint_ = data_.fingerprint();
     model_config_ = train::model_config(c, vocab_->size());
-    model_ = std::make_unique<nn::Decoder>(model_config_);
+    model_ = std::make_unique<nn::DecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
   Prediction predict(Split split, Rng& rng) override {
     data::Batch b = data_.get_batch(split, B_, T_, rng);
-    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
+    return {rows(model_->logits(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
             stack_flops(model_config_, B_, T_) + head_flops(model_config_, B_ * T_)};
   }
 
  private:
   data::TextDataset data_;
   int64_t B_, T_;
-  std::unique_ptr<nn::Decoder> model_;
+  std::unique_ptr<nn::DecoderModel> model_;
 };
 
 class EncoderTask : public Task {
@@ -103,20 +103,20 @@ class EncoderTask : public Task {
               "model.kind = encoder needs a vocabulary with the {} token", data::kMask);
     fingerprint_ = data_.fingerprint();
     model_config_ = train::model_config(c, vocab_->size());
-    model_ = std::make_unique<nn::Encoder>(model_config_);
+    model_ = std::make_unique<nn::EncoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
   Prediction predict(Split split, Rng& rng) override {
     data::MaskedBatch b = data::get_masked_batch(data_, split, B_, T_, rng);
-    return {rows(model_->forward(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
+    return {rows(model_->logits(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
             stack_flops(model_config_, B_, T_) + head_flops(model_config_, B_ * T_)};
   }
 
  private:
   data::TextDataset data_;
   int64_t B_, T_;
-  std::unique_ptr<nn::Encoder> model_;
+  std::unique_ptr<nn::EncoderModel> model_;
 };
 
 class EncoderDecoderTask : public Task {
@@ -126,7 +126,7 @@ class EncoderDecoderTask : public Task {
     vocab_ = data_.vocab();
     fingerprint_ = data::sha256_file_hex(c.data.path.front());
     model_config_ = train::model_config(c, vocab_->size());
-    model_ = std::make_unique<nn::EncoderDecoder>(model_config_);
+    model_ = std::make_unique<nn::EncoderDecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
   Rng& dropout_rng() override { return model_->dropout_rng; }
@@ -142,7 +142,7 @@ class EncoderDecoderTask : public Task {
     const double cross = L * (double(b.B * b.Tt) * (6.0 * 2 * C * C + 12.0 * C * double(b.Ts)) +
                               double(b.B * b.Ts) * 6.0 * 2 * C * C);
     return {
-        rows(model_->forward(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)), std::move(b.tgt_out),
+        rows(model_->logits(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)), std::move(b.tgt_out),
         b.B * b.Tt,
         stack_flops(m, b.B, b.Ts) + stack_flops(m, b.B, b.Tt) + cross + head_flops(m, b.B * b.Tt)};
   }
@@ -158,7 +158,7 @@ class EncoderDecoderTask : public Task {
   }
   data::PairDataset data_;
   int64_t B_;
-  std::unique_ptr<nn::EncoderDecoder> model_;
+  std::unique_ptr<nn::EncoderDecoderModel> model_;
 };
 
 }  // namespace
@@ -181,11 +181,11 @@ io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::st
 std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc) {
   switch (mc.kind) {
     case nn::ModelKind::decoder:
-      return std::make_unique<nn::Decoder>(mc);
+      return std::make_unique<nn::DecoderModel>(mc);
     case nn::ModelKind::encoder:
-      return std::make_unique<nn::Encoder>(mc);
+      return std::make_unique<nn::EncoderModel>(mc);
     case nn::ModelKind::encoder_decoder:
-      return std::make_unique<nn::EncoderDecoder>(mc);
+      return std::make_unique<nn::EncoderDecoderModel>(mc);
   }
   throw Error("make_model: unknown model kind");
 }

@@ -1,6 +1,6 @@
 // Task: one model kind together with its data, behind the interface the trainer, `qkv eval`
-// and `qkv info` use. Decoder: next-character LM on text; Encoder: masked characters on text;
-// EncoderDecoder: source -> target pairs from a TSV.
+// and `qkv info` use. decoder: next-character LM on text; encoder: masked characters on text;
+// encoder_decoder: source -> target pairs from a TSV.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
-// Using trained models: sampling text from a Decoder (with a KV cache), greedy and beam search
-// for an EncoderDecoder, and filling masked characters with an Encoder. Every function runs
-// without recording a graph and in eval mode (dropout off), then restores the model's mode.
+// Using trained models: sampling text from a DecoderModel (with a KV cache), greedy and beam search
+// for an EncoderDecoderModel, and filling masked characters with an EncoderModel. Every function
+// runs without recording a graph and in eval mode (dropout off), then restores the model's mode.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include "qkv/nn/models.h"
 #include "qkv/rng.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 // ---- decoder sampling (src/generate/sampling.cpp) ----
 
@@ -67,8 +67,9 @@ struct Generation {
 // seeing between block_size/2 and block_size tokens of context rather than always block_size.
 // use_cache = false walks the same windows, recomputing each from scratch, so both paths give
 // the same logits (up to float rounding) and the same tokens.
-Generation generate(nn::Decoder& model, const data::Vocab& vocab, std::span<const int32_t> prompt,
-                    const SamplingOptions& options, Rng& rng, const TokenCallback& on_token = {});
+Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
+                  std::span<const int32_t> prompt, const SamplingOptions& options, Rng& rng,
+                  const TokenCallback& on_token = {});
 
 // ---- beam search (src/generate/beam_search.cpp) ----
 
@@ -104,7 +105,7 @@ struct TranslateOptions {
 // block_size - 1 tokens and <eos>; the other special tokens are never produced. The decoder
 // keeps one KV cache per hypothesis. The vocab must hold <bos> and <eos>. Returns the finished
 // hypotheses, best first.
-std::vector<Hypothesis> translate(nn::EncoderDecoder& model, const data::Vocab& vocab,
+std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vocab& vocab,
                                   std::span<const int32_t> source,
                                   const TranslateOptions& options = {});
 
@@ -127,7 +128,7 @@ struct Fill {
 // top_k (>= 1) candidates. Throws qkv::Error naming the problem for text without mask_char,
 // text longer than block_size, a character outside the vocabulary (with its position), or a
 // vocab without <mask>.
-Fill fill_masks(nn::Encoder& model, const data::Vocab& vocab, std::string_view text,
+Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_view text,
                 char32_t mask_char, int64_t top_k = 1);
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

@@ -115,6 +115,8 @@ Tensor softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> targ
 // rows, heads and blocks of query rows inside it; for a fixed thread count the results repeat
 // exactly, and they do not depend on how the batch is split between the threads.
 enum class Norm { pre, post };
+// Its names in config files and messages (model.norm = "post"; see qkv/enum_names.h).
+constexpr EnumNames<2> enum_names(Norm) { return {"pre", "post"}; }
 
 struct Residual {
   Norm norm = Norm::pre;

@@ -1,4 +1,4 @@
-// Beam search over a scoring callback, and translation with an EncoderDecoder on top of it.
+// Beam search over a scoring callback, and translation with an EncoderDecoderModel on top of it.
 #include <algorithm>
 #include <limits>
 
@@ -7,7 +7,7 @@
 #include "qkv/generate.h"
 #include "qkv/ops.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eos,
                                     const BeamStep& step) {
@@ -84,7 +84,7 @@ std::vector<float> last_log_probs(const Tensor& logits) {
 
 }  // namespace
 
-std::vector<Hypothesis> translate(nn::EncoderDecoder& model, const data::Vocab& vocab,
+std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vocab& vocab,
                                   std::span<const int32_t> source, const TranslateOptions& o) {
   const int64_t block = model.config().block_size;
   check_vocab("translate", vocab, model.config().vocab_size);
@@ -136,4 +136,4 @@ std::vector<Hypothesis> translate(nn::EncoderDecoder& model, const data::Vocab& 
   return beam_search(o.beam, block - 1, eos, step);
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

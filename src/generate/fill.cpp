@@ -8,9 +8,9 @@
 #include "qkv/generate.h"
 #include "qkv/ops.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
-Fill fill_masks(nn::Encoder& model, const data::Vocab& vocab, std::string_view text,
+Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_view text,
                 char32_t mask_char, int64_t top_k) {
   check_vocab("fill", vocab, model.config().vocab_size);
   QKV_CHECK(top_k >= 1, "fill: top-k = {} must be at least 1", top_k);
@@ -37,7 +37,7 @@ Fill fill_masks(nn::Encoder& model, const data::Vocab& vocab, std::string_view t
   for (int64_t i : masked) ids[size_t(i)] = mask_id;
 
   InferenceMode inference(model);
-  const Tensor probs = softmax(model.forward(ids, 1, T));  // [1, T, V]
+  const Tensor probs = softmax(model.logits(ids, 1, T));  // [1, T, V]
   const int64_t V = probs.size(2), n_chars = vocab.num_chars();
   const int64_t k = std::min(top_k, n_chars);
   Fill out;
@@ -59,4 +59,4 @@ Fill fill_masks(nn::Encoder& model, const data::Vocab& vocab, std::string_view t
   return out;
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

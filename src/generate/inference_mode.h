@@ -7,7 +7,7 @@
 #include "qkv/error.h"
 #include "qkv/nn/module.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 class InferenceMode {
  public:
@@ -31,4 +31,4 @@ inline void check_vocab(const char* who, const data::Vocab& vocab, int64_t model
             model_vocab_size);
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

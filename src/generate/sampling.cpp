@@ -8,7 +8,7 @@
 #include "qkv/error.h"
 #include "qkv/generate.h"
 
-namespace qkv::gen {
+namespace qkv::generate {
 
 void validate(const SamplingOptions& o) {
   QKV_CHECK(o.max_new_tokens >= 0, "sample: max-new-tokens = {} is negative", o.max_new_tokens);
@@ -72,7 +72,7 @@ namespace {
 // The window of token ids the model currently sees, and how to get the next logits from it.
 class Window {
  public:
-  Window(nn::Decoder& model, std::span<const int32_t> prompt, bool use_cache)
+  Window(nn::DecoderModel& model, std::span<const int32_t> prompt, bool use_cache)
       : model_(model), block_(model.config().block_size), use_cache_(use_cache) {
     const size_t start = prompt.size() > size_t(block_) ? prompt.size() - size_t(block_) : 0;
     ids_.assign(prompt.begin() + ptrdiff_t(start), prompt.end());
@@ -94,14 +94,14 @@ class Window {
     ids_.push_back(id);
     if (!use_cache_) return recompute();
     const int32_t one[] = {id};
-    keep_last_row(model_.forward(one, 1, 1, &cache_, int64_t(ids_.size()) - 1));
+    keep_last_row(model_.logits(one, 1, 1, &cache_, int64_t(ids_.size()) - 1));
   }
 
  private:
   // One pass over the whole window; with the cache on, it also fills the cache.
   void recompute() {
     const auto T = int64_t(ids_.size());
-    keep_last_row(model_.forward(ids_, 1, T, use_cache_ ? &cache_ : nullptr, 0));
+    keep_last_row(model_.logits(ids_, 1, T, use_cache_ ? &cache_ : nullptr, 0));
   }
   void keep_last_row(const Tensor& logits) {  // logits: [1, T, V]
     const int64_t T = logits.size(1), V = logits.size(2);
@@ -109,7 +109,7 @@ class Window {
     last_.assign(row, row + V);
   }
 
-  nn::Decoder& model_;
+  nn::DecoderModel& model_;
   int64_t block_;
   bool use_cache_;
   std::vector<int32_t> ids_;
@@ -123,8 +123,9 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 
 }  // namespace
 
-Generation generate(nn::Decoder& model, const data::Vocab& vocab, std::span<const int32_t> prompt,
-                    const SamplingOptions& options, Rng& rng, const TokenCallback& on_token) {
+Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
+                  std::span<const int32_t> prompt, const SamplingOptions& options, Rng& rng,
+                  const TokenCallback& on_token) {
   validate(options);
   check_vocab("sample", vocab, model.config().vocab_size);
   QKV_CHECK(!prompt.empty(), "sample: the prompt is empty; give at least one character");
@@ -149,4 +150,4 @@ Generation generate(nn::Decoder& model, const data::Vocab& vocab, std::span<cons
   return out;
 }
 
-}  // namespace qkv::gen
+}  // namespace qkv::generate

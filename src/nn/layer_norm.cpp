@@ -1,4 +1,4 @@
-// LayerNorm module over qkv::layer_norm.
+// LayerNorm module over qkv::layer_norm, and the sublayer wrapping it parametrises.
 #include "qkv/nn/layer_norm.h"
 
 #include "qkv/ops.h"
@@ -10,5 +10,14 @@ LayerNorm::LayerNorm(int64_t C, bool bias)
       bias_(bias ? param("bias", {C}, Init::zeros()) : Tensor()) {}
 
 Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight_, bias_, kEps); }
+
+Residual LayerNorm::residual(Norm norm, float dropout, Rng* rng) const {
+  return {.norm = norm,
+          .ln_weight = weight_,
+          .ln_bias = bias_,
+          .eps = kEps,
+          .dropout = dropout,
+          .rng = is_training() ? rng : nullptr};
+}
 
 }  // namespace qkv::nn

@@ -14,15 +14,14 @@ namespace qkv::nn {
 
 void Module::collect(const std::string& prefix, NamedTensors& out) const {
   for (const auto& [name, t] : params_) out.emplace_back(prefix + name, t);
-  for (const auto& [name, child] : children_)
-    child->collect(name.empty() ? prefix : prefix + name + ".", out);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out);
 }
 
 void Module::collect_modules(const std::string& prefix,
                              std::vector<std::pair<std::string, Module*>>& out) {
   for (const auto& [name, child] : children_) {
-    if (!name.empty()) out.emplace_back(prefix + name, child.get());
-    child->collect_modules(name.empty() ? prefix : prefix + name + ".", out);
+    out.emplace_back(prefix + name, child.get());
+    child->collect_modules(prefix + name + ".", out);
   }
 }
 

@@ -1,5 +1,5 @@
 // Beam search: on a hand-made table of log-probabilities where greedy decoding is wrong, and on
-// an EncoderDecoder, where the KV cache must not change the result.
+// an EncoderDecoderModel, where the KV cache must not change the result.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -13,7 +13,7 @@
 #include "qkv/generate.h"
 
 using namespace qkv;
-using namespace qkv::gen;
+using namespace qkv::generate;
 
 namespace {
 
@@ -119,7 +119,7 @@ TEST_CASE("beam search: bad arguments and a scorer of the wrong size are errors"
 namespace {
 
 // Greedy decoding written out: decode the whole prefix each step and take the argmax.
-std::vector<int32_t> naive_greedy(nn::EncoderDecoder& m, const data::Vocab& vocab,
+std::vector<int32_t> naive_greedy(nn::EncoderDecoderModel& m, const data::Vocab& vocab,
                                   const std::vector<int32_t>& src) {
   NoGradGuard no_grad;
   m.eval();
@@ -143,7 +143,7 @@ std::vector<int32_t> naive_greedy(nn::EncoderDecoder& m, const data::Vocab& voca
 TEST_CASE("translate: greedy equals the argmax loop; the cache does not change any beam") {
   const data::Vocab vocab = testing::pair_vocab();
   // Seed 21: some outputs end early, others run to max_length.
-  auto model = testing::make_model<nn::EncoderDecoder>(
+  auto model = testing::make_model<nn::EncoderDecoderModel>(
       testing::tiny_config(nn::ModelKind::encoder_decoder), vocab, 21);
   int ended = 0;
   for (std::string_view src : {"abc", "hgfedcba", "aaaaaaaaaaaaaaaa", "d"}) {
@@ -175,7 +175,7 @@ TEST_CASE("translate: outputs hold no special token, even from a model that favo
   const data::Vocab vocab = testing::pair_vocab();
   // These random models put <pad> or <bos> first at some steps.
   for (uint64_t seed : {8, 14}) {
-    auto model = testing::make_model<nn::EncoderDecoder>(
+    auto model = testing::make_model<nn::EncoderDecoderModel>(
         testing::tiny_config(nn::ModelKind::encoder_decoder), vocab, seed);
     for (int64_t beam : {1, 3})
       for (const Hypothesis& h : translate(*model, vocab, vocab.encode("abc"), {.beam = beam}))
@@ -185,7 +185,7 @@ TEST_CASE("translate: outputs hold no special token, even from a model that favo
 
 TEST_CASE("translate: an empty or too long input is an error") {
   const data::Vocab vocab = testing::pair_vocab();
-  auto model = testing::make_model<nn::EncoderDecoder>(
+  auto model = testing::make_model<nn::EncoderDecoderModel>(
       testing::tiny_config(nn::ModelKind::encoder_decoder), vocab, 6);
   CHECK_THROWS_WITH_AS(translate(*model, vocab, {}), "translate: the input is empty", Error);
   CHECK_THROWS_WITH_AS(translate(*model, vocab, vocab.encode("abcdefghabcdefgha")),

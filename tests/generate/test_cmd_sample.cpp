@@ -53,8 +53,8 @@ class Capture {
 Output qkv_run(std::vector<std::string> args) {
   CLI::App app;
   std::function<int()> run;
-  cli::add_sample(app, run);
-  cli::add_eval(app, run);
+  train::add_sample(app, run);
+  train::add_eval(app, run);
   args.insert(args.begin(), "qkv");
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
@@ -83,10 +83,10 @@ struct Runs {
   Runs() {
     const io::Config dc = testing::tiny_config(nn::ModelKind::decoder);
     decoder = testing::save_run(dir.path() / "dec", dc, text,
-                                *testing::make_model<nn::Decoder>(dc, text, 3));
+                                *testing::make_model<nn::DecoderModel>(dc, text, 3));
     const io::Config ec = testing::tiny_config(nn::ModelKind::encoder);
     encoder = testing::save_run(dir.path() / "enc", ec, masked,
-                                *testing::make_model<nn::Encoder>(ec, masked, 7));
+                                *testing::make_model<nn::EncoderModel>(ec, masked, 7));
   }
 };
 
@@ -108,11 +108,11 @@ TEST_CASE("qkv sample: a decoder streams prompt and tokens; the seed fixes the t
             .out != a.out);
 
   // The library's generation with the same settings is what was printed.
-  auto model =
-      testing::make_model<nn::Decoder>(testing::tiny_config(nn::ModelKind::decoder), r.text, 3);
+  auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
+                                                     r.text, 3);
   Rng rng(7, 0);
-  const gen::Generation g =
-      gen::generate(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
+  const generate::Generation g =
+      generate::sample(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
   CHECK(a.out.substr(7, 30) == g.text);
 }
 
@@ -159,9 +159,9 @@ TEST_CASE("qkv sample: bad arguments are one-line errors") {
 
 TEST_CASE("qkv sample: an encoder fills the masked characters, with candidates on request") {
   Runs r;
-  auto model =
-      testing::make_model<nn::Encoder>(testing::tiny_config(nn::ModelKind::encoder), r.masked, 7);
-  const gen::Fill fill = gen::fill_masks(*model, r.masked, "the c_t", U'_', 2);
+  auto model = testing::make_model<nn::EncoderModel>(testing::tiny_config(nn::ModelKind::encoder),
+                                                     r.masked, 7);
+  const generate::Fill fill = generate::fill_masks(*model, r.masked, "the c_t", U'_', 2);
   CHECK(qkv_run({"sample", r.encoder, "--fill", "the c_t", "--quiet"}).out == fill.text + "\n");
   const Output o = qkv_run({"sample", r.encoder, "--fill", "the c_t", "--top-k", "2", "--quiet"});
   std::istringstream lines(o.out);
@@ -181,14 +181,14 @@ TEST_CASE(
     "qkv sample and qkv eval: an encoder_decoder decodes --input and is scored by exact match") {
   Runs r;
   const io::Config base = testing::tiny_config(nn::ModelKind::encoder_decoder);
-  auto model = testing::make_model<nn::EncoderDecoder>(base, r.pairs, 6);
+  auto model = testing::make_model<nn::EncoderDecoderModel>(base, r.pairs, 6);
   // A TSV whose targets are the model's own greedy outputs for the even lines and something
   // else for the odd ones: exact match must count exactly the even lines.
   const std::vector<std::string> sources = {"abc",   "hgf", "ddd", "bca", "eh",
                                             "ffgab", "a",   "cc",  "hhh", "gfe"};
   std::string tsv;
   for (size_t i = 0; i < sources.size(); ++i) {
-    const auto best = gen::translate(*model, r.pairs, r.pairs.encode(sources[i]));
+    const auto best = generate::translate(*model, r.pairs, r.pairs.encode(sources[i]));
     std::string target = r.pairs.decode(best.front().tokens);
     if (i % 2) target = target == "abc" ? "abd" : "abc";
     tsv += sources[i] + "\t" + target + "\n";
@@ -200,7 +200,7 @@ TEST_CASE(
   c.train.batch_size = 2;
   const std::string run = testing::save_run(r.dir.path() / "encdec", c, r.pairs, *model);
 
-  const auto best = gen::translate(*model, r.pairs, r.pairs.encode("abc"), {.beam = 2});
+  const auto best = generate::translate(*model, r.pairs, r.pairs.encode("abc"), {.beam = 2});
   CHECK(qkv_run({"sample", run, "--input", "abc", "--beam", "2", "--quiet"}).out ==
         r.pairs.decode(best.front().tokens) + "\n");
   CHECK(error_of({"sample", run}) ==

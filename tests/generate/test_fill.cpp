@@ -11,20 +11,20 @@
 #include "qkv/ops.h"
 
 using namespace qkv;
-using namespace qkv::gen;
+using namespace qkv::generate;
 
 namespace {
 
 struct Fixture {
   data::Vocab vocab = testing::mask_vocab();
-  std::unique_ptr<nn::Encoder> model =
-      testing::make_model<nn::Encoder>(testing::tiny_config(nn::ModelKind::encoder), vocab, 7);
+  std::unique_ptr<nn::EncoderModel> model =
+      testing::make_model<nn::EncoderModel>(testing::tiny_config(nn::ModelKind::encoder), vocab, 7);
 
   // Probabilities [T, V] for ids, computed directly.
   std::vector<float> probs(const std::vector<int32_t>& ids) {
     NoGradGuard no_grad;
     model->eval();
-    return softmax(model->forward(ids, 1, int64_t(ids.size()))).to_vector();
+    return softmax(model->logits(ids, 1, int64_t(ids.size()))).to_vector();
   }
 };
 

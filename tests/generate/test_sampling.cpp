@@ -12,7 +12,7 @@
 #include "qkv/generate.h"
 
 using namespace qkv;
-using namespace qkv::gen;
+using namespace qkv::generate;
 using qkv::testing::make_model;
 using qkv::testing::text_vocab;
 using qkv::testing::tiny_config;
@@ -24,11 +24,11 @@ struct Run {
   std::vector<std::vector<float>> logits;  // per produced token
 };
 
-Run run(nn::Decoder& model, const data::Vocab& vocab, std::string_view prompt, SamplingOptions o,
-        uint64_t seed) {
+Run run(nn::DecoderModel& model, const data::Vocab& vocab, std::string_view prompt,
+        SamplingOptions o, uint64_t seed) {
   Rng rng(seed);
   Run r;
-  r.gen = generate(model, vocab, vocab.encode(prompt), o, rng, [&](const GeneratedToken& t) {
+  r.gen = sample(model, vocab, vocab.encode(prompt), o, rng, [&](const GeneratedToken& t) {
     r.logits.emplace_back(t.logits.begin(), t.logits.end());
   });
   return r;
@@ -47,7 +47,7 @@ int32_t argmax(const std::vector<float>& v) {
 
 // The documented window, recomputed independently: the prompt's last block_size tokens, and
 // when a token must enter a full window, the last block_size/2 tokens (the new one included).
-std::vector<float> reference_logits(nn::Decoder& model, const std::vector<int32_t>& all,
+std::vector<float> reference_logits(nn::DecoderModel& model, const std::vector<int32_t>& all,
                                     int64_t prompt_len, int64_t step) {
   const int64_t block = model.config().block_size;
   int64_t len = std::min(prompt_len, block);
@@ -56,7 +56,7 @@ std::vector<float> reference_logits(nn::Decoder& model, const std::vector<int32_
   NoGradGuard no_grad;
   model.eval();
   const Tensor logits =
-      model.forward(std::span(all).subspan(size_t(end - len), size_t(len)), 1, len);
+      model.logits(std::span(all).subspan(size_t(end - len), size_t(len)), 1, len);
   const int64_t V = logits.size(2);
   return {logits.data() + (len - 1) * V, logits.data() + len * V};
 }
@@ -107,9 +107,9 @@ TEST_CASE("sample_token: top-k and top-p keep only the most likely tokens") {
   CHECK((c[2] > 0 && c[0] > 0 && c[1] > 0 && c[3] == 0));
 }
 
-TEST_CASE("generate: the KV cache gives the uncached windows' tokens and logits, past block_size") {
+TEST_CASE("sample: the KV cache gives the uncached windows' tokens and logits, past block_size") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   // block_size 16: 60 new tokens slide the window several times; the 40-character prompt is
   // cropped before the first token.
   for (std::string_view prompt : {"the cat", "the old king sees the moon. a dog eats br"}) {
@@ -136,9 +136,9 @@ TEST_CASE("generate: the KV cache gives the uncached windows' tokens and logits,
   }
 }
 
-TEST_CASE("generate: the same seed gives the same text, another seed another text") {
+TEST_CASE("sample: the same seed gives the same text, another seed another text") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   const SamplingOptions o{.max_new_tokens = 40, .temperature = 1.0f};
   const std::string a = run(*model, vocab, "a dog", o, 11).gen.text;
   CHECK(a.size() == 40);
@@ -146,9 +146,9 @@ TEST_CASE("generate: the same seed gives the same text, another seed another tex
   CHECK(run(*model, vocab, "a dog", o, 12).gen.text != a);
 }
 
-TEST_CASE("generate: temperature 0, top-k 1 and a tiny top-p are all greedy and seed-free") {
+TEST_CASE("sample: temperature 0, top-k 1 and a tiny top-p are all greedy and seed-free") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 4);
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 4);
   const Run greedy = run(*model, vocab, "my friend", {.max_new_tokens = 30, .temperature = 0}, 1);
   for (size_t i = 0; i < greedy.logits.size(); ++i)
     CHECK(greedy.gen.tokens[i] == argmax(greedy.logits[i]));
@@ -164,9 +164,9 @@ TEST_CASE("generate: temperature 0, top-k 1 and a tiny top-p are all greedy and 
   }
 }
 
-TEST_CASE("generate: a stop string ends the sample right after its first appearance") {
+TEST_CASE("sample: a stop string ends the sample right after its first appearance") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 5);
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 5);
   SamplingOptions o{.max_new_tokens = 50, .temperature = 1.0f};
   const std::string full = run(*model, vocab, "the", o, 8).gen.text;
   REQUIRE(full.size() == 50);
@@ -176,16 +176,16 @@ TEST_CASE("generate: a stop string ends the sample right after its first appeara
   int calls = 0;
   Rng rng(8);
   const Generation g =
-      generate(*model, vocab, vocab.encode("the"), o, rng, [&](const GeneratedToken&) { ++calls; });
+      sample(*model, vocab, vocab.encode("the"), o, rng, [&](const GeneratedToken&) { ++calls; });
   CHECK(g.text == full.substr(0, end));
   CHECK(g.stop == stop);
   CHECK(calls == int(end));
   CHECK(run(*model, vocab, "the", {.max_new_tokens = 50, .temperature = 1.0f}, 8).gen.stop.empty());
 }
 
-TEST_CASE("generate: restores the model's training mode and records no graph") {
+TEST_CASE("sample: restores the model's training mode and records no graph") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   model->train();
   const Run r = run(*model, vocab, "a", {.max_new_tokens = 3}, 1);
   CHECK(model->is_training());
@@ -193,13 +193,13 @@ TEST_CASE("generate: restores the model's training mode and records no graph") {
   CHECK(run(*model, vocab, "a", {.max_new_tokens = 0}, 1).gen.tokens.empty());
 }
 
-TEST_CASE("generate: bad options and inputs are errors that say what is wrong") {
+TEST_CASE("sample: bad options and inputs are errors that say what is wrong") {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::Decoder>(tiny_config(nn::ModelKind::decoder), vocab, 3);
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
   Rng rng(1);
   const std::vector<int32_t> prompt = vocab.encode("a");
   auto fails = [&](SamplingOptions o, const char* message) {
-    CHECK_THROWS_WITH_AS(generate(*model, vocab, prompt, o, rng), message, Error);
+    CHECK_THROWS_WITH_AS(sample(*model, vocab, prompt, o, rng), message, Error);
   };
   fails({.top_p = 1.5f}, "sample: top-p = 1.5 is outside (0, 1] (1 keeps every token)");
   fails({.top_p = 0.0f}, "sample: top-p = 0 is outside (0, 1] (1 keeps every token)");
@@ -208,10 +208,10 @@ TEST_CASE("generate: bad options and inputs are errors that say what is wrong") 
   fails({.top_k = -2}, "sample: top-k = -2 is negative");
   fails({.max_new_tokens = -1}, "sample: max-new-tokens = -1 is negative");
   fails({.stop = {""}}, "sample: a stop string is empty");
-  CHECK_THROWS_WITH_AS(generate(*model, vocab, {}, {}, rng),
+  CHECK_THROWS_WITH_AS(sample(*model, vocab, {}, {}, rng),
                        "sample: the prompt is empty; give at least one character", Error);
   const data::Vocab other = data::Vocab::from_text("abc");
-  CHECK_THROWS_WITH_AS(generate(*model, other, std::vector<int32_t>{0}, {}, rng),
+  CHECK_THROWS_WITH_AS(sample(*model, other, std::vector<int32_t>{0}, {}, rng),
                        doctest::Contains("the vocabulary has 3 symbols but the model was built"),
                        Error);
 }

@@ -44,15 +44,14 @@ M& module_named(Module& model, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("named_modules: dotted names in registration order, unnamed stacks skipped") {
-  Decoder dec(config(ModelKind::decoder));
+TEST_CASE("named_modules: dotted names in registration order") {
+  DecoderModel dec(config(ModelKind::decoder));
   const std::vector<std::string> names = module_names(dec);
   CHECK(names.front() == "tok_emb");
   CHECK(std::find(names.begin(), names.end(), "blocks.1.attn.qkv") != names.end());
-  CHECK(std::find(names.begin(), names.end(), "") == names.end());
   CHECK(std::find(names.begin(), names.end(), "blocks.0.attn") <
         std::find(names.begin(), names.end(), "blocks.1.attn"));
-  EncoderDecoder ed(config(ModelKind::encoder_decoder));
+  EncoderDecoderModel ed(config(ModelKind::encoder_decoder));
   const std::vector<std::string> ed_names = module_names(ed);
   CHECK(std::find(ed_names.begin(), ed_names.end(), "encoder.blocks.1.attn") != ed_names.end());
   CHECK(std::find(ed_names.begin(), ed_names.end(), "decoder.blocks.0.cross_attn") !=
@@ -60,16 +59,16 @@ TEST_CASE("named_modules: dotted names in registration order, unnamed stacks ski
 }
 
 TEST_CASE("record_probabilities: causal rows that sum to 1, the same logits, and off again") {
-  Decoder dec(config(ModelKind::decoder));
+  DecoderModel dec(config(ModelKind::decoder));
   dec.eval();
   const std::vector<int32_t> ids{1, 4, 2, 8, 0};
   const int64_t T = 5;
   NoGradGuard no_grad;
-  const std::vector<float> plain = dec.forward(ids, 1, T).to_vector();
+  const std::vector<float> plain = dec.logits(ids, 1, T).to_vector();
   Tensor probs;
   auto& attn = module_named<MultiHeadAttention>(dec, "blocks.1.attn");
   attn.record_probabilities(&probs);
-  CHECK(dec.forward(ids, 1, T).to_vector() == plain);
+  CHECK(dec.logits(ids, 1, T).to_vector() == plain);
   REQUIRE(probs.shape() == Shape({1, 2, T, T}));
   for (int64_t h = 0; h < 2; ++h)
     for (int64_t i = 0; i < T; ++i) {
@@ -84,12 +83,12 @@ TEST_CASE("record_probabilities: causal rows that sum to 1, the same logits, and
   attn.record_probabilities(nullptr);
   Tensor before = probs;
   const std::vector<int32_t> other{3, 3};
-  dec.forward(other, 1, 2);
+  dec.logits(other, 1, 2);
   CHECK(probs.shape() == before.shape());  // not overwritten by the [1, 2, 2, 2] of this forward
 }
 
 TEST_CASE("record_probabilities: cross-attention gives [B, NH, Tt, Ts] that ignore padding") {
-  EncoderDecoder ed(config(ModelKind::encoder_decoder));
+  EncoderDecoderModel ed(config(ModelKind::encoder_decoder));
   ed.eval();
   Tensor probs;
   auto& cross = module_named<CrossAttention>(ed, "decoder.blocks.0.cross_attn");
@@ -97,7 +96,7 @@ TEST_CASE("record_probabilities: cross-attention gives [B, NH, Tt, Ts] that igno
   const std::vector<int32_t> src{1, 2, 3, 0, 5, 6, 0, 0}, tgt{7, 1, 2, 7, 3, 4};
   const Tensor pad = Tensor::from_vector({2, 4}, {0, 0, 0, 1, 0, 0, 1, 1});
   NoGradGuard no_grad;
-  ed.forward(src, tgt, 2, 4, 3, pad);
+  ed.logits(src, tgt, 2, 4, 3, pad);
   REQUIRE(probs.shape() == Shape({2, 2, 3, 4}));
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t h = 0; h < 2; ++h)

@@ -69,16 +69,16 @@ TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the f
     for (PosEncoding pos : {PosEncoding::learned, PosEncoding::sinusoidal}) {
       CAPTURE(int(norm));
       CAPTURE(int(pos));
-      Decoder m(config(ModelKind::decoder, norm, pos));
+      DecoderModel m(config(ModelKind::decoder, norm, pos));
       m.eval();
       NoGradGuard no_grad;
       const int64_t B = 2, T = 11;
       const std::vector<int32_t> ids = ids_for(B * T, 13, 1);
-      const Tensor full = m.forward(ids, B, T);
+      const Tensor full = m.logits(ids, B, T);
 
       std::vector<LayerCache> cache;
       for (int64_t t = 0; t < T; ++t)
-        check_matches(m.forward(columns(ids, B, T, t, 1), B, 1, &cache, t), full, t);
+        check_matches(m.logits(columns(ids, B, T, t, 1), B, 1, &cache, t), full, t);
       CHECK(cache.size() == 2);
       CHECK(cache[1].self.length == T);
 
@@ -86,7 +86,7 @@ TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the f
       std::vector<LayerCache> chunked;
       int64_t t0 = 0;
       for (int64_t n : {4, 1, 6}) {
-        check_matches(m.forward(columns(ids, B, T, t0, n), B, n, &chunked, t0), full, t0);
+        check_matches(m.logits(columns(ids, B, T, t0, n), B, n, &chunked, t0), full, t0);
         t0 += n;
       }
     }
@@ -95,7 +95,7 @@ TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the f
 TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode") {
   for (Norm norm : {Norm::pre, Norm::post}) {
     CAPTURE(int(norm));
-    EncoderDecoder m(config(ModelKind::encoder_decoder, norm, PosEncoding::learned));
+    EncoderDecoderModel m(config(ModelKind::encoder_decoder, norm, PosEncoding::learned));
     m.eval();
     NoGradGuard no_grad;
     const int64_t B = 2, Ts = 9, Tt = 7;
@@ -115,14 +115,14 @@ TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode"
 }
 
 TEST_CASE("kv cache: a pos_offset that disagrees with the cache is an error") {
-  Decoder m(config(ModelKind::decoder, Norm::pre, PosEncoding::learned));
+  DecoderModel m(config(ModelKind::decoder, Norm::pre, PosEncoding::learned));
   m.eval();
   NoGradGuard no_grad;
   std::vector<LayerCache> cache;
   const std::vector<int32_t> ids = {1, 2, 3};
-  m.forward(ids, 1, 3, &cache, 0);
+  m.logits(ids, 1, 3, &cache, 0);
   try {
-    m.forward(std::span(ids).first(1), 1, 1, &cache, 2);
+    m.logits(std::span(ids).first(1), 1, 1, &cache, 2);
     FAIL("accepted a wrong pos_offset");
   } catch (const Error& e) {
     CHECK(std::string(e.what()) == "decoder: KV cache holds 3 positions but pos_offset is 2");

@@ -58,7 +58,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 TEST_CASE("decoder: parameter names follow the spec, pre-LN with biases, learned, tied") {
   ModelConfig c = small(ModelKind::decoder);
-  Decoder m(c);
+  DecoderModel m(c);
   CHECK(names_of(m) ==
         std::vector<std::string>{
             "tok_emb.weight", "pos_emb.weight", "blocks.0.ln1.weight", "blocks.0.ln1.bias",
@@ -79,7 +79,7 @@ TEST_CASE("decoder: post-LN has no ln_f; sinusoidal positions are not parameters
   c.pos_encoding = PosEncoding::sinusoidal;
   c.tie_weights = false;
   c.bias = false;
-  Decoder m(c);
+  DecoderModel m(c);
   const std::vector<std::string> names = names_of(m);
   CHECK(names == std::vector<std::string>{
                      "tok_emb.weight", "blocks.0.ln1.weight", "blocks.0.attn.qkv.weight",
@@ -93,7 +93,7 @@ TEST_CASE("decoder: post-LN has no ln_f; sinusoidal positions are not parameters
 TEST_CASE("encoder: parameter names follow the spec") {
   ModelConfig c = small(ModelKind::encoder);
   c.tie_weights = false;
-  Encoder m(c);
+  EncoderModel m(c);
   const std::vector<std::string> names = names_of(m);
   REQUIRE(names.size() == 17);
   CHECK(names.front() == "tok_emb.weight");
@@ -108,7 +108,7 @@ TEST_CASE("encoder_decoder: parameter names follow the spec, with cross-attentio
   c.bias = false;
   c.pos_encoding = PosEncoding::sinusoidal;
   c.tie_weights = false;
-  EncoderDecoder m(c);
+  EncoderDecoderModel m(c);
   CHECK(names_of(m) == std::vector<std::string>{"encoder.tok_emb.weight",
                                                 "encoder.blocks.0.ln1.weight",
                                                 "encoder.blocks.0.attn.qkv.weight",
@@ -134,13 +134,13 @@ TEST_CASE("encoder_decoder: parameter names follow the spec, with cross-attentio
 }
 
 TEST_CASE("decoder: the baby Shakespeare config has 804,096 parameters (nanoGPT: 0.80M)") {
-  Decoder m({.vocab_size = 65,
-             .n_layer = 4,
-             .n_head = 4,
-             .n_embd = 128,
-             .block_size = 64,
-             .bias = false,
-             .tie_weights = true});
+  DecoderModel m({.vocab_size = 65,
+                  .n_layer = 4,
+                  .n_head = 4,
+                  .n_embd = 128,
+                  .block_size = 64,
+                  .bias = false,
+                  .tie_weights = true});
   const int64_t C = 128, F = 4 * C, V = 65, block = 64, L = 4;
   const int64_t per_layer =
       C /*ln1*/ + 3 * C * C /*qkv*/ + C * C /*proj*/ + C /*ln2*/ + C * F /*fc*/ + F * C /*proj*/;
@@ -156,9 +156,9 @@ TEST_CASE("models: init is GPT-2's and the same seed gives identical weights") {
   c.n_embd = 64;
   c.n_layer = 2;
   c.n_head = 4;
-  Decoder a(c), b(c);
+  DecoderModel a(c), b(c);
   c.seed += 1;
-  Decoder other(c);
+  DecoderModel other(c);
   NamedTensors pa = a.named_parameters(), pb = b.named_parameters(), po = other.named_parameters();
   bool any_differs = false;
   for (size_t i = 0; i < pa.size(); ++i) {
@@ -184,36 +184,36 @@ TEST_CASE("models: init is GPT-2's and the same seed gives identical weights") {
 TEST_CASE("models: dropout acts in train mode only, and eval matches a dropout-free model") {
   ModelConfig c = small(ModelKind::decoder);
   c.dropout = 0.5f;
-  Decoder m(c);
+  DecoderModel m(c);
   c.dropout = 0.0f;
-  Decoder plain(c);
+  DecoderModel plain(c);
   const std::vector<int32_t> ids = ids_for(2 * 6, c.vocab_size);
   NoGradGuard no_grad;
-  const std::vector<float> t1 = m.forward(ids, 2, 6).to_vector();
-  const std::vector<float> t2 = m.forward(ids, 2, 6).to_vector();
+  const std::vector<float> t1 = m.logits(ids, 2, 6).to_vector();
+  const std::vector<float> t2 = m.logits(ids, 2, 6).to_vector();
   CHECK(t1 != t2);
   m.eval();
-  const std::vector<float> e1 = m.forward(ids, 2, 6).to_vector();
-  CHECK(e1 == m.forward(ids, 2, 6).to_vector());
-  CHECK(e1 == plain.forward(ids, 2, 6).to_vector());
+  const std::vector<float> e1 = m.logits(ids, 2, 6).to_vector();
+  CHECK(e1 == m.logits(ids, 2, 6).to_vector());
+  CHECK(e1 == plain.logits(ids, 2, 6).to_vector());
   m.train();
-  CHECK(m.forward(ids, 2, 6).to_vector() != e1);
+  CHECK(m.logits(ids, 2, 6).to_vector() != e1);
 }
 
 TEST_CASE("decoder: tied weights get the gradient of both the embedding and the head") {
   // The tied gradient must equal an untied twin's tok_emb grad plus its lm_head grad.
   ModelConfig c = small(ModelKind::decoder);
-  Decoder tied(c);
+  DecoderModel tied(c);
   c.tie_weights = false;
-  Decoder untied(c);
+  DecoderModel untied(c);
   CHECK(names_of(tied).size() + 1 == names_of(untied).size());
   NamedTensors sd = tied.state_dict();
   sd.emplace_back("lm_head.weight", find(tied, "tok_emb.weight"));
   untied.load_state_dict(sd);
 
   const std::vector<int32_t> ids = ids_for(2 * 5, c.vocab_size), targets = ids_for(10, 11, 1);
-  softmax_cross_entropy(tied.forward(ids, 2, 5), targets).backward();
-  softmax_cross_entropy(untied.forward(ids, 2, 5), targets).backward();
+  softmax_cross_entropy(tied.logits(ids, 2, 5), targets).backward();
+  softmax_cross_entropy(untied.logits(ids, 2, 5), targets).backward();
   const std::vector<float> g = find(tied, "tok_emb.weight").grad().to_vector();
   const std::vector<float> ge = find(untied, "tok_emb.weight").grad().to_vector();
   const std::vector<float> gh = find(untied, "lm_head.weight").grad().to_vector();
@@ -230,7 +230,7 @@ TEST_CASE("models: config errors name the key") {
   ModelConfig c = small(ModelKind::decoder);
   c.n_embd = 130;
   c.n_head = 6;
-  CHECK(error_of([&] { Decoder m(c); }) ==
+  CHECK(error_of([&] { DecoderModel m(c); }) ==
         "model.n_embd = 130 is not divisible by model.n_head = 6");
   c = small(ModelKind::decoder);
   c.dropout = 1.0f;
@@ -243,37 +243,37 @@ TEST_CASE("models: config errors name the key") {
   c.n_head = 3;
   c.pos_encoding = PosEncoding::sinusoidal;
   CHECK(error_of([&] { c.validate(); }).find("must be even") != std::string::npos);
-  CHECK(error_of([&] { Encoder m(small(ModelKind::decoder)); }) ==
-        "Encoder: model.kind is 'decoder', expected 'encoder'");
+  CHECK(error_of([&] { EncoderModel m(small(ModelKind::decoder)); }) ==
+        "EncoderModel: model.kind is 'decoder', expected 'encoder'");
 }
 
 TEST_CASE("models: a sequence longer than block_size is a clear error") {
   ModelConfig c = small(ModelKind::decoder);
-  Decoder d(c);
+  DecoderModel d(c);
   const std::vector<int32_t> ids = ids_for(9, c.vocab_size);
   CHECK(error_of([&] {
-          d.forward(ids, 1, 9);
+          d.logits(ids, 1, 9);
         }).starts_with("decoder: positions 0..8 exceed block_size 8"));
-  CHECK(error_of([&] { d.forward(ids, 2, 4); }) ==
+  CHECK(error_of([&] { d.logits(ids, 2, 4); }) ==
         "decoder: 9 ids do not form a batch of B = 2 sequences of T = 4");
   c.kind = ModelKind::encoder;
-  Encoder e(c);
-  CHECK(error_of([&] { e.forward(ids, 1, 9); }) ==
+  EncoderModel e(c);
+  CHECK(error_of([&] { e.logits(ids, 1, 9); }) ==
         "encoder: sequence of T = 9 exceeds block_size 8");
 }
 
 TEST_CASE("encoder: padding keys do not change the outputs of real positions") {
   ModelConfig c = small(ModelKind::encoder);
-  Encoder m(c);
+  EncoderModel m(c);
   m.eval();
   NoGradGuard no_grad;
   std::vector<int32_t> a = ids_for(6, c.vocab_size), b = a;
   b[4] = (b[4] + 1) % 11;  // positions 4 and 5 are padding
   b[5] = (b[5] + 3) % 11;
   Tensor pad = Tensor::from_vector({1, 6}, {0, 0, 0, 0, 1, 1});
-  const Tensor la = m.forward(a, 1, 6, pad), lb = m.forward(b, 1, 6, pad);
+  const Tensor la = m.logits(a, 1, 6, pad), lb = m.logits(b, 1, 6, pad);
   for (int64_t i = 0; i < 4 * 11; ++i) CHECK(la.data()[i] == doctest::Approx(lb.data()[i]));
-  const Tensor lc = m.forward(b, 1, 6);  // without the mask the change is visible
+  const Tensor lc = m.logits(b, 1, 6);  // without the mask the change is visible
   bool differs = false;
   for (int64_t i = 0; i < 4 * 11; ++i) differs |= std::abs(la.data()[i] - lc.data()[i]) > 1e-4f;
   CHECK(differs);

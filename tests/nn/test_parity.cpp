@@ -109,24 +109,24 @@ void run_case(const std::string& name) {
   std::function<Tensor()> forward;
   const auto& ints = f.int_tensors;
   if (c.kind == ModelKind::decoder) {
-    auto m = std::make_unique<Decoder>(c);
+    auto m = std::make_unique<DecoderModel>(c);
     const io::IntTensor& ids = ints.at("ids");
-    forward = [m = m.get(), &ids] { return m->forward(ids.values, ids.shape[0], ids.shape[1]); };
+    forward = [m = m.get(), &ids] { return m->logits(ids.values, ids.shape[0], ids.shape[1]); };
     model = std::move(m);
   } else if (c.kind == ModelKind::encoder) {
-    auto m = std::make_unique<Encoder>(c);
+    auto m = std::make_unique<EncoderModel>(c);
     const io::IntTensor& ids = ints.at("ids");
     const Tensor pad = padding_tensor(ints.at("src_padding"));
     forward = [m = m.get(), &ids, pad] {
-      return m->forward(ids.values, ids.shape[0], ids.shape[1], pad);
+      return m->logits(ids.values, ids.shape[0], ids.shape[1], pad);
     };
     model = std::move(m);
   } else {
-    auto m = std::make_unique<EncoderDecoder>(c);
+    auto m = std::make_unique<EncoderDecoderModel>(c);
     const io::IntTensor &src = ints.at("src_ids"), &tgt = ints.at("tgt_ids");
     const Tensor pad = padding_tensor(ints.at("src_padding"));
     forward = [m = m.get(), &src, &tgt, pad] {
-      return m->forward(src.values, tgt.values, src.shape[0], src.shape[1], tgt.shape[1], pad);
+      return m->logits(src.values, tgt.values, src.shape[0], src.shape[1], tgt.shape[1], pad);
     };
     model = std::move(m);
   }

@@ -142,7 +142,7 @@ TEST_CASE("attention probe: panels for every layer and head of each model kind")
   const data::Vocab vocab =
       data::Vocab::from_text("abc _\n1-", {data::kPad, data::kBos, data::kEos, data::kMask});
   SUBCASE("decoder: causal, characters on both axes") {
-    nn::Decoder model(model_config(c, vocab.size()));
+    nn::DecoderModel model(model_config(c, vocab.size()));
     const AttentionChart all = probe_attention(model, c, vocab, {.text = "ab c\n"});
     CHECK(all.panels.size() == 4);
     CHECK(all.row_labels == std::vector<std::string>{"a", "b", "\u2423", "c", "\u23ce"});
@@ -166,14 +166,14 @@ TEST_CASE("attention probe: panels for every layer and head of each model kind")
   }
   SUBCASE("encoder: the mask character reads as <mask>") {
     c.model.kind = nn::ModelKind::encoder;
-    nn::Encoder model(model_config(c, vocab.size()));
+    nn::EncoderModel model(model_config(c, vocab.size()));
     const AttentionChart chart = probe_attention(model, c, vocab, {.text = "a_c", .head = 1});
     CHECK(chart.panels.size() == 2);           // one head of each layer
     CHECK(chart.panels[0].weights[2] > 0.0f);  // bidirectional: row 0 sees key 2
   }
   SUBCASE("encoder-decoder: cross-attention rows are the output characters") {
     c.model.kind = nn::ModelKind::encoder_decoder;
-    nn::EncoderDecoder model(model_config(c, vocab.size()));
+    nn::EncoderDecoderModel model(model_config(c, vocab.size()));
     CHECK_THROWS_WITH_AS(probe_attention(model, c, vocab, {.text = "1"}),
                          doctest::Contains("needs --target"), Error);
     AttentionRequest r{.text = "1-a", .target = "ab"};

@@ -1,10 +1,12 @@
 // LayerNorm over the last dim (eps 1e-5, biased variance, as PyTorch): `weight` [C] (init 1),
-// `bias` [C] (init 0) only when bias is true.
+// `bias` [C] (init 0) only when bias is true; and the wrapping (qkv::Residual) it gives a
+// transformer sublayer it normalises.
 #pragma once
 
 #include <cstdint>
 
 #include "qkv/nn/module.h"
+#include "qkv/ops.h"
 
 namespace qkv::nn {
 
@@ -13,11 +15,12 @@ class LayerNorm : public Module {
   LayerNorm(int64_t C, bool bias);
 
   Tensor forward(const Tensor& x) const;
-  const Tensor& weight() const { return weight_; }
-  const Tensor& bias() const { return bias_; }  // undefined without bias
-  static constexpr float kEps = 1e-5f;
+  // The wrapping of a sublayer (attention, MLP) whose norm this is, placed as `norm` says.
+  // Dropout draws from rng in training mode only: this module's mode, which its layer sets.
+  Residual residual(Norm norm, float dropout, Rng* rng) const;
 
  private:
+  static constexpr float kEps = 1e-5f;
   Tensor weight_, bias_;
 };
 

@@ -2,15 +2,11 @@
 // [model] table of a run config (io::Config::model), with the config file's defaults.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "qkv/enum_names.h"
 #include "qkv/ops.h"
-
-namespace qkv {
-// Norm's names in config files and messages, in Norm's namespace, where enum_name looks.
-constexpr EnumNames<2> enum_names(Norm) { return {"pre", "post"}; }
-}  // namespace qkv
 
 namespace qkv::nn {
 
@@ -38,6 +34,8 @@ struct ModelConfig {
   uint64_t seed = 1337;     // init, and dropout on stream 1; train::model_config copies train.seed
 
   int64_t ffn() const { return ffn_hidden > 0 ? ffn_hidden : 4 * n_embd; }
+  // GPT-2's init for the projections that feed the residual stream, which every layer adds to.
+  float residual_proj_stddev() const { return 0.02f / std::sqrt(2.0f * float(n_layer)); }
   // Throws qkv::Error naming the first bad key ("model.n_embd = 130 is not divisible by
   // model.n_head = 6").
   void validate() const;

@@ -3,6 +3,7 @@
 // — the keys of model.safetensors and of the optimizer state.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,20 +32,19 @@ struct Init {
 class Module {
  public:
   Module() = default;
-  // Owns its children, and subclasses hold references into them: never copied or moved.
+  // Owns its children, and subclasses keep references and pointers into them (see submodule):
+  // never copied or moved.
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
   virtual ~Module() = default;
 
-  // Depth-first, in registration order, own parameters before children's. A child registered
-  // under the empty name lends its parameters to this module without a prefix.
+  // Depth-first, in registration order, own parameters before children's.
   NamedTensors named_parameters() const;
   std::vector<Tensor> parameters() const;
   int64_t num_parameters() const;
 
   // Every module below this one, depth-first in registration order, with its dotted name
-  // ("blocks.0.attn"). A child registered under the empty name is not listed itself, but its
-  // children are, without a prefix (as in named_parameters). For finding layers by type.
+  // ("blocks.0.attn"). For finding layers by type.
   std::vector<std::pair<std::string, Module*>> named_modules();
 
   // Sets every parameter's Tensor::name() to its dotted name from this module, so op errors
@@ -77,10 +77,15 @@ class Module {
   // Registers a leaf tensor that requires grad, named `name` (no dots), filled by init.
   Tensor param(std::string name, Shape shape, const Init& init);
 
-  // Registers and returns a child module built from args; it starts in this module's mode.
-  // Repeated blocks register as "blocks.0", "blocks.1", ...
+  // Registers and returns a child module built from args, named `name` (not empty); it starts
+  // in this module's mode. One rule for keeping what it returns, in every module of nn/: a child
+  // that always exists is held by reference (`Linear& fc_;`), an optional one by pointer (null
+  // when absent), and repeated blocks ("blocks.0", "blocks.1", ...) in a vector of pointers.
+  // A model that is its stack plus a head derives from the stack, so the stack's names need no
+  // prefix (DecoderModel, qkv/nn/models.h).
   template <class M, class... Args>
   M& submodule(std::string name, Args&&... args) {
+    assert(!name.empty());
     auto child = std::make_unique<M>(std::forward<Args>(args)...);
     M& ref = *child;
     ref.train(training_);
