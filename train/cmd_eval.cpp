@@ -7,11 +7,11 @@
 #include "commands.h"
 #include "exact_match.h"
 #include "qkv/data/pair_dataset.h"
-#include "qkv/error.h"
-#include "qkv/nn/models.h"
 #include "qkv/data/vocab.h"
+#include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
+#include "qkv/nn/models.h"
 #include "qkv/runtime.h"
 #include "task.h"
 
@@ -22,18 +22,23 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
     std::string checkpoint, data;
     int64_t batches = 0, beam = 1;
     int threads = 0;
+    std::string precision = "auto";
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "eval", "Evaluate a checkpoint: loss, bits per character and accuracy on train and val");
   cmd->add_option("checkpoint", a->checkpoint, "Run directory or checkpoint directory")->required();
-  cmd->add_option("--data", a->data,
-                  "Evaluate on this file instead of the run's data.path (split by data.val_fraction)");
-  cmd->add_option("--batches", a->batches, "Batches per split (default: the run's train.eval_iters)")
+  cmd->add_option(
+      "--data", a->data,
+      "Evaluate on this file instead of the run's data.path (split by data.val_fraction)");
+  cmd->add_option("--batches", a->batches,
+                  "Batches per split (default: the run's train.eval_iters)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--beam", a->beam,
                   "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)");
-  cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  add_precision_option(*cmd, a->precision);
   cmd->callback([&run, a] {
     run = [a]() -> int {
       set_num_threads(a->threads);
@@ -49,6 +54,8 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                 enum_name(config.model.kind));
       auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
       train::load_weights(task->model(), ck, dir, dir + "/config.toml");
+      task->model().set_precision(
+          choose_precision(parse_precision(a->precision), "--precision").precision);
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
       std::printf("checkpoint %s (step %lld), data %s, %lld batches of %lld\n", dir.c_str(),
                   static_cast<long long>(io::checkpoint_step(dir)),

@@ -34,6 +34,8 @@ struct SampleArgs {
   // models qkv trains (measured: 2,361 vs 333 tok/s on a busy 2-core machine).
   int threads = 1;
   bool quiet = false;
+  std::string precision = "auto";
+  Precision compute = Precision::fp32;  // --precision on this CPU
 };
 
 // A word the shell reads back unchanged: as is when it is safe, 'text', or $'...' when it
@@ -97,8 +99,9 @@ void check_options_fit(const CLI::App& cmd, nn::ModelKind kind) {
 
 void print_header(const SampleArgs& a, const std::string& dir, const std::string& settings) {
   if (!a.quiet)
-    std::fprintf(stderr, "# qkv sample %s %s --threads %d\n", shell_quote(dir).c_str(),
-                 settings.c_str(), num_threads());
+    std::fprintf(stderr, "# qkv sample %s %s --threads %d --precision %s\n",
+                 shell_quote(dir).c_str(), settings.c_str(), num_threads(),
+                 std::string(enum_name(a.compute)).c_str());
 }
 
 int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& dir,
@@ -131,6 +134,7 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
 
   nn::DecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
+  model.set_precision(a.compute);
   std::string settings = fmt::format(
       "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --num-samples {} {}",
       a.seed, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.num_samples, prompt_setting);
@@ -162,6 +166,7 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
   nn::EncoderDecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
+  model.set_precision(a.compute);
   print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
   const std::vector<generate::Hypothesis> hyps =
       generate::translate(model, vocab, source, {.beam = a.beam});
@@ -184,6 +189,7 @@ int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   QKV_CHECK(mask_cps.size() == 1, "--mask-char '{}' must be exactly one character", mask);
   nn::EncoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
+  model.set_precision(a.compute);
   print_header(a, dir,
                fmt::format("--fill {} --mask-char {}{}", shell_quote(a.fill), shell_quote(mask),
                            candidates ? fmt::format(" --top-k {}", a.top_k) : ""));
@@ -235,9 +241,11 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--quiet", a->quiet, "No header line on stderr");
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores; default 1)")
       ->check(CLI::NonNegativeNumber);
+  add_precision_option(*cmd, a->precision);
   cmd->callback([&run, a, cmd] {
     run = [a, cmd]() -> int {
       set_num_threads(a->threads);
+      a->compute = choose_precision(parse_precision(a->precision), "--precision").precision;
       const std::string dir = io::resolve_checkpoint(a->checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
       const io::Config config = train::checkpoint_config(ck, dir);

@@ -2,9 +2,11 @@
 // to the function that does the work and returns the exit code.
 #pragma once
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+#include "qkv/runtime.h"
 
 namespace qkv::train {
 
@@ -15,5 +17,23 @@ void add_sample(CLI::App& app, std::function<int()>& run);
 void add_data(CLI::App& app, std::function<int()>& run);
 void add_plot(CLI::App& app, std::function<int()>& run);
 void add_attention(CLI::App& app, std::function<int()>& run);
+
+// --precision auto|fp32|bf16 (runtime.h), for the commands that run a model from a checkpoint.
+inline void add_precision_option(CLI::App& cmd, std::string& setting) {
+  const CLI::Validator one_of(
+      [](std::string& v) {
+        return parse_enum<PrecisionSetting>(v) ? std::string()
+                                               : "expected auto, fp32 or bf16, got '" + v + "'";
+      },
+      "");
+  cmd.add_option("--precision", setting,
+                 "What GEMMs compute in: auto (default: bf16 where the CPU has AVX512_BF16, "
+                 "else fp32), fp32, or bf16")
+      ->type_name("P")
+      ->check(one_of);
+}
+inline PrecisionSetting parse_precision(const std::string& setting) {
+  return parse_enum<PrecisionSetting>(setting).value_or(PrecisionSetting::automatic);
+}
 
 }  // namespace qkv::train

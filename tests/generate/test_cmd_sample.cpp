@@ -11,6 +11,7 @@
 #include "generate/models.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
+#include "qkv/runtime.h"
 
 using namespace qkv;
 using qkv::testing::TempDir;
@@ -107,9 +108,11 @@ TEST_CASE("qkv sample: a decoder streams prompt and tokens; the seed fixes the t
                  "8", "--quiet"})
             .out != a.out);
 
-  // The library's generation with the same settings is what was printed.
+  // The library's generation with the same settings (the precision --precision auto chose) is
+  // what was printed.
   auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
                                                      r.text, 3);
+  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
   Rng rng(7, 0);
   const generate::Generation g =
       generate::sample(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
@@ -121,9 +124,13 @@ TEST_CASE("qkv sample: the header echoes the settings; samples are separated") {
   const Output o =
       qkv_run({"sample", r.decoder, "--prompt", "a\nb", "--max-new-tokens", "5", "--num-samples",
                "3", "--temperature", "0", "--stop", "x y", "--threads", "1"});
-  CHECK(o.err == "# qkv sample " + r.decoder +
-                     "/checkpoint-0 --seed 1337 --max-new-tokens 5 --temperature 0 --top-k 200 "
-                     "--top-p 1 --num-samples 3 --prompt $'a\\nb' --stop 'x y' --threads 1\n");
+  CHECK(o.err ==
+        "# qkv sample " + r.decoder +
+            "/checkpoint-0 --seed 1337 --max-new-tokens 5 --temperature 0 --top-k 200 "
+            "--top-p 1 --num-samples 3 --prompt $'a\\nb' --stop 'x y' --threads 1 " +
+            "--precision " +
+            std::string(enum_name(choose_precision(PrecisionSetting::automatic, "").precision)) +
+            "\n");
   // Greedy: three identical samples, two separators.
   const std::string one = o.out.substr(0, o.out.find("---------------\n"));
   CHECK(o.out == one + "---------------\n" + one + "---------------\n" + one);
