@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
                                          .weight_decay = float(c.optim.weight_decay),
                                          .decay_all = c.optim.decay_all});
     const qkv::optim::ScheduleConfig sched = qkv::train::schedule_config(c);
-    qkv::Rng data_rng(static_cast<uint64_t>(c.train.seed), 2);
+    const auto seed = static_cast<uint64_t>(c.train.seed);
 
     const int64_t B = c.train.batch_size, T = c.model.block_size, C = c.model.n_embd;
     // GEMM peaks in both precisions (bf16 where the CPU has it), each the best of its runs, the
@@ -168,9 +168,10 @@ int main(int argc, char** argv) {
     double last_loss = 0, flops = 0, tokens = 0;  // the timed steps' (Task::Prediction)
     bool timing = false;
     auto step = [&] {
-      const auto r =
-          qkv::train::optimisation_step(*task, optimizer, params, data_rng, c.train.grad_accum,
-                                        float(c.optim.grad_clip), qkv::optim::lr_at(iter++, sched));
+      const auto r = qkv::train::optimisation_step(*task, optimizer, params, seed, iter,
+                                                   c.train.grad_accum, float(c.optim.grad_clip),
+                                                   qkv::optim::lr_at(iter, sched));
+      ++iter;
       last_loss = r.loss;
       if (timing) flops += r.flops, tokens += double(r.tokens);
     };
@@ -251,6 +252,8 @@ int main(int argc, char** argv) {
         const auto t0 = Clock::now();
         optimizer.zero_grad();
         qkv::op_profile::start();
+        qkv::Rng data_rng = qkv::train::micro_batch_data_rng(seed, iter, 0);
+        task->dropout_rng() = qkv::train::micro_batch_dropout_rng(seed, iter, 0);
         const auto p = task->predict(qkv::data::Split::train, data_rng);
         qkv::Tensor loss = qkv::softmax_cross_entropy(p.logits, p.targets);
         fwd += ms_since(t0);

@@ -1,6 +1,6 @@
-// The training loop. Randomness comes from three streams of the config's seed, all saved in
-// checkpoints: data order (data_rng), dropout (the model's dropout_rng), and evaluation, whose
-// batches depend only on (seed, iteration) so an evaluation never shifts the training batches.
+// The training loop. Randomness comes from streams keyed by the config's seed and the iteration,
+// so a checkpoint needs no generator state: each micro-batch's data and dropout masks (keyed by
+// (seed, iter, micro-batch) too), and evaluation's batches, which never shift the training ones.
 #include "trainer.h"
 
 #include <spdlog/spdlog.h>
@@ -47,7 +47,6 @@ void check_resumable_overrides(const std::vector<std::string>& overrides) {
 }
 
 struct Trainer::State {
-  Rng data_rng{0};
   int64_t iter = 0;
   bool resumed = false;
   double best_val_loss = INFINITY;
@@ -62,11 +61,6 @@ struct Trainer::State {
 };
 
 namespace {
-
-nlohmann::json rng_json(const Rng& r) { return {r.state().state, r.state().inc}; }
-void set_rng(Rng& r, const nlohmann::json& j) {
-  r.set_state({j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>()});
-}
 
 Rng eval_rng(const io::Config& c, int64_t iter) {
   return Rng(static_cast<uint64_t>(c.train.seed) * 1000003u + static_cast<uint64_t>(iter), 3);
@@ -144,7 +138,6 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
                          .decay_all = config_.optim.decay_all});
   state_->params = model.named_parameters();
   state_->schedule = schedule_config(config_);
-  state_->data_rng = Rng(static_cast<uint64_t>(config_.train.seed), 2);
   if (checkpoint) {
     load_weights(model, *checkpoint, checkpoint_dir,
                  o.resume.empty() ? o.config_path : checkpoint_dir + "/config.toml");
@@ -158,8 +151,11 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
       const nlohmann::json& s = checkpoint->trainer_state;
       try {
         state_->iter = s.at("iter").get<int64_t>();
-        set_rng(state_->data_rng, s.at("data_rng"));
-        set_rng(task_->dropout_rng(), s.at("dropout_rng"));
+        // Checkpoints of qkv before keyed streams hold the state of sequential ones instead.
+        if (s.contains("data_rng"))
+          spdlog::info("{} was saved before per-step data streams: from iter {} on, batches "
+                       "and dropout come from streams keyed by (seed, iter, micro-batch)",
+                       checkpoint_dir, state_->iter);
         state_->best_val_loss =
             s.at("best_val_loss").is_null() ? INFINITY : s.at("best_val_loss").get<double>();
         state_->last_eval = s.value("last_eval", nlohmann::json());
@@ -213,8 +209,6 @@ std::string Trainer::save(int64_t iter) {
   const double best = state_->best_val_loss;
   d.trainer_state = {
       {"iter", iter},
-      {"data_rng", rng_json(state_->data_rng)},
-      {"dropout_rng", rng_json(task_->dropout_rng())},
       {"best_val_loss", std::isfinite(best) ? nlohmann::json(best) : nlohmann::json()},
       {"last_eval", state_->last_eval},
       {"model_kind", enum_name(config_.model.kind)},
@@ -263,11 +257,43 @@ bool Trainer::evaluate(int64_t iter) {
   return best;
 }
 
+namespace {
+
+// SplitMix64's finaliser (Steele, Lea & Flood, "Fast Splittable Pseudorandom Number
+// Generators", 2014): a bijection whose output bits each depend on every input bit.
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Note: PCG32 generators that share a seed and differ only in stream are related (one sequence
+// shifted), so the stream is mixed into the seed too, not only passed as the increment.
+Rng keyed_rng(uint64_t seed, int64_t iter, int64_t micro_batch, uint64_t stream) {
+  uint64_t h = mix64(stream + 0x9e3779b97f4a7c15ULL);
+  for (uint64_t k : {seed, static_cast<uint64_t>(iter), static_cast<uint64_t>(micro_batch)})
+    h = mix64(h ^ mix64(k + 0x9e3779b97f4a7c15ULL));
+  return Rng(h, stream);
+}
+
+}  // namespace
+
+Rng micro_batch_data_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
+  return keyed_rng(seed, iter, micro_batch, 2);
+}
+
+Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
+  return keyed_rng(seed, iter, micro_batch, 1);
+}
+
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
-                             Rng& data_rng, int64_t grad_accum, float grad_clip, float lr) {
+                             uint64_t seed, int64_t iter, int64_t grad_accum, float grad_clip,
+                             float lr) {
   optimizer.zero_grad();
   StepResult r;
   for (int64_t micro = 0; micro < grad_accum; ++micro) {
+    Rng data_rng = micro_batch_data_rng(seed, iter, micro);
+    task.dropout_rng() = micro_batch_dropout_rng(seed, iter, micro);
     const Task::Prediction p = task.predict(data::Split::train, data_rng);
     Tensor l = softmax_cross_entropy(p.logits, p.targets);
     r.tokens += p.tokens;
@@ -297,8 +323,8 @@ double Trainer::train_step(int64_t iter) {
   const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
   const auto [loss, norm, tokens, flops] =
-      optimisation_step(*task_, *optimizer_, state_->params, state_->data_rng, c.train.grad_accum,
-                        float(c.optim.grad_clip), lr);
+      optimisation_step(*task_, *optimizer_, state_->params, static_cast<uint64_t>(c.train.seed), iter,
+                        c.train.grad_accum, float(c.optim.grad_clip), lr);
   QKV_CHECK(std::isfinite(loss),
             "training loss became {} at iter {}; the weights were not saved; the last good "
             "checkpoint is in {} — try a lower optim.lr",

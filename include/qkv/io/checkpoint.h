@@ -18,7 +18,7 @@ struct CheckpointData {
   NamedTensors model;      // named_parameters(), weights only
   NamedTensors optimizer;  // AdamW moments ("m.<name>", "v.<name>")
   int64_t optimizer_step = 0;
-  nlohmann::json trainer_state;  // the trainer's own record: iteration, RNG states, best loss...
+  nlohmann::json trainer_state;  // the trainer's own record: iteration, best loss, metrics...
   std::string config_toml;       // the resolved config
   nlohmann::json vocab;          // data::Vocab::to_json()
   std::string data_fingerprint;  // SHA-256 hex of the training text
