@@ -136,6 +136,7 @@ int main(int argc, char** argv) {
                                          .weight_decay = float(c.optim.weight_decay),
                                          .decay_all = c.optim.decay_all});
     const qkv::optim::ScheduleConfig sched = qkv::train::schedule_config(c);
+    qkv::optim::ExactGradSum grads(params);
     const auto seed = static_cast<uint64_t>(c.train.seed);
 
     const int64_t B = c.train.batch_size, T = c.model.block_size, C = c.model.n_embd;
@@ -168,7 +169,7 @@ int main(int argc, char** argv) {
     double last_loss = 0, flops = 0, tokens = 0;  // the timed steps' (Task::Prediction)
     bool timing = false;
     auto step = [&] {
-      const auto r = qkv::train::optimisation_step(*task, optimizer, params, seed, iter,
+      const auto r = qkv::train::optimisation_step(*task, optimizer, grads, seed, iter,
                                                    c.train.grad_accum, float(c.optim.grad_clip),
                                                    qkv::optim::lr_at(iter, sched));
       ++iter;

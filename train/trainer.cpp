@@ -55,7 +55,7 @@ struct Trainer::State {
   PrecisionChoice precision;
   double peak_gflops = 0;  // GEMMs at the run's precision, measured at start-up
   std::unique_ptr<MetricsLog> metrics;
-  NamedTensors params;
+  std::unique_ptr<optim::ExactGradSum> grads;  // the parameters, and their exact grad sum
   optim::ScheduleConfig schedule;
   std::vector<double> recent_ms, recent_gflops;
 };
@@ -136,7 +136,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
                          .eps = float(config_.optim.eps),
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
-  state_->params = model.named_parameters();
+  state_->grads = std::make_unique<optim::ExactGradSum>(model.named_parameters());
   state_->schedule = schedule_config(config_);
   if (checkpoint) {
     load_weights(model, *checkpoint, checkpoint_dir,
@@ -286,7 +286,7 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
   return keyed_rng(seed, iter, micro_batch, 1);
 }
 
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
                              uint64_t seed, int64_t iter, int64_t grad_accum, float grad_clip,
                              float lr) {
   optimizer.zero_grad();
@@ -300,12 +300,15 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTen
     r.flops += p.flops;
     r.loss += l.item();
     mul_scalar(l, 1.0f / float(grad_accum)).backward();
+    // One micro-batch's gradient is its own exact sum: only several need ExactGradSum.
+    if (grad_accum > 1) grads.take_micro_batch();
   }
+  if (grad_accum > 1) grads.finish(grad_accum);
   r.loss /= double(grad_accum);
   // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
   if (!std::isfinite(r.loss)) return r;
   // clip_grad_norm then step(lr), with the clip folded into the update's pass over the grads.
-  r.grad_norm = optim::grad_norm(params);
+  r.grad_norm = optim::grad_norm(grads.params());
   optimizer.step(lr, optim::clip_factor(r.grad_norm, grad_clip));
   return r;
 }
@@ -323,8 +326,8 @@ double Trainer::train_step(int64_t iter) {
   const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
   const auto [loss, norm, tokens, flops] =
-      optimisation_step(*task_, *optimizer_, state_->params, static_cast<uint64_t>(c.train.seed), iter,
-                        c.train.grad_accum, float(c.optim.grad_clip), lr);
+      optimisation_step(*task_, *optimizer_, *state_->grads, static_cast<uint64_t>(c.train.seed),
+                        iter, c.train.grad_accum, float(c.optim.grad_clip), lr);
   QKV_CHECK(std::isfinite(loss),
             "training loss became {} at iter {}; the weights were not saved; the last good "
             "checkpoint is in {} — try a lower optim.lr",

@@ -12,6 +12,7 @@
 
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
+#include "qkv/optim/exact_grad_sum.h"
 #include "qkv/optim/schedule.h"
 #include "task.h"
 
@@ -39,15 +40,16 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch);
 
 // One optimisation step, the math of every `qkv train` iteration: drop the grads, run
 // grad_accum micro-batches of forward + backward (micro-batch m from the streams of
-// (seed, iter, m); each loss scaled by 1/grad_accum), clip the global grad norm to grad_clip,
-// then one AdamW update at lr. Shared with bench/bench_train.
+// (seed, iter, m); each loss scaled by 1/grad_accum), sum their gradients exactly (ExactGradSum:
+// the bits do not depend on how micro-batches are grouped), clip the global grad norm to
+// grad_clip, then one AdamW update at lr. Shared with bench/bench_train.
 struct StepResult {
   double loss = 0;      // mean over the micro-batches
   float grad_norm = 0;  // before clipping
   int64_t tokens = 0;   // positions computed, and their forward and backward FLOPs (Task)
   double flops = 0;
 };
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer, const NamedTensors& params,
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
                              uint64_t seed, int64_t iter, int64_t grad_accum, float grad_clip,
                              float lr);
 

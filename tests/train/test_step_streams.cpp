@@ -17,23 +17,24 @@ namespace {
 
 struct Steps {
   std::unique_ptr<train::Task> task;
-  NamedTensors params;
   std::unique_ptr<optim::AdamW> optimizer;
+  std::unique_ptr<optim::ExactGradSum> grads;
 };
 
 Steps make_steps(const std::string& data, const std::vector<std::string>& settings) {
   std::vector<std::string> all{"data.path=" + data, "model.dropout=0.1"};
   all.insert(all.end(), settings.begin(), settings.end());
   const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml", all);
-  Steps s{train::make_task(c), {}, nullptr};
-  s.params = s.task->model().named_parameters();
-  s.optimizer = std::make_unique<optim::AdamW>(s.params, optim::AdamWConfig{});
+  Steps s{train::make_task(c), nullptr, nullptr};
+  const NamedTensors params = s.task->model().named_parameters();
+  s.optimizer = std::make_unique<optim::AdamW>(params, optim::AdamWConfig{});
+  s.grads = std::make_unique<optim::ExactGradSum>(params);
   return s;
 }
 
 // At lr 0 AdamW leaves the weights as they are, so two models stay equal whatever steps ran.
 double loss_at(Steps& s, int64_t iter, int64_t grad_accum) {
-  return train::optimisation_step(*s.task, *s.optimizer, s.params, 1337, iter, grad_accum, 1.0f,
+  return train::optimisation_step(*s.task, *s.optimizer, *s.grads, 1337, iter, grad_accum, 1.0f,
                                   0.0f)
       .loss;
 }

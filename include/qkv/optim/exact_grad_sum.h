@@ -1,0 +1,67 @@
+// ExactGradSum: the sum of a step's micro-batch gradients, computed exactly, so that it does not
+// depend on how the micro-batches were grouped: how many ran in each process, in what order.
+// That is what lets a step give the same bits as 1 process × grad_accum 4, 2 ranks × 2 or
+// 4 ranks × 1. (Float addition is not associative: any other grouping changes the last bits.)
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "qkv/tensor.h"
+
+namespace qkv::optim {
+
+// How the processes that share a step combine their parts, element-wise and in place: the
+// maximum of integers and the sum of integers. Both are exact, so any reduction order gives
+// the same result. Without one, a process's own micro-batches are the whole step.
+class CrossProcess {
+ public:
+  virtual ~CrossProcess() = default;
+  virtual void max(std::span<int32_t> values) const = 0;
+  virtual void sum(std::span<int64_t> values) const = 0;
+};
+
+// Note: the representation. For each parameter tensor, every micro-batch gradient element g is
+// rounded to an integer multiple of 2^-s, where s = 62 - ceil(log2 M) - e and 2^e bounds the
+// largest |g| of that tensor over all M micro-batches of the step (in every process; max is
+// exact and associative). The M integers then sum in int64 without overflow, exactly, in any
+// order, and the sum is rounded once to float.
+//   Precision: rounding moves each element of each micro-batch by at most 2^(e - 63 + ceil(log2
+// M)), i.e. 2^-61 of 2^e at M = 4, and an element of at least 2^(e - 38 + ceil(log2 M)) keeps all
+// its 24 bits. A float32 running sum instead rounds to 2^-24 of the total at every addition.
+//   Cost: no copy of any gradient (each micro-batch's grad storage is taken, not copied); two
+// passes over the taken grads (the maximum, then the sum) and, across processes, one int64 per
+// parameter element to reduce.
+// Alternatives: binned sums as in ReproBLAS (Demmel & Nguyen) need no global maximum but hold
+// two or three words per element; this needs the maximum first, which costs one tiny reduction.
+class ExactGradSum {
+ public:
+  // params: (name, leaf tensor), as from Module::named_parameters().
+  explicit ExactGradSum(NamedTensors params);
+
+  const NamedTensors& params() const { return params_; }
+
+  // Takes each parameter's grad (one micro-batch's gradient) into the sum, leaving the parameter
+  // without one, so the next backward starts from zero.
+  void take_micro_batch();
+
+  // Writes the exact sum of the micro-batches taken, in this process and (with `across`) in the
+  // others, into the parameters' grads, and forgets them. micro_batches: M, over all processes.
+  // A tensor with a non-finite element in any micro-batch gets NaN grads; a tensor no
+  // micro-batch reached gets none.
+  void finish(int64_t micro_batches, const CrossProcess* across = nullptr);
+
+ private:
+  void sum_local(size_t i, int bits, bool across);
+
+  NamedTensors params_;
+  std::vector<std::vector<Tensor>> taken_;  // [parameter][micro-batch]: grads, as taken
+  std::vector<int32_t> exponents_;          // per parameter: e, or a kNo... marker
+  std::vector<int64_t> fixed_;              // with other processes: all sums, one buffer
+  int64_t total_ = 0;                       // elements over all parameters
+  std::vector<const float*> sources_;       // one tensor's taken grads, while it is summed
+  std::vector<int64_t> offsets_;            // each parameter's first element in fixed_
+};
+
+}  // namespace qkv::optim
