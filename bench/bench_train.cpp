@@ -169,9 +169,9 @@ int main(int argc, char** argv) {
     double last_loss = 0, flops = 0, tokens = 0;  // the timed steps' (Task::Prediction)
     bool timing = false;
     auto step = [&] {
-      const auto r = qkv::train::optimisation_step(*task, optimizer, grads, seed, iter,
-                                                   c.train.grad_accum, float(c.optim.grad_clip),
-                                                   qkv::optim::lr_at(iter, sched));
+      const auto r = qkv::train::optimisation_step(
+          *task, optimizer, grads, qkv::train::distributed(), seed, iter, c.train.grad_accum,
+          float(c.optim.grad_clip), qkv::optim::lr_at(iter, sched));
       ++iter;
       last_loss = r.loss;
       if (timing) flops += r.flops, tokens += double(r.tokens);

@@ -46,6 +46,13 @@ void add_info(CLI::App& app, std::function<int()>& run) {
       fmt::print("optim        lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}\n",
                  c.optim.lr, c.optim.min_lr, enum_name(c.schedule.decay), c.train.batch_size,
                  c.train.grad_accum, c.optim.weight_decay);
+      // Checkpoints from before MPI record no scale: they ran in one process.
+      const int64_t processes = s.value("processes", int64_t{1});
+      const int64_t micro_batches = s.value("micro_batches", c.train.grad_accum);
+      fmt::print("scale        {} micro-batches per step ({} process{} x grad_accum {}), {} "
+                 "sequences\n",
+                 micro_batches, processes, processes > 1 ? "es" : "", micro_batches / processes,
+                 micro_batches * c.train.batch_size);
       fmt::print("files\n");
       for (const auto& e : std::filesystem::directory_iterator(dir))
         if (e.is_regular_file())

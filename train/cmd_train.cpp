@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "distributed.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "trainer.h"
@@ -59,6 +60,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
+      join_launched_processes();
       Trainer trainer(*opts);
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);

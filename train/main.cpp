@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
+#include "distributed.h"
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 
@@ -40,9 +41,11 @@ int main(int argc, char** argv) {
     return run();
   } catch (const qkv::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    qkv::train::distributed().end_job_after_error(1);
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());
+    qkv::train::distributed().end_job_after_error(2);
     return 2;
   }
 }

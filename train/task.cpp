@@ -18,22 +18,30 @@ namespace qkv::train {
 using data::Split;
 
 EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
-  NoGradGuard no_grad;
-  model().eval();
   double loss = 0;
   int64_t hits = 0, predicted = 0;
   for (int64_t i = 0; i < batches; ++i) {
-    Prediction p = predict(split, rng);
-    loss += softmax_cross_entropy(p.logits, p.targets).item();
-    const Tensor best = argmax_last(p.logits);
-    for (size_t r = 0; r < p.targets.size(); ++r) {
-      if (p.targets[r] < 0) continue;
-      ++predicted;
-      hits += static_cast<int32_t>(best.data()[r]) == p.targets[r];
-    }
+    const BatchEval b = evaluate_batch(split, rng);
+    loss += b.loss;
+    hits += b.hits;
+    predicted += b.predicted;
+  }
+  return {loss / double(batches), predicted ? double(hits) / double(predicted) : 0.0};
+}
+
+Task::BatchEval Task::evaluate_batch(Split split, Rng& rng) {
+  NoGradGuard no_grad;
+  model().eval();
+  Prediction p = predict(split, rng);
+  BatchEval b{.loss = softmax_cross_entropy(p.logits, p.targets).item()};
+  const Tensor best = argmax_last(p.logits);
+  for (size_t r = 0; r < p.targets.size(); ++r) {
+    if (p.targets[r] < 0) continue;
+    ++b.predicted;
+    b.hits += static_cast<int32_t>(best.data()[r]) == p.targets[r];
   }
   model().train();
-  return {loss / double(batches), predicted ? double(hits) / double(predicted) : 0.0};
+  return b;
 }
 
 nn::ModelConfig model_config(const io::Config& c, int64_t vocab_size) {

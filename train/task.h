@@ -42,6 +42,12 @@ class Task {
   virtual Prediction predict(data::Split split, Rng& rng) = 0;
   // Mean loss and accuracy over `batches` random batches of `split`, in eval mode, no grad.
   EvalResult evaluate(data::Split split, int64_t batches, Rng& rng);
+  // One of those batches: its mean loss and its predicted characters, and how many were right.
+  struct BatchEval {
+    double loss = 0;
+    int64_t hits = 0, predicted = 0;
+  };
+  BatchEval evaluate_batch(data::Split split, Rng& rng);
 
   const data::Vocab& vocab() const { return *vocab_; }
   const std::string& fingerprint() const { return fingerprint_; }

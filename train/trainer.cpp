@@ -1,6 +1,8 @@
 // The training loop. Randomness comes from streams keyed by the config's seed and the iteration,
 // so a checkpoint needs no generator state: each micro-batch's data and dropout masks (keyed by
 // (seed, iter, micro-batch) too), and evaluation's batches, which never shift the training ones.
+// Under mpirun every process runs this loop on its share of each step's micro-batches and
+// evaluation batches (Distributed); rank 0 alone writes the run directory.
 #include "trainer.h"
 
 #include <spdlog/spdlog.h>
@@ -47,6 +49,7 @@ void check_resumable_overrides(const std::vector<std::string>& overrides) {
 }
 
 struct Trainer::State {
+  const Distributed& dist = distributed();
   int64_t iter = 0;
   bool resumed = false;
   double best_val_loss = INFINITY;
@@ -61,10 +64,6 @@ struct Trainer::State {
 };
 
 namespace {
-
-Rng eval_rng(const io::Config& c, int64_t iter) {
-  return Rng(static_cast<uint64_t>(c.train.seed) * 1000003u + static_cast<uint64_t>(iter), 3);
-}
 
 std::string duration_text(double seconds) {
   const auto s = static_cast<int64_t>(seconds);
@@ -90,6 +89,21 @@ bool holds_run(const std::string& dir) {
   return false;
 }
 
+// The grad_accum that keeps a resumed run's steps at the checkpoint's M micro-batches on this
+// many processes. Checkpoints from before MPI record no micro_batches: theirs was grad_accum.
+int64_t grad_accum_at_scale(const nlohmann::json& state, int64_t saved_grad_accum,
+                            const std::string& dir, const Distributed& dist) {
+  const int64_t m = state.value("micro_batches", saved_grad_accum);
+  QKV_CHECK(m % dist.size() == 0,
+            "{}: its steps have {} micro-batches, which {} processes cannot share evenly; resume "
+            "with a number of processes that divides {}",
+            dir, m, dist.size(), m);
+  if (m / dist.size() != saved_grad_accum)
+    spdlog::info("{} processes × grad_accum {}: the checkpoint's {} micro-batches per step",
+                 dist.size(), m / dist.size(), m);
+  return m / dist.size();
+}
+
 }  // namespace
 
 Trainer::~Trainer() = default;
@@ -110,7 +124,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
     QKV_CHECK(!o.config_path.empty(), "qkv train needs a config file (or --resume RUN)");
     config_ = io::load_config(o.config_path, o.overrides);
     run_dir_ = config_.train.out_dir;
-    QKV_CHECK(!holds_run(run_dir_),
+    QKV_CHECK(!state_->dist.writes() || !holds_run(run_dir_),
               "{}: already holds a run; continue it with `qkv train --resume {}`, or choose "
               "another directory with --out or --set train.out_dir=...",
               run_dir_, run_dir_);
@@ -151,6 +165,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
       const nlohmann::json& s = checkpoint->trainer_state;
       try {
         state_->iter = s.at("iter").get<int64_t>();
+        config_.train.grad_accum =
+            grad_accum_at_scale(s, config_.train.grad_accum, checkpoint_dir, state_->dist);
         // Checkpoints of qkv before keyed streams hold the state of sequential ones instead.
         if (s.contains("data_rng"))
           spdlog::info("{} was saved before per-step data streams: from iter {} on, batches "
@@ -166,6 +182,7 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
       state_->last_saved = state_->iter;
     }
   }
+  if (!state_->dist.writes()) return;  // the rest writes the run directory: rank 0's alone
   std::error_code ec;
   fs::create_directories(run_dir_, ec);
   QKV_CHECK(!ec, "{}: cannot create the run directory: {}; choose another with --out", run_dir_,
@@ -196,12 +213,18 @@ void Trainer::log_start() const {
                enum_name(c.model.kind), double(task_->model().num_parameters()) / 1e6,
                c.model.n_layer, c.model.n_head, c.model.n_embd, c.model.block_size,
                task_->vocab().size());
-  spdlog::info("{} sequences of up to {} characters per micro-batch, grad_accum {}",
-               c.train.batch_size, c.model.block_size, c.train.grad_accum);
+  spdlog::info(
+      "global batch {} sequences of up to {} characters: {} micro-batches of {} ({} process{} × "
+      "grad_accum {})",
+      global_batch(), c.model.block_size, c.train.grad_accum * state_->dist.size(),
+      c.train.batch_size, state_->dist.size(), state_->dist.size() > 1 ? "es" : "",
+      c.train.grad_accum);
   spdlog::info("run directory: {}", run_dir_);
 }
 
 std::string Trainer::save(int64_t iter) {
+  state_->last_saved = iter;
+  if (!state_->dist.writes()) return {};
   io::CheckpointData d;
   d.model = task_->model().state_dict();
   d.optimizer = optimizer_->state();
@@ -211,6 +234,8 @@ std::string Trainer::save(int64_t iter) {
       {"iter", iter},
       {"best_val_loss", std::isfinite(best) ? nlohmann::json(best) : nlohmann::json()},
       {"last_eval", state_->last_eval},
+      {"micro_batches", config_.train.grad_accum * state_->dist.size()},
+      {"processes", state_->dist.size()},
       {"model_kind", enum_name(config_.model.kind)},
       {"num_parameters", task_->model().num_parameters()},
       {"qkv_version", QKV_VERSION}};
@@ -219,7 +244,6 @@ std::string Trainer::save(int64_t iter) {
   d.data_fingerprint = task_->fingerprint();
   const std::string path = io::save_checkpoint(run_dir_, iter, d);
   io::prune_checkpoints(run_dir_, config_.train.keep_last);
-  state_->last_saved = iter;
   return path;
 }
 
@@ -231,9 +255,11 @@ bool Trainer::evaluated_at(int64_t iter) const {
 
 bool Trainer::evaluate(int64_t iter) {
   const auto& c = config_;
-  Rng rng = eval_rng(c, iter);
-  const EvalResult train = task_->evaluate(data::Split::train, c.train.eval_iters, rng);
-  const EvalResult val = task_->evaluate(data::Split::val, c.train.eval_iters, rng);
+  const auto seed = static_cast<uint64_t>(c.train.seed);
+  const EvalResult train =
+      evaluate_at(*task_, data::Split::train, seed, iter, c.train.eval_iters, state_->dist);
+  const EvalResult val =
+      evaluate_at(*task_, data::Split::val, seed, iter, c.train.eval_iters, state_->dist);
   const double ln2 = std::log(2.0);
   spdlog::info(
       "eval iter {}: train loss {:.4f}, val loss {:.4f} ({:.3f} bits/char, accuracy {:.1f}%)", iter,
@@ -243,11 +269,13 @@ bool Trainer::evaluate(int64_t iter) {
                        {"val_loss", val.loss},
                        {"val_bpc", val.loss / ln2},
                        {"val_accuracy", val.accuracy}};
-  state_->metrics->append(state_->last_eval);
-  try {
-    write_run_loss_chart(run_dir_);
-  } catch (const Error& e) {  // the chart is a convenience: never stop training for it
-    spdlog::warn("loss.svg not updated: {}", e.what());
+  if (state_->metrics) {
+    state_->metrics->append(state_->last_eval);
+    try {
+      write_run_loss_chart(run_dir_);
+    } catch (const Error& e) {  // the chart is a convenience: never stop training for it
+      spdlog::warn("loss.svg not updated: {}", e.what());
+    }
   }
   // A checkpoint of this step saved before the evaluation (on Ctrl-C) does not record it: save
   // the step again, so that resuming from it does not evaluate again.
@@ -257,60 +285,8 @@ bool Trainer::evaluate(int64_t iter) {
   return best;
 }
 
-namespace {
-
-// SplitMix64's finaliser (Steele, Lea & Flood, "Fast Splittable Pseudorandom Number
-// Generators", 2014): a bijection whose output bits each depend on every input bit.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// Note: PCG32 generators that share a seed and differ only in stream are related (one sequence
-// shifted), so the stream is mixed into the seed too, not only passed as the increment.
-Rng keyed_rng(uint64_t seed, int64_t iter, int64_t micro_batch, uint64_t stream) {
-  uint64_t h = mix64(stream + 0x9e3779b97f4a7c15ULL);
-  for (uint64_t k : {seed, static_cast<uint64_t>(iter), static_cast<uint64_t>(micro_batch)})
-    h = mix64(h ^ mix64(k + 0x9e3779b97f4a7c15ULL));
-  return Rng(h, stream);
-}
-
-}  // namespace
-
-Rng micro_batch_data_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
-  return keyed_rng(seed, iter, micro_batch, 2);
-}
-
-Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
-  return keyed_rng(seed, iter, micro_batch, 1);
-}
-
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
-                             uint64_t seed, int64_t iter, int64_t grad_accum, float grad_clip,
-                             float lr) {
-  optimizer.zero_grad();
-  StepResult r;
-  for (int64_t micro = 0; micro < grad_accum; ++micro) {
-    Rng data_rng = micro_batch_data_rng(seed, iter, micro);
-    task.dropout_rng() = micro_batch_dropout_rng(seed, iter, micro);
-    const Task::Prediction p = task.predict(data::Split::train, data_rng);
-    Tensor l = softmax_cross_entropy(p.logits, p.targets);
-    r.tokens += p.tokens;
-    r.flops += p.flops;
-    r.loss += l.item();
-    mul_scalar(l, 1.0f / float(grad_accum)).backward();
-    // One micro-batch's gradient is its own exact sum: only several need ExactGradSum.
-    if (grad_accum > 1) grads.take_micro_batch();
-  }
-  if (grad_accum > 1) grads.finish(grad_accum);
-  r.loss /= double(grad_accum);
-  // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
-  if (!std::isfinite(r.loss)) return r;
-  // clip_grad_norm then step(lr), with the clip folded into the update's pass over the grads.
-  r.grad_norm = optim::grad_norm(grads.params());
-  optimizer.step(lr, optim::clip_factor(r.grad_norm, grad_clip));
-  return r;
+int64_t Trainer::global_batch() const {
+  return config_.train.batch_size * config_.train.grad_accum * state_->dist.size();
 }
 
 optim::ScheduleConfig schedule_config(const io::Config& c) {
@@ -326,8 +302,9 @@ double Trainer::train_step(int64_t iter) {
   const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
   const auto [loss, norm, tokens, flops] =
-      optimisation_step(*task_, *optimizer_, *state_->grads, static_cast<uint64_t>(c.train.seed),
-                        iter, c.train.grad_accum, float(c.optim.grad_clip), lr);
+      optimisation_step(*task_, *optimizer_, *state_->grads, state_->dist,
+                        static_cast<uint64_t>(c.train.seed), iter, c.train.grad_accum,
+                        float(c.optim.grad_clip), lr);
   QKV_CHECK(std::isfinite(loss),
             "training loss became {} at iter {}; the weights were not saved; the last good "
             "checkpoint is in {} — try a lower optim.lr",
@@ -336,12 +313,14 @@ double Trainer::train_step(int64_t iter) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
   const double tokens_per_s = double(tokens) / ms * 1e3;
-  state_->metrics->append({{"iter", iter},
-                           {"loss", loss},
-                           {"lr", lr},
-                           {"grad_norm", norm},
-                           {"ms", ms},
-                           {"tokens_per_s", tokens_per_s}});
+  if (state_->metrics)
+    state_->metrics->append({{"iter", iter},
+                             {"loss", loss},
+                             {"lr", lr},
+                             {"grad_norm", norm},
+                             {"ms", ms},
+                             {"tokens_per_s", tokens_per_s},
+                             {"global_batch", global_batch()}});
   // Medians over the last 50 steps: one step preempted by another process moves neither.
   auto median_of = [](std::vector<double>& recent, double value) {
     recent.push_back(value);
@@ -380,11 +359,12 @@ bool Trainer::run() {
     if (iter > 0 && state_->last_saved != iter &&
         (best || iter % c.train.checkpoint_interval == 0)) {
       const std::string path = save(iter);
-      if (best) io::mark_best(run_dir_, iter);
+      if (best && state_->dist.writes()) io::mark_best(run_dir_, iter);
       spdlog::info("saved {}{}", path, best ? " (best val loss so far)" : "");
     }
     train_step(iter);
-    if (g_stop_requested) {
+    // Every process stops after the same step, when a signal reached any of them.
+    if (state_->dist.any(g_stop_requested)) {
       const std::string path = save(iter + 1);
       spdlog::warn("stopped after iter {}; saved {}; continue with `qkv train --resume {}`", iter,
                    path, run_dir_);
@@ -395,6 +375,7 @@ bool Trainer::run() {
   std::string path;
   if (state_->last_saved != end) path = save(end);
   const double best = state_->best_val_loss;
+  if (!state_->dist.writes()) return true;
   if (!state_->last_eval.is_null() && state_->last_eval["val_loss"].get<double>() <= best)
     io::mark_best(run_dir_, end);
   const double minutes =

@@ -12,8 +12,8 @@
 
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
-#include "qkv/optim/exact_grad_sum.h"
 #include "qkv/optim/schedule.h"
+#include "step.h"
 #include "task.h"
 
 namespace qkv::train {
@@ -31,27 +31,6 @@ struct TrainOptions {
 const std::vector<std::string>& resumable_keys();
 // Throws qkv::Error naming the first --set that changes a key not in resumable_keys().
 void check_resumable_overrides(const std::vector<std::string>& overrides);
-
-// The streams micro-batch m of step iter draws from: its data (windows, masked positions) and
-// its dropout masks, keyed by (train.seed, iter, m). A step's data therefore does not depend on
-// how many processes share its micro-batches, nor on any state but iter.
-Rng micro_batch_data_rng(uint64_t seed, int64_t iter, int64_t micro_batch);
-Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch);
-
-// One optimisation step, the math of every `qkv train` iteration: drop the grads, run
-// grad_accum micro-batches of forward + backward (micro-batch m from the streams of
-// (seed, iter, m); each loss scaled by 1/grad_accum), sum their gradients exactly (ExactGradSum:
-// the bits do not depend on how micro-batches are grouped), clip the global grad norm to
-// grad_clip, then one AdamW update at lr. Shared with bench/bench_train.
-struct StepResult {
-  double loss = 0;      // mean over the micro-batches
-  float grad_norm = 0;  // before clipping
-  int64_t tokens = 0;   // positions computed, and their forward and backward FLOPs (Task)
-  double flops = 0;
-};
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
-                             uint64_t seed, int64_t iter, int64_t grad_accum, float grad_clip,
-                             float lr);
 
 // The learning-rate schedule of a run: optim.lr and optim.min_lr shaped by [schedule].
 optim::ScheduleConfig schedule_config(const io::Config& config);
@@ -79,6 +58,7 @@ class Trainer {
   bool evaluated_at(int64_t iter) const;
   bool evaluate(int64_t iter);  // true when the val loss is the best so far
   double train_step(int64_t iter);
+  int64_t global_batch() const;  // sequences per step, over all processes
   std::string save(int64_t iter);
   void restore(const std::string& checkpoint_dir);
 

@@ -1,0 +1,54 @@
+// Distributed: the processes of one `mpirun -np N qkv train` (Open MPI, or any launcher MPI
+// supports): which one this is, and the exact reductions a step needs across them. A process
+// started alone is rank 0 of 1, and every reduction is then the identity.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "qkv/optim/exact_grad_sum.h"
+
+namespace qkv::train {
+
+class Distributed : public optim::CrossProcess {
+ public:
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // Rank 0 alone writes the run directory (checkpoints, metrics.jsonl, loss.svg) and logs.
+  bool writes() const { return rank_ == 0; }
+
+  // Element-wise across all processes, in place; the same result on every process.
+  void max(std::span<int32_t> values) const override;
+  void sum(std::span<int64_t> values) const override;
+  // Exact only where at most one process holds a non-zero element: each process fills its own
+  // slots of a shared vector (its micro-batches' losses), and the sum gathers them.
+  void sum(std::span<double> values) const;
+  bool any(bool flag) const;  // true on every process when it is true on one
+
+  // After an error on this process: ends every process of the job, so that none waits forever
+  // in a reduction. Returns only when the process runs alone.
+  void end_job_after_error(int exit_code) const;
+
+ private:
+  friend const Distributed& join_launched_processes();
+  int rank_ = 0, size_ = 1;
+};
+
+// The number of processes a launcher started, read from its environment (Open MPI's mpirun,
+// MPICH and Intel MPI's Hydra, MVAPICH, Slurm's srun), and the variable that says so; 1 and ""
+// when no launcher did.
+struct Launch {
+  int size = 1;
+  const char* variable = "";
+};
+Launch launched_processes();
+
+// Joins the processes this one was launched with (MPI_Init), once; alone, it is one process.
+// Throws qkv::Error when a launcher started N > 1 copies of a qkv built without MPI: each would
+// train the same run into the same directory.
+const Distributed& join_launched_processes();
+
+// The group joined, or one process when join_launched_processes was not called (tests).
+const Distributed& distributed();
+
+}  // namespace qkv::train

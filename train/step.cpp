@@ -1,0 +1,97 @@
+// The step and the evaluation of `qkv train`, at any number of processes.
+#include "step.h"
+
+#include <cmath>
+#include <vector>
+
+#include "qkv/ops.h"
+#include "qkv/optim/schedule.h"
+
+namespace qkv::train {
+
+namespace {
+
+// SplitMix64's finaliser (Steele, Lea & Flood, "Fast Splittable Pseudorandom Number
+// Generators", 2014): a bijection whose output bits each depend on every input bit.
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Note: PCG32 generators that share a seed and differ only in stream are related (one sequence
+// shifted), so the stream is mixed into the seed too, not only passed as the increment.
+Rng keyed_rng(uint64_t seed, int64_t iter, int64_t index, uint64_t stream) {
+  uint64_t h = mix64(stream + 0x9e3779b97f4a7c15ULL);
+  for (uint64_t k : {seed, static_cast<uint64_t>(iter), static_cast<uint64_t>(index)})
+    h = mix64(h ^ mix64(k + 0x9e3779b97f4a7c15ULL));
+  return Rng(h, stream);
+}
+
+}  // namespace
+
+Rng micro_batch_data_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
+  return keyed_rng(seed, iter, micro_batch, 2);
+}
+
+Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
+  return keyed_rng(seed, iter, micro_batch, 1);
+}
+
+StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
+                             const Distributed& dist, uint64_t seed, int64_t iter,
+                             int64_t grad_accum, float grad_clip, float lr) {
+  // This process runs micro-batches [first, first + grad_accum) of the step's M.
+  const int64_t m_total = grad_accum * dist.size(), first = grad_accum * dist.rank();
+  optimizer.zero_grad();
+  std::vector<double> slots(3 * size_t(m_total));  // loss, tokens, FLOPs of each micro-batch
+  for (int64_t micro = first; micro < first + grad_accum; ++micro) {
+    Rng data_rng = micro_batch_data_rng(seed, iter, micro);
+    task.dropout_rng() = micro_batch_dropout_rng(seed, iter, micro);
+    const Task::Prediction p = task.predict(data::Split::train, data_rng);
+    Tensor l = softmax_cross_entropy(p.logits, p.targets);
+    slots[3 * micro] = l.item();
+    slots[3 * micro + 1] = double(p.tokens);
+    slots[3 * micro + 2] = p.flops;
+    mul_scalar(l, 1.0f / float(m_total)).backward();
+    // One micro-batch's gradient is its own exact sum: only several need ExactGradSum.
+    if (m_total > 1) grads.take_micro_batch();
+  }
+  if (m_total > 1) grads.finish(m_total, dist.size() > 1 ? &dist : nullptr);
+  dist.sum(slots);
+  StepResult r;
+  for (int64_t m = 0; m < m_total; ++m) {
+    r.loss += slots[3 * m];
+    r.tokens += int64_t(slots[3 * m + 1]);
+    r.flops += slots[3 * m + 2];
+  }
+  r.loss /= double(m_total);
+  // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
+  if (!std::isfinite(r.loss)) return r;
+  // clip_grad_norm then step(lr), with the clip folded into the update's pass over the grads.
+  r.grad_norm = optim::grad_norm(grads.params());
+  optimizer.step(lr, optim::clip_factor(r.grad_norm, grad_clip));
+  return r;
+}
+
+EvalResult evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter, int64_t batches,
+                       const Distributed& dist) {
+  std::vector<double> slots(3 * size_t(batches));  // loss, hits, predicted of each batch
+  for (int64_t i = dist.rank(); i < batches; i += dist.size()) {
+    Rng rng = keyed_rng(seed, iter, i, split == data::Split::train ? 3 : 4);
+    const Task::BatchEval b = task.evaluate_batch(split, rng);
+    slots[3 * i] = b.loss;
+    slots[3 * i + 1] = double(b.hits);
+    slots[3 * i + 2] = double(b.predicted);
+  }
+  dist.sum(slots);
+  double loss = 0, hits = 0, predicted = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    loss += slots[3 * i];
+    hits += slots[3 * i + 1];
+    predicted += slots[3 * i + 2];
+  }
+  return {loss / double(batches), predicted > 0 ? hits / predicted : 0.0};
+}
+
+}  // namespace qkv::train
