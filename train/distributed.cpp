@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -67,6 +68,29 @@ bool Distributed::any(bool flag) const {
   int32_t v = flag;
   max(std::span(&v, 1));
   return v != 0;
+}
+
+void Distributed::check_same(const std::vector<std::pair<std::string, std::string>>& facts) const {
+  if (size_ == 1) return;
+  std::string mine;
+  for (const auto& [what, digest] : facts) mine += digest;
+  std::string all(mine.size() * size_t(size_), '\0');
+#ifdef QKV_HAVE_MPI
+  MPI_Allgather(mine.data(), int(mine.size()), MPI_CHAR, all.data(), int(mine.size()), MPI_CHAR,
+                MPI_COMM_WORLD);
+#endif
+  for (int r = 1; r < size_; ++r) {
+    size_t at = 0;
+    for (const auto& [what, digest] : facts) {
+      const std::string_view first(all.data() + at, digest.size());
+      const std::string_view other(all.data() + size_t(r) * mine.size() + at, digest.size());
+      QKV_CHECK(first == other,
+                "rank {} of {} runs a different {} than rank 0 (SHA-256 {} against {}); every "
+                "process must run the same qkv on the same config and data",
+                r, size_, what, other.substr(0, 12), first.substr(0, 12));
+      at += digest.size();
+    }
+  }
 }
 
 void Distributed::end_job_after_error(int exit_code) const {

@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "qkv/optim/exact_grad_sum.h"
 
@@ -24,6 +27,11 @@ class Distributed : public optim::CrossProcess {
   // slots of a shared vector (its micro-batches' losses), and the sum gathers them.
   void sum(std::span<double> values) const;
   bool any(bool flag) const;  // true on every process when it is true on one
+
+  // What every process must agree on, as (what, digest): e.g. ("config", its SHA-256). Throws
+  // qkv::Error on every process when one differs from rank 0, naming the first such rank and
+  // what differs. Digests must have the same length on every process.
+  void check_same(const std::vector<std::pair<std::string, std::string>>& facts) const;
 
   // After an error on this process: ends every process of the job, so that none waits forever
   // in a reduction. Returns only when the process runs alone.

@@ -15,6 +15,7 @@
 
 #include "loss_plot.h"
 #include "metrics.h"
+#include "qkv/data/sha256.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
@@ -151,6 +152,11 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
   state_->grads = std::make_unique<optim::ExactGradSum>(model.named_parameters());
+  // Processes that disagree would each compute their own run and reduce garbage together.
+  if (state_->dist.size() > 1)
+    state_->dist.check_same({{"config", data::sha256_hex(io::to_toml(config_))},
+                             {"training text", task_->fingerprint()},
+                             {"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
   state_->schedule = schedule_config(config_);
   if (checkpoint) {
     load_weights(model, *checkpoint, checkpoint_dir,
