@@ -4,8 +4,8 @@
 
 #include "attention_probe.h"
 #include "commands.h"
-#include "output_file.h"
 #include "qkv/io/checkpoint.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/runtime.h"
 #include "task.h"
 
@@ -45,7 +45,7 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
       load_weights(*model, ck, dir, dir + "/config.toml");
       AttentionChart chart = probe_attention(*model, config, vocab, *a);
       chart.title += fmt::format(" of {} ({} model)", dir, enum_name(config.model.kind));
-      write_file_atomically(*out, attention_chart_svg(chart));
+      io::replace_file(*out, attention_chart_svg(chart));
       std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
                   chart.panels.size() == 1 ? "" : "s");
       return 0;

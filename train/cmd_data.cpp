@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "commands.h"
-#include "output_file.h"
 #include "qkv/data/dates.h"
 #include "qkv/data/split.h"
+#include "qkv/io/durable_file.h"
 
 namespace qkv::train {
 
@@ -37,8 +37,8 @@ void add_data(CLI::App& app, std::function<int()>& run) {
       const data::DateSplits d = data::generate_dates(a->train, a->val, a->seed);
       std::filesystem::create_directories(a->out);
       const std::string all = a->out + "/dates.tsv", val = a->out + "/dates_val.tsv";
-      write_file_atomically(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
-      write_file_atomically(val, data::dates_tsv(d.val));
+      io::replace_file(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
+      io::replace_file(val, data::dates_tsv(d.val));
       // The pair dataset keeps floor(n * (1 - val_fraction)) lines for training; half a line
       // less than the exact fraction makes that exactly n_train whatever the rounding.
       const int64_t n = a->train + a->val;

@@ -9,13 +9,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "loss_plot.h"
 #include "metrics.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/ops.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
@@ -77,12 +77,6 @@ std::string duration_text(double seconds) {
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
   if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
   return fmt::format("{}s", s);
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  QKV_CHECK(out.good(), "{}: cannot write", path);
 }
 
 // Unreadable paths count as empty here: creating the run directory then reports the problem.
@@ -174,9 +168,9 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
   fs::create_directories(run_dir_, ec);
   QKV_CHECK(!ec, "{}: cannot create the run directory: {}; choose another with --out", run_dir_,
             ec.message());
-  write_text(run_dir_ + "/config.toml", io::to_toml(config_));
+  io::replace_file(run_dir_ + "/config.toml", io::to_toml(config_));
   state_->metrics = std::make_unique<MetricsLog>(
-      run_dir_ + "/metrics.jsonl", state_->resumed ? state_->iter : -1, evaluated_at(state_->iter));
+      run_dir_ + "/metrics.jsonl", state_->iter, evaluated_at(state_->iter));
   // A crash between saving a best checkpoint and pointing `best` at it: point it now.
   const fs::path resumed_dir = fs::path(run_dir_) / fmt::format("checkpoint-{}", state_->iter);
   if (state_->resumed && evaluated_at(state_->iter) &&

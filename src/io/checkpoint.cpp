@@ -16,7 +16,7 @@
 #include <set>
 
 #include "io/checkpoint_layout.h"
-#include "io/durable_file.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/safetensors.h"
@@ -101,17 +101,7 @@ void write_contents(const fs::path& dir, int64_t step, const CheckpointData& d) 
 
 // RUN/<name> holding "checkpoint-<step>\n", replaced atomically.
 void write_pointer(const fs::path& run, const std::string& name, int64_t step) {
-  const fs::path tmp = run / (name + ".tmp"), dst = run / name;
-  try {
-    write_file_synced(tmp, dir_name(step) + "\n");
-    if (::rename(tmp.c_str(), dst.c_str()) != 0)
-      throw_os_error(dst.string(), "cannot replace", errno);
-    sync_path(run);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw;
-  }
+  replace_file(run / name, dir_name(step) + "\n");
 }
 
 // The step RUN/<name> points at, or nothing when the pointer does not exist.

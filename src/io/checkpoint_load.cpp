@@ -9,7 +9,7 @@
 #include <map>
 
 #include "io/checkpoint_layout.h"
-#include "io/durable_file.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
