@@ -165,12 +165,16 @@ TEST_CASE("qkv info/eval/train --resume: a directory that is not a checkpoint is
   }
 }
 
-TEST_CASE("qkv info/eval/train --resume: a run directory without checkpoints is refused") {
+TEST_CASE("qkv info/eval/train --resume: a run without checkpoints says how to start it again") {
   TempDir dir("cli_no_checkpoints");
   const fs::path run = copy_of_trained_run(dir);
   for (const char* entry : {"checkpoint-5", "latest", "best"}) fs::remove_all(run / entry);
   REQUIRE(fs::exists(run / "metrics.jsonl"));
-  check_rejected(dir.path(), run, {"error: " + run.string() + ": no checkpoint found"});
+  check_rejected(dir.path(), run,
+                 {"error: " + run.string() +
+                  ": no checkpoint yet: the run stopped before its first save; start it again "
+                  "with `qkv train " +
+                  (run / "config.toml").string() + " --out " + run.string() + "`"});
 }
 
 TEST_CASE("qkv info/eval/train --resume: header length larger than the file is reported") {

@@ -36,6 +36,11 @@ void mark_best(const std::string& run_dir, int64_t step);
 // Deletes all but the newest keep_last checkpoints, never the one `best` or `latest` names.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
 
+// Whether RUN holds a checkpoint: a checkpoint-<step>/ directory (complete or not) or a `latest`
+// pointer. A run directory without one (a run that stopped before its first save) may be
+// started again from scratch: there is nothing in it to continue.
+bool holds_checkpoint(const std::string& run_dir);
+
 // A checkpoint directory from a run directory (follows `latest`) or a checkpoint directory.
 // Throws qkv::Error "RUN: no checkpoint found (expected checkpoint-<step>/ directories)" etc.
 std::string resolve_checkpoint(const std::string& path);
