@@ -3,6 +3,7 @@
 // exit code 2. Logs go to stderr, so stdout holds only results (eval, info, --dump-config).
 #include <csignal>
 #include <cstdio>
+#include <new>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -40,6 +41,11 @@ int main(int argc, char** argv) {
     return run();
   } catch (const qkv::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {  // outside a tensor, which says its size (qkv::Error)
+    std::fprintf(stderr,
+                 "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
+                 "model.block_size) or train.batch_size\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());
