@@ -190,7 +190,9 @@ void assign(const Field& f, Config& c, const toml::node& n) {
           ref(c) = n.as_integer()->get();
         } else if constexpr (std::is_same_v<T, double>) {
           if (!n.is_number()) throw wrong("a number");
-          const double v = n.value<double>().value();
+          // value<double>() is empty for an integer that a double cannot hold exactly.
+          const double v = n.is_integer() ? double(n.as_integer()->get())
+                                          : n.as_floating_point()->get();
           check_float_range(f, v);
           ref(c) = v;
         } else if constexpr (std::is_same_v<T, bool>) {
