@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "memory_estimate.h"
+#include "trainer_state.h"
 #include "qkv/data/masking.h"
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/sha256.h"
@@ -180,14 +181,11 @@ io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::st
                              const std::vector<std::string>& overrides) {
   const std::string config_path = dir + "/config.toml";
   io::Config config = io::parse_config(checkpoint.config_toml, config_path, overrides);
-  const nlohmann::json& state = checkpoint.trainer_state;
-  const nlohmann::json kind =
-      state.is_object() ? state.value("model_kind", nlohmann::json()) : nlohmann::json();
-  QKV_CHECK(
-      !kind.is_string() || parse_enum<nn::ModelKind>(kind.get<std::string>()) == config.model.kind,
-      "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
-      "weights; this config.toml does not belong to them",
-      config_path, enum_name(config.model.kind), dir, kind.get<std::string>());
+  const TrainerState state = read_trainer_state(checkpoint, dir);
+  QKV_CHECK(state.model_kind == config.model.kind,
+            "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
+            "weights; this config.toml does not belong to them",
+            config_path, enum_name(config.model.kind), dir, enum_name(state.model_kind));
   return config;
 }
 

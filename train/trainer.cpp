@@ -20,6 +20,7 @@
 #include "qkv/ops.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
+#include "trainer_state.h"
 
 namespace fs = std::filesystem;
 
@@ -76,9 +77,6 @@ struct Trainer::State {
 namespace {
 
 nlohmann::json rng_json(const Rng& r) { return {r.state().state, r.state().inc}; }
-void set_rng(Rng& r, const nlohmann::json& j) {
-  r.set_state({j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>()});
-}
 
 Rng eval_rng(const io::Config& c, int64_t iter) {
   return Rng(static_cast<uint64_t>(c.train.seed) * 1000003u + static_cast<uint64_t>(iter), 3);
@@ -180,17 +178,12 @@ void Trainer::restore(const io::CheckpointData& checkpoint, bool allow_data_chan
             "(SHA-256 {} in {}, {} now); pass --allow-data-change to continue on it anyway",
             checkpoint.data_fingerprint.substr(0, 12), dir, task_->fingerprint().substr(0, 12));
   optimizer_->load_state(checkpoint.optimizer, checkpoint.optimizer_step);
-  const nlohmann::json& s = checkpoint.trainer_state;
-  try {
-    state_->iter = s.at("iter").get<int64_t>();
-    set_rng(state_->data_rng, s.at("data_rng"));
-    set_rng(task_->dropout_rng(), s.at("dropout_rng"));
-    state_->best_val_loss =
-        s.at("best_val_loss").is_null() ? INFINITY : s.at("best_val_loss").get<double>();
-    state_->last_eval = s.value("last_eval", nlohmann::json());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}/trainer_state.json: {}", dir, e.what()));
-  }
+  const TrainerState s = read_trainer_state(checkpoint, dir);
+  state_->iter = s.iter;
+  state_->data_rng.set_state({s.data_rng[0], s.data_rng[1]});
+  task_->dropout_rng().set_state({s.dropout_rng[0], s.dropout_rng[1]});
+  state_->best_val_loss = s.best_val_loss;
+  state_->last_eval = s.last_eval;
   state_->resumed = true;
   state_->last_saved = state_->iter;
 }
