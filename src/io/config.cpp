@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "qkv/data/utf8.h"
+#include "qkv/did_you_mean.h"
 #include "qkv/error.h"
 
 namespace qkv::io {
@@ -119,29 +120,10 @@ const Field* find_field(std::string_view key) {
   return nullptr;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string did_you_mean(std::string_view key) {
-  const Field* best = nullptr;
-  size_t best_d = 3;  // suggest only near misses
-  for (const Field& f : fields()) {
-    const size_t d = edit_distance(key, f.key);
-    if (d < best_d) best = &f, best_d = d;
-  }
-  return best ? fmt::format(" (did you mean '{}'?)", best->key) : "";
+  std::vector<std::string> keys;
+  for (const Field& f : fields()) keys.push_back(f.key);
+  return qkv::did_you_mean(key, keys);
 }
 
 std::string describe(const toml::node& n) {
