@@ -29,10 +29,10 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--part", a->part,
                   "Encoder-decoder: which attention to draw: cross, encoder or decoder")
       ->capture_default_str();
-  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)");
-  cmd->add_option("--head", a->head, "Only this head (from 0; default: all)");
+  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)")->check(at_least(0));
+  cmd->add_option("--head", a->head, "Only this head (from 0; default: all)")->check(at_least(0));
   cmd->add_option("-o,--out", *out, "SVG file to write")->capture_default_str();
-  cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(at_least(0));
   cmd->callback([&run, a, checkpoint, out, threads] {
     run = [a, checkpoint, out, threads]() -> int {
       set_num_threads(*threads);

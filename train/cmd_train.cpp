@@ -44,7 +44,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
       ->type_name("KEY=VALUE");
   cmd->add_option("--out", *out, "Run directory (same as --set train.out_dir=DIR)");
   cmd->add_option("--threads", *threads, "Threads for OpenMP and OpenBLAS (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--resume", opts->resume,
                   "Continue a run: RUN_DIR (its latest checkpoint) or RUN_DIR/checkpoint-N");
   cmd->add_option("--init-from", opts->init_from,

@@ -74,6 +74,14 @@ double training_bytes(const nn::ModelConfig& m, int64_t batch_size) {
   return 4 * model_bytes(m) + kFloat * positions * per_position;
 }
 
+double generation_bytes(const nn::ModelConfig& m, int64_t sequences, int64_t tokens) {
+  const double C = double(m.n_embd), V = double(m.vocab_size);
+  const double cached = std::min(double(tokens), double(m.block_size));
+  const double caches = m.kind == nn::ModelKind::encoder_decoder ? 2 : 1;  // self and cross
+  const double per_sequence = kFloat * (2 * layers(m) * caches * C * cached + V) + 8 * double(tokens);
+  return model_bytes(m) + double(sequences) * per_sequence;
+}
+
 void check_model_fits(const nn::ModelConfig& m) {
   check_fits(model_bytes(m), "the model", "model.n_layer, model.n_embd or model.ffn_hidden");
 }
@@ -83,6 +91,13 @@ void check_training_fits(const nn::ModelConfig& m, int64_t batch_size) {
              "training (the weights, their gradients, AdamW's state and one step's activations)",
              "model.n_layer, model.n_embd, model.ffn_hidden, model.block_size or "
              "train.batch_size");
+}
+
+void check_generation_fits(const nn::ModelConfig& m, int64_t sequences, int64_t tokens,
+                           const std::string& flag) {
+  const std::string what = fmt::format("{} (the model and {} sequence{} of up to {} tokens)", flag,
+                                       sequences, sequences == 1 ? "" : "s", tokens);
+  check_fits(generation_bytes(m, sequences, tokens), what.c_str(), flag.substr(0, flag.find(' ')).c_str());
 }
 
 }  // namespace qkv::train

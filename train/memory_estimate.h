@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "qkv/nn/model_config.h"
 
@@ -18,9 +19,17 @@ double usable_memory_bytes();
 double model_bytes(const nn::ModelConfig& m);
 double training_bytes(const nn::ModelConfig& m, int64_t batch_size);
 
+// Approximate bytes of generating `sequences` sequences at once (a beam's hypotheses, or one
+// sample) of up to `tokens` tokens: the weights, each sequence's key/value caches and logits,
+// and the tokens kept.
+double generation_bytes(const nn::ModelConfig& m, int64_t sequences, int64_t tokens);
+
 // Throw qkv::Error "the model needs ~N GB, the machine has M GB; lower ..." when the estimate
 // is above usable_memory_bytes().
 void check_model_fits(const nn::ModelConfig& m);
 void check_training_fits(const nn::ModelConfig& m, int64_t batch_size);
+// `flag` names the option to lower, with its value: "--beam 100000".
+void check_generation_fits(const nn::ModelConfig& m, int64_t sequences, int64_t tokens,
+                           const std::string& flag);
 
 }  // namespace qkv::train
