@@ -78,6 +78,9 @@ TrainerState read_trainer_state(const io::CheckpointData& checkpoint, const std:
   s.iter = r.count("iter");
   if (const auto step = step_in_name(dir))
     r.check(s.iter == *step, "'iter' is {}, but the directory holds step {}", s.iter, *step);
+  if (checkpoint.manifest_step >= 0)
+    r.check(s.iter == checkpoint.manifest_step, "'iter' is {}, but manifest.json records step {}",
+            s.iter, checkpoint.manifest_step);
   if (!checkpoint.optimizer.empty())
     r.check(s.iter == checkpoint.optimizer_step,
             "'iter' is {}, but optimizer.safetensors records step {}", s.iter,

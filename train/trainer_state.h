@@ -24,7 +24,8 @@ struct TrainerState {
 };
 
 // Checks types and ranges, and that iter equals the step in the directory's name
-// (checkpoint-<step>) and the optimizer's step count when the optimizer was loaded. Throws
+// (checkpoint-<step>), the one manifest.json records, and the optimizer's step count when the
+// optimizer was loaded. Throws
 // qkv::Error "DIR/trainer_state.json: 'iter' is -5, expected ...".
 TrainerState read_trainer_state(const io::CheckpointData& checkpoint, const std::string& dir);
 

@@ -364,3 +364,16 @@ TEST_CASE("qkv train --resume: trainer_state.json's iter must match the optimize
                 r.err);
   CHECK(snapshot(dir.path()) == before);
 }
+
+TEST_CASE("qkv info/eval/train --resume: trainer_state.json's iter must match the manifest's step") {
+  TempDir dir("cli_manifest_step");
+  const fs::path run = copy_of_trained_run(dir);
+  const fs::path ckpt = run / "checkpoint-5";
+  nlohmann::json manifest = nlohmann::json::parse(read_bytes(ckpt / "manifest.json"));
+  REQUIRE(manifest["step"] == 5);
+  manifest["step"] = 9;
+  std::ofstream(ckpt / "manifest.json", std::ios::trunc) << manifest.dump(2) << "\n";
+  check_rejected(dir.path(), run,
+                 {"error: " + (ckpt / "trainer_state.json").string() +
+                  ": 'iter' is 5, but manifest.json records step 9"});
+}

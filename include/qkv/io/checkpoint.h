@@ -18,6 +18,7 @@ struct CheckpointData {
   NamedTensors model;      // named_parameters(), weights only
   NamedTensors optimizer;  // AdamW moments ("m.<name>", "v.<name>")
   int64_t optimizer_step = 0;
+  int64_t manifest_step = -1;    // the step manifest.json records (load_checkpoint; -1 if none)
   nlohmann::json trainer_state;  // the trainer's own record: iteration, RNG states, best loss...
   std::string config_toml;       // the resolved config
   nlohmann::json vocab;          // data::Vocab::to_json()
