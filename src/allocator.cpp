@@ -12,11 +12,13 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
-#include <new>
 #include <unordered_map>
 #include <vector>
+
+#include "qkv/error.h"
 
 namespace qkv {
 namespace {
@@ -53,13 +55,13 @@ Cache& cache() {
   return *c;
 }
 
-// A new block of `bytes` (>= kArenaMinBlock) from the current arena, or from a new one.
-// Caller holds c.mu.
+// A new block of `bytes` (>= kArenaMinBlock) from the current arena, or from a new one; null
+// when the system has no memory for a new arena. Caller holds c.mu.
 void* carve(Cache& c, size_t bytes) {
   if (c.arenas.empty() || c.arenas.back().size - c.arenas.back().used < bytes) {
     const size_t size = std::max(kArenaBytes, (bytes + kHugePage - 1) / kHugePage * kHugePage);
     void* p = std::aligned_alloc(kHugePage, size);
-    if (!p) throw std::bad_alloc();
+    if (!p) return nullptr;
     madvise(p, size, MADV_HUGEPAGE);  // a hint: without THP the memory works the same
     c.arenas.push_back({static_cast<char*>(p), size, 0, 0});
   }
@@ -70,27 +72,50 @@ void* carve(Cache& c, size_t bytes) {
   return p;
 }
 
+// One line for the user naming the request, where a bare bad_alloc would say nothing.
+[[noreturn]] void out_of_memory(int64_t numel, int64_t bytes_in_use) {
+  throw Error(fmt::format(
+      "out of memory: cannot allocate a tensor of {} floats ({:.3g} GB; {:.3g} GB already in "
+      "use); lower the model's sizes (model.n_layer, model.n_embd, model.block_size) or "
+      "train.batch_size",
+      numel, double(numel) * sizeof(float) / 1e9, double(bytes_in_use) / 1e9));
+}
+
+void count_allocation(Cache& c, size_t bytes) {
+  c.stats.system_allocs++;
+  c.stats.bytes_in_use += static_cast<int64_t>(bytes);
+}
+
 }  // namespace
 
 float* allocate_floats(int64_t numel) {
+  // Larger than any memory, and large enough to overflow the byte count below.
+  if (numel < 0 || uint64_t(numel) > SIZE_MAX / 8)
+    out_of_memory(numel, allocator_stats().bytes_in_use);
   const size_t bytes = bucket_bytes(numel);
   Cache& c = cache();
   {
     std::lock_guard lock(c.mu);
-    c.stats.bytes_in_use += static_cast<int64_t>(bytes);
     auto it = c.free_lists.find(bytes);
     if (it != c.free_lists.end() && !it->second.empty()) {
       void* p = it->second.back();
       it->second.pop_back();
+      c.stats.bytes_in_use += static_cast<int64_t>(bytes);
       c.stats.cache_hits++;
       c.stats.bytes_cached -= static_cast<int64_t>(bytes);
       return static_cast<float*>(p);
     }
-    c.stats.system_allocs++;
-    if (bytes >= kArenaMinBlock) return static_cast<float*>(carve(c, bytes));
+    if (bytes >= kArenaMinBlock) {
+      void* p = carve(c, bytes);
+      if (!p) out_of_memory(numel, c.stats.bytes_in_use);
+      count_allocation(c, bytes);
+      return static_cast<float*>(p);
+    }
   }
   void* p = std::aligned_alloc(kAlign, bytes);
-  if (!p) throw std::bad_alloc();
+  if (!p) out_of_memory(numel, allocator_stats().bytes_in_use);
+  std::lock_guard lock(c.mu);
+  count_allocation(c, bytes);
   return static_cast<float*>(p);
 }
 

@@ -23,7 +23,10 @@ void Shape::push_back(int64_t d) {
 
 int64_t Shape::numel() const {
   int64_t n = 1;
-  for (int i = 0; i < rank_; ++i) n *= dims_[i];
+  for (int i = 0; i < rank_; ++i)
+    QKV_CHECK(!__builtin_mul_overflow(n, dims_[i], &n),
+              "shape {} has more elements than a 64-bit count holds; lower the sizes that make it",
+              str());
   return n;
 }
 

@@ -4,8 +4,8 @@
 
 #include "attention_probe.h"
 #include "commands.h"
-#include "output_file.h"
 #include "qkv/io/checkpoint.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/runtime.h"
 #include "task.h"
 
@@ -29,10 +29,10 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--part", a->part,
                   "Encoder-decoder: which attention to draw: cross, encoder or decoder")
       ->capture_default_str();
-  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)");
-  cmd->add_option("--head", a->head, "Only this head (from 0; default: all)");
+  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)")->check(at_least(0));
+  cmd->add_option("--head", a->head, "Only this head (from 0; default: all)")->check(at_least(0));
   cmd->add_option("-o,--out", *out, "SVG file to write")->capture_default_str();
-  cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(at_least(0));
   cmd->callback([&run, a, checkpoint, out, threads] {
     run = [a, checkpoint, out, threads]() -> int {
       set_num_threads(*threads);
@@ -45,7 +45,7 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
       load_weights(*model, ck, dir, dir + "/config.toml");
       AttentionChart chart = probe_attention(*model, config, vocab, *a);
       chart.title += fmt::format(" of {} ({} model)", dir, enum_name(config.model.kind));
-      write_file_atomically(*out, attention_chart_svg(chart));
+      io::replace_file(*out, attention_chart_svg(chart));
       std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
                   chart.panels.size() == 1 ? "" : "s");
       return 0;

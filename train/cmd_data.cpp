@@ -5,9 +5,10 @@
 #include <memory>
 
 #include "commands.h"
-#include "output_file.h"
 #include "qkv/data/dates.h"
 #include "qkv/data/split.h"
+#include "qkv/error.h"
+#include "qkv/io/durable_file.h"
 
 namespace qkv::train {
 
@@ -26,19 +27,21 @@ void add_data(CLI::App& app, std::function<int()>& run) {
       "the training pairs then the held-out ones, DIR/dates_val.tsv the held-out ones alone");
   dates->add_option("--train", a->train, "Training pairs")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   dates->add_option("--val", a->val, "Held-out pairs (their dates never occur in training)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  dates->add_option("--seed", a->seed, "Random seed")->capture_default_str();
+      ->check(at_least(1));
+  dates->add_option("--seed", a->seed, "Random seed")->capture_default_str()->check(at_least(0));
   dates->add_option("--out", a->out, "Directory to write to")->capture_default_str();
   dates->callback([&run, a] {
     run = [a]() -> int {
       const data::DateSplits d = data::generate_dates(a->train, a->val, a->seed);
-      std::filesystem::create_directories(a->out);
+      std::error_code ec;
+      std::filesystem::create_directories(a->out, ec);
+      QKV_CHECK(!ec, "--out {}: cannot create the directory: {}", a->out, ec.message());
       const std::string all = a->out + "/dates.tsv", val = a->out + "/dates_val.tsv";
-      write_file_atomically(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
-      write_file_atomically(val, data::dates_tsv(d.val));
+      io::replace_file(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
+      io::replace_file(val, data::dates_tsv(d.val));
       // The pair dataset keeps floor(n * (1 - val_fraction)) lines for training; half a line
       // less than the exact fraction makes that exactly n_train whatever the rounding.
       const int64_t n = a->train + a->val;

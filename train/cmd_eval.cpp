@@ -13,6 +13,7 @@
 #include "qkv/io/config.h"
 #include "qkv/nn/models.h"
 #include "qkv/runtime.h"
+#include "memory_estimate.h"
 #include "task.h"
 
 namespace qkv::train {
@@ -33,16 +34,16 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
       "Evaluate on this file instead of the run's data.path (split by data.val_fraction)");
   cmd->add_option("--batches", a->batches,
                   "Batches per split (default: the run's train.eval_iters)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--beam", a->beam,
-                  "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)");
+                  "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)")
+      ->check(at_least(1));
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   add_precision_option(*cmd, a->precision);
   cmd->callback([&run, a] {
     run = [a]() -> int {
       set_num_threads(a->threads);
-      QKV_CHECK(a->beam >= 1, "--beam {} must be at least 1", a->beam);
       const std::string dir = io::resolve_checkpoint(a->checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
       std::vector<std::string> overrides;
@@ -53,6 +54,8 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                 "--beam is for encoder_decoder models; this checkpoint's model.kind is {}",
                 enum_name(config.model.kind));
       auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
+      train::check_generation_fits(task->model_config(), a->beam, config.model.block_size,
+                                   fmt::format("--beam {}", a->beam));
       train::load_weights(task->model(), ck, dir, dir + "/config.toml");
       task->model().set_precision(
           choose_precision(parse_precision(a->precision), "--precision").precision);

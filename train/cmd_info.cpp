@@ -1,4 +1,5 @@
 // `qkv info`: what a run or checkpoint holds, verified, without loading any data.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "task.h"
+#include "trainer_state.h"
 
 namespace qkv::train {
 

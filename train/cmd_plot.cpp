@@ -8,7 +8,7 @@
 
 #include "commands.h"
 #include "loss_plot.h"
-#include "output_file.h"
+#include "qkv/io/durable_file.h"
 
 namespace qkv::train {
 namespace {
@@ -49,7 +49,7 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
         curves.push_back(read_loss_curves(a->runs[i], labels[i]));
       const std::string title =
           a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
-      write_file_atomically(a->out, loss_chart_svg(curves, title, a->log_y));
+      io::replace_file(a->out, loss_chart_svg(curves, title, a->log_y));
       std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
                   curves.size() == 1 ? "" : "s");
       return 0;

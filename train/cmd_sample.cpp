@@ -18,6 +18,7 @@
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "qkv/runtime.h"
+#include "memory_estimate.h"
 #include "task.h"
 
 namespace qkv::train {
@@ -131,6 +132,8 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
     prompt_setting = "--prompt " + shell_quote(prompt);
   }
   const std::vector<int32_t> ids = vocab.encode(prompt, "prompt");
+  check_generation_fits(mc, 1, a.max_new_tokens,
+                        fmt::format("--max-new-tokens {}", a.max_new_tokens));
 
   nn::DecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
@@ -162,7 +165,7 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
                            const io::CheckpointData& ck) {
   QKV_CHECK(cmd.count("--input"),
             "this checkpoint's model.kind is encoder_decoder: give --input TEXT");
-  QKV_CHECK(a.beam >= 1, "--beam {} must be at least 1", a.beam);
+  check_generation_fits(mc, a.beam, mc.block_size, fmt::format("--beam {}", a.beam));
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
   nn::EncoderDecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
@@ -220,27 +223,31 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--prompt-file", a->prompt_file, "decoder: read the prompt from this file")
       ->excludes(prompt);
   cmd->add_option("--max-new-tokens", a->max_new_tokens,
-                  "decoder: tokens per sample (default 500)");
+                  "decoder: tokens per sample (default 500)")
+      ->check(at_least(0));
   cmd->add_option("--temperature", a->temperature,
                   "decoder: 0 = greedy, <1 safer, >1 wilder (default 0.8)");
   cmd->add_option("--top-k", a->top_k,
                   "decoder: draw among the K most likely tokens (default 200); encoder: show the K "
                   "best candidates per masked position");
   cmd->add_option("--top-p", a->top_p, "decoder: nucleus sampling, in (0, 1] (default 1 = off)");
-  cmd->add_option("--num-samples", a->num_samples, "decoder: how many samples (default 1)");
+  cmd->add_option("--num-samples", a->num_samples, "decoder: how many samples (default 1)")
+      ->check(at_least(1));
   cmd->add_option("--seed", a->seed,
-                  "decoder: sample i draws from stream i of this seed (default 1337)");
+                  "decoder: sample i draws from stream i of this seed (default 1337)")
+      ->check(at_least(0));
   cmd->add_option("--stop", a->stop,
                   "decoder: end a sample when its text ends with this string (printed; repeatable; "
                   "bash's $'\\n' gives a newline)");
   cmd->add_option("--input", a->input, "encoder_decoder: the source text to decode");
-  cmd->add_option("--beam", a->beam, "encoder_decoder: beam width (default 1 = greedy)");
+  cmd->add_option("--beam", a->beam, "encoder_decoder: beam width (default 1 = greedy)")
+      ->check(at_least(1));
   cmd->add_option("--fill", a->fill, "encoder: text whose mask characters are filled in");
   cmd->add_option("--mask-char", a->mask_char,
                   "encoder: the mask character (default: data.mask_char)");
   cmd->add_flag("--quiet", a->quiet, "No header line on stderr");
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores; default 1)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   add_precision_option(*cmd, a->precision);
   cmd->callback([&run, a, cmd] {
     run = [a, cmd]() -> int {

@@ -14,8 +14,9 @@
 namespace qkv::train {
 namespace {
 
-// First Ctrl-C (or SIGTERM): finish the step, save, exit. Second: leave at once; checkpoints are
-// written atomically, so nothing on disk is left half-written.
+// First Ctrl-C (or SIGTERM): finish the step, save, exit (while starting: exit before writing
+// anything). Second: leave at once; checkpoints are written atomically, so nothing on disk is
+// left half-written.
 void on_signal(int) {
   if (g_stop_requested.exchange(true)) _exit(130);
   const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
@@ -23,8 +24,8 @@ void on_signal(int) {
 }
 
 io::Config dump_config(const TrainOptions& o) {
+  check_options(o);
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
-  check_resumable_overrides(o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
   return checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
 }
@@ -44,7 +45,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
       ->type_name("KEY=VALUE");
   cmd->add_option("--out", *out, "Run directory (same as --set train.out_dir=DIR)");
   cmd->add_option("--threads", *threads, "Threads for OpenMP and OpenBLAS (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--resume", opts->resume,
                   "Continue a run: RUN_DIR (its latest checkpoint) or RUN_DIR/checkpoint-N");
   cmd->add_option("--init-from", opts->init_from,
@@ -61,9 +62,10 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         return 0;
       }
       join_launched_processes();
-      Trainer trainer(*opts);
+      // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
+      Trainer trainer(*opts);
       return trainer.run() ? 0 : 130;
     };
   });

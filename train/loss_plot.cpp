@@ -8,8 +8,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "output_file.h"
 #include "qkv/error.h"
+#include "qkv/io/durable_file.h"
 #include "svg.h"
 
 namespace qkv::train {
@@ -161,8 +161,8 @@ void write_run_loss_chart(const std::string& run_dir) {
   const std::filesystem::path dir(run_dir);
   const std::string name =
       dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
-  write_file_atomically((dir / "loss.svg").string(),
-                        loss_chart_svg({read_loss_curves(run_dir, name)}, name + ": loss"));
+  io::replace_file(dir / "loss.svg",
+                   loss_chart_svg({read_loss_curves(run_dir, name)}, name + ": loss"));
 }
 
 }  // namespace qkv::train

@@ -1,15 +1,19 @@
 // qkv: train small transformers on character-level text, on CPUs.
 // Errors from bad input (and bad usage) are one line ("error: ...") and exit code 1; bugs are
 // exit code 2. Logs go to stderr, so stdout holds only results (eval, info, --dump-config).
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <new>
 
 #include <CLI/CLI.hpp>
+#include <fmt/ranges.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
 #include "distributed.h"
+#include "qkv/did_you_mean.h"
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 
@@ -30,6 +34,18 @@ int main(int argc, char** argv) {
   qkv::train::add_data(app, run);
   qkv::train::add_plot(app, run);
   qkv::train::add_attention(app, run);
+  // A word where the command goes that names none: CLI11 would only say one is required.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> commands;
+    for (const CLI::App* c : app.get_subcommands([](CLI::App*) { return true; }))
+      commands.push_back(c->get_name());
+    if (std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+      std::fprintf(stderr, "error: '%s' is not a qkv command%s; the commands are %s; see qkv --help\n",
+                   argv[1], qkv::did_you_mean(argv[1], commands).c_str(),
+                   fmt::format("{}", fmt::join(commands, ", ")).c_str());
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -41,6 +57,12 @@ int main(int argc, char** argv) {
     return run();
   } catch (const qkv::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
+    qkv::train::distributed().end_job_after_error(1);
+    return 1;
+  } catch (const std::bad_alloc&) {  // outside a tensor, which says its size (qkv::Error)
+    std::fprintf(stderr,
+                 "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
+                 "model.block_size) or train.batch_size\n");
     qkv::train::distributed().end_job_after_error(1);
     return 1;
   } catch (const std::exception& e) {

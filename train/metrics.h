@@ -1,9 +1,8 @@
-// metrics.jsonl: one JSON object per line, appended and flushed as training goes. Floats are
-// written with 17 significant digits, so a float loss reads back bit for bit.
+// metrics.jsonl: one JSON object per line, appended as training goes. Floats are written with 17
+// significant digits, so a float loss reads back bit for bit.
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -12,15 +11,23 @@ namespace qkv::train {
 
 class MetricsLog {
  public:
-  // Opens RUN/metrics.jsonl for appending. resume_iter >= 0 first drops what a resumed run will
-  // write again: training lines with iter >= resume_iter, and eval lines with iter > resume_iter
-  // (>= unless evaluated_at_resume: the checkpoint holds the evaluation of resume_iter).
-  MetricsLog(const std::string& path, int64_t resume_iter = -1, bool evaluated_at_resume = false);
+  // Opens RUN/metrics.jsonl for appending, after dropping what the run will write again (a new
+  // run: from_iter = 0, everything): training lines with iter >= from_iter, and eval lines with
+  // iter > from_iter (>= unless evaluated_at_from: the checkpoint resumed from holds the
+  // evaluation of from_iter). The shorter log replaces the old one whole (io::replace_file), so
+  // a full disk leaves the old log as it was. Throws qkv::Error naming the file.
+  MetricsLog(const std::string& path, int64_t from_iter, bool evaluated_at_from);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+
+  // Appends one line, or throws qkv::Error naming the file and leaves the log as it was (a line
+  // the disk could take only part of is cut off again).
   void append(const nlohmann::json& line);
 
  private:
   std::string path_;
-  std::ofstream out_;
+  int fd_ = -1;
 };
 
 }  // namespace qkv::train

@@ -1,6 +1,7 @@
 // The step and the evaluation of `qkv train`, at any number of processes.
 #include "step.h"
 
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -28,6 +29,41 @@ Rng keyed_rng(uint64_t seed, int64_t iter, int64_t index, uint64_t stream) {
   return Rng(h, stream);
 }
 
+// Three values per index (a micro-batch's loss, tokens and FLOPs; an evaluation batch's loss,
+// hits and predicted characters), summed in index order at any scale. A process alone adds them
+// as they come, in order. Processes fill their own slots of a shared vector instead (one non-zero
+// addend per slot, so the reduction is exact) and add the slots in order after it.
+class OrderedSums {
+ public:
+  OrderedSums(const Distributed& dist, int64_t count) : dist_(dist) {
+    if (dist.size() > 1) slots_.assign(3 * size_t(count), 0.0);
+  }
+  void set(int64_t index, double a, double b, double c) {
+    if (slots_.empty()) return add(a, b, c);
+    double* slot = slots_.data() + 3 * index;
+    slot[0] = a;
+    slot[1] = b;
+    slot[2] = c;
+  }
+  std::array<double, 3> total() {
+    if (!slots_.empty()) {
+      dist_.sum(slots_);
+      for (size_t i = 0; i < slots_.size(); i += 3) add(slots_[i], slots_[i + 1], slots_[i + 2]);
+    }
+    return sums_;
+  }
+
+ private:
+  void add(double a, double b, double c) {
+    sums_[0] += a;
+    sums_[1] += b;
+    sums_[2] += c;
+  }
+  const Distributed& dist_;
+  std::vector<double> slots_;
+  std::array<double, 3> sums_{};
+};
+
 }  // namespace
 
 Rng micro_batch_data_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
@@ -44,28 +80,20 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
   // This process runs micro-batches [first, first + grad_accum) of the step's M.
   const int64_t m_total = grad_accum * dist.size(), first = grad_accum * dist.rank();
   optimizer.zero_grad();
-  std::vector<double> slots(3 * size_t(m_total));  // loss, tokens, FLOPs of each micro-batch
+  OrderedSums sums(dist, m_total);  // loss, tokens, FLOPs of each micro-batch
   for (int64_t micro = first; micro < first + grad_accum; ++micro) {
     Rng data_rng = micro_batch_data_rng(seed, iter, micro);
     task.dropout_rng() = micro_batch_dropout_rng(seed, iter, micro);
     const Task::Prediction p = task.predict(data::Split::train, data_rng);
     Tensor l = softmax_cross_entropy(p.logits, p.targets);
-    slots[3 * micro] = l.item();
-    slots[3 * micro + 1] = double(p.tokens);
-    slots[3 * micro + 2] = p.flops;
+    sums.set(micro, l.item(), double(p.tokens), p.flops);
     mul_scalar(l, 1.0f / float(m_total)).backward();
     // One micro-batch's gradient is its own exact sum: only several need ExactGradSum.
     if (m_total > 1) grads.take_micro_batch();
   }
   if (m_total > 1) grads.finish(m_total, dist.size() > 1 ? &dist : nullptr);
-  dist.sum(slots);
-  StepResult r;
-  for (int64_t m = 0; m < m_total; ++m) {
-    r.loss += slots[3 * m];
-    r.tokens += int64_t(slots[3 * m + 1]);
-    r.flops += slots[3 * m + 2];
-  }
-  r.loss /= double(m_total);
+  const auto [loss, tokens, flops] = sums.total();
+  StepResult r{.loss = loss / double(m_total), .tokens = int64_t(tokens), .flops = flops};
   // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
   if (!std::isfinite(r.loss)) return r;
   // clip_grad_norm then step(lr), with the clip folded into the update's pass over the grads.
@@ -76,21 +104,13 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
 
 EvalResult evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter, int64_t batches,
                        const Distributed& dist) {
-  std::vector<double> slots(3 * size_t(batches));  // loss, hits, predicted of each batch
+  OrderedSums sums(dist, batches);  // loss, hits, predicted of each batch
   for (int64_t i = dist.rank(); i < batches; i += dist.size()) {
     Rng rng = keyed_rng(seed, iter, i, split == data::Split::train ? 3 : 4);
     const Task::BatchEval b = task.evaluate_batch(split, rng);
-    slots[3 * i] = b.loss;
-    slots[3 * i + 1] = double(b.hits);
-    slots[3 * i + 2] = double(b.predicted);
+    sums.set(i, b.loss, double(b.hits), double(b.predicted));
   }
-  dist.sum(slots);
-  double loss = 0, hits = 0, predicted = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    loss += slots[3 * i];
-    hits += slots[3 * i + 1];
-    predicted += slots[3 * i + 2];
-  }
+  const auto [loss, hits, predicted] = sums.total();
   return {loss / double(batches), predicted > 0 ? hits / predicted : 0.0};
 }
 

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "memory_estimate.h"
+#include "trainer_state.h"
 #include "qkv/data/masking.h"
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/sha256.h"
@@ -67,6 +69,13 @@ double head_flops(const nn::ModelConfig& m, int64_t tokens) {
   return 6.0 * double(m.vocab_size) * double(m.n_embd) * double(tokens);
 }
 
+// Both splits must hold one sequence of `need` characters: checked when the data is loaded,
+// before a run directory is made, rather than at the first batch.
+void check_splits(const data::TextDataset& d, int64_t need, std::string_view need_what) {
+  for (Split split : {Split::train, Split::val})
+    data::check_split_length(split, d.size(split), need, need_what);
+}
+
 // Flattens [B, T, V] logits to [B·T, V] rows for the loss.
 Tensor rows(const Tensor& logits) {
   return reshape(logits, {logits.size(0) * logits.size(1), logits.size(2)});
@@ -81,7 +90,9 @@ class DecoderTask : public Task {
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
     fingerprint_ = data_.fingerprint();
+    check_splits(data_, T_ + 1, "block_size+1");
     model_config_ = train::model_config(c, vocab_->size());
+    check_training_fits(model_config_, B_);
     model_ = std::make_unique<nn::DecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
@@ -110,7 +121,9 @@ class EncoderTask : public Task {
     QKV_CHECK(vocab_->has_special(data::kMask),
               "model.kind = encoder needs a vocabulary with the {} token", data::kMask);
     fingerprint_ = data_.fingerprint();
+    check_splits(data_, T_, "block_size");
     model_config_ = train::model_config(c, vocab_->size());
+    check_training_fits(model_config_, B_);
     model_ = std::make_unique<nn::EncoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
@@ -134,6 +147,7 @@ class EncoderDecoderTask : public Task {
     vocab_ = data_.vocab();
     fingerprint_ = data::sha256_file_hex(c.data.path.front());
     model_config_ = train::model_config(c, vocab_->size());
+    check_training_fits(model_config_, B_);
     model_ = std::make_unique<nn::EncoderDecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }
@@ -175,18 +189,16 @@ io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::st
                              const std::vector<std::string>& overrides) {
   const std::string config_path = dir + "/config.toml";
   io::Config config = io::parse_config(checkpoint.config_toml, config_path, overrides);
-  const nlohmann::json& state = checkpoint.trainer_state;
-  const nlohmann::json kind =
-      state.is_object() ? state.value("model_kind", nlohmann::json()) : nlohmann::json();
-  QKV_CHECK(
-      !kind.is_string() || parse_enum<nn::ModelKind>(kind.get<std::string>()) == config.model.kind,
-      "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
-      "weights; this config.toml does not belong to them",
-      config_path, enum_name(config.model.kind), dir, kind.get<std::string>());
+  const TrainerState state = read_trainer_state(checkpoint, dir);
+  QKV_CHECK(state.model_kind == config.model.kind,
+            "{}: model.kind is {}, but {}/trainer_state.json records model_kind {} for these "
+            "weights; this config.toml does not belong to them",
+            config_path, enum_name(config.model.kind), dir, enum_name(state.model_kind));
   return config;
 }
 
 std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc) {
+  check_model_fits(mc);
   switch (mc.kind) {
     case nn::ModelKind::decoder:
       return std::make_unique<nn::DecoderModel>(mc);

@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "loss_plot.h"
 #include "metrics.h"
@@ -19,9 +18,12 @@
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
+#include "qkv/io/durable_file.h"
+#include "qkv/io/run_lock.h"
 #include "qkv/ops.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
+#include "trainer_state.h"
 
 namespace fs = std::filesystem;
 
@@ -38,9 +40,16 @@ const std::vector<std::string>& resumable_keys() {
   return keys;
 }
 
-void check_resumable_overrides(const std::vector<std::string>& overrides) {
+void check_options(const TrainOptions& options) {
+  QKV_CHECK(options.resume.empty() || options.init_from.empty(),
+            "--resume and --init-from exclude each other");
+  QKV_CHECK(options.resume.empty() || options.config_path.empty(),
+            "qkv train {} --resume {}: give a config or --resume, not both; a resumed run keeps "
+            "the config it started with (its config.toml), and --set changes what may change",
+            options.config_path, options.resume);
+  if (options.resume.empty()) return;
   const auto& keys = resumable_keys();
-  for (const std::string& o : overrides) {
+  for (const std::string& o : options.overrides) {
     const std::string key = o.substr(0, o.find('='));
     QKV_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(),
               "--set {}: '{}' cannot change when resuming (it would change the model or the "
@@ -50,6 +59,9 @@ void check_resumable_overrides(const std::vector<std::string>& overrides) {
 }
 
 struct Trainer::State {
+  std::string resume_path;     // --resume as given
+  std::string checkpoint_dir;  // resumed from, or the weights of --init-from
+  std::unique_ptr<io::RunLock> lock;
   const Distributed& dist = distributed();
   int64_t iter = 0;
   bool resumed = false;
@@ -62,6 +74,7 @@ struct Trainer::State {
   std::unique_ptr<optim::ExactGradSum> grads;  // the parameters, and their exact grad sum
   optim::ScheduleConfig schedule;
   std::vector<double> recent_ms, recent_gflops;
+  double last_loss = NAN;  // of the last step this process ran
 };
 
 namespace {
@@ -73,28 +86,31 @@ std::string duration_text(double seconds) {
   return fmt::format("{}s", s);
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  QKV_CHECK(out.good(), "{}: cannot write", path);
+// A new run may use a directory that holds no checkpoint: a new one, or one whose run stopped
+// before its first save, where starting again loses nothing. Unreadable paths pass here:
+// creating the directory then reports them.
+void check_no_checkpoint(const std::string& dir) {
+  QKV_CHECK(!io::holds_checkpoint(dir),
+            "{}: already holds a run with checkpoints; continue it with `qkv train --resume {}`, "
+            "or choose another directory with --out or --set train.out_dir=...",
+            dir, dir);
 }
 
-// Unreadable paths count as empty here: creating the run directory then reports the problem.
-bool holds_run(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return false;
-  if (fs::exists(fs::path(dir) / "metrics.jsonl", ec) || fs::exists(fs::path(dir) / "latest", ec))
-    return true;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->path().filename().string().starts_with("checkpoint-")) return true;
-  return false;
+// What a message that stops the run tells the user to do next.
+std::string where_to_continue(const std::string& run_dir) {
+  try {
+    return fmt::format("the last checkpoint is {}; continue from it with `qkv train --resume {}`",
+                       io::resolve_checkpoint(run_dir), run_dir);
+  } catch (const Error&) {
+    return fmt::format("no checkpoint was saved, so `qkv train` into {} starts it again", run_dir);
+  }
 }
 
 // The grad_accum that keeps a resumed run's steps at the checkpoint's M micro-batches on this
 // many processes. Checkpoints from before MPI record no micro_batches: theirs was grad_accum.
-int64_t grad_accum_at_scale(const nlohmann::json& state, int64_t saved_grad_accum,
+int64_t grad_accum_at_scale(const TrainerState& state, int64_t saved_grad_accum,
                             const std::string& dir, const Distributed& dist) {
-  const int64_t m = state.value("micro_batches", saved_grad_accum);
+  const int64_t m = state.micro_batches > 0 ? state.micro_batches : saved_grad_accum;
   QKV_CHECK(m % dist.size() == 0,
             "{}: its steps have {} micro-batches, which {} processes cannot share evenly; resume "
             "with a number of processes that divides {}",
@@ -110,35 +126,52 @@ int64_t grad_accum_at_scale(const nlohmann::json& state, int64_t saved_grad_accu
 Trainer::~Trainer() = default;
 
 Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
-  QKV_CHECK(o.resume.empty() || o.init_from.empty(), "--resume and --init-from exclude each other");
-  std::optional<data::Vocab> vocab;
+  check_options(o);
+  state_->resume_path = o.resume;
   std::optional<io::CheckpointData> checkpoint;
-  std::string checkpoint_dir;
   if (!o.resume.empty()) {
-    check_resumable_overrides(o.overrides);
-    checkpoint_dir = io::resolve_checkpoint(o.resume);
-    checkpoint = io::load_checkpoint(checkpoint_dir);
-    config_ = checkpoint_config(*checkpoint, checkpoint_dir, o.overrides);
-    vocab = data::Vocab::from_json(checkpoint->vocab, checkpoint_dir + "/vocab.json");
-    run_dir_ = fs::path(checkpoint_dir).parent_path().string();
+    state_->checkpoint_dir = io::resolve_checkpoint(o.resume);
+    run_dir_ = fs::path(state_->checkpoint_dir).parent_path().string();
+    if (state_->dist.writes()) io::RunLock::check_free(run_dir_);
+    checkpoint = io::load_checkpoint(state_->checkpoint_dir);
+    config_ = checkpoint_config(*checkpoint, state_->checkpoint_dir, o.overrides);
   } else {
     QKV_CHECK(!o.config_path.empty(), "qkv train needs a config file (or --resume RUN)");
     config_ = io::load_config(o.config_path, o.overrides);
     run_dir_ = config_.train.out_dir;
-    QKV_CHECK(!state_->dist.writes() || !holds_run(run_dir_),
-              "{}: already holds a run; continue it with `qkv train --resume {}`, or choose "
-              "another directory with --out or --set train.out_dir=...",
-              run_dir_, run_dir_);
+    if (state_->dist.writes()) {  // the run directory is rank 0's alone
+      io::RunLock::check_free(run_dir_);
+      check_no_checkpoint(run_dir_);
+    }
     if (!o.init_from.empty()) {
-      checkpoint_dir = io::resolve_checkpoint(o.init_from);
-      checkpoint = io::load_checkpoint(checkpoint_dir, /*with_optimizer=*/false);
-      const io::Config source = checkpoint_config(*checkpoint, checkpoint_dir);
+      state_->checkpoint_dir = io::resolve_checkpoint(o.init_from);
+      checkpoint = io::load_checkpoint(state_->checkpoint_dir, /*with_optimizer=*/false);
+      const io::Config source = checkpoint_config(*checkpoint, state_->checkpoint_dir);
       QKV_CHECK(source.model.kind == config_.model.kind,
                 "--init-from {}: the checkpoint holds a {} model, the config asks for {}",
-                checkpoint_dir, enum_name(source.model.kind), enum_name(config_.model.kind));
-      vocab = data::Vocab::from_json(checkpoint->vocab, checkpoint_dir + "/vocab.json");
+                state_->checkpoint_dir, enum_name(source.model.kind),
+                enum_name(config_.model.kind));
     }
   }
+  build(checkpoint ? std::optional(data::Vocab::from_json(checkpoint->vocab,
+                                                          state_->checkpoint_dir + "/vocab.json"))
+                   : std::nullopt);
+  if (checkpoint) {
+    const std::string& dir = state_->checkpoint_dir;
+    load_weights(task_->model(), *checkpoint, dir,
+                 o.resume.empty() ? o.config_path : dir + "/config.toml");
+    if (!o.resume.empty()) restore(*checkpoint, o.allow_data_change);
+  }
+  // Processes that disagree would each compute their own run and reduce garbage together.
+  if (state_->dist.size() > 1)
+    state_->dist.check_same({{"config", data::sha256_hex(io::to_toml(config_))},
+                             {"training text", task_->fingerprint()},
+                             {"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
+  state_->peak_gflops = measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3);
+}
+
+// The data, the model at the run's precision, AdamW and the schedule.
+void Trainer::build(const std::optional<data::Vocab>& vocab) {
   set_num_threads(static_cast<int>(config_.train.threads));
   state_->precision = choose_precision(config_.train.precision, "train.precision");
   task_ = make_task(config_, vocab);
@@ -152,60 +185,62 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
   state_->grads = std::make_unique<optim::ExactGradSum>(model.named_parameters());
-  // Processes that disagree would each compute their own run and reduce garbage together.
-  if (state_->dist.size() > 1)
-    state_->dist.check_same({{"config", data::sha256_hex(io::to_toml(config_))},
-                             {"training text", task_->fingerprint()},
-                             {"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
   state_->schedule = schedule_config(config_);
-  if (checkpoint) {
-    load_weights(model, *checkpoint, checkpoint_dir,
-                 o.resume.empty() ? o.config_path : checkpoint_dir + "/config.toml");
-    if (!o.resume.empty()) {
-      QKV_CHECK(o.allow_data_change || checkpoint->data_fingerprint == task_->fingerprint(),
-                "data.path: the training text differs from the one this run was trained on "
-                "(SHA-256 {} in {}, {} now); pass --allow-data-change to continue on it anyway",
-                checkpoint->data_fingerprint.substr(0, 12), checkpoint_dir,
-                task_->fingerprint().substr(0, 12));
-      optimizer_->load_state(checkpoint->optimizer, checkpoint->optimizer_step);
-      const nlohmann::json& s = checkpoint->trainer_state;
-      try {
-        state_->iter = s.at("iter").get<int64_t>();
-        config_.train.grad_accum =
-            grad_accum_at_scale(s, config_.train.grad_accum, checkpoint_dir, state_->dist);
-        // Checkpoints of qkv before keyed streams hold the state of sequential ones instead.
-        if (s.contains("data_rng"))
-          spdlog::info("{} was saved before per-step data streams: from iter {} on, batches "
-                       "and dropout come from streams keyed by (seed, iter, micro-batch)",
-                       checkpoint_dir, state_->iter);
-        state_->best_val_loss =
-            s.at("best_val_loss").is_null() ? INFINITY : s.at("best_val_loss").get<double>();
-        state_->last_eval = s.value("last_eval", nlohmann::json());
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(fmt::format("{}/trainer_state.json: {}", checkpoint_dir, e.what()));
-      }
-      state_->resumed = true;
-      state_->last_saved = state_->iter;
-    }
-  }
-  if (!state_->dist.writes()) return;  // the rest writes the run directory: rank 0's alone
+}
+
+// The optimizer and trainer state of the checkpoint resumed from.
+void Trainer::restore(const io::CheckpointData& checkpoint, bool allow_data_change) {
+  const std::string& dir = state_->checkpoint_dir;
+  QKV_CHECK(allow_data_change || checkpoint.data_fingerprint == task_->fingerprint(),
+            "data.path: the training text differs from the one this run was trained on "
+            "(SHA-256 {} in {}, {} now); pass --allow-data-change to continue on it anyway",
+            checkpoint.data_fingerprint.substr(0, 12), dir, task_->fingerprint().substr(0, 12));
+  optimizer_->load_state(checkpoint.optimizer, checkpoint.optimizer_step);
+  const TrainerState s = read_trainer_state(checkpoint, dir);
+  state_->iter = s.iter;
+  config_.train.grad_accum = grad_accum_at_scale(s, config_.train.grad_accum, dir, state_->dist);
+  // Checkpoints of qkv before keyed streams hold the state of sequential ones instead.
+  if (checkpoint.trainer_state.contains("data_rng"))
+    spdlog::info("{} was saved before per-step data streams: from iter {} on, batches and "
+                 "dropout come from streams keyed by (seed, iter, micro-batch)",
+                 dir, state_->iter);
+  state_->best_val_loss = s.best_val_loss;
+  state_->last_eval = s.last_eval;
+  state_->resumed = true;
+  state_->last_saved = state_->iter;
+}
+
+// Creates and locks the run directory, then checks again, under the lock, what the constructor
+// checked without it: another process may have written to the directory since.
+void Trainer::open_run_dir() {
   std::error_code ec;
   fs::create_directories(run_dir_, ec);
   QKV_CHECK(!ec, "{}: cannot create the run directory: {}; choose another with --out", run_dir_,
             ec.message());
-  write_text(run_dir_ + "/config.toml", io::to_toml(config_));
-  state_->metrics = std::make_unique<MetricsLog>(
-      run_dir_ + "/metrics.jsonl", state_->resumed ? state_->iter : -1, evaluated_at(state_->iter));
+  state_->lock = std::make_unique<io::RunLock>(run_dir_);
+  if (state_->resumed) {
+    QKV_CHECK(io::resolve_checkpoint(state_->resume_path) == state_->checkpoint_dir,
+              "{}: another qkv train saved a checkpoint here while this one was starting; run "
+              "the command again to continue from it",
+              run_dir_);
+  } else {
+    check_no_checkpoint(run_dir_);
+    if (fs::exists(fs::path(run_dir_) / "config.toml", ec))
+      spdlog::warn("{} holds a run that stopped before its first checkpoint: starting it again",
+                   run_dir_);
+  }
+  io::replace_file(run_dir_ + "/config.toml", io::to_toml(config_));
+  state_->metrics = std::make_unique<MetricsLog>(run_dir_ + "/metrics.jsonl", state_->iter,
+                                                 evaluated_at(state_->iter));
   // A crash between saving a best checkpoint and pointing `best` at it: point it now.
   const fs::path resumed_dir = fs::path(run_dir_) / fmt::format("checkpoint-{}", state_->iter);
   if (state_->resumed && evaluated_at(state_->iter) &&
       state_->last_eval.value("val_loss", double(NAN)) == state_->best_val_loss &&
-      fs::equivalent(checkpoint_dir, resumed_dir, ec))
+      fs::equivalent(state_->checkpoint_dir, resumed_dir, ec))
     io::mark_best(run_dir_, state_->iter);
-  state_->peak_gflops = measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3);
-  if (!checkpoint_dir.empty())
+  if (!state_->checkpoint_dir.empty())
     spdlog::info("{} {} at iter {}", state_->resumed ? "resuming from" : "weights from",
-                 checkpoint_dir, state_->iter);
+                 state_->checkpoint_dir, state_->iter);
 }
 
 void Trainer::log_start() const {
@@ -307,14 +342,22 @@ double Trainer::train_step(int64_t iter) {
   const auto& c = config_;
   const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
-  const auto [loss, norm, tokens, flops] =
-      optimisation_step(*task_, *optimizer_, *state_->grads, state_->dist,
-                        static_cast<uint64_t>(c.train.seed), iter, c.train.grad_accum,
-                        float(c.optim.grad_clip), lr);
-  QKV_CHECK(std::isfinite(loss),
-            "training loss became {} at iter {}; the weights were not saved; the last good "
-            "checkpoint is in {} — try a lower optim.lr",
-            loss, iter, run_dir_);
+  const auto [loss, norm, tokens, flops] = optimisation_step(
+      *task_, *optimizer_, *state_->grads, state_->dist, static_cast<uint64_t>(c.train.seed), iter,
+      c.train.grad_accum, float(c.optim.grad_clip), lr);
+  if (!std::isfinite(loss)) {
+    // Only a loss that was finite at an earlier step of this process points at the updates.
+    const std::string cause =
+        std::isfinite(state_->last_loss)
+            ? fmt::format("it was {:.4f} at iter {}, so the updates diverged: a lower optim.lr "
+                          "(the peak is {}) or optim.grad_clip usually helps",
+                          state_->last_loss, iter - 1, c.optim.lr)
+            : "it was not finite at the first step, before this process updated anything, so "
+              "optim.* is not the cause: look at the model.* sizes and the data";
+    throw Error(fmt::format("training loss became {} at iter {}; {}; the weights were not saved; {}",
+                            loss, iter, cause, where_to_continue(run_dir_)));
+  }
+  state_->last_loss = loss;
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
@@ -352,6 +395,12 @@ double Trainer::train_step(int64_t iter) {
 }
 
 bool Trainer::run() {
+  // Ctrl-C while starting (on any process): nothing was written, nothing needs to be.
+  if (state_->dist.any(g_stop_requested)) {
+    spdlog::warn("stopped before training began; nothing was written");
+    return false;
+  }
+  if (state_->dist.writes()) open_run_dir();
   log_start();
   const auto& c = config_;
   const auto t0 = std::chrono::steady_clock::now();

@@ -15,7 +15,8 @@ struct AllocatorStats {
   int64_t bytes_cached = 0;   // bucket bytes sitting on free lists
 };
 
-float* allocate_floats(int64_t numel);          // 64-byte aligned; never null (throws bad_alloc)
+// 64-byte aligned; never null. Out of memory throws qkv::Error naming the request's size.
+float* allocate_floats(int64_t numel);
 void release_floats(float* p, int64_t numel);   // numel as given to allocate_floats
 AllocatorStats allocator_stats();
 void empty_allocator_cache();                   // returns every cached block to the system

@@ -20,6 +20,11 @@ std::string read_data_file(const std::string& path) {
             path);
   QKV_CHECK(!std::filesystem::is_directory(status),
             "data.path '{}' is a directory; it must name a text file", path);
+  // A FIFO would block the read forever and a device such as /dev/zero never ends.
+  QKV_CHECK(std::filesystem::is_regular_file(status),
+            "data.path '{}' is not a regular file (a FIFO, device or socket); it must name a "
+            "text file",
+            path);
   std::ifstream in(path, std::ios::binary);
   QKV_CHECK(in, "data.path '{}' cannot be opened ({})", path, std::strerror(errno));
   std::ostringstream bytes;

@@ -16,7 +16,7 @@
 #include <set>
 
 #include "io/checkpoint_layout.h"
-#include "io/durable_file.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/safetensors.h"
@@ -101,17 +101,7 @@ void write_contents(const fs::path& dir, int64_t step, const CheckpointData& d) 
 
 // RUN/<name> holding "checkpoint-<step>\n", replaced atomically.
 void write_pointer(const fs::path& run, const std::string& name, int64_t step) {
-  const fs::path tmp = run / (name + ".tmp"), dst = run / name;
-  try {
-    write_file_synced(tmp, dir_name(step) + "\n");
-    if (::rename(tmp.c_str(), dst.c_str()) != 0)
-      throw_os_error(dst.string(), "cannot replace", errno);
-    sync_path(run);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw;
-  }
+  replace_file(run / name, dir_name(step) + "\n");
 }
 
 // The step RUN/<name> points at, or nothing when the pointer does not exist.
@@ -228,6 +218,14 @@ void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
   remove_leftovers(run_dir, latest);
 }
 
+bool holds_checkpoint(const std::string& run_dir) {
+  std::error_code ec;
+  if (fs::exists(fs::path(run_dir) / "latest", ec)) return true;
+  for (fs::directory_iterator it(run_dir, ec), end; !ec && it != end; it.increment(ec))
+    if (parse_dir_name(it->path().filename().string())) return true;
+  return false;
+}
+
 std::string resolve_checkpoint(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -263,6 +261,10 @@ std::string resolve_checkpoint(const std::string& path) {
   for (const char* file : {kModel, kOptimizer, kTrainerState, kVocab})
     has_checkpoint_files = has_checkpoint_files || is_file(dir / file);
   QKV_CHECK(!has_checkpoint_files, "{}: not a checkpoint (no manifest.json)", path);
+  QKV_CHECK(!is_file(dir / kConfig),
+            "{}: no checkpoint yet: the run stopped before its first save; start it again with "
+            "`qkv train {} --out {}`",
+            path, (dir / kConfig).string(), path);
   throw Error(
       fmt::format("{}: no checkpoint found (expected checkpoint-<step>/ directories)", path));
 }

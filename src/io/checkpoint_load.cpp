@@ -9,7 +9,7 @@
 #include <map>
 
 #include "io/checkpoint_layout.h"
-#include "io/durable_file.h"
+#include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
@@ -52,6 +52,7 @@ struct ManifestEntry {
 struct Manifest {
   std::map<std::string, ManifestEntry> files;
   std::string data_fingerprint;
+  int64_t step = -1;
 };
 
 Manifest read_manifest(const fs::path& dir) {
@@ -69,7 +70,13 @@ Manifest read_manifest(const fs::path& dir) {
   QKV_CHECK(fingerprint.is_string(), "{}: no string 'data_fingerprint'", where);
   QKV_CHECK(files.is_object(), "{}: no object 'files'", where);
 
-  Manifest m{.files = {}, .data_fingerprint = fingerprint.get<std::string>()};
+  const json step = j.value("step", json());
+  QKV_CHECK(step.is_null() || (step.is_number_unsigned() && step.get<uint64_t>() <= INT64_MAX),
+            "{}: 'step' is {}, expected a non-negative integer", where, step.dump());
+
+  Manifest m{.files = {},
+             .data_fingerprint = fingerprint.get<std::string>(),
+             .step = step.is_null() ? -1 : step.get<int64_t>()};
   for (const auto& [name, e] : files.items()) {
     QKV_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
               "{}: '{}' is not a file name", where, name);
@@ -139,6 +146,7 @@ CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
   out.config_toml = read_text(dir / kConfig);
   out.vocab = read_json(dir / kVocab);
   out.data_fingerprint = manifest.data_fingerprint;
+  out.manifest_step = manifest.step;
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -15,6 +16,8 @@
 
 #include <toml++/toml.h>
 
+#include "qkv/data/utf8.h"
+#include "qkv/did_you_mean.h"
 #include "qkv/error.h"
 
 namespace qkv::io {
@@ -96,7 +99,7 @@ const std::vector<Field>& fields() {
       {"train.seed", QKV_REF(train.seed), "seed for initialisation, data order and dropout",
        kNonNegative},
       {"train.threads", QKV_REF(train.threads), "threads for OpenMP and OpenBLAS; 0 means all cores",
-       kNonNegative},
+       {0, 1024}},
       {"train.out_dir", QKV_REF(train.out_dir), "run directory (checkpoints, metrics, config)"},
       {"train.checkpoint_interval", QKV_REF(train.checkpoint_interval),
        "save a checkpoint every this many steps", kAtLeastOne},
@@ -117,29 +120,10 @@ const Field* find_field(std::string_view key) {
   return nullptr;
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string did_you_mean(std::string_view key) {
-  const Field* best = nullptr;
-  size_t best_d = 3;  // suggest only near misses
-  for (const Field& f : fields()) {
-    const size_t d = edit_distance(key, f.key);
-    if (d < best_d) best = &f, best_d = d;
-  }
-  return best ? fmt::format(" (did you mean '{}'?)", best->key) : "";
+  std::vector<std::string> keys;
+  for (const Field& f : fields()) keys.push_back(f.key);
+  return qkv::did_you_mean(key, keys);
 }
 
 std::string describe(const toml::node& n) {
@@ -154,10 +138,24 @@ std::string range_text(const Range& r) {
                      r.hi_open ? ")" : "]");
 }
 
+bool in_range(const Range& r, double v) {
+  return (r.lo_open ? v > r.lo : v >= r.lo) && (r.hi_open ? v < r.hi : v <= r.hi);
+}
+
 void check_range(const Field& f, double v) {
-  const Range& r = f.range;
-  const bool ok = (r.lo_open ? v > r.lo : v >= r.lo) && (r.hi_open ? v < r.hi : v <= r.hi);
-  QKV_CHECK(ok, "{} = {} is out of range {}", f.key, v, range_text(r));
+  QKV_CHECK(in_range(f.range, v), "{} = {} is out of range {}", f.key, v, range_text(f.range));
+}
+
+// Training computes in float32: a value is checked as the float it becomes, so that 1e300 (inf),
+// 1e-50 (0) or a beta of 0.9999999999 (1) is refused rather than trained with.
+void check_float_range(const Field& f, double v) {
+  QKV_CHECK(std::isfinite(v) && std::abs(v) <= double(std::numeric_limits<float>::max()),
+            "{} = {} is not a finite float32 number (at most {:g} in magnitude)", f.key, v,
+            std::numeric_limits<float>::max());
+  check_range(f, v);
+  const double as_float = double(float(v));
+  QKV_CHECK(in_range(f.range, as_float), "{} = {} is {} in float32, which training computes in; "
+            "out of range {}", f.key, v, as_float, range_text(f.range));
 }
 
 // Assigns node to the field's member, or throws an Error without location (the caller adds it).
@@ -174,8 +172,10 @@ void assign(const Field& f, Config& c, const toml::node& n) {
           ref(c) = n.as_integer()->get();
         } else if constexpr (std::is_same_v<T, double>) {
           if (!n.is_number()) throw wrong("a number");
-          const double v = n.value<double>().value();
-          check_range(f, v);
+          // value<double>() is empty for an integer that a double cannot hold exactly.
+          const double v = n.is_integer() ? double(n.as_integer()->get())
+                                          : n.as_floating_point()->get();
+          check_float_range(f, v);
           ref(c) = v;
         } else if constexpr (std::is_same_v<T, bool>) {
           if (!n.is_boolean()) throw wrong("true or false");
@@ -285,10 +285,15 @@ void validate(const Config& c, const Origins& origins, const std::string& source
                 c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
             "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",
             at("schedule.lr_decay_iters"), c.schedule.lr_decay_iters, c.schedule.warmup_iters);
-  QKV_CHECK(c.data.mask_char.size() == 1 ||
-                (c.data.mask_char.size() <= 4 && (c.data.mask_char[0] & 0xC0) == 0xC0),
-            "{}: data.mask_char must be a single character, got '{}'", at("data.mask_char"),
-            c.data.mask_char);
+  std::u32string mask;
+  try {
+    mask = data::decode_utf8(c.data.mask_char, "data.mask_char");
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", at("data.mask_char"), e.what()));
+  }
+  QKV_CHECK(mask.size() == 1, "{}: data.mask_char must be a single character, got '{}' ({})",
+            at("data.mask_char"), c.data.mask_char,
+            mask.empty() ? "empty" : fmt::format("{} characters", mask.size()));
 }
 
 Config parse_with(const toml::table& root, const std::string& source,

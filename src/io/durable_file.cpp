@@ -1,5 +1,5 @@
 // Crash-safe file operations: POSIX calls, so every failure has its errno for the message.
-#include "io/durable_file.h"
+#include "qkv/io/durable_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,12 +16,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Owns a file descriptor; close() reports errors where they matter (after writing).
+// Owns a file descriptor; close() reports errors where they matter (after writing). Errors name
+// `where`: the path, or the file a temporary one stands in for.
 class Fd {
  public:
-  Fd(const fs::path& path, int flags, std::string_view what) : path_(path) {
+  Fd(const fs::path& path, int flags, std::string_view what, std::string where = {})
+      : where_(where.empty() ? path.string() : std::move(where)) {
     fd_ = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw_os_error(path.string(), what, errno);
+    if (fd_ < 0) throw_os_error(where_, what, errno);
   }
   ~Fd() {
     if (fd_ >= 0) ::close(fd_);
@@ -33,21 +35,28 @@ class Fd {
     while (!bytes.empty()) {
       const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw_os_error(path_.string(), "cannot write", errno);
+      if (n < 0) throw_os_error(where_, "cannot write", errno);
       bytes.remove_prefix(size_t(n));
     }
   }
   void sync() {
-    if (::fsync(fd_) != 0) throw_os_error(path_.string(), "cannot sync to disk", errno);
+    if (::fsync(fd_) != 0) throw_os_error(where_, "cannot sync to disk", errno);
   }
   void close() {
-    if (::close(std::exchange(fd_, -1)) != 0) throw_os_error(path_.string(), "cannot write", errno);
+    if (::close(std::exchange(fd_, -1)) != 0) throw_os_error(where_, "cannot write", errno);
   }
 
  private:
-  fs::path path_;
+  std::string where_;
   int fd_ = -1;
 };
+
+void write_synced(const fs::path& path, std::string_view bytes, std::string where) {
+  Fd f(path, O_WRONLY | O_CREAT | O_TRUNC, "cannot create", std::move(where));
+  f.write_all(bytes);
+  f.sync();
+  f.close();
+}
 
 }  // namespace
 
@@ -56,10 +65,21 @@ void throw_os_error(const std::string& where, std::string_view what, int err) {
 }
 
 void write_file_synced(const fs::path& path, std::string_view bytes) {
-  Fd f(path, O_WRONLY | O_CREAT | O_TRUNC, "cannot create");
-  f.write_all(bytes);
-  f.sync();
-  f.close();
+  write_synced(path, bytes, path.string());
+}
+
+void replace_file(const fs::path& path, std::string_view bytes) {
+  fs::path tmp = path;
+  tmp += ".tmp-" + std::to_string(::getpid());
+  try {
+    write_synced(tmp, bytes, path.string());
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      throw_os_error(path.string(), "cannot replace", errno);
+  } catch (const Error&) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  sync_path(path.has_parent_path() ? path.parent_path() : fs::path("."));
 }
 
 void sync_path(const fs::path& path) { Fd(path, O_RDONLY, "cannot open to sync").sync(); }

@@ -2,10 +2,12 @@
 // metrics.jsonl, and snapshots of a directory tree to prove a failed command changed nothing.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -101,5 +103,24 @@ inline int64_t pointer_step(const fs::path& run, const char* pointer) {
 }
 
 inline int64_t latest_step(const fs::path& run) { return pointer_step(run, "latest"); }
+
+inline size_t count_lines(const fs::path& file) {
+  std::ifstream in(file);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+// Polls until ready(), or until the process ends or hangs (then false).
+template <class Ready>
+bool wait_until(Process& process, Ready ready,
+                std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready()) {
+    if (!process.running() || std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 }  // namespace qkv::testing

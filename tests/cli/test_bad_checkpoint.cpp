@@ -165,12 +165,16 @@ TEST_CASE("qkv info/eval/train --resume: a directory that is not a checkpoint is
   }
 }
 
-TEST_CASE("qkv info/eval/train --resume: a run directory without checkpoints is refused") {
+TEST_CASE("qkv info/eval/train --resume: a run without checkpoints says how to start it again") {
   TempDir dir("cli_no_checkpoints");
   const fs::path run = copy_of_trained_run(dir);
   for (const char* entry : {"checkpoint-5", "latest", "best"}) fs::remove_all(run / entry);
   REQUIRE(fs::exists(run / "metrics.jsonl"));
-  check_rejected(dir.path(), run, {"error: " + run.string() + ": no checkpoint found"});
+  check_rejected(dir.path(), run,
+                 {"error: " + run.string() +
+                  ": no checkpoint yet: the run stopped before its first save; start it again "
+                  "with `qkv train " +
+                  (run / "config.toml").string() + " --out " + run.string() + "`"});
 }
 
 TEST_CASE("qkv info/eval/train --resume: header length larger than the file is reported") {
@@ -302,4 +306,76 @@ TEST_CASE("qkv info/eval/train --resume: a config.toml of another model kind is 
                     ", but " + ckpt.string() + "/trainer_state.json records model_kind " + from +
                     " for these weights; this config.toml does not belong to them\n"});
   }
+}
+
+TEST_CASE("qkv info/eval/train --resume: trainer_state.json is checked: types, ranges, its step") {
+  TempDir dir("cli_trainer_state");
+  const fs::path source = copy_of_trained_run(dir);
+  const nlohmann::json good =
+      nlohmann::json::parse(read_bytes(source / "checkpoint-5" / "trainer_state.json"));
+  struct Case {
+    const char* key;
+    nlohmann::json value;  // null: the key is removed
+    std::string expected;
+  };
+  const std::vector<Case> cases{
+      {"iter", -5, "'iter' is -5, expected a non-negative integer"},
+      {"iter", 3.7, "'iter' is 3.7, expected a non-negative integer"},
+      {"iter", "5", "'iter' is \"5\", expected a non-negative integer"},
+      {"iter", nlohmann::json::array({5}), "'iter' is [5], expected a non-negative integer"},
+      {"iter", 7, "'iter' is 7, but the directory holds step 5"},
+      {"iter", nullptr, "no 'iter'"},
+      {"data_rng", "x", "'data_rng' is \"x\", expected [state, stream]"},
+      {"dropout_rng", nlohmann::json::array({1, -2}), "'dropout_rng' is [1,-2], expected"},
+      {"micro_batches", 0, "'micro_batches' is 0 and 'processes' 1, expected positive integers"},
+      {"processes", nullptr, "no 'processes'"},
+      {"best_val_loss", "low", "'best_val_loss' is \"low\", expected a finite number or null"},
+      {"last_eval", 3, "'last_eval' is 3, expected null or an object"},
+      {"model_kind", 4, "'model_kind' is 4, expected one of: decoder, encoder, encoder_decoder"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.key);
+    CAPTURE(c.value.dump());
+    const fs::path run = dir.path() / ("run" + std::to_string(n++));
+    fs::copy(source, run, fs::copy_options::recursive);
+    nlohmann::json state = good;
+    if (c.value.is_null())
+      state.erase(c.key);
+    else
+      state[c.key] = c.value;
+    const fs::path ckpt = run / "checkpoint-5";
+    replace_with_manifest(ckpt, "trainer_state.json", state.dump(2));
+    check_rejected(dir.path(), run,
+                   {"error: " + (ckpt / "trainer_state.json").string() + ": " + c.expected,
+                    "; the checkpoint is damaged or was edited — resume from an earlier "
+                    "checkpoint\n"});
+  }
+}
+
+TEST_CASE("qkv train --resume: trainer_state.json's iter must match the optimizer's step") {
+  TempDir dir("cli_optimizer_step");
+  const fs::path run = copy_of_trained_run(dir);
+  const fs::path ckpt = run / "checkpoint-5";
+  replace_text(ckpt, "optimizer.safetensors", "\"step\":\"5\"", "\"step\":\"6\"");
+  const Snapshot before = snapshot(dir.path());
+  const CommandResult r = run_qkv({"train", "--resume", run.string(), "--threads", "1"});
+  CHECK_MESSAGE(is_one_error_line(r), r.err);
+  CHECK_MESSAGE(r.err.starts_with("error: " + (ckpt / "trainer_state.json").string() +
+                                  ": 'iter' is 5, but optimizer.safetensors records step 6"),
+                r.err);
+  CHECK(snapshot(dir.path()) == before);
+}
+
+TEST_CASE("qkv info/eval/train --resume: trainer_state.json's iter must match the manifest's step") {
+  TempDir dir("cli_manifest_step");
+  const fs::path run = copy_of_trained_run(dir);
+  const fs::path ckpt = run / "checkpoint-5";
+  nlohmann::json manifest = nlohmann::json::parse(read_bytes(ckpt / "manifest.json"));
+  REQUIRE(manifest["step"] == 5);
+  manifest["step"] = 9;
+  std::ofstream(ckpt / "manifest.json", std::ios::trunc) << manifest.dump(2) << "\n";
+  check_rejected(dir.path(), run,
+                 {"error: " + (ckpt / "trainer_state.json").string() +
+                  ": 'iter' is 5, but manifest.json records step 9"});
 }

@@ -3,35 +3,14 @@
 // resumed run ends with the same losses as a run never interrupted.
 #include <doctest/doctest.h>
 
-#include <chrono>
 #include <regex>
-#include <thread>
 
 #include "qkv/rng.h"
 #include "qkv_cli.h"
 
 using namespace qkv::testing;
-using namespace std::chrono_literals;
 
 namespace {
-
-size_t count_lines(const fs::path& file) {
-  std::ifstream in(file);
-  size_t n = 0;
-  for (std::string line; std::getline(in, line);) ++n;
-  return n;
-}
-
-// Polls until ready(), or until the process ends or hangs (then false).
-template <class Ready>
-bool wait_until(Process& process, Ready ready, std::chrono::seconds timeout = 60s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!ready()) {
-    if (!process.running() || std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 std::vector<int64_t> range(int64_t n) {
   std::vector<int64_t> v(size_t(n), 0);

@@ -116,3 +116,19 @@ TEST_CASE("tensor: printing shows shape, name and values") {
   big << Tensor::zeros({20});
   CHECK(big.str().find("... (20 values)") != std::string::npos);
 }
+
+TEST_CASE("allocator: a request the system cannot meet is one error naming its size") {
+  const AllocatorStats before = allocator_stats();
+  for (int64_t numel : {int64_t{1} << 50, int64_t{1} << 62, INT64_MAX}) {
+    const std::string expected =
+        fmt::format("out of memory: cannot allocate a tensor of {} floats", numel);
+    CHECK_THROWS_WITH_AS(allocate_floats(numel), doctest::Contains(expected.c_str()), Error);
+  }
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t{1} << 25, int64_t{1} << 25}),
+                       doctest::Contains("out of memory: cannot allocate a tensor of"), Error);
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t{1} << 40, int64_t{1} << 40}),
+                       "shape [1099511627776, 1099511627776] has more elements than a 64-bit "
+                       "count holds; lower the sizes that make it",
+                       Error);
+  CHECK(allocator_stats().bytes_in_use == before.bytes_in_use);
+}

@@ -59,7 +59,12 @@ inline std::string save_run(const std::filesystem::path& run, const io::Config& 
                             const data::Vocab& vocab, const nn::Module& model) {
   io::CheckpointData d;
   d.model = model.state_dict();
-  d.trainer_state = {{"iter", 0}};
+  d.trainer_state = {{"iter", 0},
+                     {"data_rng", {0, 1}},
+                     {"dropout_rng", {0, 1}},
+                     {"best_val_loss", nullptr},
+                     {"last_eval", nullptr},
+                     {"model_kind", enum_name(config.model.kind)}};
   d.config_toml = io::to_toml(config);
   d.vocab = vocab.to_json();
   d.data_fingerprint = std::string(64, '0');

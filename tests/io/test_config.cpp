@@ -62,6 +62,43 @@ TEST_CASE("config: a wrong type or an out-of-range value is one line with the ke
                        doctest::Contains("train.batch_size = 0 is out of range [1, inf]"), Error);
 }
 
+TEST_CASE("config: a float is checked as the float32 training computes in") {
+  auto error_of = [](const std::string& setting) {
+    try {
+      parse_config(kBase, "c.toml", {setting});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(error_of("optim.eps=1e300") ==
+        "--set optim.eps=1e300: optim.eps = 1e+300 is not a finite float32 number (at most "
+        "3.40282e+38 in magnitude)");
+  CHECK(error_of("optim.lr=inf").starts_with("--set optim.lr=inf: optim.lr = inf is not a finite"));
+  CHECK(error_of("optim.lr=nan").starts_with("--set optim.lr=nan: optim.lr = nan is not a finite"));
+  CHECK(error_of("optim.beta2=0.9999999999") ==
+        "--set optim.beta2=0.9999999999: optim.beta2 = 0.9999999999 is 1 in float32, which "
+        "training computes in; out of range [0, 1)");
+  CHECK(error_of("optim.eps=1e-50") ==
+        "--set optim.eps=1e-50: optim.eps = 1e-50 is 0 in float32, which training computes in; "
+        "out of range (0, inf]");
+  CHECK(error_of("optim.beta2=0.999") == "");
+  CHECK(error_of("optim.lr=1e30") == "");
+}
+
+TEST_CASE("config: data.mask_char is one character, counted in UTF-8") {
+  CHECK_NOTHROW(parse_config(kBase, "c.toml", {"data.mask_char=é"}));
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "c.toml", {"data.mask_char=éé"}),
+                       "--set data.mask_char=éé: data.mask_char must be a single character, got "
+                       "'éé' (2 characters)",
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "c.toml", {"data.mask_char="}),
+                       doctest::Contains("data.mask_char must be a single character, got '' (empty)"),
+                       Error);
+  CHECK_THROWS_WITH_AS(parse_config(kBase, "c.toml", {"data.mask_char=\xC3"}),
+                       doctest::Contains("--set data.mask_char=\xC3: "), Error);
+}
+
 TEST_CASE("config: TOML syntax errors carry the line") {
   CHECK_THROWS_WITH_AS(parse_config("[data]\npath = \n", "bad.toml"), doctest::Contains("bad.toml:2:"),
                        Error);

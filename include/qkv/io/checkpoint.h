@@ -18,6 +18,7 @@ struct CheckpointData {
   NamedTensors model;      // named_parameters(), weights only
   NamedTensors optimizer;  // AdamW moments ("m.<name>", "v.<name>")
   int64_t optimizer_step = 0;
+  int64_t manifest_step = -1;    // the step manifest.json records (load_checkpoint; -1 if none)
   nlohmann::json trainer_state;  // the trainer's own record: iteration, best loss, metrics...
   std::string config_toml;       // the resolved config
   nlohmann::json vocab;          // data::Vocab::to_json()
@@ -35,6 +36,11 @@ void mark_best(const std::string& run_dir, int64_t step);
 
 // Deletes all but the newest keep_last checkpoints, never the one `best` or `latest` names.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+
+// Whether RUN holds a checkpoint: a checkpoint-<step>/ directory (complete or not) or a `latest`
+// pointer. A run directory without one (a run that stopped before its first save) may be
+// started again from scratch: there is nothing in it to continue.
+bool holds_checkpoint(const std::string& run_dir);
 
 // A checkpoint directory from a run directory (follows `latest`) or a checkpoint directory.
 // Throws qkv::Error "RUN: no checkpoint found (expected checkpoint-<step>/ directories)" etc.

@@ -1,5 +1,6 @@
-// Crash-safe file operations for checkpoints: writes that are on disk before they are renamed
-// into place, and a directory swap. Every error is a qkv::Error "<path>: <what>: <OS reason>".
+// Crash-safe file operations: writes that are on disk before they are renamed into place, whole
+// files replaced so that a full disk or a crash keeps the old one, and a directory swap. Every
+// error is a qkv::Error "<path>: <what>: <OS reason>".
 #pragma once
 
 #include <filesystem>
@@ -13,6 +14,13 @@ namespace qkv::io {
 
 // Creates or truncates the file, writes bytes and fsyncs it.
 void write_file_synced(const std::filesystem::path& path, std::string_view bytes);
+
+// Replaces `path` whole (metrics.jsonl, config.toml, loss.svg, the latest and best pointers, a
+// chart): the bytes go to "<path>.tmp-<pid>", which is written, checked, fsynced and renamed
+// over `path`, then the directory is fsynced. A reader sees the old content or the new one. On
+// any failure (a full disk, a read-only directory) the temporary file is removed, `path` keeps
+// its old content, and a qkv::Error naming `path` is thrown.
+void replace_file(const std::filesystem::path& path, std::string_view bytes);
 
 // fsyncs a file, or a directory (so that the entries created or renamed in it are durable).
 void sync_path(const std::filesystem::path& path);
