@@ -12,12 +12,20 @@
 #include <vector>
 
 #include "qkv/data/vocab.h"
+#include "qkv/enum_names.h"
 #include "qkv/nn/models.h"
 #include "qkv/rng.h"
 
 namespace qkv::generate {
 
 // ---- decoder sampling (src/generate/sampling.cpp) ----
+
+// How the window slides once the text outgrows block_size positions (see sample()): exact
+// always shows the model the last block_size tokens (nanoGPT's idx[:, -block_size:]); chunked
+// crops to the last block_size/2 and grows again, which is faster but shows less context.
+enum class WindowPolicy { exact, chunked };
+// Its names in flags and messages (--window chunked; see qkv/enum_names.h).
+constexpr EnumNames<2> enum_names(WindowPolicy) { return {"exact", "chunked"}; }
 
 struct SamplingOptions {
   int64_t max_new_tokens = 500;
@@ -27,6 +35,7 @@ struct SamplingOptions {
   // A sample ends as soon as its generated text (the prompt is not searched) ends with one of
   // these. The stop string is part of the sample, so a streamed sample shows why it ended.
   std::vector<std::string> stop;
+  WindowPolicy window = WindowPolicy::exact;
   // false: recompute the whole window for every token (the reference the cache must match).
   bool use_cache = true;
 };
@@ -59,12 +68,15 @@ struct Generation {
 //
 // The window: the model sees at most block_size positions. The prompt is first cropped to its
 // last block_size tokens. With the cache, each new token is one position of attention against
-// the cached keys and values. When the window is full and one more token must go in, it slides:
-// the context is cropped to its last block_size/2 tokens (the new one included) and the cache
-// is rebuilt by one forward pass over them. Cropping by half a block, not by one token, means
-// the rebuild (a pass over block_size/2 positions) happens once per block_size/2 tokens, so a
-// token costs O(1) positions on average instead of O(block_size) — at the price of the model
-// seeing between block_size/2 and block_size tokens of context rather than always block_size.
+// the cached keys and values. When the window is full and one more token must go in, it slides
+// as options.window says:
+//   exact:   the oldest token leaves. Every token of the window now sits one position earlier
+//            (the position encodings are absolute) and, past the first layer, attends to a
+//            context without it, so every cached key and value is stale: the window is
+//            recomputed by one pass over block_size positions, for every token.
+//   chunked: the context is cropped to its last block_size/2 tokens (the new one included) and
+//            the cache is rebuilt by one pass over them, which happens once per block_size/2
+//            tokens, so a token costs O(1) positions on average instead of O(block_size).
 // use_cache = false walks the same windows, recomputing each from scratch, so both paths give
 // the same logits (up to float rounding) and the same tokens.
 Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
