@@ -75,8 +75,9 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                                        .vocab = task->vocab()});
         std::vector<data::Split> splits{data::Split::val};
         if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
-        const train::ExactMatch m = train::exact_match(
-            dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits, a->beam);
+        const train::ExactMatch m =
+            train::exact_match(dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits,
+                               {.search = {.beam = a->beam}});
         fmt::print("exact match {:.2f}% ({} of {}, {}, {})\n", 100.0 * m.accuracy(), m.correct,
                    m.total, a->data.empty() ? "val split" : "whole file",
                    a->beam == 1 ? std::string("greedy") : fmt::format("beam {}", a->beam));

@@ -169,7 +169,7 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
   model.set_precision(a.compute);
   print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
   const std::vector<generate::Hypothesis> hyps =
-      generate::translate(model, vocab, source, {.beam = a.beam});
+      generate::translate(model, vocab, source, {.search = {.beam = a.beam, .n_best = a.beam}});
   std::printf("%s\n", vocab.decode(hyps.front().tokens).c_str());
   if (a.beam > 1 && !a.quiet)
     for (const generate::Hypothesis& h : hyps)

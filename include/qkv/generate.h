@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -88,7 +89,7 @@ Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
 struct Hypothesis {
   std::vector<int32_t> tokens;  // the output, without the final <eos>
   double log_prob = 0;          // sum of the log-probabilities of tokens and <eos>
-  double score = 0;             // log_prob / (tokens.size() + 1): per scored token
+  double score = 0;             // log_prob / length^length_penalty, length = tokens.size() + 1
 };
 
 // Scores the next token of a generation of hypotheses. Hypothesis i of the new generation is
@@ -99,24 +100,42 @@ struct Hypothesis {
 using BeamStep = std::function<std::vector<float>(std::span<const int64_t> parents,
                                                   std::span<const int32_t> tokens)>;
 
-// Beam search with length-normalised scores. Each step ranks every one-token extension of the
-// live hypotheses by log-probability and keeps the `beam` best that do not end in eos; an
-// extension ending in eos finishes a hypothesis when it ranks among the `beam` best. A
-// hypothesis of max_length tokens may only end. The search stops when `beam` hypotheses have
-// finished (or none is live). Returns the finished ones, best score first (ties: found first);
-// beam = 1 is greedy decoding.
-std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eos,
+struct BeamOptions {
+  int64_t beam = 1;    // hypotheses kept per step; 1 = greedy decoding
+  int64_t n_best = 1;  // finished hypotheses returned, best first; 1 <= n_best <= beam
+  // alpha of the score log_prob / length^alpha (Marian's --normalize; GNMT's length penalty
+  // without its +5): 0 ranks by log-probability alone, which favours short outputs; 1 ranks by
+  // log-probability per token.
+  double length_penalty = 1.0;
+};
+
+// Throws qkv::Error for beam < 1, n_best outside [1, beam], or a negative or non-finite
+// length_penalty.
+void validate(const BeamOptions& options);
+
+// Beam search for the n_best outputs of highest score, each at most max_length tokens before
+// its <eos>. Each step ranks every one-token extension of the live hypotheses by
+// log-probability: an <eos> among the `beam` best finishes its hypothesis, and the `beam` best
+// others stay live. The greedy path's next hypothesis is kept whatever its rank, so greedy
+// decoding's output is always a candidate and the best returned scores at least as high; beam
+// = 1 follows the greedy path alone. Stops when n_best have finished and no live hypothesis can
+// still beat the worst of them: a live one's log-probability only falls as it grows, so the
+// best score it can reach is log_prob / (max_length + 1)^alpha. Returns the finished ones best
+// first (ties: found first), fewer than n_best when fewer outputs exist.
+std::vector<Hypothesis> beam_search(const BeamOptions& options, int64_t max_length, int32_t eos,
                                     const BeamStep& step);
 
 struct TranslateOptions {
-  int64_t beam = 1;       // 1 = greedy
-  bool use_cache = true;  // false: decode every prefix from scratch (the reference)
+  BeamOptions search;
+  std::optional<int64_t> max_length;  // output tokens at most; default block_size - 1, all the
+                                      // decoder holds after <bos>
+  bool use_cache = true;              // false: decode every prefix from scratch (the reference)
 };
 
 // Decodes source ids (without padding; at most block_size) into target ids: <bos>, then up to
-// block_size - 1 tokens and <eos>; the other special tokens are never produced. The decoder
-// keeps one KV cache per hypothesis. The vocab must hold <bos> and <eos>. Returns the finished
-// hypotheses, best first.
+// max_length tokens and <eos>; the other special tokens are never produced. The decoder keeps
+// one KV cache per hypothesis. The vocab must hold <bos> and <eos>. Returns the n_best
+// hypotheses, best first. Throws qkv::Error for bad options.
 std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vocab& vocab,
                                   std::span<const int32_t> source,
                                   const TranslateOptions& options = {});

@@ -189,6 +189,7 @@ TEST_CASE(
   Runs r;
   const io::Config base = testing::tiny_config(nn::ModelKind::encoder_decoder);
   auto model = testing::make_model<nn::EncoderDecoderModel>(base, r.pairs, 6);
+  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
   // A TSV whose targets are the model's own greedy outputs for the even lines and something
   // else for the odd ones: exact match must count exactly the even lines.
   const std::vector<std::string> sources = {"abc",   "hgf", "ddd", "bca", "eh",
@@ -207,7 +208,8 @@ TEST_CASE(
   c.train.batch_size = 2;
   const std::string run = testing::save_run(r.dir.path() / "encdec", c, r.pairs, *model);
 
-  const auto best = generate::translate(*model, r.pairs, r.pairs.encode("abc"), {.beam = 2});
+  const auto best =
+      generate::translate(*model, r.pairs, r.pairs.encode("abc"), {.search = {.beam = 2}});
   CHECK(qkv_run({"sample", run, "--input", "abc", "--beam", "2", "--quiet"}).out ==
         r.pairs.decode(best.front().tokens) + "\n");
   CHECK(error_of({"sample", run}) ==
