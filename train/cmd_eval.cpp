@@ -21,6 +21,7 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   struct Args {
     std::string checkpoint, data;
     int64_t batches = 0, beam = 1;
+    double length_penalty = generate::BeamOptions{}.length_penalty;
     int threads = 0;
     std::string precision = "auto";
   };
@@ -36,6 +37,7 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--beam", a->beam,
                   "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)");
+  add_length_penalty_option(*cmd, a->length_penalty);
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
   add_precision_option(*cmd, a->precision);
@@ -77,10 +79,12 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
         if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
         const train::ExactMatch m =
             train::exact_match(dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits,
-                               {.search = {.beam = a->beam}});
+                               {.search = {.beam = a->beam, .length_penalty = a->length_penalty}});
         fmt::print("exact match {:.2f}% ({} of {}, {}, {})\n", 100.0 * m.accuracy(), m.correct,
                    m.total, a->data.empty() ? "val split" : "whole file",
-                   a->beam == 1 ? std::string("greedy") : fmt::format("beam {}", a->beam));
+                   a->beam == 1
+                       ? std::string("greedy")
+                       : fmt::format("beam {}, length penalty {}", a->beam, a->length_penalty));
       }
       return 0;
     };
