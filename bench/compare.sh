@@ -69,12 +69,17 @@ fi
 
 # name | command (env settings first)
 ref="/usr/bin/python3 $here/pytorch_ref.py $config $corpus --iters $iters --warmup $warmup"
+qkv="$build/bench/bench_train $config $corpus --threads $threads --iters $iters --warmup $warmup"
 settings=(
-  "qkv --threads $threads|env $build/bench/bench_train $config $corpus --threads $threads --iters $iters --warmup $warmup"
+  "qkv --threads $threads|env $qkv"
   "torch default intra-op (1), OpenBLAS $threads|env -u OMP_NUM_THREADS OPENBLAS_NUM_THREADS=$threads $ref"
   "torch $threads intra-op, OpenBLAS $threads|env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads $ref --torch-threads $threads"
   "torch $threads intra-op, OpenBLAS 1|env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 $ref --torch-threads $threads"
 )
+# qkv in fp32 too where its default (train.precision = auto) is bf16, for the fp32 figures.
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  settings+=("qkv --threads $threads, train.precision fp32|env $qkv --set train.precision=fp32")
+fi
 # CPU autocast bf16 (nanoGPT's ctx on a CPU): its matmuls run in oneDNN on torch's intra-op
 # threads, not in OpenBLAS, so the two intra-op settings only (OpenBLAS's threads made no
 # difference). Left out on CPUs without native bf16 (avx512_bf16, AMX), where it is emulated.
@@ -105,7 +110,7 @@ for ((r = 1; r <= repeats; ++r)); do
     runs[$name]+="$ms "
     rss[$name]=$mb
     # qkv's train.precision (auto: bf16 where the CPU has it), as bench_train reports it.
-    if [[ $name == qkv* && $line == *precision=* ]]; then
+    if [[ $name == "qkv --threads $threads" && $line == *precision=* ]]; then
       qkv_precision=$(sed -E 's/.*precision=([^ ]+).*/\1/' <<<"$line")
     fi
     kernels[${k:-unknown}]=1
@@ -128,7 +133,7 @@ for s in "${settings[@]}"; do
   if [[ $name == torch* ]] && { [[ -z $best_ms ]] || awk "BEGIN{exit !($m < $best_ms)}"; }; then
     best_ms=$m best_torch=$name
   fi
-  [[ $name == qkv* ]] && qkv_ms=$m
+  [[ $name == "qkv --threads $threads" ]] && qkv_ms=$m
 done
 awk -v q="$qkv_ms" -v t="$best_ms" -v n="$best_torch" -v p="$qkv_precision" 'BEGIN {
   printf "\nbest PyTorch setting: %s, %.2f ms/iter\n", n, t

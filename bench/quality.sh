@@ -4,9 +4,12 @@
 # seed, one thread each, the two side by side on the two cores, and prints val loss at the last
 # iteration: nanoGPT's 20-batch estimate and a 200-batch one, then mean and spread per side.
 #
-#   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR] [--torch-autocast bf16]
+#   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR] [--precision auto|fp32|bf16]
+#                    [--torch-autocast bf16]
 #   e.g. bench/quality.sh ../shared/data/tinyshakespeare.txt
-# --torch-autocast bf16 trains the PyTorch side under CPU autocast bf16 (pytorch_ref.py --autocast).
+# --precision sets qkv's train.precision and eval --precision (default auto: bf16 where the CPU
+# has it); --torch-autocast bf16 trains the PyTorch side under CPU autocast bf16
+# (pytorch_ref.py --autocast).
 # A seed draws different batches and initial weights on the two sides (different generators):
 # compare the distributions, not seed by seed. Needs a Release build (build/release or $BUILD)
 # and Debian's python3-torch. About 4 minutes per seed on a quiet 2-core machine.
@@ -15,15 +18,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${BUILD:-$root/build/release}
-corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR] [--torch-autocast bf16]}
+corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR] [--precision P] [--torch-autocast bf16]}
 corpus=$(realpath "$corpus")
 shift
-seeds="1337 1 2 3 4" out=runs/quality autocast=off
+seeds="1337 1 2 3 4" out=runs/quality autocast=off precision=auto
 while (($#)); do
   case $1 in
     --seeds) seeds=$2; shift ;;
     --out) out=$2; shift ;;
     --torch-autocast) autocast=$2; shift ;;
+    --precision) precision=$2; shift ;;
     *) echo "quality.sh: unknown argument $1" >&2; exit 1 ;;
   esac
   shift
@@ -41,8 +45,8 @@ for seed in $seeds; do
   rm -rf "$run"
   (
     "$build/qkv" train "$config" --set "data.path=$corpus" --set "train.seed=$seed" --out "$run" \
-      --threads 1 2> "$run.log"
-    "$build/qkv" eval "$run" --batches 200 --threads 1 > "$run.eval"
+      --set "train.precision=$precision" --threads 1 2> "$run.log"
+    "$build/qkv" eval "$run" --batches 200 --threads 1 --precision "$precision" > "$run.eval"
   ) &
   env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/pytorch_ref.py" "$config" \
     "$corpus" --train --seed "$seed" --torch-threads 1 --autocast "$autocast" \

@@ -2,9 +2,10 @@
 // (Dao et al., 2022) on a CPU. The forward takes a block of query rows across the keys in tiles
 // with an online softmax and keeps each row's log-sum-exp, never the probabilities; the backward
 // recomputes each tile's probabilities from it. Tiles past the causal mask are skipped. Memory:
-// O(B·NH·T) saved, plus 4·kRows·kKeys floats of scratch per thread.
+// O(B·NH·T) saved, plus kScratch floats of scratch per thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "ops/bf16.h"
@@ -12,13 +13,16 @@
 
 namespace qkv::attention_heads {
 
-// Query rows per block and keys per tile: a tile of scores (32 KiB) and its K and V rows stay in
-// a core's L2 cache, while the GEMMs stay large enough for BLAS to run near its peak. 32 rows
-// rather than 64 skip more of the causal triangle: a quarter of the heads' work at T = 64 (a
-// training step of the baby config: attention 4% faster forward, 3% backward on 2 threads).
+// The forward's query rows per block and keys per tile: a tile of scores (32 KiB) and its K and
+// V rows stay in a core's L2 cache, while the GEMMs stay large enough for BLAS to run near its
+// peak. 32 rows rather than 64 skip more of the causal triangle: a quarter of the heads' work at
+// T = 64 (a training step of the baby config: attention 4% faster forward, 3% backward on 2
+// threads).
 constexpr int64_t kRows = 32, kKeys = 256;
-// Scratch floats one thread needs for forward, probabilities or backward.
-constexpr int64_t kScratch = 4 * kRows * kKeys;
+// The backward's query rows per chunk, and the most keys per tile (see backward).
+constexpr int64_t kChunk = 256, kMaxCols = 128;
+// Scratch floats one thread needs for forward, probabilities or backward: four tiles.
+constexpr int64_t kScratch = 4 * std::max(kRows * kKeys, kChunk* kMaxCols);
 
 // B batch, Tq queries, Tk keys, NH heads of HS channels. q rows have stride ldq (sq between
 // batch elements), k and v rows ldk (sk); the output o and its grad have rows of C = NH·HS.
