@@ -1,7 +1,9 @@
 // Sampling speed: tokens/s for 500 new tokens (batch 1) from a decoder of a config's shape,
-// with and without the KV cache, in fp32 and in bf16 (on a CPU with AVX512_BF16). Weights are
-// random (speed does not depend on them).
+// with and without the KV cache, in fp32 and in bf16 (on a CPU with AVX512_BF16), under one
+// window policy (how the window slides past block_size tokens). Weights are random (speed does
+// not depend on them).
 //   bench_sample [CONFIG (default configs/shakespeare_char_big.toml)] [--threads N] [--tokens N]
+//                [--window exact|chunked]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -24,12 +26,16 @@ int main(int argc, char** argv) {
   std::string config_path = "configs/shakespeare_char_big.toml";
   int threads = 1;
   int64_t tokens = 500;
+  std::string window{enum_name(generate::SamplingOptions{}.window)};
   app.add_option("config", config_path, "TOML config: the model's shape")
       ->check(CLI::ExistingFile)
       ->capture_default_str();
   app.add_option("--threads", threads, "threads (0 = all cores)")->capture_default_str();
   app.add_option("--tokens", tokens, "new tokens per run")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--window", window, "window policy past block_size: exact or chunked")
+      ->check(CLI::IsMember({"exact", "chunked"}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
@@ -42,9 +48,9 @@ int main(int argc, char** argv) {
     const data::Vocab vocab(chars);
     io::Config c = io::load_config(config_path, {"data.path=unused"});
     nn::DecoderModel model(train::model_config(c, vocab.size()));
-    std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1\n",
+    std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1, window %s\n",
                 config_path.c_str(), (long long)c.model.n_layer, (long long)c.model.n_embd,
-                (long long)c.model.block_size, (long long)tokens);
+                (long long)c.model.block_size, (long long)tokens, window.c_str());
 
     const std::vector<int32_t> prompt{0};
     std::vector<Precision> precisions{Precision::fp32};
@@ -56,6 +62,7 @@ int main(int argc, char** argv) {
         generate::SamplingOptions o;
         o.max_new_tokens = tokens;
         o.use_cache = cache;
+        o.window = *parse_enum<generate::WindowPolicy>(window);
         Rng rng(1);
         const auto t0 = std::chrono::steady_clock::now();
         const generate::Generation g = generate::sample(model, vocab, prompt, o, rng);

@@ -22,6 +22,7 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   struct Args {
     std::string checkpoint, data;
     int64_t batches = 0, beam = 1;
+    double length_penalty = generate::BeamOptions{}.length_penalty;
     int threads = 0;
     std::string precision = "auto";
   };
@@ -38,6 +39,7 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--beam", a->beam,
                   "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)")
       ->check(at_least(1));
+  add_length_penalty_option(*cmd, a->length_penalty);
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")
       ->check(at_least(0));
   add_precision_option(*cmd, a->precision);
@@ -78,11 +80,14 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                                        .vocab = task->vocab()});
         std::vector<data::Split> splits{data::Split::val};
         if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
-        const train::ExactMatch m = train::exact_match(
-            dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits, a->beam);
+        const train::ExactMatch m =
+            train::exact_match(dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits,
+                               {.search = {.beam = a->beam, .length_penalty = a->length_penalty}});
         fmt::print("exact match {:.2f}% ({} of {}, {}, {})\n", 100.0 * m.accuracy(), m.correct,
                    m.total, a->data.empty() ? "val split" : "whole file",
-                   a->beam == 1 ? std::string("greedy") : fmt::format("beam {}", a->beam));
+                   a->beam == 1
+                       ? std::string("greedy")
+                       : fmt::format("beam {}, length penalty {}", a->beam, a->length_penalty));
       }
       return 0;
     };

@@ -28,8 +28,10 @@ namespace {
 struct SampleArgs {
   std::string checkpoint, prompt, prompt_file, input, fill, mask_char;
   std::vector<std::string> stop;
-  int64_t max_new_tokens = 500, top_k = 200, num_samples = 1, beam = 1;
+  int64_t max_new_tokens = 500, top_k = 200, num_samples = 1, beam = 1, max_length = 0;
   float temperature = 0.8f, top_p = 1.0f;
+  std::string window{enum_name(generate::SamplingOptions{}.window)};
+  double length_penalty = generate::BeamOptions{}.length_penalty;
   uint64_t seed = 1337;
   // One token at a time is many small parallel regions; one thread is fastest for the
   // models qkv trains (measured: 2,361 vs 333 tok/s on a busy 2-core machine).
@@ -84,11 +86,22 @@ std::string read_prompt_file(const std::string& path) {
 void check_options_fit(const CLI::App& cmd, nn::ModelKind kind) {
   using enum nn::ModelKind;
   static const std::map<std::string, std::vector<nn::ModelKind>> applies = {
-      {"--prompt", {decoder}},        {"--prompt-file", {decoder}}, {"--max-new-tokens", {decoder}},
-      {"--temperature", {decoder}},   {"--top-p", {decoder}},       {"--num-samples", {decoder}},
-      {"--seed", {decoder}},          {"--stop", {decoder}},        {"--input", {encoder_decoder}},
-      {"--beam", {encoder_decoder}},  {"--fill", {encoder}},        {"--mask-char", {encoder}},
-      {"--top-k", {decoder, encoder}}};
+      {"--prompt", {decoder}},
+      {"--prompt-file", {decoder}},
+      {"--max-new-tokens", {decoder}},
+      {"--temperature", {decoder}},
+      {"--top-p", {decoder}},
+      {"--seed", {decoder}},
+      {"--stop", {decoder}},
+      {"--window", {decoder}},
+      {"--input", {encoder_decoder}},
+      {"--beam", {encoder_decoder}},
+      {"--fill", {encoder}},
+      {"--mask-char", {encoder}},
+      {"--length-penalty", {encoder_decoder}},
+      {"--max-length", {encoder_decoder}},
+      {"--top-k", {decoder, encoder}},
+      {"--num-samples", {decoder, encoder_decoder}}};
   static const std::map<nn::ModelKind, std::string> use = {
       {decoder, "--prompt TEXT"}, {encoder_decoder, "--input TEXT"}, {encoder, "--fill TEXT"}};
   for (const auto& [option, kinds] : applies)
@@ -114,7 +127,8 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
                                           .temperature = a.temperature,
                                           .top_k = a.top_k,
                                           .top_p = a.top_p,
-                                          .stop = a.stop};
+                                          .stop = a.stop,
+                                          .window = *parse_enum<generate::WindowPolicy>(a.window)};
   generate::validate(options);
   std::string prompt = a.prompt, prompt_setting;
   if (cmd.count("--prompt-file")) {
@@ -139,8 +153,10 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   train::load_weights(model, ck, dir, dir + "/config.toml");
   model.set_precision(a.compute);
   std::string settings = fmt::format(
-      "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --num-samples {} {}",
-      a.seed, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.num_samples, prompt_setting);
+      "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --window {} "
+      "--num-samples {} {}",
+      a.seed, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.window, a.num_samples,
+      prompt_setting);
   for (const std::string& s : a.stop) settings += " --stop " + shell_quote(s);
   print_header(a, dir, settings);
   for (int64_t i = 0; i < a.num_samples; ++i) {
@@ -165,19 +181,38 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
                            const io::CheckpointData& ck) {
   QKV_CHECK(cmd.count("--input"),
             "this checkpoint's model.kind is encoder_decoder: give --input TEXT");
+  QKV_CHECK(a.num_samples <= a.beam,
+            "--num-samples {} must be between 1 and --beam {}: a beam of N keeps N hypotheses; "
+            "give --beam {} or more",
+            a.num_samples, a.beam, a.num_samples);
+  const int64_t most = mc.block_size - 1;
+  const int64_t max_length = cmd.count("--max-length") ? a.max_length : most;
+  QKV_CHECK(max_length >= 1 && max_length <= most,
+            "--max-length {} must be between 1 and {}: the decoder holds block_size = {} "
+            "positions, <bos> and the output",
+            max_length, most, mc.block_size);
   check_generation_fits(mc, a.beam, mc.block_size, fmt::format("--beam {}", a.beam));
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
   nn::EncoderDecoderModel model(mc);
   train::load_weights(model, ck, dir, dir + "/config.toml");
   model.set_precision(a.compute);
-  print_header(a, dir, fmt::format("--input {} --beam {}", shell_quote(a.input), a.beam));
-  const std::vector<generate::Hypothesis> hyps =
-      generate::translate(model, vocab, source, {.beam = a.beam});
-  std::printf("%s\n", vocab.decode(hyps.front().tokens).c_str());
-  if (a.beam > 1 && !a.quiet)
-    for (const generate::Hypothesis& h : hyps)
-      std::fprintf(stderr, "#   score %8.4f  log-prob %8.4f  %s\n", h.score, h.log_prob,
-                   shell_quote(vocab.decode(h.tokens)).c_str());
+  print_header(
+      a, dir,
+      fmt::format("--input {} --beam {} --num-samples {} --length-penalty {} "
+                  "--max-length {}",
+                  shell_quote(a.input), a.beam, a.num_samples, a.length_penalty, max_length));
+  const std::vector<generate::Hypothesis> hyps = generate::translate(
+      model, vocab, source,
+      {.search = {.beam = a.beam, .n_best = a.num_samples, .length_penalty = a.length_penalty},
+       .max_length = max_length});
+  // One output alone is printed as is; several, best first, each with what ranked it.
+  if (a.num_samples == 1) {
+    std::printf("%s\n", vocab.decode(hyps.front().tokens).c_str());
+    return 0;
+  }
+  for (const generate::Hypothesis& h : hyps)
+    std::printf("score %.4f  log-prob %.4f  %s\n", h.score, h.log_prob,
+                shell_quote(vocab.decode(h.tokens)).c_str());
   return 0;
 }
 
@@ -231,7 +266,9 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
                   "decoder: draw among the K most likely tokens (default 200); encoder: show the K "
                   "best candidates per masked position");
   cmd->add_option("--top-p", a->top_p, "decoder: nucleus sampling, in (0, 1] (default 1 = off)");
-  cmd->add_option("--num-samples", a->num_samples, "decoder: how many samples (default 1)")
+  cmd->add_option("--num-samples", a->num_samples,
+                  "decoder: how many samples (default 1); encoder_decoder: print the K best "
+                  "outputs of the beam search, best first, with their scores (at most --beam)")
       ->check(at_least(1));
   cmd->add_option("--seed", a->seed,
                   "decoder: sample i draws from stream i of this seed (default 1337)")
@@ -239,9 +276,21 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--stop", a->stop,
                   "decoder: end a sample when its text ends with this string (printed; repeatable; "
                   "bash's $'\\n' gives a newline)");
+  cmd->add_option("--window", a->window,
+                  "decoder: what the model sees past block_size tokens: exact = always the last "
+                  "block_size, as nanoGPT (a pass over the window per token); chunked = the last "
+                  "block_size/2, then growing again (faster; the text differs) (default " +
+                      a->window + ")")
+      ->type_name("POLICY")
+      ->check(CLI::IsMember({"exact", "chunked"}));
   cmd->add_option("--input", a->input, "encoder_decoder: the source text to decode");
-  cmd->add_option("--beam", a->beam, "encoder_decoder: beam width (default 1 = greedy)")
+  cmd->add_option("--beam", a->beam,
+                  "encoder_decoder: beam width (default 1 = greedy); the greedy output is "
+                  "always a candidate, so a beam never scores below it")
       ->check(at_least(1));
+  add_length_penalty_option(*cmd, a->length_penalty);
+  cmd->add_option("--max-length", a->max_length,
+                  "encoder_decoder: output characters at most (default block_size - 1)");
   cmd->add_option("--fill", a->fill, "encoder: text whose mask characters are filled in");
   cmd->add_option("--mask-char", a->mask_char,
                   "encoder: the mask character (default: data.mask_char)");

@@ -2,9 +2,13 @@
 // to the function that does the work and returns the exit code.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <string>
 
@@ -51,6 +55,25 @@ inline void add_precision_option(CLI::App& cmd, std::string& setting) {
 }
 inline PrecisionSetting parse_precision(const std::string& setting) {
   return parse_enum<PrecisionSetting>(setting).value_or(PrecisionSetting::automatic);
+}
+
+// --length-penalty A (generate::BeamOptions) for the commands that run beam search.
+inline void add_length_penalty_option(CLI::App& cmd, double& alpha) {
+  const CLI::Validator at_least_zero(
+      [](std::string& v) {
+        char* end = nullptr;
+        const double a = std::strtod(v.c_str(), &end);
+        const bool ok = !v.empty() && *end == '\0' && std::isfinite(a) && a >= 0;
+        return ok ? std::string() : "expected a number >= 0, got '" + v + "'";
+      },
+      "");
+  cmd.add_option("--length-penalty", alpha,
+                 "encoder_decoder: beam search ranks outputs by log-probability / length^A, "
+                 "the length counting <eos>: 0 = log-probability alone (favours short outputs), "
+                 "1 = per token (default " +
+                     fmt::format("{}", alpha) + ")")
+      ->type_name("A")
+      ->check(at_least_zero);
 }
 
 }  // namespace qkv::train

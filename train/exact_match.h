@@ -7,6 +7,7 @@
 
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/split.h"
+#include "qkv/generate.h"
 #include "qkv/nn/models.h"
 
 namespace qkv::train {
@@ -16,9 +17,10 @@ struct ExactMatch {
   double accuracy() const { return total ? double(correct) / double(total) : 0.0; }
 };
 
-// Decodes every example of the given splits, in file order, with generate::translate (beam 1 =
-// greedy). Throws qkv::Error when the splits hold no example.
+// Decodes every example of the given splits, in file order, with generate::translate and
+// compares its best output with the target. Throws qkv::Error when the splits hold no example.
 ExactMatch exact_match(nn::EncoderDecoderModel& model, const data::PairDataset& data,
-                       const std::vector<data::Split>& splits, int64_t beam = 1);
+                       const std::vector<data::Split>& splits,
+                       const generate::TranslateOptions& options = {});
 
 }  // namespace qkv::train

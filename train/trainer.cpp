@@ -130,6 +130,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
   state_->resume_path = o.resume;
   std::optional<io::CheckpointData> checkpoint;
   if (!o.resume.empty()) {
+    // A run still starting has no checkpoint yet: name its writer rather than a missing save.
+    io::RunLock::check_free(o.resume);
     state_->checkpoint_dir = io::resolve_checkpoint(o.resume);
     run_dir_ = fs::path(state_->checkpoint_dir).parent_path().string();
     if (state_->dist.writes()) io::RunLock::check_free(run_dir_);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -12,12 +13,20 @@
 #include <vector>
 
 #include "qkv/data/vocab.h"
+#include "qkv/enum_names.h"
 #include "qkv/nn/models.h"
 #include "qkv/rng.h"
 
 namespace qkv::generate {
 
 // ---- decoder sampling (src/generate/sampling.cpp) ----
+
+// How the window slides once the text outgrows block_size positions (see sample()): exact
+// always shows the model the last block_size tokens (nanoGPT's idx[:, -block_size:]); chunked
+// crops to the last block_size/2 and grows again, which is faster but shows less context.
+enum class WindowPolicy { exact, chunked };
+// Its names in flags and messages (--window chunked; see qkv/enum_names.h).
+constexpr EnumNames<2> enum_names(WindowPolicy) { return {"exact", "chunked"}; }
 
 struct SamplingOptions {
   int64_t max_new_tokens = 500;
@@ -27,6 +36,7 @@ struct SamplingOptions {
   // A sample ends as soon as its generated text (the prompt is not searched) ends with one of
   // these. The stop string is part of the sample, so a streamed sample shows why it ended.
   std::vector<std::string> stop;
+  WindowPolicy window = WindowPolicy::exact;
   // false: recompute the whole window for every token (the reference the cache must match).
   bool use_cache = true;
 };
@@ -59,12 +69,15 @@ struct Generation {
 //
 // The window: the model sees at most block_size positions. The prompt is first cropped to its
 // last block_size tokens. With the cache, each new token is one position of attention against
-// the cached keys and values. When the window is full and one more token must go in, it slides:
-// the context is cropped to its last block_size/2 tokens (the new one included) and the cache
-// is rebuilt by one forward pass over them. Cropping by half a block, not by one token, means
-// the rebuild (a pass over block_size/2 positions) happens once per block_size/2 tokens, so a
-// token costs O(1) positions on average instead of O(block_size) — at the price of the model
-// seeing between block_size/2 and block_size tokens of context rather than always block_size.
+// the cached keys and values. When the window is full and one more token must go in, it slides
+// as options.window says:
+//   exact:   the oldest token leaves. Every token of the window now sits one position earlier
+//            (the position encodings are absolute) and, past the first layer, attends to a
+//            context without it, so every cached key and value is stale: the window is
+//            recomputed by one pass over block_size positions, for every token.
+//   chunked: the context is cropped to its last block_size/2 tokens (the new one included) and
+//            the cache is rebuilt by one pass over them, which happens once per block_size/2
+//            tokens, so a token costs O(1) positions on average instead of O(block_size).
 // use_cache = false walks the same windows, recomputing each from scratch, so both paths give
 // the same logits (up to float rounding) and the same tokens.
 Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
@@ -76,7 +89,7 @@ Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
 struct Hypothesis {
   std::vector<int32_t> tokens;  // the output, without the final <eos>
   double log_prob = 0;          // sum of the log-probabilities of tokens and <eos>
-  double score = 0;             // log_prob / (tokens.size() + 1): per scored token
+  double score = 0;             // log_prob / length^length_penalty, length = tokens.size() + 1
 };
 
 // Scores the next token of a generation of hypotheses. Hypothesis i of the new generation is
@@ -87,24 +100,42 @@ struct Hypothesis {
 using BeamStep = std::function<std::vector<float>(std::span<const int64_t> parents,
                                                   std::span<const int32_t> tokens)>;
 
-// Beam search with length-normalised scores. Each step ranks every one-token extension of the
-// live hypotheses by log-probability and keeps the `beam` best that do not end in eos; an
-// extension ending in eos finishes a hypothesis when it ranks among the `beam` best. A
-// hypothesis of max_length tokens may only end. The search stops when `beam` hypotheses have
-// finished (or none is live). Returns the finished ones, best score first (ties: found first);
-// beam = 1 is greedy decoding.
-std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eos,
+struct BeamOptions {
+  int64_t beam = 1;    // hypotheses kept per step; 1 = greedy decoding
+  int64_t n_best = 1;  // finished hypotheses returned, best first; 1 <= n_best <= beam
+  // alpha of the score log_prob / length^alpha (Marian's --normalize; GNMT's length penalty
+  // without its +5): 0 ranks by log-probability alone, which favours short outputs; 1 ranks by
+  // log-probability per token.
+  double length_penalty = 1.0;
+};
+
+// Throws qkv::Error for beam < 1, n_best outside [1, beam], or a negative or non-finite
+// length_penalty.
+void validate(const BeamOptions& options);
+
+// Beam search for the n_best outputs of highest score, each at most max_length tokens before
+// its <eos>. Each step ranks every one-token extension of the live hypotheses by
+// log-probability: an <eos> among the `beam` best finishes its hypothesis, and the `beam` best
+// others stay live. The greedy path's next hypothesis is kept whatever its rank, so greedy
+// decoding's output is always a candidate and the best returned scores at least as high; beam
+// = 1 follows the greedy path alone. Stops when n_best have finished and no live hypothesis can
+// still beat the worst of them: a live one's log-probability only falls as it grows, so the
+// best score it can reach is log_prob / (max_length + 1)^alpha. Returns the finished ones best
+// first (ties: found first), fewer than n_best when fewer outputs exist.
+std::vector<Hypothesis> beam_search(const BeamOptions& options, int64_t max_length, int32_t eos,
                                     const BeamStep& step);
 
 struct TranslateOptions {
-  int64_t beam = 1;       // 1 = greedy
-  bool use_cache = true;  // false: decode every prefix from scratch (the reference)
+  BeamOptions search;
+  std::optional<int64_t> max_length;  // output tokens at most; default block_size - 1, all the
+                                      // decoder holds after <bos>
+  bool use_cache = true;              // false: decode every prefix from scratch (the reference)
 };
 
 // Decodes source ids (without padding; at most block_size) into target ids: <bos>, then up to
-// block_size - 1 tokens and <eos>; the other special tokens are never produced. The decoder
-// keeps one KV cache per hypothesis. The vocab must hold <bos> and <eos>. Returns the finished
-// hypotheses, best first.
+// max_length tokens and <eos>; the other special tokens are never produced. The decoder keeps
+// one KV cache per hypothesis. The vocab must hold <bos> and <eos>. Returns the n_best
+// hypotheses, best first. Throws qkv::Error for bad options.
 std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vocab& vocab,
                                   std::span<const int32_t> source,
                                   const TranslateOptions& options = {});

@@ -1,6 +1,8 @@
 // Beam search over a scoring callback, and translation with an EncoderDecoderModel on top of it.
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <utility>
 
 #include "generate/inference_mode.h"
 #include "qkv/error.h"
@@ -9,9 +11,59 @@
 
 namespace qkv::generate {
 
-std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eos,
+void validate(const BeamOptions& o) {
+  QKV_CHECK(o.beam >= 1, "beam search: beam = {} must be at least 1", o.beam);
+  QKV_CHECK(o.n_best >= 1 && o.n_best <= o.beam,
+            "beam search: n_best = {} must be between 1 and beam = {} (a beam of N keeps N "
+            "hypotheses)",
+            o.n_best, o.beam);
+  QKV_CHECK(std::isfinite(o.length_penalty) && o.length_penalty >= 0,
+            "beam search: length_penalty = {} must be a number >= 0 (0 = no normalisation)",
+            o.length_penalty);
+}
+
+namespace {
+
+// The n best finished hypotheses so far, best first; among equal scores, the one found first.
+class Finished {
+ public:
+  explicit Finished(int64_t n) : n_(size_t(n)) {}
+
+  void offer(Hypothesis h) {
+    const auto at =
+        std::upper_bound(kept_.begin(), kept_.end(), h.score,
+                         [](double score, const Hypothesis& k) { return score > k.score; });
+    if (at - kept_.begin() >= ptrdiff_t(n_)) return;
+    kept_.insert(at, std::move(h));
+    if (kept_.size() > n_) kept_.pop_back();
+  }
+  bool full() const { return kept_.size() == n_; }
+  double worst_score() const { return kept_.back().score; }
+  std::vector<Hypothesis> take() { return std::move(kept_); }
+
+ private:
+  size_t n_;
+  std::vector<Hypothesis> kept_;
+};
+
+// A finished output's score: its log-probability over its length (its tokens and <eos>)^alpha.
+double normalised(double log_prob, size_t tokens, double alpha) {
+  return log_prob / std::pow(double(tokens + 1), alpha);
+}
+
+// The highest log-probability, the lowest id among ties: the token greedy decoding takes.
+int32_t argmax(const float* row, int64_t V) {
+  int32_t best = 0;
+  for (int32_t v = 1; v < V; ++v)
+    if (row[v] > row[best]) best = v;
+  return best;
+}
+
+}  // namespace
+
+std::vector<Hypothesis> beam_search(const BeamOptions& o, int64_t max_length, int32_t eos,
                                     const BeamStep& step) {
-  QKV_CHECK(beam >= 1, "beam search: beam = {} must be at least 1", beam);
+  validate(o);
   QKV_CHECK(max_length >= 0, "beam search: max_length = {} is negative", max_length);
   struct Live {
     std::vector<int32_t> tokens;
@@ -22,8 +74,14 @@ std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eo
     int64_t parent;
     int32_t token;
   };
+  const double alpha = o.length_penalty;
+  // A live hypothesis's log-probability only falls as it grows, and the longest output divides
+  // it the most: log_prob / longest is the best score it can still reach.
+  const double longest = std::pow(double(max_length + 1), alpha);
+  const int64_t width = o.beam == 1 ? 0 : o.beam;  // beam 1: the greedy path alone
   std::vector<Live> live{{{}, 0.0}};
-  std::vector<Hypothesis> finished;
+  int64_t greedy = 0;  // the greedy path's index in live; -1 once it has ended
+  Finished finished(o.n_best);
   std::vector<float> log_probs = step({}, {});
   for (;;) {
     const auto n = int64_t(live.size());
@@ -33,44 +91,50 @@ std::vector<Hypothesis> beam_search(int64_t beam, int64_t max_length, int32_t eo
               "id {}",
               log_probs.size(), n, eos);
     std::vector<Candidate> candidates;
+    int32_t greedy_token = -1;  // the greedy path's next token, eos when it ends
     for (int64_t i = 0; i < n; ++i) {
       const float* row = log_probs.data() + i * V;
-      const bool must_end = int64_t(live[i].tokens.size()) == max_length;
+      const Live& h = live[size_t(i)];
+      const bool must_end = int64_t(h.tokens.size()) == max_length;
       for (int32_t v = must_end ? eos : 0; v < (must_end ? eos + 1 : V); ++v)
-        candidates.push_back({live[i].log_prob + double(row[v]), i, v});
+        if (row[v] > -std::numeric_limits<float>::infinity())
+          candidates.push_back({h.log_prob + double(row[v]), i, v});
+      if (i == greedy) greedy_token = must_end ? eos : argmax(row, V);
     }
-    // Each hypothesis adds at most one eos candidate, so the 2·beam best always hold `beam`
-    // that go on, when that many exist. Ties rank by (parent, token): a strict order.
-    const auto top = std::min<int64_t>(int64_t(candidates.size()), 2 * beam);
-    std::partial_sort(candidates.begin(), candidates.begin() + top, candidates.end(),
-                      [](const Candidate& a, const Candidate& b) {
-                        if (a.log_prob != b.log_prob) return a.log_prob > b.log_prob;
-                        return a.parent != b.parent ? a.parent < b.parent : a.token < b.token;
-                      });
+    // Ties rank by (parent, token): a strict order, so the beam is fully determined.
+    std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+      if (a.log_prob != b.log_prob) return a.log_prob > b.log_prob;
+      return a.parent != b.parent ? a.parent < b.parent : a.token < b.token;
+    });
+    // An ending among the `beam` most likely extensions finishes its hypothesis; the `width`
+    // most likely others go on. The greedy path's next hypothesis does either, whatever its rank.
     std::vector<Live> next;
     std::vector<int64_t> parents;
     std::vector<int32_t> tokens;
-    for (int64_t r = 0; r < top && int64_t(next.size()) < beam; ++r) {
-      const Candidate& c = candidates[size_t(r)];
+    const int64_t greedy_parent = std::exchange(greedy, -1);
+    for (size_t r = 0; r < candidates.size(); ++r) {
+      const Candidate& c = candidates[r];
       const std::vector<int32_t>& prefix = live[size_t(c.parent)].tokens;
+      const bool greedy_path = c.parent == greedy_parent && c.token == greedy_token;
       if (c.token == eos) {
-        if (r < beam)
-          finished.push_back({prefix, c.log_prob, c.log_prob / double(prefix.size() + 1)});
-        continue;
+        if (int64_t(r) < o.beam || greedy_path)
+          finished.offer({prefix, c.log_prob, normalised(c.log_prob, prefix.size(), alpha)});
+      } else if (int64_t(next.size()) < width || greedy_path) {
+        if (greedy_path) greedy = int64_t(next.size());
+        next.push_back({prefix, c.log_prob});
+        next.back().tokens.push_back(c.token);
+        parents.push_back(c.parent);
+        tokens.push_back(c.token);
       }
-      next.push_back({prefix, c.log_prob});
-      next.back().tokens.push_back(c.token);
-      parents.push_back(c.parent);
-      tokens.push_back(c.token);
     }
-    if (int64_t(finished.size()) >= beam || next.empty()) break;
+    if (next.empty()) break;
+    double best_live = -std::numeric_limits<double>::infinity();
+    for (const Live& h : next) best_live = std::max(best_live, h.log_prob);
+    if (finished.full() && best_live / longest <= finished.worst_score()) break;
     live = std::move(next);
     log_probs = step(parents, tokens);
   }
-  std::stable_sort(finished.begin(), finished.end(),
-                   [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
-  if (int64_t(finished.size()) > beam) finished.resize(size_t(beam));
-  return finished;
+  return finished.take();
 }
 
 namespace {
@@ -88,6 +152,12 @@ std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vo
                                   std::span<const int32_t> source, const TranslateOptions& o) {
   const int64_t block = model.config().block_size;
   check_vocab("translate", vocab, model.config().vocab_size);
+  validate(o.search);
+  const int64_t max_length = o.max_length.value_or(block - 1);
+  QKV_CHECK(max_length >= 0 && max_length < block,
+            "translate: max_length = {} is outside [0, {}]: the decoder holds block_size = {} "
+            "positions, <bos> and the output",
+            max_length, block - 1, block);
   QKV_CHECK(!source.empty(), "translate: the input is empty");
   QKV_CHECK(int64_t(source.size()) <= block,
             "translate: the input has {} characters, more than the model's block_size = {}",
@@ -133,7 +203,7 @@ std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vo
     caches = std::move(next_caches);
     return out;
   };
-  return beam_search(o.beam, block - 1, eos, step);
+  return beam_search(o.search, max_length, eos, step);
 }
 
 }  // namespace qkv::generate

@@ -72,8 +72,11 @@ namespace {
 // The window of token ids the model currently sees, and how to get the next logits from it.
 class Window {
  public:
-  Window(nn::DecoderModel& model, std::span<const int32_t> prompt, bool use_cache)
-      : model_(model), block_(model.config().block_size), use_cache_(use_cache) {
+  Window(nn::DecoderModel& model, std::span<const int32_t> prompt, const SamplingOptions& o)
+      : model_(model),
+        block_(model.config().block_size),
+        policy_(o.window),
+        cache_on_(o.use_cache) {
     const size_t start = prompt.size() > size_t(block_) ? prompt.size() - size_t(block_) : 0;
     ids_.assign(prompt.begin() + ptrdiff_t(start), prompt.end());
     recompute();
@@ -83,25 +86,32 @@ class Window {
   std::span<const float> logits() const { return last_; }
 
   void push(int32_t id) {
-    if (int64_t(ids_.size()) == block_) {
-      const int64_t keep = std::max<int64_t>(block_ / 2, 1) - 1;  // plus the new token
-      ids_.erase(ids_.begin(), ids_.end() - keep);
-      ids_.push_back(id);
-      cache_.clear();
-      recompute();
-      return;
-    }
+    if (int64_t(ids_.size()) == block_) return slide(id);
     ids_.push_back(id);
-    if (!use_cache_) return recompute();
+    if (!cache_on_) return recompute();
     const int32_t one[] = {id};
     keep_last_row(model_.logits(one, 1, 1, &cache_, int64_t(ids_.size()) - 1));
   }
 
  private:
+  // The window is full and id must go in.
+  void slide(int32_t id) {
+    if (policy_ == WindowPolicy::exact) {
+      // From now on the window stays full and every position moves at every token, so no
+      // cached key or value is valid again: the cache is dropped for good.
+      ids_.erase(ids_.begin());
+      cache_on_ = false;
+    } else {
+      ids_.erase(ids_.begin(), ids_.end() - (std::max<int64_t>(block_ / 2, 1) - 1));
+    }
+    ids_.push_back(id);
+    cache_.clear();
+    recompute();
+  }
   // One pass over the whole window; with the cache on, it also fills the cache.
   void recompute() {
     const auto T = int64_t(ids_.size());
-    keep_last_row(model_.logits(ids_, 1, T, use_cache_ ? &cache_ : nullptr, 0));
+    keep_last_row(model_.logits(ids_, 1, T, cache_on_ ? &cache_ : nullptr, 0));
   }
   void keep_last_row(const Tensor& logits) {  // logits: [1, T, V]
     const int64_t T = logits.size(1), V = logits.size(2);
@@ -111,7 +121,8 @@ class Window {
 
   nn::DecoderModel& model_;
   int64_t block_;
-  bool use_cache_;
+  WindowPolicy policy_;
+  bool cache_on_;  // use the KV cache for the next token
   std::vector<int32_t> ids_;
   std::vector<nn::LayerCache> cache_;
   std::vector<float> last_;
@@ -132,7 +143,7 @@ Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
   InferenceMode inference(model);
   Generation out;
   if (options.max_new_tokens == 0) return out;
-  Window window(model, prompt, options.use_cache);
+  Window window(model, prompt, options);
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
     const int32_t id = sample_token(window.logits(), options, rng);
     const int32_t one[] = {id};

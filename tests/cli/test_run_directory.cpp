@@ -105,6 +105,22 @@ TEST_CASE("qkv train --resume: two resumes of one run at once: one trains, none 
   CHECK_MESSAGE(info.exit_code == 0, info.err);
 }
 
+TEST_CASE("qkv train --resume: a run still before its first checkpoint is named as busy") {
+  TempDir dir("cli_resume_while_starting");
+  const std::string data = dir.write("corpus.txt", generated_corpus(1000));
+  const fs::path run = dir.path() / "run";
+  Process running(qkv_command(
+      train_args(data, run, {"train.max_iters=1000000", "train.checkpoint_interval=1000000"})));
+  REQUIRE(wait_until(running, [&] { return count_lines(run / "metrics.jsonl") >= 5; }));
+  const CommandResult resumed = run_qkv({"train", "--resume", run.string()});
+  CHECK(resumed.exit_code == 1);
+  CHECK_MESSAGE(resumed.err.starts_with("error: " + run.string() + ": another qkv train (pid " +
+                                        std::to_string(running.pid()) + ") is writing"),
+                resumed.err);
+  running.send(SIGINT);
+  CHECK(running.wait().exit_code == 130);
+}
+
 TEST_CASE(
     "qkv train: a run killed before its first checkpoint starts again with the same command") {
   TempDir dir("cli_restart_without_checkpoint");

@@ -127,7 +127,7 @@ TEST_CASE("qkv sample: the header echoes the settings; samples are separated") {
   CHECK(o.err ==
         "# qkv sample " + r.decoder +
             "/checkpoint-0 --seed 1337 --max-new-tokens 5 --temperature 0 --top-k 200 "
-            "--top-p 1 --num-samples 3 --prompt $'a\\nb' --stop 'x y' --threads 1 " +
+            "--top-p 1 --window exact --num-samples 3 --prompt $'a\\nb' --stop 'x y' --threads 1 " +
             "--precision " +
             std::string(enum_name(choose_precision(PrecisionSetting::automatic, "").precision)) +
             "\n");
@@ -191,6 +191,7 @@ TEST_CASE(
   Runs r;
   const io::Config base = testing::tiny_config(nn::ModelKind::encoder_decoder);
   auto model = testing::make_model<nn::EncoderDecoderModel>(base, r.pairs, 6);
+  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
   // A TSV whose targets are the model's own greedy outputs for the even lines and something
   // else for the odd ones: exact match must count exactly the even lines.
   const std::vector<std::string> sources = {"abc",   "hgf", "ddd", "bca", "eh",
@@ -209,7 +210,8 @@ TEST_CASE(
   c.train.batch_size = 2;
   const std::string run = testing::save_run(r.dir.path() / "encdec", c, r.pairs, *model);
 
-  const auto best = generate::translate(*model, r.pairs, r.pairs.encode("abc"), {.beam = 2});
+  const auto best =
+      generate::translate(*model, r.pairs, r.pairs.encode("abc"), {.search = {.beam = 2}});
   CHECK(qkv_run({"sample", run, "--input", "abc", "--beam", "2", "--quiet"}).out ==
         r.pairs.decode(best.front().tokens) + "\n");
   CHECK(error_of({"sample", run}) ==
@@ -224,4 +226,71 @@ TEST_CASE(
   CHECK(all.find("exact match 50.00% (5 of 10, whole file, greedy)") != std::string::npos);
   CHECK(error_of({"eval", r.decoder, "--beam", "2"}) ==
         "--beam is for encoder_decoder models; this checkpoint's model.kind is decoder");
+  CHECK(qkv_run({"eval", run, "--beam", "3", "--length-penalty", "0"})
+            .out.find("of 5, val split, beam 3, length penalty 0)") != std::string::npos);
+}
+
+TEST_CASE("qkv sample: --num-samples K prints an encoder_decoder's K best outputs, best first") {
+  Runs r;
+  const io::Config c = testing::tiny_config(nn::ModelKind::encoder_decoder);
+  auto model = testing::make_model<nn::EncoderDecoderModel>(c, r.pairs, 21);
+  const std::string run = testing::save_run(r.dir.path() / "encdec", c, r.pairs, *model);
+  // What the command computes in: the precision --precision auto chooses.
+  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
+  for (double alpha : {0.0, 1.0}) {
+    CAPTURE(alpha);
+    const std::vector<generate::Hypothesis> best = generate::translate(
+        *model, r.pairs, r.pairs.encode("abc"),
+        {.search = {.beam = 4, .n_best = 3, .length_penalty = alpha}, .max_length = 9});
+    REQUIRE(best.size() == 3);
+    std::string expected;
+    for (const generate::Hypothesis& h : best) {
+      const std::string text = r.pairs.decode(h.tokens);
+      expected += fmt::format("score {:.4f}  log-prob {:.4f}  {}\n", h.score, h.log_prob,
+                              text.empty() ? "''" : text);
+    }
+    CHECK(qkv_run({"sample", run, "--input", "abc", "--beam", "4", "--num-samples", "3",
+                   "--length-penalty", fmt::format("{}", alpha), "--max-length", "9", "--quiet"})
+              .out == expected);
+    CHECK(best[0].score >= best[1].score);
+    CHECK(best[1].score >= best[2].score);
+  }
+  const Output o = qkv_run({"sample", run, "--input", "abc", "--beam", "2", "--num-samples", "2"});
+  CHECK(o.err.find("--input abc --beam 2 --num-samples 2 --length-penalty 1 --max-length 15 ") !=
+        std::string::npos);
+
+  CHECK(error_of({"sample", run, "--input", "abc", "--beam", "3", "--num-samples", "4"}) ==
+        "--num-samples 4 must be between 1 and --beam 3: a beam of N keeps N hypotheses; give "
+        "--beam 4 or more");
+  CHECK(error_of({"sample", run, "--input", "abc", "--max-length", "16"}) ==
+        "--max-length 16 must be between 1 and 15: the decoder holds block_size = 16 positions, "
+        "<bos> and the output");
+  CHECK(error_of({"sample", run, "--input", "abc", "--window", "chunked"}) ==
+        "--window is for decoder models; this checkpoint's model.kind is encoder_decoder (use "
+        "--input TEXT)");
+  for (const char* alpha : {"-1", "inf", "x"}) {
+    const std::string message = fmt::format("expected a number >= 0, got '{}'", alpha);
+    CHECK_THROWS_WITH_AS(qkv_run({"sample", run, "--input", "abc", "--length-penalty", alpha}),
+                         doctest::Contains(message.c_str()), CLI::ValidationError);
+  }
+  CHECK(error_of({"sample", r.decoder, "--length-penalty", "0"}) ==
+        "--length-penalty is for encoder_decoder models; this checkpoint's model.kind is decoder "
+        "(use --prompt TEXT)");
+}
+
+TEST_CASE("qkv sample: --window chunked prints the library's chunked text past block_size") {
+  Runs r;
+  auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
+                                                     r.text, 3);
+  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
+  for (generate::WindowPolicy policy :
+       {generate::WindowPolicy::exact, generate::WindowPolicy::chunked}) {
+    CAPTURE(enum_name(policy));
+    Rng rng(7, 0);
+    const generate::Generation g = generate::sample(*model, r.text, r.text.encode("the cat"),
+                                                    {.max_new_tokens = 48, .window = policy}, rng);
+    CHECK(qkv_run({"sample", r.decoder, "--prompt", "the cat", "--max-new-tokens", "48", "--seed",
+                   "7", "--window", std::string(enum_name(policy)), "--quiet"})
+              .out == "the cat" + g.text + (g.text.ends_with('\n') ? "" : "\n"));
+  }
 }

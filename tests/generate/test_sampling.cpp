@@ -1,5 +1,5 @@
-// Decoder sampling: the token rule, the cache against the uncached windows (past block_size),
-// determinism, greedy decoding, stop strings and bad options.
+// Decoder sampling: the token rule, the cache against the uncached windows of both window
+// policies (past block_size), determinism, greedy decoding, stop strings and bad options.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -45,13 +45,16 @@ int32_t argmax(const std::vector<float>& v) {
   return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-// The documented window, recomputed independently: the prompt's last block_size tokens, and
-// when a token must enter a full window, the last block_size/2 tokens (the new one included).
-std::vector<float> reference_logits(nn::DecoderModel& model, const std::vector<int32_t>& all,
-                                    int64_t prompt_len, int64_t step) {
+// The documented window, recomputed independently: the prompt's last block_size tokens; then,
+// when a token must enter a full window, exact drops the oldest token (nanoGPT's
+// idx[:, -block_size:]) and chunked keeps the last block_size/2 tokens (the new one included).
+std::vector<float> reference_logits(nn::DecoderModel& model, WindowPolicy policy,
+                                    const std::vector<int32_t>& all, int64_t prompt_len,
+                                    int64_t step) {
   const int64_t block = model.config().block_size;
   int64_t len = std::min(prompt_len, block);
-  for (int64_t i = 0; i < step; ++i) len = len == block ? block / 2 : len + 1;
+  for (int64_t i = 0; i < step; ++i)
+    len = len < block ? len + 1 : policy == WindowPolicy::exact ? block : block / 2;
   const int64_t end = prompt_len + step;
   NoGradGuard no_grad;
   model.eval();
@@ -110,30 +113,50 @@ TEST_CASE("sample_token: top-k and top-p keep only the most likely tokens") {
 TEST_CASE("sample: the KV cache gives the uncached windows' tokens and logits, past block_size") {
   const data::Vocab vocab = text_vocab();
   auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
-  // block_size 16: 60 new tokens slide the window several times; the 40-character prompt is
+  const int64_t block = model->config().block_size;
+  // block_size 16: 3 x 16 new tokens slide the window many times; the 40-character prompt is
   // cropped before the first token.
-  for (std::string_view prompt : {"the cat", "the old king sees the moon. a dog eats br"}) {
-    CAPTURE(prompt);
-    SamplingOptions o{.max_new_tokens = 60, .temperature = 1.0f, .top_k = 0};
-    const Run cached = run(*model, vocab, prompt, o, 5);
-    o.use_cache = false;
-    const Run uncached = run(*model, vocab, prompt, o, 5);
-    REQUIRE(cached.gen.tokens.size() == 60);
-    CHECK(cached.gen.tokens == uncached.gen.tokens);
-    CHECK(cached.gen.text == uncached.gen.text);
+  for (WindowPolicy policy : {WindowPolicy::exact, WindowPolicy::chunked})
+    for (std::string_view prompt : {"the cat", "the old king sees the moon. a dog eats br"}) {
+      CAPTURE(enum_name(policy));
+      CAPTURE(prompt);
+      SamplingOptions o{
+          .max_new_tokens = 3 * block, .temperature = 1.0f, .top_k = 0, .window = policy};
+      const Run cached = run(*model, vocab, prompt, o, 5);
+      o.use_cache = false;
+      const Run uncached = run(*model, vocab, prompt, o, 5);
+      REQUIRE(int64_t(cached.gen.tokens.size()) == 3 * block);
+      CHECK(cached.gen.tokens == uncached.gen.tokens);
+      CHECK(cached.gen.text == uncached.gen.text);
 
-    std::vector<int32_t> all = vocab.encode(prompt);
-    all.insert(all.end(), cached.gen.tokens.begin(), cached.gen.tokens.end());
-    const auto P = int64_t(prompt.size());
-    float worst_cache = 0, worst_window = 0;
-    for (int64_t i = 0; i < 60; ++i) {
-      worst_cache = std::max(worst_cache, max_abs_diff(cached.logits[i], uncached.logits[i]));
-      worst_window = std::max(
-          worst_window, max_abs_diff(uncached.logits[i], reference_logits(*model, all, P, i)));
+      std::vector<int32_t> all = vocab.encode(prompt);
+      all.insert(all.end(), cached.gen.tokens.begin(), cached.gen.tokens.end());
+      const auto P = int64_t(prompt.size());
+      float worst_cache = 0, worst_window = 0;
+      for (int64_t i = 0; i < 3 * block; ++i) {
+        worst_cache = std::max(worst_cache, max_abs_diff(cached.logits[i], uncached.logits[i]));
+        worst_window =
+            std::max(worst_window,
+                     max_abs_diff(uncached.logits[i], reference_logits(*model, policy, all, P, i)));
+      }
+      CHECK(worst_cache <= 1e-5f);
+      CHECK(worst_window <= 1e-5f);
     }
-    CHECK(worst_cache <= 1e-5f);
-    CHECK(worst_window <= 1e-5f);
-  }
+}
+
+TEST_CASE("sample: past block_size, the two window policies give different text") {
+  const data::Vocab vocab = text_vocab();
+  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
+  const int64_t block = model->config().block_size;
+  SamplingOptions o{.max_new_tokens = 3 * block, .temperature = 1.0f, .top_k = 0};
+  const std::vector<int32_t> exact = run(*model, vocab, "the cat", o, 1).gen.tokens;
+  o.window = WindowPolicy::chunked;
+  const std::vector<int32_t> chunked = run(*model, vocab, "the cat", o, 1).gen.tokens;
+  // The windows are the same up to the first full one, the prompt's 7 tokens and 9 new ones:
+  // the first 10 tokens agree.
+  const auto same = size_t(block - 7 + 1);
+  CHECK(std::equal(exact.begin(), exact.begin() + ptrdiff_t(same), chunked.begin()));
+  CHECK(exact != chunked);
 }
 
 TEST_CASE("sample: the same seed gives the same text, another seed another text") {
