@@ -90,9 +90,9 @@ class DecoderTask : public Task {
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
     fingerprint_ = data_.fingerprint();
-    check_splits(data_, T_ + 1, "block_size+1");
     model_config_ = train::model_config(c, vocab_->size());
-    check_training_fits(model_config_, B_);
+    check_training_fits(model_config_, B_);  // first: it bounds T_, so T_ + 1 cannot overflow
+    check_splits(data_, T_ + 1, "block_size+1");
     model_ = std::make_unique<nn::DecoderModel>(model_config_);
   }
   nn::Module& model() override { return *model_; }

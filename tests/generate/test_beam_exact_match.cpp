@@ -51,7 +51,7 @@ TEST_CASE(
     "beam search: on targets of 1 to 15 characters, beam 4 matches at least as many as greedy") {
   testing::TempDir dir("beam_exact_match");
   const std::string tsv = dir.write("letters.tsv", testing::distinct_letters_pairs(4000));
-  auto task = train_task(tsv, 300);
+  auto task = train_task(tsv, 600);
   auto& model = dynamic_cast<nn::EncoderDecoderModel&>(task->model());
   const data::PairDataset pairs =
       data::PairDataset::load(tsv, {.val_fraction = 0.1, .block_size = 20, .vocab = task->vocab()});
@@ -79,8 +79,11 @@ TEST_CASE(
     CHECK(std::count(lengths.begin() + 1, lengths.end(), 0) == 0);  // every length 1..15 occurs
     INFO("greedy ", greedy_right, ", beam 4 ", beam_right, " of ", total);
     CHECK(greedy_right >= total * 9 / 10);  // the model has learned the task
-    // Measured: 400 and 400 of 400 at both alphas. The old rule (stop once `beam` hypotheses
-    // had finished, greedy's path not kept) got 400 and 399, and scored below greedy.
+    // Measured after 600 steps: 400 and 400 of 400 at both alphas. After 300 steps the old rule
+    // (stop once `beam` hypotheses had finished, greedy's path not kept) got 400 and 399 and
+    // scored below greedy, but so did the new one in an -O1 (ASan) build, whose model differs:
+    // beam search guarantees scores, not matches, so the model trains until it is sure. The
+    // exact guarantees are checked against exhaustive search in test_beam_search.cpp.
     CHECK(beam_right >= greedy_right);
   }
 }
