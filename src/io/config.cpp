@@ -88,8 +88,9 @@ const std::vector<Field>& fields() {
        "iteration at which the cosine decay reaches min_lr", kNonNegative},
       {"train.batch_size", QKV_REF(train.batch_size), "sequences per micro-batch", kAtLeastOne},
       {"train.max_iters", QKV_REF(train.max_iters), "optimizer steps to train for", kNonNegative},
+      // Bounded so that batch_size × grad_accum × processes (the global batch) stays an int64.
       {"train.grad_accum", QKV_REF(train.grad_accum), "micro-batches accumulated per step",
-       kAtLeastOne},
+       {1, 1e6}},
       {"train.eval_interval", QKV_REF(train.eval_interval),
        "evaluate train and val loss every this many steps", kAtLeastOne},
       {"train.eval_iters", QKV_REF(train.eval_iters), "batches averaged per evaluation",

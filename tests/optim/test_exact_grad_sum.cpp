@@ -86,7 +86,8 @@ bool same_bits(const Grads& a, const Grads& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
     if (a[i].size() != b[i].size() ||
-        std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0)
+        (!a[i].empty() &&  // an empty vector's data() may be null, which memcmp may not take
+         std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)) != 0))
       return false;
   return true;
 }
