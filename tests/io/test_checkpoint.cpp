@@ -20,6 +20,7 @@ using namespace qkv;
 using namespace qkv::io;
 namespace fs = std::filesystem;
 using nlohmann::json;
+using qkv::testing::read_file;
 using qkv::testing::TempDir;
 
 namespace {
@@ -64,11 +65,6 @@ void check_same(const CheckpointData& got, const CheckpointData& want) {
   CHECK(got.config_toml == want.config_toml);
   CHECK(got.vocab == want.vocab);
   CHECK(got.data_fingerprint == want.data_fingerprint);
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 void write_file(const fs::path& p, const std::string& bytes) {

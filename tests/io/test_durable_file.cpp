@@ -14,15 +14,11 @@
 
 using namespace qkv;
 using qkv::testing::SmallTmpfs;
+using qkv::testing::read_file;
 using qkv::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::vector<std::string> names_in(const fs::path& dir) {
   std::vector<std::string> names;

@@ -15,15 +15,11 @@
 using namespace qkv;
 using namespace qkv::train;
 using qkv::testing::SmallTmpfs;
+using qkv::testing::read_file;
 using qkv::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // Training lines for iterations [0, n) and an evaluation every 10, padded to a realistic size.
 std::string log_of(int64_t n) {

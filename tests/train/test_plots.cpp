@@ -20,16 +20,10 @@
 using namespace qkv;
 using namespace qkv::train;
 using qkv::testing::check_xml;
+using qkv::testing::read_file;
 using qkv::testing::TempDir;
 
 namespace {
-
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 LossCurves curves(std::string name, int n_train, int n_val) {
   LossCurves c{std::move(name), {}, {}};
