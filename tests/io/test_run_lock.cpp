@@ -10,9 +10,11 @@
 
 #include "qkv/error.h"
 #include "qkv/io/run_lock.h"
+#include "support/error_of.h"
 #include "support/temp_dir.h"
 
 using namespace qkv;
+using qkv::testing::error_of;
 using qkv::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -49,15 +51,6 @@ class Holder {
  private:
   pid_t pid_ = -1;
 };
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

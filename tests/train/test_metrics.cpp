@@ -10,12 +10,14 @@
 #include "metrics.h"
 #include "qkv/error.h"
 #include "support/small_tmpfs.h"
+#include "support/error_of.h"
 #include "support/temp_dir.h"
 
 using namespace qkv;
 using namespace qkv::train;
 using qkv::testing::SmallTmpfs;
 using qkv::testing::read_file;
+using qkv::testing::error_of;
 using qkv::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -30,15 +32,6 @@ std::string log_of(int64_t n) {
     text += nlohmann::json{{"iter", i}, {"loss", 2.5}, {"pad", std::string(80, ' ')}}.dump() + "\n";
   }
   return text;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
