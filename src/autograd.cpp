@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -51,7 +52,26 @@ std::vector<std::shared_ptr<TensorImpl>> topological_order(
   return order;
 }
 
-void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
+// For each node of order, walked from the back, the leaves that no later node reaches: their
+// gradients are complete once it has run.
+std::vector<std::vector<std::shared_ptr<TensorImpl>>> leaves_done_after(
+    const std::vector<std::shared_ptr<TensorImpl>>& order) {
+  std::unordered_map<TensorImpl*, size_t> last;
+  for (size_t k = 0; k < order.size(); ++k)
+    for (const auto& in : order[order.size() - 1 - k]->grad_fn->inputs)
+      if (!in->grad_fn) last[in.get()] = k;
+  std::vector<std::vector<std::shared_ptr<TensorImpl>>> done(order.size());
+  for (size_t k = 0; k < order.size(); ++k)
+    for (const auto& in : order[order.size() - 1 - k]->grad_fn->inputs)
+      if (!in->grad_fn && last[in.get()] == k) {
+        done[k].push_back(in);
+        last[in.get()] = order.size();  // an input used twice by one node is done once
+      }
+  return done;
+}
+
+void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed,
+                  const LeafDone* leaf_done) {
   check_not_released(*root);
   QKV_CHECK(root->requires_grad,
             "backward: tensor does not require grad (no input of its graph requires grad)");
@@ -59,12 +79,17 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
   root->fill_unwritten_grad();
   const int64_t n = root->shape.numel();
   for (int64_t i = 0; i < n; ++i) root->grad->data[i] += seed[i];
-  if (!root->grad_fn) return;  // a leaf: its grad is the seed
+  if (!root->grad_fn) {  // a leaf: its grad is the seed
+    if (leaf_done) (*leaf_done)(Tensor(root));
+    return;
+  }
 
   NoGradGuard no_grad;  // backward closures never record
   const auto order = topological_order(root);
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    TensorImpl& t = **it;
+  const auto done_after =
+      leaf_done ? leaves_done_after(order) : std::vector<std::vector<std::shared_ptr<TensorImpl>>>();
+  for (size_t k = 0; k < order.size(); ++k) {
+    TensorImpl& t = *order[order.size() - 1 - k];
     std::shared_ptr<Node> node = std::move(t.grad_fn);
     for (const auto& in : node->inputs) ensure_grad(*in);
     t.fill_unwritten_grad();  // no consumer wrote this grad: it is zero
@@ -80,6 +105,11 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed) {
     t.graph_released = true;
     t.grad.reset();  // intermediates keep no grad, so their storage is reused by the next node
     t.grad_unwritten = false;
+    if (leaf_done)
+      for (const auto& leaf : done_after[k]) {
+        leaf->fill_unwritten_grad();
+        (*leaf_done)(Tensor(leaf));
+      }
   }
 }
 
@@ -130,13 +160,21 @@ void Tensor::backward() const {
             "backward: tensor of shape {} is not a scalar; pass a seed gradient of that shape",
             shape());
   const float one = 1.0f;
-  run_backward(impl_, &one);
+  run_backward(impl_, &one, nullptr);
+}
+
+void Tensor::backward(const LeafDone& leaf_done) const {
+  QKV_CHECK(numel() == 1,
+            "backward: tensor of shape {} is not a scalar; pass a seed gradient of that shape",
+            shape());
+  const float one = 1.0f;
+  run_backward(impl_, &one, &leaf_done);
 }
 
 void Tensor::backward(const Tensor& seed) const {
   QKV_CHECK(seed.shape() == shape(), "backward: seed gradient has shape {}, tensor has {}",
             seed.shape(), shape());
-  run_backward(impl_, seed.data());
+  run_backward(impl_, seed.data(), nullptr);
 }
 
 }  // namespace qkv

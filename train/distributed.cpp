@@ -38,6 +38,26 @@ void allreduce(std::span<T> values, MPI_Datatype type, MPI_Op op) {
                   op, MPI_COMM_WORLD);
 }
 
+// A started reduction: its chunks' requests, done when MPI_Testall says so.
+class StartedMpi : public optim::CrossProcess::Started {
+ public:
+  template <class T>
+  StartedMpi(std::span<T> values, MPI_Datatype type, MPI_Op op) {
+    constexpr size_t kChunk = size_t{1} << 30;
+    for (size_t i = 0; i < values.size(); i += kChunk)
+      MPI_Iallreduce(MPI_IN_PLACE, values.data() + i, int(std::min(kChunk, values.size() - i)),
+                     type, op, MPI_COMM_WORLD, &requests_.emplace_back());
+  }
+  bool done() override {
+    int flag = 0;
+    MPI_Testall(int(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE);
+    return flag != 0;
+  }
+
+ private:
+  std::vector<MPI_Request> requests_;
+};
+
 // MPI_Finalize at exit, after every reduction; MPI_Abort (end_job_after_error) skips it.
 struct Finalizer {
   ~Finalizer() { MPI_Finalize(); }
@@ -62,6 +82,22 @@ void Distributed::sum(std::span<double> values) const {
 #ifdef QKV_HAVE_MPI
   if (size_ > 1) allreduce(values, MPI_DOUBLE, MPI_SUM);
 #endif
+}
+
+std::unique_ptr<optim::CrossProcess::Started> Distributed::start_max(
+    std::span<int32_t> values) const {
+#ifdef QKV_HAVE_MPI
+  if (size_ > 1) return std::make_unique<StartedMpi>(values, MPI_INT32_T, MPI_MAX);
+#endif
+  return CrossProcess::start_max(values);
+}
+
+std::unique_ptr<optim::CrossProcess::Started> Distributed::start_sum(
+    std::span<int64_t> values) const {
+#ifdef QKV_HAVE_MPI
+  if (size_ > 1) return std::make_unique<StartedMpi>(values, MPI_INT64_T, MPI_SUM);
+#endif
+  return CrossProcess::start_sum(values);
 }
 
 bool Distributed::any(bool flag) const {
@@ -113,8 +149,10 @@ const Distributed& join_launched_processes() {
 #ifdef QKV_HAVE_MPI
   static Finalizer finalizer;
   int provided = 0;
-  // Only the main thread calls MPI; OpenMP's threads compute between the calls.
-  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  // One thread calls MPI at a time: the main thread, or during a step's backward the thread
+  // that reduces its gradient buckets (ExactGradSum); OpenMP's threads only compute.
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+  g.reduces_during_backward_ = provided >= MPI_THREAD_SERIALIZED;
   MPI_Comm_rank(MPI_COMM_WORLD, &g.rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &g.size_);
   if (g.rank_ != 0) spdlog::set_level(spdlog::level::err);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -19,10 +20,15 @@ class Distributed : public optim::CrossProcess {
   int size() const { return size_; }
   // Rank 0 alone writes the run directory (checkpoints, metrics.jsonl, loss.svg) and logs.
   bool writes() const { return rank_ == 0; }
+  // Whether a thread other than the main one may reduce (the MPI library allows it), so that
+  // a step can overlap its reduction with its backward.
+  bool reduces_during_backward() const { return size_ > 1 && reduces_during_backward_; }
 
   // Element-wise across all processes, in place; the same result on every process.
   void max(std::span<int32_t> values) const override;
   void sum(std::span<int64_t> values) const override;
+  std::unique_ptr<Started> start_max(std::span<int32_t> values) const override;
+  std::unique_ptr<Started> start_sum(std::span<int64_t> values) const override;
   // Exact only where at most one process holds a non-zero element: each process fills its own
   // slots of a shared vector (its micro-batches' losses), and the sum gathers them.
   void sum(std::span<double> values) const;
@@ -40,6 +46,7 @@ class Distributed : public optim::CrossProcess {
  private:
   friend const Distributed& join_launched_processes();
   int rank_ = 0, size_ = 1;
+  bool reduces_during_backward_ = false;
 };
 
 // The number of processes a launcher started, read from its environment (Open MPI's mpirun,

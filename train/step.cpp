@@ -2,6 +2,7 @@
 #include "step.h"
 
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -76,7 +77,7 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
 
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
                              const Distributed& dist, uint64_t seed, int64_t iter,
-                             int64_t grad_accum, float grad_clip, float lr) {
+                             int64_t grad_accum, float grad_clip, float lr, bool overlap) {
   // This process runs micro-batches [first, first + grad_accum) of the step's M.
   const int64_t m_total = grad_accum * dist.size(), first = grad_accum * dist.rank();
   optimizer.zero_grad();
@@ -87,13 +88,24 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
     const Task::Prediction p = task.predict(data::Split::train, data_rng);
     Tensor l = softmax_cross_entropy(p.logits, p.targets);
     sums.set(micro, l.item(), double(p.tokens), p.flops);
-    mul_scalar(l, 1.0f / float(m_total)).backward();
+    Tensor scaled = mul_scalar(l, 1.0f / float(m_total));
+    if (overlap && dist.reduces_during_backward() && micro + 1 == first + grad_accum) {
+      scaled.backward(grads.reduce_during_backward(m_total, dist));
+      continue;
+    }
+    scaled.backward();
     // One micro-batch's gradient is its own exact sum: only several need ExactGradSum.
     if (m_total > 1) grads.take_micro_batch();
   }
+  const auto t0 = std::chrono::steady_clock::now();
   if (m_total > 1) grads.finish(m_total, dist.size() > 1 ? &dist : nullptr);
+  const double reduce_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const auto [loss, tokens, flops] = sums.total();
-  StepResult r{.loss = loss / double(m_total), .tokens = int64_t(tokens), .flops = flops};
+  StepResult r{.loss = loss / double(m_total),
+               .tokens = int64_t(tokens),
+               .flops = flops,
+               .reduce_ms = reduce_ms};
   // A non-finite loss leaves the weights untouched, so the caller can stop with them intact.
   if (!std::isfinite(r.loss)) return r;
   // clip_grad_norm then step(lr), with the clip folded into the update's pass over the grads.

@@ -24,16 +24,19 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch);
 // streams of (seed, iter, m), each loss scaled by 1/M), after dropping the grads. Their
 // gradients are summed exactly over all processes (ExactGradSum: the bits do not depend on
 // how the micro-batches are grouped), the global grad norm is clipped to grad_clip, and every
-// process takes the same AdamW update at lr. Shared with bench/bench_train.
+// process takes the same AdamW update at lr. With overlap, the sum across processes runs in
+// buckets during the backward of this process's last micro-batch (ExactGradSum's note), with
+// the same bits. Shared with bench/bench_train.
 struct StepResult {
   double loss = 0;      // mean over the step's M micro-batches (all processes')
   float grad_norm = 0;  // before clipping
   int64_t tokens = 0;   // positions computed, and their forward and backward FLOPs (Task)
   double flops = 0;
+  double reduce_ms = 0;  // spent summing gradients after the backward: what overlap did not hide
 };
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
                              const Distributed& dist, uint64_t seed, int64_t iter,
-                             int64_t grad_accum, float grad_clip, float lr);
+                             int64_t grad_accum, float grad_clip, float lr, bool overlap = true);
 
 // Mean loss and accuracy over `batches` batches of `split` at iteration iter, batch i from a
 // stream keyed by (seed, iter, i). The batches are dealt round-robin over the processes and

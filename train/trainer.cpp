@@ -186,7 +186,8 @@ void Trainer::build(const std::optional<data::Vocab>& vocab) {
                          .eps = float(config_.optim.eps),
                          .weight_decay = float(config_.optim.weight_decay),
                          .decay_all = config_.optim.decay_all});
-  state_->grads = std::make_unique<optim::ExactGradSum>(model.named_parameters());
+  state_->grads = std::make_unique<optim::ExactGradSum>(
+      model.named_parameters(), std::max<int64_t>(1, int64_t(config_.train.bucket_mb * 1e6 / 8)));
   state_->schedule = schedule_config(config_);
 }
 
@@ -344,9 +345,9 @@ double Trainer::train_step(int64_t iter) {
   const auto& c = config_;
   const float lr = optim::lr_at(iter, state_->schedule);
   const auto t0 = std::chrono::steady_clock::now();
-  const auto [loss, norm, tokens, flops] = optimisation_step(
+  const auto [loss, norm, tokens, flops, reduce_ms] = optimisation_step(
       *task_, *optimizer_, *state_->grads, state_->dist, static_cast<uint64_t>(c.train.seed), iter,
-      c.train.grad_accum, float(c.optim.grad_clip), lr);
+      c.train.grad_accum, float(c.optim.grad_clip), lr, c.train.overlap);
   if (!std::isfinite(loss)) {
     // Only a loss that was finite at an earlier step of this process points at the updates.
     const std::string cause =
@@ -364,14 +365,15 @@ double Trainer::train_step(int64_t iter) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
   const double tokens_per_s = double(tokens) / ms * 1e3;
-  if (state_->metrics)
-    state_->metrics->append({{"iter", iter},
-                             {"loss", loss},
-                             {"lr", lr},
-                             {"grad_norm", norm},
-                             {"ms", ms},
-                             {"tokens_per_s", tokens_per_s},
-                             {"global_batch", global_batch()}});
+  const bool several = state_->dist.size() > 1;
+  if (state_->metrics) {
+    nlohmann::json line{{"iter", iter},         {"loss", loss},
+                        {"lr", lr},             {"grad_norm", norm},
+                        {"ms", ms},             {"tokens_per_s", tokens_per_s},
+                        {"global_batch", global_batch()}};
+    if (several) line["reduce_ms"] = reduce_ms;
+    state_->metrics->append(line);
+  }
   // Medians over the last 50 steps: one step preempted by another process moves neither.
   auto median_of = [](std::vector<double>& recent, double value) {
     recent.push_back(value);
@@ -387,9 +389,11 @@ double Trainer::train_step(int64_t iter) {
     // it says the measurement was low, not that the step beat the hardware, so none is shown.
     const double mfu = 100 * gflops / state_->peak_gflops;
     spdlog::info(
-        "iter {:>6} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f} ms | "
+        "iter {:>6} | loss {:.4f} | lr {:.2e} | grad norm {:.3f} | {:.1f} ms{} | "
         "{:.1f}k tok/s | {:.0f} GFLOP/s{} | ETA {}",
-        iter, loss, lr, norm, ms, tokens_per_s / 1e3, gflops,
+        iter, loss, lr, norm, ms,
+        several ? fmt::format(" ({:.1f} reducing)", reduce_ms) : std::string(),
+        tokens_per_s / 1e3, gflops,
         mfu <= 100 ? fmt::format(" ({:.0f}% MFU)", mfu) : std::string(),
         duration_text(double(c.train.max_iters - iter - 1) * median_ms * 1e-3));
   }

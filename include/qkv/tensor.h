@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -59,6 +60,9 @@ struct TensorImpl {
   std::string name;               // parameters: "blocks.0.attn.qkv.weight"; errors quote it
 };
 
+class Tensor;
+using LeafDone = std::function<void(const Tensor& leaf)>;  // see Tensor::backward
+
 class Tensor {
  public:
   Tensor() = default;  // an undefined tensor (e.g. "no bias"); defined() is false
@@ -105,6 +109,10 @@ class Tensor {
   // when the graph was already released by an earlier backward().
   void backward() const;
   void backward(const Tensor& seed) const;
+  // The first form, calling leaf_done(leaf) for each leaf (a parameter) as soon as its gradient
+  // is complete, while the walk goes on: data-parallel training reduces those gradients across
+  // processes during the rest of the backward (PyTorch DDP's hooks).
+  void backward(const LeafDone& leaf_done) const;
 
   const std::string& name() const { return impl_->name; }
   Tensor& set_name(std::string name);

@@ -109,6 +109,13 @@ const std::vector<Field>& fields() {
       {"train.precision", QKV_REF(train.precision),
        "what GEMMs compute in: bf16 (inputs rounded to bfloat16, fp32 sums) needs AVX512_BF16; "
        "auto picks bf16 where the CPU has it, else fp32"},
+      {"train.overlap", QKV_REF(train.overlap),
+       "with several processes, sum gradients in buckets during the backward, hiding the "
+       "communication behind it; false sums them after the backward (the same bits either way)"},
+      {"train.bucket_mb", QKV_REF(train.bucket_mb),
+       "with overlap: MB of gradient sums (8 bytes per parameter) per bucket; smaller buckets "
+       "start sooner, larger ones pay the network's latency less often",
+       {0, 1e6, true, false}},
   };
   return f;
 }

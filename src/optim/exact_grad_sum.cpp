@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -25,9 +26,9 @@ constexpr int32_t kNonFinite = INT32_MAX;
 // e with max |g| < 2^e, from the largest magnitude's bits: as integers, |float| bit patterns
 // order as the values do, with inf and NaN above every finite one, so the maximum is exact and
 // sees a NaN (a float max would skip it).
-int32_t exponent_bound(const float* g, int64_t n) {
+int32_t exponent_bound(const float* g, int64_t n, bool threaded) {
   uint32_t top = 0;
-#pragma omp parallel for schedule(static) reduction(max : top) if (n > kParallel)
+#pragma omp parallel for schedule(static) reduction(max : top) if (threaded && n > kParallel)
   for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, g + i, sizeof bits);
@@ -57,15 +58,60 @@ float from_fixed(int64_t q, double unscale) {
   return static_cast<float>(double(static_cast<float>(q)) * unscale);
 }
 
+// Headroom for M addends: each |rint(g·2^s)| <= 2^(62 - bits), so M of them stay below 2^62.
+int headroom_bits(int64_t micro_batches) {
+  return std::bit_width(static_cast<uint64_t>(micro_batches - 1));
+}
+
+class Completed : public CrossProcess::Started {
+ public:
+  bool done() override { return true; }
+};
+
+// Waits for a started reduction: polling drives the communication library's progress (Open MPI
+// moves data only inside its calls), and the sleeps leave the cores to the backward.
+bool wait(CrossProcess::Started& started, const std::stop_token& stop) {
+  while (!started.done()) {
+    if (stop.stop_requested()) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return true;
+}
+
 }  // namespace
 
-ExactGradSum::ExactGradSum(NamedTensors params)
-    : params_(std::move(params)), taken_(params_.size()), exponents_(params_.size()) {
-  for (const auto& [name, p] : params_) {
+std::unique_ptr<CrossProcess::Started> CrossProcess::start_max(std::span<int32_t> values) const {
+  max(values);
+  return std::make_unique<Completed>();
+}
+
+std::unique_ptr<CrossProcess::Started> CrossProcess::start_sum(std::span<int64_t> values) const {
+  sum(values);
+  return std::make_unique<Completed>();
+}
+
+ExactGradSum::ExactGradSum(NamedTensors params, int64_t bucket_elements)
+    : params_(std::move(params)),
+      taken_(params_.size()),
+      exponents_(params_.size()),
+      bucket_of_(params_.size()) {
+  for (size_t i = 0; i < params_.size(); ++i) {
     offsets_.push_back(total_);
-    total_ += p.numel();
+    total_ += params_[i].second.numel();
+    index_[params_[i].second.impl()] = i;
+  }
+  offsets_.push_back(total_);
+  // From the last parameter down: each bucket is a contiguous range, filled to bucket_elements.
+  for (size_t end = params_.size(); end > 0;) {
+    Bucket b{.first = end, .end = end};
+    while (b.first > 0 && offsets_[b.end] - offsets_[b.first] < bucket_elements) --b.first;
+    for (size_t i = b.first; i < b.end; ++i) bucket_of_[i] = buckets_.size();
+    buckets_.push_back(b);
+    end = b.first;
   }
 }
+
+ExactGradSum::~ExactGradSum() = default;  // the reducer, if a step was cut short, stops
 
 void ExactGradSum::take_micro_batch() {
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -77,9 +123,15 @@ void ExactGradSum::take_micro_batch() {
   }
 }
 
+void ExactGradSum::local_exponent(size_t i, bool threaded) {
+  int32_t e = kNoGrad;
+  for (const Tensor& g : taken_[i]) e = std::max(e, exponent_bound(g.data(), g.numel(), threaded));
+  exponents_[i] = e;
+}
+
 // Tensor i's sum over this process's micro-batches: into its grad when it runs alone, else
 // into fixed_ for the reduction.
-void ExactGradSum::sum_local(size_t i, int bits, bool across) {
+void ExactGradSum::sum_local(size_t i, int bits, bool across, bool threaded) {
   const int32_t e = exponents_[i];
   const Tensor& p = params_[i].second;
   const int64_t n = p.numel();
@@ -98,12 +150,12 @@ void ExactGradSum::sum_local(size_t i, int bits, bool across) {
     if (across) std::fill(fixed, fixed + n, 0);
     return;
   }
-  sources_.clear();
+  sources_.clear();  // one thread sums at a time: the reducer during a step, else the caller
   for (const Tensor& g : taken_[i]) sources_.push_back(g.data());
   const double scale = std::ldexp(1.0, 62 - bits - e), unscale = std::ldexp(1.0, e + bits - 62);
   float* result = p.impl()->grad->data;  // may be sources_[0]: each block is read, then written
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallel)
+#pragma omp parallel for schedule(static) if (threaded && n > kParallel)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kBlock, len = std::min(kBlock, n - begin);
     int64_t acc[kBlock];
@@ -115,21 +167,73 @@ void ExactGradSum::sum_local(size_t i, int bits, bool across) {
   }
 }
 
+LeafDone ExactGradSum::reduce_during_backward(int64_t micro_batches, const CrossProcess& across) {
+  fixed_.resize(static_cast<size_t>(total_));
+  finished_.assign(params_.size(), false);
+  for (Bucket& b : buckets_) b.waiting = b.end - b.first;
+  // One bucket is complete only when the backward is: the reduction after it costs less.
+  if (buckets_.size() > 1) {
+    const int bits = headroom_bits(micro_batches);
+    reducer_ = std::jthread(
+        [this, &across, bits](std::stop_token stop) { reduce_buckets(stop, across, bits); });
+  }
+  return [this](const Tensor& leaf) {
+    const auto it = index_.find(leaf.impl());
+    if (it == index_.end()) return;
+    const size_t i = it->second;
+    if (Tensor g = leaf.grad(); g.defined()) {
+      taken_[i].push_back(std::move(g));
+      leaf.zero_grad();
+    }
+    std::lock_guard lock(mutex_);
+    finished_by_backward(i);
+  };
+}
+
+void ExactGradSum::finished_by_backward(size_t i) {
+  if (finished_[i]) return;
+  finished_[i] = true;
+  if (--buckets_[bucket_of_[i]].waiting == 0) bucket_ready_.notify_one();
+}
+
+// The reducer thread: bucket after bucket, in the same order on every process. It computes
+// without OpenMP, whose threads belong to the backward.
+void ExactGradSum::reduce_buckets(std::stop_token stop, const CrossProcess& across, int bits) {
+  std::vector<std::unique_ptr<CrossProcess::Started>> sums;
+  for (const Bucket& b : buckets_) {
+    {
+      std::unique_lock lock(mutex_);
+      if (!bucket_ready_.wait(lock, stop, [&] { return b.waiting == 0; })) return;
+    }
+    for (size_t i = b.first; i < b.end; ++i) local_exponent(i, false);
+    const auto max = across.start_max(std::span(exponents_).subspan(b.first, b.end - b.first));
+    if (!wait(*max, stop)) return;
+    for (size_t i = b.first; i < b.end; ++i) sum_local(i, bits, true, false);
+    sums.push_back(across.start_sum(std::span(fixed_).subspan(
+        size_t(offsets_[b.first]), size_t(offsets_[b.end] - offsets_[b.first]))));
+  }
+  for (const auto& s : sums)
+    if (!wait(*s, stop)) return;
+}
+
 void ExactGradSum::finish(int64_t micro_batches, const CrossProcess* across) {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    int32_t e = kNoGrad;
-    for (const Tensor& g : taken_[i]) e = std::max(e, exponent_bound(g.data(), g.numel()));
-    exponents_[i] = e;
+  const int bits = headroom_bits(micro_batches);
+  if (reducer_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);  // parameters the backward never reached
+      for (size_t i = 0; i < params_.size(); ++i) finished_by_backward(i);
+    }
+    reducer_.join();
+  } else {
+    for (size_t i = 0; i < params_.size(); ++i) local_exponent(i, true);
+    if (across) {
+      across->max(exponents_);
+      fixed_.resize(static_cast<size_t>(total_));  // once: a process alone never needs it
+    }
+    for (size_t i = 0; i < params_.size(); ++i) sum_local(i, bits, across != nullptr, true);
+    if (across) across->sum(fixed_);
   }
   if (across) {
-    across->max(exponents_);
-    fixed_.resize(static_cast<size_t>(total_));  // once: a process alone never needs it
-  }
-  // Headroom for M addends: each |rint(g·2^s)| <= 2^(62 - bits), so M of them stay below 2^62.
-  const int bits = std::bit_width(static_cast<uint64_t>(micro_batches - 1));
-  for (size_t i = 0; i < params_.size(); ++i) sum_local(i, bits, across != nullptr);
-  if (across) {
-    across->sum(fixed_);
     for (size_t i = 0; i < params_.size(); ++i) {
       const int32_t e = exponents_[i];
       if (e == kNoGrad || e == kAllZero || e == kNonFinite) continue;

@@ -1,6 +1,8 @@
 // The engine, tested through two tiny ops defined here so that no op kernel can hide a bug.
 #include <doctest/doctest.h>
 
+#include <map>
+#include <string>
 #include <vector>
 
 #include "qkv/autograd.h"
@@ -107,6 +109,32 @@ TEST_CASE("autograd: a tensor used twice by one op gets both gradients") {
   Tensor x = Tensor::from_vector({3}, {1, 2, 3}, true);
   total(plus(x, x)).backward();
   CHECK(x.grad().to_vector() == std::vector<float>{2, 2, 2});
+}
+
+TEST_CASE("autograd: backward(leaf_done) reports each leaf once, as soon as its grad is final") {
+  // loss = total(3·(w1 + w2) + 2·w2 + (w3 + w3)): the walk finishes w3 first, while w1 has no
+  // gradient yet; w2, reached through two paths, only after the second.
+  Tensor w1 = Tensor::from_vector({2}, {1, 2}, true);
+  Tensor w2 = Tensor::from_vector({2}, {3, 4}, true);
+  Tensor w3 = Tensor::from_vector({2}, {5, 6}, true);
+  Tensor loss = total(plus(plus(scale(plus(w1, w2), 3), scale(w2, 2)), plus(w3, w3)));
+  std::vector<std::pair<std::string, std::vector<float>>> done;  // name, grad when reported
+  w1.set_name("w1"), w2.set_name("w2"), w3.set_name("w3");
+  bool w1_started_when_w3_done = true;
+  loss.backward([&](const Tensor& leaf) {
+    if (leaf.name() == "w3") w1_started_when_w3_done = w1.grad().defined();
+    done.emplace_back(leaf.name(), leaf.grad().to_vector());
+  });
+  REQUIRE(done.size() == 3);
+  std::map<std::string, std::vector<float>> final_grads;
+  for (const auto& [name, grad] : done) final_grads[name] = grad;
+  CHECK(final_grads["w1"] == std::vector<float>{3, 3});
+  CHECK(final_grads["w2"] == std::vector<float>{5, 5});
+  CHECK(final_grads["w3"] == std::vector<float>{2, 2});
+  CHECK(w2.grad().to_vector() == std::vector<float>{5, 5});  // and the grads stay
+  CHECK(done.front().first == "w3");
+  CHECK_FALSE(w1_started_when_w3_done);
+  CHECK(done.back().first == "w2");
 }
 
 TEST_CASE("autograd: leaf grads accumulate across backward calls until zero_grad") {

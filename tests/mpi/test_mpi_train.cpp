@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -50,10 +51,18 @@ TEST_CASE("mpirun qkv train: 1 × grad_accum 4, 2 ranks × 2 and 4 ranks × 1 gi
     REQUIRE(train(1, data, one, settings(4)).exit_code == 0);
     const Metrics reference = read_metrics(one);
     REQUIRE(reference.loss.size() == 3);
-    for (const auto& [processes, grad_accum] : {std::pair{2, 2}, std::pair{4, 1}}) {
+    // 2 × 2 reduces in buckets of 6250 elements during the backward (the tiny model has 30,000
+    // or so), 4 × 1 in one bucket, after the backward, and 2 × 2 again without overlap.
+    for (const auto& [processes, grad_accum, reduce] :
+         {std::tuple{2, 2, "train.bucket_mb=0.05"}, std::tuple{4, 1, "train.overlap=true"},
+          std::tuple{2, 2, "train.overlap=false"}}) {
       CAPTURE(processes);
-      const fs::path run = dir.path() / fmt::format("{}-{}x{}", kind, processes, grad_accum);
-      const CommandResult r = train(processes, data, run, settings(grad_accum));
+      CAPTURE(reduce);
+      const fs::path run = dir.path() / fmt::format("{}-{}x{}-{}", kind, processes, grad_accum,
+                                                    std::string(reduce).substr(6));
+      auto set = settings(grad_accum);
+      set.push_back(reduce);
+      const CommandResult r = train(processes, data, run, set);
       REQUIRE_MESSAGE(r.exit_code == 0, r.err);
       CHECK(weights(run, 3) == weights(one, 3));
       // Rank 0 alone wrote metrics.jsonl: one line per step, the same losses as one process.

@@ -36,6 +36,8 @@ struct TrainSection {
   std::string out_dir = "runs/default";
   int64_t checkpoint_interval = 500, keep_last = 3;
   PrecisionSetting precision = PrecisionSetting::automatic;  // what GEMMs compute in
+  bool overlap = true;     // processes reduce gradients during the backward, not after it
+  double bucket_mb = 8.0;  // the int64 sums each such reduction carries
 };
 
 struct Config {

@@ -4,8 +4,14 @@
 // 4 ranks × 1. (Float addition is not associative: any other grouping changes the last bits.)
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <span>
+#include <stop_token>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "qkv/tensor.h"
@@ -20,6 +26,17 @@ class CrossProcess {
   virtual ~CrossProcess() = default;
   virtual void max(std::span<int32_t> values) const = 0;
   virtual void sum(std::span<int64_t> values) const = 0;
+
+  // The same reductions, started without waiting for them: poll done() until it is true, and
+  // only then read the values. Every process starts them in the same order, from one thread at a
+  // time. By default they complete before they return.
+  class Started {
+   public:
+    virtual ~Started() = default;
+    virtual bool done() = 0;
+  };
+  virtual std::unique_ptr<Started> start_max(std::span<int32_t> values) const;
+  virtual std::unique_ptr<Started> start_sum(std::span<int64_t> values) const;
 };
 
 // Note: the representation. For each parameter tensor, every micro-batch gradient element g is
@@ -35,10 +52,20 @@ class CrossProcess {
 // parameter element to reduce.
 // Alternatives: binned sums as in ReproBLAS (Demmel & Nguyen) need no global maximum but hold
 // two or three words per element; this needs the maximum first, which costs one tiny reduction.
+// Note: overlap. With other processes, the sum of the step's last micro-batch can start while
+// its backward still runs, as in PyTorch DDP: the parameters, in reverse order (roughly the order
+// the backward completes them), form buckets of about bucket_elements; once the backward has
+// finished every parameter of a bucket, a thread of this object reduces it (the maximum of its
+// exponents, then the sum of its integers), bucket after bucket, while the backward goes on.
+// The bits are those of the reduction after the backward: every sum is exact. A model of one
+// bucket is reduced after the backward, as without overlap.
 class ExactGradSum {
  public:
+  static constexpr int64_t kBucketElements = int64_t{1} << 20;  // 8 MB of int64 sums
+
   // params: (name, leaf tensor), as from Module::named_parameters().
-  explicit ExactGradSum(NamedTensors params);
+  explicit ExactGradSum(NamedTensors params, int64_t bucket_elements = kBucketElements);
+  ~ExactGradSum();
 
   const NamedTensors& params() const { return params_; }
 
@@ -52,8 +79,19 @@ class ExactGradSum {
   // micro-batch reached gets none.
   void finish(int64_t micro_batches, const CrossProcess* across = nullptr);
 
+  // Overlap (see the note): instead of take_micro_batch after the last micro-batch of this
+  // process, run its backward with the returned hook, then call finish(micro_batches, &across).
+  LeafDone reduce_during_backward(int64_t micro_batches, const CrossProcess& across);
+
  private:
-  void sum_local(size_t i, int bits, bool across);
+  struct Bucket {
+    size_t first = 0, end = 0;  // parameters [first, end); their sums are contiguous in fixed_
+    size_t waiting = 0;         // of them, those the backward has not finished
+  };
+  void local_exponent(size_t i, bool threaded);
+  void sum_local(size_t i, int bits, bool across, bool threaded);
+  void finished_by_backward(size_t i);  // under mutex_
+  void reduce_buckets(std::stop_token stop, const CrossProcess& across, int bits);
 
   NamedTensors params_;
   std::vector<std::vector<Tensor>> taken_;  // [parameter][micro-batch]: grads, as taken
@@ -62,6 +100,15 @@ class ExactGradSum {
   int64_t total_ = 0;                       // elements over all parameters
   std::vector<const float*> sources_;       // one tensor's taken grads, while it is summed
   std::vector<int64_t> offsets_;            // each parameter's first element in fixed_
+
+  // Overlap: the buckets, each parameter's, and the thread that reduces them during a step.
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;
+  std::unordered_map<const TensorImpl*, size_t> index_;  // parameter -> i
+  std::vector<bool> finished_;                            // by the backward, this step
+  std::mutex mutex_;
+  std::condition_variable_any bucket_ready_;
+  std::jthread reducer_;
 };
 
 }  // namespace qkv::optim
