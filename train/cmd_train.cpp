@@ -17,10 +17,13 @@ namespace {
 // First Ctrl-C (or SIGTERM): finish the step, save, exit (while starting: exit before writing
 // anything). Second: leave at once; checkpoints are written atomically, so nothing on disk is
 // left half-written.
+// Under mpirun every process gets the signal: rank 0 alone says so.
+volatile std::sig_atomic_t g_announce_stop = 1;
+
 void on_signal(int) {
   if (g_stop_requested.exchange(true)) _exit(130);
   const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
-  [[maybe_unused]] auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
+  if (g_announce_stop) [[maybe_unused]] auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 
 io::Config dump_config(const TrainOptions& o) {
@@ -61,7 +64,7 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      join_launched_processes();
+      g_announce_stop = join_launched_processes().writes();
       // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);

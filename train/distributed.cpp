@@ -3,9 +3,12 @@
 #include "distributed.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -30,12 +33,20 @@ Distributed& group() {
 
 #ifdef QKV_HAVE_MPI
 // MPI counts elements in int: larger buffers go in chunks.
+constexpr size_t kChunk = size_t{1} << 30;
+
 template <class T>
 void allreduce(std::span<T> values, MPI_Datatype type, MPI_Op op) {
-  constexpr size_t kChunk = size_t{1} << 30;
   for (size_t i = 0; i < values.size(); i += kChunk)
     MPI_Allreduce(MPI_IN_PLACE, values.data() + i, int(std::min(kChunk, values.size() - i)), type,
                   op, MPI_COMM_WORLD);
+}
+
+template <class T>
+void broadcast_chunks(std::span<T> values, MPI_Datatype type) {
+  for (size_t i = 0; i < values.size(); i += kChunk)
+    MPI_Bcast(values.data() + i, int(std::min(kChunk, values.size() - i)), type, 0,
+              MPI_COMM_WORLD);
 }
 
 // A started reduction: its chunks' requests, done when MPI_Testall says so.
@@ -43,7 +54,6 @@ class StartedMpi : public optim::CrossProcess::Started {
  public:
   template <class T>
   StartedMpi(std::span<T> values, MPI_Datatype type, MPI_Op op) {
-    constexpr size_t kChunk = size_t{1} << 30;
     for (size_t i = 0; i < values.size(); i += kChunk)
       MPI_Iallreduce(MPI_IN_PLACE, values.data() + i, int(std::min(kChunk, values.size() - i)),
                      type, op, MPI_COMM_WORLD, &requests_.emplace_back());
@@ -100,6 +110,22 @@ std::unique_ptr<optim::CrossProcess::Started> Distributed::start_sum(
   return CrossProcess::start_sum(values);
 }
 
+void Distributed::broadcast(std::string& bytes) const {
+#ifdef QKV_HAVE_MPI
+  if (size_ == 1) return;
+  uint64_t size = bytes.size();
+  MPI_Bcast(&size, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  bytes.resize(size);
+  broadcast_chunks(std::span(bytes.data(), bytes.size()), MPI_CHAR);
+#endif
+}
+
+void Distributed::broadcast(std::span<float> values) const {
+#ifdef QKV_HAVE_MPI
+  if (size_ > 1) broadcast_chunks(values, MPI_FLOAT);
+#endif
+}
+
 bool Distributed::any(bool flag) const {
   int32_t v = flag;
   max(std::span(&v, 1));
@@ -129,7 +155,9 @@ void Distributed::check_same(const std::vector<std::pair<std::string, std::strin
   }
 }
 
-void Distributed::end_job_after_error(int exit_code) const {
+void Distributed::end_job_after_error(int exit_code, const std::string& line) const {
+  if (rank_ > 0) std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::fprintf(stderr, "%s\n", line.c_str());
 #ifdef QKV_HAVE_MPI
   if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, exit_code);
 #endif

@@ -33,15 +33,20 @@ class Distributed : public optim::CrossProcess {
   // slots of a shared vector (its micro-batches' losses), and the sum gathers them.
   void sum(std::span<double> values) const;
   bool any(bool flag) const;  // true on every process when it is true on one
+  // Rank 0's bytes or values on every process (the others' are replaced; strings resized).
+  void broadcast(std::string& bytes) const;
+  void broadcast(std::span<float> values) const;
 
   // What every process must agree on, as (what, digest): e.g. ("config", its SHA-256). Throws
   // qkv::Error on every process when one differs from rank 0, naming the first such rank and
   // what differs. Digests must have the same length on every process.
   void check_same(const std::vector<std::pair<std::string, std::string>>& facts) const;
 
-  // After an error on this process: ends every process of the job, so that none waits forever
-  // in a reduction. Returns only when the process runs alone.
-  void end_job_after_error(int exit_code) const;
+  // After an error on this process: prints its line to stderr, then ends every process of the
+  // job, so that none waits forever in a reduction. Returns only when the process runs alone.
+  // Rank 0 prints at once; the others wait 3 seconds first: an error every process meets (a
+  // checkpoint that cannot resume at this scale) then prints once, as rank 0's abort ends them.
+  void end_job_after_error(int exit_code, const std::string& line) const;
 
  private:
   friend const Distributed& join_launched_processes();

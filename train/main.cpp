@@ -56,18 +56,15 @@ int main(int argc, char** argv) {
   try {
     return run();
   } catch (const qkv::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    qkv::train::distributed().end_job_after_error(1);
+    qkv::train::distributed().end_job_after_error(1, fmt::format("error: {}", e.what()));
     return 1;
   } catch (const std::bad_alloc&) {  // outside a tensor, which says its size (qkv::Error)
-    std::fprintf(stderr,
-                 "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
-                 "model.block_size) or train.batch_size\n");
-    qkv::train::distributed().end_job_after_error(1);
+    qkv::train::distributed().end_job_after_error(
+        1, "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
+           "model.block_size) or train.batch_size");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "internal error: %s\n", e.what());
-    qkv::train::distributed().end_job_after_error(2);
+    qkv::train::distributed().end_job_after_error(2, fmt::format("internal error: {}", e.what()));
     return 2;
   }
 }

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "checkpoint_broadcast.h"
 #include "loss_plot.h"
 #include "metrics.h"
 #include "qkv/data/sha256.h"
@@ -129,25 +130,35 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
   check_options(o);
   state_->resume_path = o.resume;
   std::optional<io::CheckpointData> checkpoint;
+  const Distributed& dist = state_->dist;
   if (!o.resume.empty()) {
-    // A run still starting has no checkpoint yet: name its writer rather than a missing save.
-    io::RunLock::check_free(o.resume);
-    state_->checkpoint_dir = io::resolve_checkpoint(o.resume);
+    // Rank 0 alone reads the run directory: the others may not see it.
+    SharedCheckpoint shared = read_on_rank0(dist, [&] {
+      // A run still starting has no checkpoint yet: name its writer rather than a missing save.
+      io::RunLock::check_free(o.resume);
+      const std::string dir = io::resolve_checkpoint(o.resume);
+      io::RunLock::check_free(fs::path(dir).parent_path().string());
+      return SharedCheckpoint{dir, io::load_checkpoint(dir)};
+    });
+    state_->checkpoint_dir = shared.dir;
     run_dir_ = fs::path(state_->checkpoint_dir).parent_path().string();
-    if (state_->dist.writes()) io::RunLock::check_free(run_dir_);
-    checkpoint = io::load_checkpoint(state_->checkpoint_dir);
+    checkpoint = std::move(shared.data);
     config_ = checkpoint_config(*checkpoint, state_->checkpoint_dir, o.overrides);
   } else {
     QKV_CHECK(!o.config_path.empty(), "qkv train needs a config file (or --resume RUN)");
     config_ = io::load_config(o.config_path, o.overrides);
     run_dir_ = config_.train.out_dir;
-    if (state_->dist.writes()) {  // the run directory is rank 0's alone
+    if (dist.writes()) {  // the run directory is rank 0's alone
       io::RunLock::check_free(run_dir_);
       check_no_checkpoint(run_dir_);
     }
     if (!o.init_from.empty()) {
-      state_->checkpoint_dir = io::resolve_checkpoint(o.init_from);
-      checkpoint = io::load_checkpoint(state_->checkpoint_dir, /*with_optimizer=*/false);
+      SharedCheckpoint shared = read_on_rank0(dist, [&] {
+        const std::string dir = io::resolve_checkpoint(o.init_from);
+        return SharedCheckpoint{dir, io::load_checkpoint(dir, /*with_optimizer=*/false)};
+      });
+      state_->checkpoint_dir = shared.dir;
+      checkpoint = std::move(shared.data);
       const io::Config source = checkpoint_config(*checkpoint, state_->checkpoint_dir);
       QKV_CHECK(source.model.kind == config_.model.kind,
                 "--init-from {}: the checkpoint holds a {} model, the config asks for {}",
@@ -165,8 +176,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
     if (!o.resume.empty()) restore(*checkpoint, o.allow_data_change);
   }
   // Processes that disagree would each compute their own run and reduce garbage together.
-  if (state_->dist.size() > 1)
-    state_->dist.check_same({{"config", data::sha256_hex(io::to_toml(config_))},
+  if (dist.size() > 1)
+    dist.check_same({{"config", data::sha256_hex(io::to_toml(config_))},
                              {"training text", task_->fingerprint()},
                              {"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
   state_->peak_gflops = measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3);

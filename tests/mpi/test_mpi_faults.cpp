@@ -88,3 +88,45 @@ TEST_CASE("mpirun qkv train: kill -9 of one rank ends the job in bounded time, l
   CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
   CHECK(latest_step(run) == latest + 2);
 }
+
+TEST_CASE("mpirun qkv train: kill -9 of rank 0 while it saves ends the job, latest intact") {
+  TempDir dir("mpi_kill_save");
+  const std::string data = dir.write("corpus.txt", generated_corpus(600));
+  const fs::path run = dir.path() / "run";
+  // A model of 3M parameters, so that a save (36 MB with AdamW's moments, fsynced) takes a
+  // while; a checkpoint every step.
+  Process job(mpirun_argv(
+      2, train_args(data, run,
+                    {"model.n_embd=256", "model.n_layer=4", "train.max_iters=100000",
+                     "train.checkpoint_interval=1", "train.eval_interval=100000"})));
+  // Rank 0 writes each checkpoint into .checkpoint-<step>.tmp-<pid>/ and renames it when done.
+  auto saving = [&] {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(run, ec))
+      if (e.path().filename().string().find(".tmp-") != std::string::npos) return true;
+    return false;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (!(latest_step(run) >= 2 && saving()) && job.running() &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(200us);
+  REQUIRE(job.running());
+  const pid_t writer = rank_pid(job.pid(), 0);
+  REQUIRE(writer > 0);
+  ::kill(writer, SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  while (job.running() && std::chrono::steady_clock::now() - killed < 30s)
+    std::this_thread::sleep_for(10ms);
+  CHECK_MESSAGE(!job.running(), "mpirun still runs 30 s after rank 0 was killed");
+  CHECK(job.wait().exit_code != 0);
+  const int64_t latest = latest_step(run);
+  CHECK(latest >= 2);
+  const CommandResult info = run_qkv({"info", run.string()});
+  REQUIRE_MESSAGE(info.exit_code == 0, info.err);
+  // It goes on, as 1 process × grad_accum 2, past the half-written checkpoint.
+  const CommandResult resumed =
+      run_qkv({"train", "--resume", run.string(), "--threads", "2", "--set",
+                 "train.max_iters=" + std::to_string(latest + 2)});
+  CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+  CHECK(latest_step(run) == latest + 2);
+}

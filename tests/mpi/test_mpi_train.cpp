@@ -106,3 +106,31 @@ TEST_CASE("mpirun qkv train --resume: a checkpoint saved at 2 ranks goes on at 1
         std::string::npos);
   CHECK(latest_step(at3) == 4);
 }
+
+TEST_CASE("mpirun qkv train: a run directory that only rank 0 sees is read and written by it") {
+  TempDir dir("mpi_rank0_dir");
+  const std::string data = dir.write("corpus.txt", generated_corpus(600));
+  const fs::path rank0 = dir.path() / "rank0", others = dir.path() / "others";
+  fs::create_directories(rank0);
+  fs::create_directories(others);
+  // Rank 0 starts in rank0/, ranks 1 and 2 in others/: the relative run directory `run` is
+  // then one they cannot see.
+  auto launch = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = mpirun_options();
+    for (const auto& [processes, wdir] : {std::pair{"1", rank0}, std::pair{"2", others}}) {
+      if (wdir == others) argv.push_back(":");
+      argv.insert(argv.end(), {"-np", processes, "--wdir", wdir.string(), kQkv});
+      argv.insert(argv.end(), args.begin(), args.end());
+    }
+    return run_command(argv);
+  };
+  const fs::path straight = dir.path() / "straight";
+  REQUIRE(train(1, data, straight, {"train.grad_accum=3", "train.max_iters=4"}).exit_code == 0);
+  const CommandResult started = launch(train_args(data, "run", {"train.max_iters=2"}));
+  REQUIRE_MESSAGE(started.exit_code == 0, started.err);
+  const CommandResult resumed =
+      launch({"train", "--resume", "run", "--threads", "1", "--set", "train.max_iters=4"});
+  REQUIRE_MESSAGE(resumed.exit_code == 0, resumed.err);
+  CHECK(weights(rank0 / "run", 4) == weights(straight, 4));
+  CHECK(fs::is_empty(others));
+}
