@@ -63,8 +63,14 @@ cleanup() {
   # schedule it, and a quick rerun would find the name taken.
   for link in $(ip -o link show type veth | grep -o 'qkvh[0-9]*'); do ip link del "$link" || true; done
   for ns in $(ip netns list | awk '/^qkvns[0-9]+/ {print $1}'); do
-    # A process left in a namespace keeps its veth alive after the name is gone.
+    # Ranks outlive an interrupted mpirun for a moment (qkv saves a checkpoint on a signal):
+    # the script ends only once they are gone, killed after 10 s.
     ip netns pids "$ns" | xargs -r kill 2>/dev/null || true
+    for ((t = 0; t < 100; ++t)); do
+      [[ -z $(ip netns pids "$ns") ]] && break
+      sleep 0.1
+    done
+    ip netns pids "$ns" | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$ns" || true
   done
   ip link del $bridge 2>/dev/null || true
