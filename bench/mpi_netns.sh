@@ -14,7 +14,7 @@
 # 100mbit, 1gbit, 10gbit) caps both directions of every link with tbf: what a namespace sends
 # (egress of its eth0) and what it receives (egress of the bridge's end qkvhI), like a
 # full-duplex NIC. --measure times a 2 s TCP transfer qkvns0 -> qkvns1 (python3) first.
-# After the run, the bytes each link's qdisc passed are printed. Everything is removed on exit,
+# After the run, the bytes (and drops) each link's qdisc passed are printed. Everything is removed on exit,
 # error or Ctrl-C; leftovers of an earlier run are removed at start. Needs root, ip, tc, mpirun.
 set -euo pipefail
 
@@ -108,12 +108,13 @@ shape() {
     tc qdisc add dev qkvh$i root "${qdisc[@]}"
   done
 }
-sent() { awk '/Sent/ {print $2; exit}'; }
+# "Sent 123 bytes 4 pkt (dropped 0, overlimits 5 ...)": bytes and drops (a full queue).
+sent() { awk '/Sent/ {sub(/,/, "", $7); printf "%14s B %6s dropped", $2, $7; exit}'; }
 counters() {
   local i
   echo "bytes through each link's qdisc (rate $rate):"
   for ((i = 0; i < ranks; ++i)); do
-    printf '  qkvns%d  sent %14s B  received %14s B\n' $i \
+    printf '  qkvns%d  sent %s   received %s\n' $i \
       "$(ip netns exec qkvns$i tc -s qdisc show dev eth0 | sent)" "$(tc -s qdisc show dev qkvh$i | sent)"
   done
 }
