@@ -14,8 +14,9 @@
 # 100mbit, 1gbit, 10gbit) caps both directions of every link with tbf: what a namespace sends
 # (egress of its eth0) and what it receives (egress of the bridge's end qkvhI), like a
 # full-duplex NIC. --measure times a 2 s TCP transfer qkvns0 -> qkvns1 (python3) first.
-# After the run, the bytes (and drops) each link's qdisc passed are printed. Everything is removed on exit,
-# error or Ctrl-C; leftovers of an earlier run are removed at start. Needs root, ip, tc, mpirun.
+# After the run, the bytes (and drops) each link's qdisc passed are printed. Everything is
+# removed on exit, error or Ctrl-C; leftovers of an earlier run are removed at start.
+# Needs root, ip and tc (iproute2), mpirun (Open MPI 4.1).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +40,10 @@ die() { echo "mpi_netns.sh: $*" >&2; exit 1; }
 for tool in ip tc mpirun; do
   command -v $tool >/dev/null || die "$tool not found (iproute2 for ip and tc, openmpi-bin for mpirun)"
 done
-((measure)) && { command -v python3 >/dev/null || die "--measure needs python3"; }
+if ((measure)); then
+  command -v python3 >/dev/null || die "--measure needs python3"
+  ((ranks >= 2)) || die "--measure needs 2 ranks"
+fi
 if ! [[ $ranks =~ ^[0-9]+$ ]] || ((ranks < 1 || ranks > 253)); then die "--ranks must be 1..253"; fi
 [[ $net =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "--net must be three octets, e.g. 10.77.0"
 if ((${#qkv_args[@]})); then
@@ -81,7 +85,8 @@ if ip netns list | grep -q '^qkvns' || ip link show $bridge &>/dev/null; then
 fi
 if ip -4 addr | grep -q " $net\."; then die "$net.0/24 is in use on this machine: choose another with --net"; fi
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ip link add $bridge type bridge
 ip addr add "$net.254/24" dev $bridge
@@ -92,7 +97,7 @@ for ((i = 0; i < ranks; ++i)); do
   ip link set qkvh$i master $bridge up
   ip -n qkvns$i addr add "$net.$((i + 1))/24" dev eth0
   ip -n qkvns$i link set eth0 up
-  # MPI's TCP BTL probes lo too; down, it would fail to connect.
+  # As on a real machine; MPI and PMIx need only eth0 (they ran with lo down).
   ip -n qkvns$i link set lo up
 done
 
@@ -121,7 +126,6 @@ counters() {
 shape
 
 if ((measure)); then
-  ((ranks >= 2)) || die "--measure needs 2 ranks"
   # About 2 s at the cap; as fast as python3 goes without one.
   mb=2000
   [[ $rate != none ]] && mb=$(((rate_bytes * 2 + 999999) / 1000000))
