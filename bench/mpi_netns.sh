@@ -52,7 +52,7 @@ if ((${#qkv_args[@]})); then
 fi
 # tbf needs a burst: 1 ms at the rate, at least 64 KiB so a GSO packet (up to 64 KiB) fits.
 if [[ $rate != none ]]; then
-  [[ $rate =~ ^([0-9]+)(kbit|mbit|gbit)$ ]] || die "--rate must be like 100mbit, 1gbit, 10gbit or none"
+  [[ $rate =~ ^([1-9][0-9]*)(kbit|mbit|gbit)$ ]] || die "--rate must be like 100mbit, 1gbit, 10gbit or none"
   declare -A bits=([kbit]=1000 [mbit]=1000000 [gbit]=1000000000)
   rate_bytes=$((BASH_REMATCH[1] * bits[${BASH_REMATCH[2]}] / 8))
   burst=$((rate_bytes / 1000))
