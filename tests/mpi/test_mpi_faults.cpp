@@ -36,6 +36,17 @@ pid_t rank_pid(pid_t mpirun, int rank) {
   return -1;
 }
 
+// SIGKILL to rank `rank` of the job; true when the whole job then ends within 30 s, failing.
+bool kill_ends_job(Process& job, int rank) {
+  const pid_t victim = rank_pid(job.pid(), rank);
+  REQUIRE(victim > 0);
+  ::kill(victim, SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  while (job.running() && std::chrono::steady_clock::now() - killed < 30s)
+    std::this_thread::sleep_for(10ms);
+  return !job.running() && job.wait().exit_code != 0;
+}
+
 }  // namespace
 
 TEST_CASE("mpirun qkv train: a rank started with another config is named, and nothing is written") {
@@ -70,14 +81,7 @@ TEST_CASE("mpirun qkv train: kill -9 of one rank ends the job in bounded time, l
   while (latest_step(run) < 3 && job.running() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(1ms);
   REQUIRE(latest_step(run) >= 3);
-  const pid_t victim = rank_pid(job.pid(), 1);
-  REQUIRE(victim > 0);
-  ::kill(victim, SIGKILL);
-  const auto killed = std::chrono::steady_clock::now();
-  while (job.running() && std::chrono::steady_clock::now() - killed < 30s)
-    std::this_thread::sleep_for(10ms);
-  CHECK_MESSAGE(!job.running(), "mpirun still runs 30 s after one of its ranks was killed");
-  CHECK(job.wait().exit_code != 0);
+  CHECK_MESSAGE(kill_ends_job(job, 1), "the job went on 30 s after rank 1 was killed");
   // `latest` names a complete checkpoint, and the run goes on from it at another scale.
   const int64_t latest = latest_step(run);
   const CommandResult info = run_qkv({"info", run.string()});
@@ -111,14 +115,7 @@ TEST_CASE("mpirun qkv train: kill -9 of rank 0 while it saves ends the job, late
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(200us);
   REQUIRE(job.running());
-  const pid_t writer = rank_pid(job.pid(), 0);
-  REQUIRE(writer > 0);
-  ::kill(writer, SIGKILL);
-  const auto killed = std::chrono::steady_clock::now();
-  while (job.running() && std::chrono::steady_clock::now() - killed < 30s)
-    std::this_thread::sleep_for(10ms);
-  CHECK_MESSAGE(!job.running(), "mpirun still runs 30 s after rank 0 was killed");
-  CHECK(job.wait().exit_code != 0);
+  CHECK_MESSAGE(kill_ends_job(job, 0), "the job went on 30 s after rank 0 was killed");
   const int64_t latest = latest_step(run);
   CHECK(latest >= 2);
   const CommandResult info = run_qkv({"info", run.string()});
