@@ -6,8 +6,8 @@
 set -euo pipefail
 
 packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libdnnl-dev libcli11-dev
-          libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev nlohmann-json3-dev fortunes
-          openmpi-bin libopenmpi-dev)
+          libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev nlohmann-json3-dev
+          libcpp-httplib-dev fortunes openmpi-bin libopenmpi-dev)
 [[ "${1:-}" == "--with-torch" ]] && packages+=(python3-torch python3-numpy)
 
 missing=()

@@ -1,0 +1,12 @@
+// `qkv serve [RUNS_DIR]`: the local page and JSON API over a directory of runs (server.h).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace qkv::serve {
+
+void add_serve(CLI::App& app, std::function<int()>& run);
+
+}  // namespace qkv::serve

@@ -1,0 +1,162 @@
+#include "server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/socket.h>
+
+#include <charconv>
+#include <cmath>
+#include <new>
+
+#include "http_error.h"
+#include "server_state.h"
+
+namespace qkv::serve {
+
+using nlohmann::json;
+
+std::shared_ptr<void> Gate::try_enter() {
+  if (used_->fetch_add(1) >= capacity_) {
+    used_->fetch_sub(1);
+    return nullptr;
+  }
+  class Place {
+   public:
+    explicit Place(std::shared_ptr<std::atomic<int64_t>> used) : used_(std::move(used)) {}
+    ~Place() { used_->fetch_sub(1); }
+    Place(const Place&) = delete;
+    Place& operator=(const Place&) = delete;
+
+   private:
+    std::shared_ptr<std::atomic<int64_t>> used_;
+  };
+  return std::make_shared<Place>(used_);
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, const json& body, int status) {
+  res.status = status;
+  res.set_content(dump(body), "application/json");
+}
+
+std::string sse_event(std::string_view name, const json& data) {
+  return fmt::format("event: {}\ndata: {}\n\n", name, dump(data));
+}
+
+Run find_run(State& state, const httplib::Request& req) {
+  const std::string name = req.get_param_value("run");
+  if (name.empty()) fail(400, "give the run: ?run=NAME (GET /api/runs lists them)");
+  std::optional<Run> run = state.runs.find(name);
+  if (!run) fail(404, "no run '{}' in {}", name, state.runs.root().string());
+  return std::move(*run);
+}
+
+std::string find_checkpoint(State& state, const Run& run, const httplib::Request& req) {
+  const std::string which = text_param(req, "checkpoint", "latest");
+  std::optional<std::string> dir;
+  try {
+    dir = state.runs.checkpoint(run, which);
+  } catch (const Error& e) {
+    fail(404, "{}", e.what());
+  }
+  if (!dir) fail(404, "run '{}' has no checkpoint '{}'", run.name, which);
+  return *dir;
+}
+
+std::string text_param(const httplib::Request& req, const std::string& name,
+                       std::string fallback) {
+  return req.has_param(name) ? req.get_param_value(name) : fallback;
+}
+
+int64_t int_param(const httplib::Request& req, const std::string& name, int64_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  const std::string v = req.get_param_value(name);
+  int64_t x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size())
+    fail(400, "{}: expected a whole number, got '{}'", name, v.substr(0, 40));
+  return x;
+}
+
+double number_param(const httplib::Request& req, const std::string& name, double fallback) {
+  if (!req.has_param(name)) return fallback;
+  const std::string v = req.get_param_value(name);
+  double x = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x))
+    fail(400, "{}: expected a number, got '{}'", name, v.substr(0, 40));
+  return x;
+}
+
+void check_limit(const std::string& name, int64_t value, int64_t limit, std::string_view flag) {
+  if (value > limit)
+    fail(400, "{} {} is above this server's limit of {} (qkv serve {})", name, value, limit, flag);
+}
+
+namespace {
+
+// The answer to a handler's exception: HttpError says its status, other qkv::Errors are bad
+// input, and anything else is a bug, answered without taking the server down.
+void answer_exception(const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const HttpError& e) {
+    send_json(res, {{"error", e.what()}}, e.status);
+  } catch (const Error& e) {
+    send_json(res, {{"error", e.what()}}, 400);
+  } catch (const std::bad_alloc&) {
+    send_json(res, {{"error", "out of memory"}}, 503);
+  } catch (const std::exception& e) {
+    spdlog::error("{} {}: internal error: {}", req.method, req.path, e.what());
+    send_json(res, {{"error", fmt::format("internal error: {}", e.what())}}, 500);
+  }
+}
+
+}  // namespace
+
+Server::Server(ServeOptions options)
+    : state_(std::make_unique<State>(std::move(options))),
+      http_(std::make_unique<httplib::Server>()) {
+  const Limits& l = state_->options.limits;
+  // Every open event stream and every generation holds a thread; quick requests get the rest.
+  const size_t threads = size_t(l.max_streams + l.max_generations + 4);
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // httplib's default also sets SO_REUSEPORT, which would let a second server share a port
+  // that is taken; SO_REUSEADDR alone lets a restarted one bind at once.
+  http_->set_socket_options([](int sock) {
+    const int on = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  });
+  http_->set_exception_handler(answer_exception);
+  http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.body.empty())
+      send_json(res, {{"error", fmt::format("no such endpoint: {} {}", req.method, req.path)}},
+                res.status);
+  });
+  add_run_routes(*http_, *state_);
+  add_model_routes(*http_, *state_);
+}
+
+Server::~Server() = default;
+
+int Server::bind() {
+  const ServeOptions& o = state_->options;
+  const int port = o.port == 0 ? http_->bind_to_any_port(o.host)
+                               : (http_->bind_to_port(o.host, o.port) ? o.port : -1);
+  QKV_CHECK(port > 0,
+            "--host {} --port {}: cannot listen there (the port is taken, or the address is not "
+            "one of this machine's)",
+            o.host, o.port);
+  return port;
+}
+
+void Server::run() { http_->listen_after_bind(); }
+
+void Server::stop() {
+  state_->stopping = true;
+  http_->stop();
+}
+
+}  // namespace qkv::serve
