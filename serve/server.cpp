@@ -10,6 +10,7 @@
 #include <new>
 
 #include "http_error.h"
+#include "page.h"
 #include "server_state.h"
 
 namespace qkv::serve {
@@ -134,6 +135,14 @@ Server::Server(ServeOptions options)
     if (res.body.empty())
       send_json(res, {{"error", fmt::format("no such endpoint: {} {}", req.method, req.path)}},
                 res.status);
+  });
+  http_->Get("/", [](const httplib::Request&, httplib::Response& res) {
+    // The page may talk to this server only, and run only its own inline script and style:
+    // nothing is fetched from anywhere else.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'none'; connect-src 'self'; img-src 'self' blob:; "
+                   "script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    res.set_content(page_html().data(), page_html().size(), "text/html; charset=utf-8");
   });
   add_run_routes(*http_, *state_);
   add_model_routes(*http_, *state_);

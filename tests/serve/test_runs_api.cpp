@@ -120,3 +120,20 @@ TEST_CASE("serve: a runs directory that does not exist is one clear error") {
   CHECK_THROWS_WITH_AS(serve::Server({.runs_dir = (dir.path() / "nope").string()}),
                        doctest::Contains("nope: No such file or directory"), qkv::Error);
 }
+
+TEST_CASE("serve: / is the page, which may fetch nothing but this server's /api/") {
+  TestRuns runs("serve_page");
+  TestServer server(runs.root);
+  httplib::Client c = server.client();
+  const httplib::Result r = c.Get("/");
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->get_header_value("Content-Type") == "text/html; charset=utf-8");
+  CHECK(r->get_header_value("Content-Security-Policy").starts_with("default-src 'none'"));
+  CHECK(r->body.find("<title>qkv serve</title>") != std::string::npos);
+  // The only absolute URL is SVG's namespace, a name that nothing fetches.
+  std::string rest = r->body;
+  for (size_t at; (at = rest.find("http")) != std::string::npos; rest.erase(0, at + 4))
+    CHECK(rest.substr(at, 26) == "http://www.w3.org/2000/svg");
+  CHECK(r->body.find("src=\"") == std::string::npos);
+}
