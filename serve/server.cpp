@@ -115,6 +115,16 @@ void answer_exception(const httplib::Request& req, httplib::Response& res, std::
   }
 }
 
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+// The name a request's Host header gives this server, without its port.
+std::string host_name(const std::string& header) {
+  if (header.starts_with('[')) return header.substr(1, header.find(']') - 1);
+  return header.substr(0, header.find(':'));
+}
+
 }  // namespace
 
 Server::Server(ServeOptions options)
@@ -136,6 +146,19 @@ Server::Server(ServeOptions options)
       send_json(res, {{"error", fmt::format("no such endpoint: {} {}", req.method, req.path)}},
                 res.status);
   });
+  // A page elsewhere can have a browser resolve its own name to 127.0.0.1 (DNS rebinding) and
+  // read what a loopback server answers; a request that does not name this machine is refused.
+  if (is_loopback(state_->options.host))
+    http_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+      const std::string host = req.get_header_value("Host");
+      if (is_loopback(host_name(host))) return httplib::Server::HandlerResponse::Unhandled;
+      send_json(res,
+                {{"error", fmt::format("Host '{}' is not this server: it answers only to "
+                                       "127.0.0.1 and localhost",
+                                       host)}},
+                403);
+      return httplib::Server::HandlerResponse::Handled;
+    });
   http_->Get("/", [](const httplib::Request&, httplib::Response& res) {
     // The page may talk to this server only, and run only its own inline script and style:
     // nothing is fetched from anywhere else.

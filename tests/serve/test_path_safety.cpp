@@ -102,3 +102,21 @@ TEST_CASE("serve: paths in the URL itself reach no file") {
                            "/dec/metrics.jsonl", "//etc/passwd"})
     check_refused(server, path);
 }
+
+TEST_CASE("serve: a loopback server answers only requests that name this machine") {
+  TestRuns runs("serve_host");
+  TestServer server(runs.root);
+  httplib::Client c = server.client();
+  for (const char* host : {"127.0.0.1", "localhost", "[::1]"}) {
+    const httplib::Result r = c.Get("/api/runs", {{"Host", fmt::format("{}:{}", host, server.port())}});
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  // A name that a page elsewhere had resolve to 127.0.0.1 (DNS rebinding).
+  const httplib::Result r = c.Get("/api/runs", {{"Host", "rebind.example:8080"}});
+  REQUIRE(r);
+  CHECK(r->status == 403);
+  CHECK(nlohmann::json::parse(r->body)["error"] ==
+        "Host 'rebind.example:8080' is not this server: it answers only to 127.0.0.1 and "
+        "localhost");
+}
