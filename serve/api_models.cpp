@@ -59,12 +59,26 @@ std::string_view endpoint_for(nn::ModelKind kind) {
   return "";
 }
 
+// The request's checkpoint, loaded. One that is gone once it failed to load was pruned while
+// it was read (its trainer saved a newer one): it is looked up again, so that a run being
+// written does not fail a request.
+LoadedModel load_requested(State& state, const Run& run, const httplib::Request& req) {
+  for (int attempt = 1;; ++attempt) {
+    const std::string dir = find_checkpoint(state, run, req);
+    try {
+      return load_model(dir, state.options.precision);
+    } catch (const HttpError&) {
+      std::error_code ec;
+      if (attempt == 3 || std::filesystem::exists(dir, ec)) throw;
+    }
+  }
+}
+
 // The request's checkpoint, loaded; HttpError 400 when its model is not of `kind`.
 std::shared_ptr<LoadedModel> load_kind(State& state, const httplib::Request& req,
                                        nn::ModelKind kind) {
   const Run run = find_run(state, req);
-  auto m = std::make_shared<LoadedModel>(
-      load_model(find_checkpoint(state, run, req), state.options.precision));
+  auto m = std::make_shared<LoadedModel>(load_requested(state, run, req));
   const nn::ModelKind actual = m->config.model.kind;
   if (actual != kind)
     fail(400, "{} is for {} models; run '{}' is of kind {} (use {})", endpoint_for(kind),
@@ -211,7 +225,7 @@ void attention(State& state, const httplib::Request& req, httplib::Response& res
 
   const std::shared_ptr<void> place = enter_generation(state);
   const Run run = find_run(state, req);
-  const LoadedModel m = load_model(find_checkpoint(state, run, req), state.options.precision);
+  const LoadedModel m = load_requested(state, run, req);
   set_num_threads(state.options.threads);
   train::AttentionChart chart = train::probe_attention(*m.model, m.config, m.vocab, a);
   if (format == "svg") {
