@@ -39,9 +39,17 @@ json list_checkpoints(const RunsDir& runs, const Run& run) {
 }
 
 void add_model(const RunsDir& runs, const Run& run, json& s) {
-  const auto config_path = runs.inside(run.path / "config.toml");
-  if (!config_path) return;
+  std::optional<std::string> dir;
   try {
+    dir = runs.checkpoint(run, "latest");
+  } catch (const Error& e) {  // `latest` names a checkpoint that is gone: the config still reads
+    s["error"] = e.what();
+  }
+  try {
+    // A run directory that holds only checkpoints (one copied elsewhere) has its config in them.
+    auto config_path = runs.inside(run.path / "config.toml");
+    if (!config_path && dir) config_path = runs.inside(fs::path(*dir) / "config.toml");
+    if (!config_path) return;
     const io::Config c = io::load_config(config_path->string());
     s["kind"] = enum_name(c.model.kind);
     s["n_layer"] = c.model.n_layer;
@@ -50,7 +58,6 @@ void add_model(const RunsDir& runs, const Run& run, json& s) {
     s["block_size"] = c.model.block_size;
     s["max_iters"] = c.train.max_iters;
     // The vocabulary's size is in the checkpoint; the parameters follow from it.
-    const auto dir = runs.checkpoint(run, "latest");
     const auto vocab_path = dir ? runs.inside(fs::path(*dir) / "vocab.json") : std::nullopt;
     if (vocab_path) {
       std::ifstream in(*vocab_path);

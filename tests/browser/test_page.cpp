@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "chromium.h"
+#include "generate/models.h"
 #include "server.h"
 #include "support/corpus.h"
 #include "support/run_command.h"
@@ -62,6 +63,13 @@ TEST_CASE("page: the chart grows while a run trains, a prompt streams, a screens
   CHECK(browser.wait_for(live_points + " > " + std::to_string(before + 20), 60));
   CHECK(browser.wait_for("document.querySelectorAll('#chart-svg polyline').length >= 3", 10));
   CHECK(browser.evaluate("document.querySelector('.run .dot') !== null") == true);
+  // Hovering the chart shows the values under the pointer.
+  browser.evaluate(
+      "const box = document.getElementById('chart-svg').getBoundingClientRect();"
+      "document.getElementById('chart-svg').dispatchEvent(new MouseEvent('mousemove', "
+      "{clientX: box.left + box.width / 2, clientY: box.top + box.height / 2}))");
+  CHECK(browser.evaluate("document.getElementById('tip').textContent.includes('live train: ')") ==
+        true);
 
   browser.evaluate(
       "document.getElementById('prompt').value = 'the cat';"
@@ -85,4 +93,55 @@ TEST_CASE("page: the chart grows while a run trains, a prompt streams, a screens
   MESSAGE("screenshot: " << shot.string());
   live.send(SIGINT);
   CHECK(live.wait().exit_code == 130);  // saved, then ended as by Ctrl-C
+}
+
+TEST_CASE("page: an encoder-decoder's beam, an encoder's fill, a damaged checkpoint's error") {
+  TempDir dir("browser_kinds");
+  const fs::path runs = dir.path() / "runs";
+  const data::Vocab pairs = pair_vocab(), masked = mask_vocab(), text = text_vocab();
+  const io::Config sc = tiny_config(nn::ModelKind::encoder_decoder);
+  save_run(runs / "seq", sc, pairs, *make_model<nn::EncoderDecoderModel>(sc, pairs, 5));
+  const io::Config ec = tiny_config(nn::ModelKind::encoder);
+  save_run(runs / "enc", ec, masked, *make_model<nn::EncoderModel>(ec, masked, 7));
+  const io::Config dc = tiny_config(nn::ModelKind::decoder);
+  save_run(runs / "damaged", dc, text, *make_model<nn::DecoderModel>(dc, text, 3));
+  {
+    std::fstream model(runs / "damaged" / "checkpoint-0" / "model.safetensors",
+                       std::ios::in | std::ios::out | std::ios::binary);
+    model.seekp(-1, std::ios::end);
+    model.put('\x7f');
+  }
+  serve::Server server({.runs_dir = runs.string(), .port = 0});
+  const int port = server.bind();
+  std::thread http([&server] { server.run(); });
+  struct Stop {
+    serve::Server& server;
+    std::thread& http;
+    ~Stop() {
+      server.stop();
+      http.join();
+    }
+  } stop{server, http};
+  Chromium browser(fmt::format("http://127.0.0.1:{}/#try=seq", port), dir.path() / "profile");
+
+  REQUIRE(browser.wait_for("document.getElementById('beam') !== null", 30));
+  browser.evaluate("document.getElementById('input').value = 'abcd';"
+                   "document.getElementById('beam').value = 3;"
+                   "document.getElementById('generate').click()");
+  CHECK(browser.wait_for("document.querySelectorAll('#output tr').length == 4", 30));  // + header
+  CHECK(browser.evaluate("document.getElementById('try-error').textContent") == "");
+
+  browser.evaluate("selectRun('enc')");
+  REQUIRE(browser.wait_for("document.getElementById('text') !== null", 10));
+  browser.evaluate("document.getElementById('text').value = 'the c_t';"
+                   "document.getElementById('generate').click()");
+  CHECK(browser.wait_for("document.querySelectorAll('#output td').length == 5", 30));
+  CHECK(browser.evaluate("document.querySelector('#output th').textContent") == "position 5");
+
+  browser.evaluate("selectRun('damaged')");
+  REQUIRE(browser.wait_for("document.getElementById('prompt') !== null", 10));
+  browser.evaluate("document.getElementById('prompt').value = 'the';"
+                   "document.getElementById('generate').click()");
+  CHECK(browser.wait_for(
+      "document.getElementById('try-error').textContent.includes('SHA-256 does not match')", 30));
 }

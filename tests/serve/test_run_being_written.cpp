@@ -18,8 +18,8 @@ TEST_CASE("serve: checkpoints saved and pruned during requests never break an an
   d.data_fingerprint = std::string(64, '0');
   TestServer server(runs.root);
 
-  // A trainer's writes, as fast as they come: a checkpoint each step, only the newest kept, and
-  // a metrics line each.
+  // A trainer's writes, as fast as they come (far faster than a real one's): a checkpoint each
+  // step, only the newest kept, and a metrics line each.
   std::atomic<bool> done{false};
   std::thread trainer([&] {
     for (int64_t step = 1; step <= 40; ++step) {
