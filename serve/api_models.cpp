@@ -59,18 +59,20 @@ std::string_view endpoint_for(nn::ModelKind kind) {
   return "";
 }
 
-// The request's checkpoint, loaded. One whose manifest is gone once it failed to load was
-// pruned while it was read (its trainer saved a newer one; pruning deletes the manifest first):
-// it is looked up again, so that a run being written does not fail a request.
+// The request's checkpoint, loaded. One that vanished while it was looked up, or whose manifest
+// is gone once it failed to load, was pruned meanwhile (its trainer saved a newer one; pruning
+// deletes the manifest first): it is looked up again, so a run being written fails no request.
 LoadedModel load_requested(State& state, const Run& run, const httplib::Request& req) {
   for (int attempt = 1;; ++attempt) {
-    const std::string dir = find_checkpoint(state, run, req);
+    std::string dir;
     try {
+      dir = find_checkpoint(state, run, req);
       return load_model(dir, state.options.precision);
     } catch (const HttpError&) {
       std::error_code ec;
-      if (attempt == 5 || std::filesystem::exists(std::filesystem::path(dir) / "manifest.json", ec))
-        throw;
+      const bool pruned =
+          dir.empty() || !std::filesystem::exists(std::filesystem::path(dir) / "manifest.json", ec);
+      if (attempt == 5 || !pruned) throw;
     }
   }
 }
