@@ -57,8 +57,11 @@ void save_random_run(const fs::path& run, io::Config c) {
   const nn::DecoderModel model(train::model_config(c, vocab.size()));
   io::CheckpointData d;
   d.model = model.state_dict();
-  d.trainer_state = {{"iter", 0},         {"data_rng", {0, 1}}, {"dropout_rng", {0, 1}},
-                     {"best_val_loss", nullptr}, {"last_eval", nullptr},
+  d.trainer_state = {{"iter", 0},
+                     {"data_rng", {0, 1}},
+                     {"dropout_rng", {0, 1}},
+                     {"best_val_loss", nullptr},
+                     {"last_eval", nullptr},
                      {"model_kind", "decoder"}};
   d.config_toml = io::to_toml(c);
   d.vocab = vocab.to_json();
@@ -87,10 +90,11 @@ int main(int argc, char** argv) {
   try {
     const fs::path dir = fs::temp_directory_path() / ("bench_serve-" + std::to_string(::getpid()));
     save_random_run(dir / "run", io::load_config(config_path, {"data.path=unused"}));
-    serve::Server server({.runs_dir = dir.string(),
-                          .port = 0,
-                          .limits = {.max_tokens = tokens, .max_generations = max_generations},
-                          .precision = choose_precision(PrecisionSetting::automatic, "").precision});
+    serve::Server server(
+        {.runs_dir = dir.string(),
+         .port = 0,
+         .limits = {.max_tokens = tokens, .max_generations = max_generations},
+         .precision = choose_precision(PrecisionSetting::automatic, "").precision});
     const int port = server.bind();
     std::thread http([&server] { server.run(); });
     std::printf("%s\n%s: %d clients x %d samples of %lld tokens, --max-generations %d\n",
@@ -110,9 +114,9 @@ int main(int argc, char** argv) {
         for (int i = 0; i < requests; ++i) {
           const auto start = Clock::now();
           double first = -1;
-          const std::string path = "/api/sample?run=run&prompt=A&max_tokens=" +
-                                   std::to_string(tokens) +
-                                   "&seed=" + std::to_string(c * requests + i);
+          const std::string path =
+              "/api/sample?run=run&prompt=A&max_tokens=" + std::to_string(tokens) +
+              "&seed=" + std::to_string(c * requests + i);
           std::string body;
           const httplib::Result r = client.Get(path, [&](const char* data, size_t n) {
             if (first < 0)
@@ -143,10 +147,11 @@ int main(int argc, char** argv) {
     std::printf("samples   %zu whole, %d refused (429), %d failed, in %.2f s: %.0f tokens/s\n",
                 whole_ms.size(), refused.load(), failed.load(), seconds,
                 double(whole_ms.size()) * double(tokens) / seconds);
-    std::printf("latency   whole sample p50 %.1f ms, p99 %.1f ms; first token p50 %.1f ms, "
-                "p99 %.1f ms\n",
-                percentile(whole_ms, 0.5), percentile(whole_ms, 0.99), percentile(first_ms, 0.5),
-                percentile(first_ms, 0.99));
+    std::printf(
+        "latency   whole sample p50 %.1f ms, p99 %.1f ms; first token p50 %.1f ms, "
+        "p99 %.1f ms\n",
+        percentile(whole_ms, 0.5), percentile(whole_ms, 0.99), percentile(first_ms, 0.5),
+        percentile(first_ms, 0.99));
     std::printf("memory    %.1f MB before, %.1f MB after\n", rss_before, rss_mb());
     return failed == 0 ? 0 : 1;
   } catch (const Error& e) {

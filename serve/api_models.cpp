@@ -120,44 +120,42 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
   train::check_generation_fits(m->model_config, 1, o.max_new_tokens,
                                fmt::format("max_tokens {}", o.max_new_tokens));
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [&state, m, ids, o, seed, place](size_t, httplib::DataSink& sink) {
-        auto send = [&sink](const std::string& event) {
-          if (!sink.write(event.data(), event.size())) throw Abandoned{};
-        };
-        try {
-          set_num_threads(state.options.threads);
-          const auto t0 = std::chrono::steady_clock::now();
-          // Stream 0 of the seed: what `qkv sample --seed S` prints first.
-          Rng rng(uint64_t(seed), 0);
-          const generate::Generation g = generate::sample(
-              dynamic_cast<nn::DecoderModel&>(*m->model), m->vocab, ids, o, rng,
-              [&](const generate::GeneratedToken& t) {
-                if (state.stopping) throw Abandoned{};
-                send(sse_event("token", {{"text", std::string(t.text)}}));
-              });
-          place->reset();
-          const double ms =
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                  .count();
-          send(sse_event("done", {{"text", g.text},
-                                  {"tokens", g.tokens.size()},
-                                  {"stop", g.stop},
-                                  {"ms", ms},
-                                  {"checkpoint", checkpoint_name(*m)}}));
-          sink.done();
-          return true;
-        } catch (const Abandoned&) {
-          return false;
-        } catch (const std::exception& e) {  // nothing may escape into httplib's writer
-          place->reset();
-          const std::string event = sse_event("error", {{"error", e.what()}});
-          if (!sink.write(event.data(), event.size())) return false;
-          sink.done();
-          return true;
-        }
-      });
+  res.set_chunked_content_provider("text/event-stream", [&state, m, ids, o, seed, place](
+                                                            size_t, httplib::DataSink& sink) {
+    auto send = [&sink](const std::string& event) {
+      if (!sink.write(event.data(), event.size())) throw Abandoned{};
+    };
+    try {
+      set_num_threads(state.options.threads);
+      const auto t0 = std::chrono::steady_clock::now();
+      // Stream 0 of the seed: what `qkv sample --seed S` prints first.
+      Rng rng(uint64_t(seed), 0);
+      const generate::Generation g =
+          generate::sample(dynamic_cast<nn::DecoderModel&>(*m->model), m->vocab, ids, o, rng,
+                           [&](const generate::GeneratedToken& t) {
+                             if (state.stopping) throw Abandoned{};
+                             send(sse_event("token", {{"text", std::string(t.text)}}));
+                           });
+      place->reset();
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      send(sse_event("done", {{"text", g.text},
+                              {"tokens", g.tokens.size()},
+                              {"stop", g.stop},
+                              {"ms", ms},
+                              {"checkpoint", checkpoint_name(*m)}}));
+      sink.done();
+      return true;
+    } catch (const Abandoned&) {
+      return false;
+    } catch (const std::exception& e) {  // nothing may escape into httplib's writer
+      place->reset();
+      const std::string event = sse_event("error", {{"error", e.what()}});
+      if (!sink.write(event.data(), event.size())) return false;
+      sink.done();
+      return true;
+    }
+  });
 }
 
 void translate(State& state, const httplib::Request& req, httplib::Response& res) {
@@ -175,14 +173,15 @@ void translate(State& state, const httplib::Request& req, httplib::Response& res
   const int64_t block = m->model_config.block_size;
   o.max_length = int_param(req, "max_length", block - 1);
   if (*o.max_length < 1 || *o.max_length > block - 1)
-    fail(400, "max_length {} must be between 1 and {}: the decoder holds block_size = {} "
-              "positions, <bos> and the output",
+    fail(400,
+         "max_length {} must be between 1 and {}: the decoder holds block_size = {} "
+         "positions, <bos> and the output",
          *o.max_length, block - 1, block);
   train::check_generation_fits(m->model_config, o.search.beam, block,
                                fmt::format("beam {}", o.search.beam));
   const std::vector<int32_t> source = m->vocab.encode(input, "input");
-  const std::vector<generate::Hypothesis> hyps = generate::translate(
-      dynamic_cast<nn::EncoderDecoderModel&>(*m->model), m->vocab, source, o);
+  const std::vector<generate::Hypothesis> hyps =
+      generate::translate(dynamic_cast<nn::EncoderDecoderModel&>(*m->model), m->vocab, source, o);
   json out = json::array();
   for (const generate::Hypothesis& h : hyps)
     out.push_back(
@@ -252,8 +251,8 @@ void attention(State& state, const httplib::Request& req, httplib::Response& res
 }  // namespace
 
 void add_model_routes(httplib::Server& http, State& state) {
-  auto route = [&](const char* path, void (*handler)(State&, const httplib::Request&,
-                                                     httplib::Response&)) {
+  auto route = [&](const char* path,
+                   void (*handler)(State&, const httplib::Request&, httplib::Response&)) {
     http.Get(path, [&state, handler](const httplib::Request& req, httplib::Response& res) {
       handler(state, req, res);
     });

@@ -2,11 +2,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <memory>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "commands.h"
 #include "runs_dir.h"
@@ -14,10 +13,6 @@
 
 namespace qkv::serve {
 namespace {
-
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
-}
 
 int serve(ServeOptions options) {
   // Ctrl-C and SIGTERM are taken by sigwait below, never by a server thread: every thread
@@ -31,18 +26,18 @@ int serve(ServeOptions options) {
   Server server(options);
   const int port = server.bind();
   const RunsDir runs(options.runs_dir);
-  const std::string url = fmt::format("http://{}:{}/", options.host.find(':') == std::string::npos
-                                                           ? options.host
-                                                           : "[" + options.host + "]",
-                                      port);
+  const std::string url = fmt::format(
+      "http://{}:{}/",
+      options.host.find(':') == std::string::npos ? options.host : "[" + options.host + "]", port);
   const size_t n = runs.runs().size();
   if (is_loopback(options.host))
     spdlog::info("serving {} run{} in {} at {} to this machine only (--host ADDR to serve others)",
                  n, n == 1 ? "" : "s", runs.root().string(), url);
   else
-    spdlog::warn("serving {} run{} in {} at {} to every machine that can reach {}: they can read "
-                 "these runs and run their models",
-                 n, n == 1 ? "" : "s", runs.root().string(), url, options.host);
+    spdlog::warn(
+        "serving {} run{} in {} at {} to every machine that can reach {}: they can read "
+        "these runs and run their models",
+        n, n == 1 ? "" : "s", runs.root().string(), url, options.host);
   std::thread http([&server] {
     server.run();
     ::kill(::getpid(), SIGTERM);  // run() ended on its own: let the wait below end too
@@ -94,8 +89,7 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
   train::add_precision_option(*cmd, *precision);
   cmd->callback([&run, o, precision] {
     run = [o, precision]() -> int {
-      o->precision =
-          choose_precision(train::parse_precision(*precision), "--precision").precision;
+      o->precision = choose_precision(train::parse_precision(*precision), "--precision").precision;
       return serve(*o);
     };
   });

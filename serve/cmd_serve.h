@@ -1,9 +1,8 @@
 // `qkv serve [RUNS_DIR]`: the local page and JSON API over a directory of runs (server.h).
 #pragma once
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
 
 namespace qkv::serve {
 

@@ -6,9 +6,8 @@
 #include <sys/types.h>
 
 #include <filesystem>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace qkv::serve {
 

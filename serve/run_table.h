@@ -5,9 +5,8 @@
 
 #include <map>
 #include <mutex>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "metrics_tail.h"
 #include "runs_dir.h"

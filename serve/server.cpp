@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-
 #include <sys/socket.h>
 
 #include <charconv>
@@ -66,8 +65,7 @@ std::string find_checkpoint(State& state, const Run& run, const httplib::Request
   return *dir;
 }
 
-std::string text_param(const httplib::Request& req, const std::string& name,
-                       std::string fallback) {
+std::string text_param(const httplib::Request& req, const std::string& name, std::string fallback) {
   return req.has_param(name) ? req.get_param_value(name) : fallback;
 }
 
@@ -115,10 +113,6 @@ void answer_exception(const httplib::Request& req, httplib::Response& res, std::
   }
 }
 
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
-}
-
 // The name a request's Host header gives this server, without its port.
 std::string host_name(const std::string& header) {
   if (header.starts_with('[')) return header.substr(1, header.find(']') - 1);
@@ -126,6 +120,10 @@ std::string host_name(const std::string& header) {
 }
 
 }  // namespace
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
 
 Server::Server(ServeOptions options)
     : state_(std::make_unique<State>(std::move(options))),

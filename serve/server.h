@@ -18,11 +18,11 @@ namespace qkv::serve {
 
 // What one request may ask for, each refused beyond with a 4xx and a JSON error.
 struct Limits {
-  int64_t max_tokens = 2000;      // tokens a decoder sample generates
-  int64_t max_beam = 16;          // beam width of an encoder-decoder
-  int64_t max_text = 2000;        // characters of a prompt, input or text
-  int64_t max_generations = 2;    // requests running a model at once (the CPU is the limit)
-  int64_t max_streams = 16;       // metrics event streams open at once (each holds a thread)
+  int64_t max_tokens = 2000;    // tokens a decoder sample generates
+  int64_t max_beam = 16;        // beam width of an encoder-decoder
+  int64_t max_text = 2000;      // characters of a prompt, input or text
+  int64_t max_generations = 2;  // requests running a model at once (the CPU is the limit)
+  int64_t max_streams = 16;     // metrics event streams open at once (each holds a thread)
 };
 
 struct ServeOptions {
@@ -34,6 +34,9 @@ struct ServeOptions {
   Precision precision = Precision::fp32;
   std::chrono::milliseconds poll_interval{250};  // how often event streams read metrics.jsonl
 };
+
+// Whether host names this machine only: localhost, 127.x.x.x or ::1.
+bool is_loopback(const std::string& host);
 
 class Server {
  public:

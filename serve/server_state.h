@@ -1,13 +1,13 @@
 // What the route handlers of `qkv serve` share, and the helpers they answer with.
 #pragma once
 
+#include <httplib.h>
+
 #include <atomic>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "run_table.h"
 #include "runs_dir.h"

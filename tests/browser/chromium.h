@@ -12,11 +12,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 extern char** environ;
 
@@ -46,10 +45,16 @@ class Chromium {
     posix_spawn_file_actions_addopen(&files, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&files, to_browser[0], 3);
     posix_spawn_file_actions_adddup2(&files, from_browser[1], 4);
-    const std::vector<std::string> args = {
-        QKV_CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-extensions", "--remote-debugging-pipe", "--window-size=1400,1100",
-        "--user-data-dir=" + profile_dir.string(), "about:blank"};
+    const std::vector<std::string> args = {QKV_CHROMIUM,
+                                           "--headless=new",
+                                           "--no-sandbox",
+                                           "--disable-gpu",
+                                           "--no-first-run",
+                                           "--disable-extensions",
+                                           "--remote-debugging-pipe",
+                                           "--window-size=1400,1100",
+                                           "--user-data-dir=" + profile_dir.string(),
+                                           "about:blank"};
     std::vector<char*> argv;
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -61,7 +66,8 @@ class Chromium {
     in_ = from_browser[0];
     if (rc != 0) throw std::runtime_error("cannot start " + std::string(QKV_CHROMIUM));
     const std::string target = call("Target.createTarget", {{"url", url}})["targetId"];
-    session_ = call("Target.attachToTarget", {{"targetId", target}, {"flatten", true}})["sessionId"];
+    session_ =
+        call("Target.attachToTarget", {{"targetId", target}, {"flatten", true}})["sessionId"];
   }
   ~Chromium() {
     ::close(out_);
@@ -74,10 +80,9 @@ class Chromium {
 
   // The value of a JavaScript expression in the tab (awaited when it is a promise).
   nlohmann::json evaluate(const std::string& expression) {
-    const nlohmann::json r = call("Runtime.evaluate", {{"expression", expression},
-                                                       {"awaitPromise", true},
-                                                       {"returnByValue", true}},
-                                  session_);
+    const nlohmann::json r = call(
+        "Runtime.evaluate",
+        {{"expression", expression}, {"awaitPromise", true}, {"returnByValue", true}}, session_);
     if (r.contains("exceptionDetails")) throw JavaScriptError(r["exceptionDetails"].dump());
     return r["result"].value("value", nlohmann::json());
   }

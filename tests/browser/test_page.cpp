@@ -1,7 +1,6 @@
 // The page in a real browser (headless Chromium) while a run trains: the chart gains points,
 // a prompt's text streams in, and a screenshot of it all is written (the README's).
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
 #include <fstream>
@@ -24,9 +23,15 @@ const std::string kQkv = QKV_BINARY_DIR "/qkv";
 
 std::vector<std::string> train_args(const std::string& corpus, const fs::path& run,
                                     const std::vector<std::string>& settings) {
-  std::vector<std::string> args{kQkv,  "train", QKV_SOURCE_DIR "/configs/tiny.toml",
-                                "--set", "data.path=" + corpus,
-                                "--out", run.string(), "--threads", "1"};
+  std::vector<std::string> args{kQkv,
+                                "train",
+                                QKV_SOURCE_DIR "/configs/tiny.toml",
+                                "--set",
+                                "data.path=" + corpus,
+                                "--out",
+                                run.string(),
+                                "--threads",
+                                "1"};
   for (const std::string& s : settings) args.insert(args.end(), {"--set", s});
   return args;
 }
@@ -40,8 +45,8 @@ TEST_CASE("page: the chart grows while a run trains, a prompt streams, a screens
   // A finished run to try, and one that trains long enough to watch.
   REQUIRE(run_command(train_args(corpus, runs / "tiny", {"train.max_iters=300"})).exit_code == 0);
   Process live(train_args(corpus, runs / "live",
-                          {"train.max_iters=100000", "train.eval_interval=50",
-                           "model.n_embd=64", "model.n_layer=3", "model.block_size=32"}));
+                          {"train.max_iters=100000", "train.eval_interval=50", "model.n_embd=64",
+                           "model.n_layer=3", "model.block_size=32"}));
 
   serve::Server server({.runs_dir = runs.string(), .port = 0});
   const int port = server.bind();
@@ -80,8 +85,9 @@ TEST_CASE("page: the chart grows while a run trains, a prompt streams, a screens
         true);
   CHECK(browser.evaluate("document.getElementById('try-error').textContent") == "");
 
-  browser.evaluate("document.getElementById('att-layer').value = 1;"
-                   "document.getElementById('att-go').click()");
+  browser.evaluate(
+      "document.getElementById('att-layer').value = 1;"
+      "document.getElementById('att-go').click()");
   CHECK(browser.wait_for("document.querySelectorAll('#attention img').length == 1", 30));
   CHECK(browser.wait_for("document.querySelector('#attention img').complete", 10));
   CHECK(browser.evaluate("document.getElementById('att-error').textContent") == "");
@@ -125,23 +131,26 @@ TEST_CASE("page: an encoder-decoder's beam, an encoder's fill, a damaged checkpo
   Chromium browser(fmt::format("http://127.0.0.1:{}/#try=seq", port), dir.path() / "profile");
 
   REQUIRE(browser.wait_for("document.getElementById('beam') !== null", 30));
-  browser.evaluate("document.getElementById('input').value = 'abcd';"
-                   "document.getElementById('beam').value = 3;"
-                   "document.getElementById('generate').click()");
+  browser.evaluate(
+      "document.getElementById('input').value = 'abcd';"
+      "document.getElementById('beam').value = 3;"
+      "document.getElementById('generate').click()");
   CHECK(browser.wait_for("document.querySelectorAll('#output tr').length == 4", 30));  // + header
   CHECK(browser.evaluate("document.getElementById('try-error').textContent") == "");
 
   browser.evaluate("selectRun('enc')");
   REQUIRE(browser.wait_for("document.getElementById('text') !== null", 10));
-  browser.evaluate("document.getElementById('text').value = 'the c_t';"
-                   "document.getElementById('generate').click()");
+  browser.evaluate(
+      "document.getElementById('text').value = 'the c_t';"
+      "document.getElementById('generate').click()");
   CHECK(browser.wait_for("document.querySelectorAll('#output td').length == 5", 30));
   CHECK(browser.evaluate("document.querySelector('#output th').textContent") == "position 5");
 
   browser.evaluate("selectRun('damaged')");
   REQUIRE(browser.wait_for("document.getElementById('prompt') !== null", 10));
-  browser.evaluate("document.getElementById('prompt').value = 'the';"
-                   "document.getElementById('generate').click()");
+  browser.evaluate(
+      "document.getElementById('prompt').value = 'the';"
+      "document.getElementById('generate').click()");
   CHECK(browser.wait_for(
       "document.getElementById('try-error').textContent.includes('SHA-256 does not match')", 30));
 }

@@ -1,7 +1,6 @@
 // `qkv serve` as a user starts it: the start-up line says where and to whom it serves, Ctrl-C
 // stops it, and a bad directory or a taken port is one error line.
 #include <doctest/doctest.h>
-
 #include <fmt/format.h>
 
 #include <regex>
@@ -33,10 +32,11 @@ TEST_CASE("qkv serve: says what it serves to whom, and Ctrl-C stops it") {
   Process serve({kQkv, "serve", (dir.path() / "runs").string(), "--port", "0"});
   const int port = wait_for_port(serve, serve.err_path());
   REQUIRE(port > 0);
-  CHECK(read_file(serve.err_path()).find(fmt::format(
-            "serving 1 run in {} at http://127.0.0.1:{}/ to this machine only (--host ADDR to "
-            "serve others)",
-            fs::canonical(dir.path() / "runs").string(), port)) != std::string::npos);
+  CHECK(read_file(serve.err_path())
+            .find(fmt::format(
+                "serving 1 run in {} at http://127.0.0.1:{}/ to this machine only (--host ADDR to "
+                "serve others)",
+                fs::canonical(dir.path() / "runs").string(), port)) != std::string::npos);
 
   // The port is taken now.
   const CommandResult taken =

@@ -3,16 +3,15 @@
 #pragma once
 
 #include <fcntl.h>
+#include <httplib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "generate/models.h"
 #include "server.h"
@@ -24,7 +23,9 @@ namespace qkv::testing {
 class TestServer {
  public:
   explicit TestServer(const std::filesystem::path& runs_dir, serve::Limits limits = {})
-      : server_(options(runs_dir, limits)), port_(server_.bind()), thread_([this] { server_.run(); }) {
+      : server_(options(runs_dir, limits)),
+        port_(server_.bind()),
+        thread_([this] { server_.run(); }) {
     // The port is bound, so this waits in the backlog until run() accepts it.
     httplib::Client c = client();
     const httplib::Result r = c.Get("/api/runs");

@@ -1,11 +1,10 @@
 // Reading server-sent events in the tests: a stream's events as (name, JSON data) pairs.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace qkv::testing {
 

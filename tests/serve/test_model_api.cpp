@@ -20,7 +20,8 @@ std::vector<Event> sample_events(const TestServer& server, const std::string& qu
   httplib::Client c = server.client();
   const httplib::Result r = c.Get("/api/sample?" + query);
   REQUIRE(r);
-  if (r->status != 200) return {{"status", {{"status", r->status}, {"body", json::parse(r->body)}}}};
+  if (r->status != 200)
+    return {{"status", {{"status", r->status}, {"body", json::parse(r->body)}}}};
   CHECK(r->get_header_value("Content-Type") == "text/event-stream");
   std::string text = r->body;
   std::vector<Event> events = take_events(text);
@@ -62,8 +63,8 @@ TEST_CASE("serve: /api/translate returns the beam's outputs, best first, with sc
   REQUIRE(hyps.size() == 2);
   CHECK(hyps[0]["score"].get<double>() >= hyps[1]["score"].get<double>());
 
-  auto model =
-      make_model<nn::EncoderDecoderModel>(tiny_config(nn::ModelKind::encoder_decoder), runs.pairs, 5);
+  auto model = make_model<nn::EncoderDecoderModel>(tiny_config(nn::ModelKind::encoder_decoder),
+                                                   runs.pairs, 5);
   const auto expected = generate::translate(*model, runs.pairs, runs.pairs.encode("abcd"),
                                             {.search = {.beam = 3, .n_best = 2}});
   CHECK(hyps[0]["text"] == runs.pairs.decode(expected[0].tokens));
@@ -148,7 +149,8 @@ TEST_CASE("serve: limits and bad input are 4xx answers with one-line JSON errors
   CHECK(error("/api/sample?run=dec&top_p=nan", 400) == "top_p: expected a number, got 'nan'");
   CHECK(error("/api/sample?run=dec&window=wide", 400) ==
         "window: expected exact or chunked, got 'wide'");
-  CHECK(error("/api/sample?run=dec&prompt=", 400) == "prompt is empty; give at least one character");
+  CHECK(error("/api/sample?run=dec&prompt=", 400) ==
+        "prompt is empty; give at least one character");
   CHECK(error("/api/sample?run=dec&prompt=%C3%A9", 400).find("'é'") != std::string::npos);
   CHECK(error("/api/sample?run=dec&prompt=%FF", 400).find("UTF-8") != std::string::npos);
   CHECK(error("/api/translate?run=seq&input=ab&beam=2&n_best=3", 400).find("n_best") !=
@@ -199,6 +201,7 @@ TEST_CASE("serve: a checkpoint that fails verification answers its error") {
   TestServer server(runs.root);
   const Reply r = get(server, "/api/sample?run=dec&prompt=a");
   CHECK(r.status == 500);
-  CHECK(r.body["error"] == model.string() + ": SHA-256 does not match the manifest; the file is "
-                                            "corrupt — resume from an earlier checkpoint");
+  CHECK(r.body["error"] == model.string() +
+                               ": SHA-256 does not match the manifest; the file is "
+                               "corrupt — resume from an earlier checkpoint");
 }

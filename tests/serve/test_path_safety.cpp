@@ -65,7 +65,8 @@ TEST_CASE("serve: checkpoint names that leave the run are 404") {
   Escapes e;
   TestServer server(e.runs.root);
   for (const std::string& checkpoint :
-       {std::string("..%2F..%2Foutside%2Fcheckpoint-0"), url_encode((e.outside / "checkpoint-0").string()),
+       {std::string("..%2F..%2Foutside%2Fcheckpoint-0"),
+        url_encode((e.outside / "checkpoint-0").string()),
         std::string("checkpoint-0%2F..%2F..%2F..%2Foutside"), std::string("%2E%2E"),
         std::string("checkpoint-0%2F."), std::string("checkpoint-%2D1")})
     for (const char* endpoint : {"/api/sample", "/api/attention"})
@@ -97,9 +98,9 @@ TEST_CASE("serve: symlinks out of the runs directory are never followed") {
 TEST_CASE("serve: paths in the URL itself reach no file") {
   Escapes e;
   TestServer server(e.runs.root);
-  for (const char* path : {"/../outside/secret.txt", "/%2E%2E/outside/secret.txt",
-                           "/api/../../outside/secret.txt", "/runs/dec/metrics.jsonl",
-                           "/dec/metrics.jsonl", "//etc/passwd"})
+  for (const char* path :
+       {"/../outside/secret.txt", "/%2E%2E/outside/secret.txt", "/api/../../outside/secret.txt",
+        "/runs/dec/metrics.jsonl", "/dec/metrics.jsonl", "//etc/passwd"})
     check_refused(server, path);
 }
 
@@ -108,7 +109,8 @@ TEST_CASE("serve: a loopback server answers only requests that name this machine
   TestServer server(runs.root);
   httplib::Client c = server.client();
   for (const char* host : {"127.0.0.1", "localhost", "[::1]"}) {
-    const httplib::Result r = c.Get("/api/runs", {{"Host", fmt::format("{}:{}", host, server.port())}});
+    const httplib::Result r =
+        c.Get("/api/runs", {{"Host", fmt::format("{}:{}", host, server.port())}});
     REQUIRE(r);
     CHECK(r->status == 200);
   }
