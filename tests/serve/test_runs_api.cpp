@@ -1,6 +1,8 @@
-// GET /api/runs, /api/run and /api/metrics, and the JSON answer to what the server does not
-// have.
+// GET /api/runs, /api/run, /api/metrics and the page; the JSON answer to what the server does
+// not have; and that no request changes a run.
 #include <doctest/doctest.h>
+
+#include <map>
 
 #include "qkv/error.h"
 #include "serve_fixture.h"
@@ -136,4 +138,24 @@ TEST_CASE("serve: / is the page, which may fetch nothing but this server's /api/
   for (size_t at; (at = rest.find("http")) != std::string::npos; rest.erase(0, at + 4))
     CHECK(rest.substr(at, 26) == "http://www.w3.org/2000/svg");
   CHECK(r->body.find("src=\"") == std::string::npos);
+}
+
+TEST_CASE("serve: no endpoint changes a run: every file and its time stay as they were") {
+  TestRuns runs("serve_read_only");
+  auto snapshot = [&] {
+    std::map<std::string, std::pair<uintmax_t, std::filesystem::file_time_type>> files;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(runs.root))
+      files[e.path().string()] = {e.is_regular_file() ? e.file_size() : 0, e.last_write_time()};
+    return files;
+  };
+  const auto before = snapshot();
+  TestServer server(runs.root);
+  for (const char* path :
+       {"/", "/api/runs", "/api/run?run=dec", "/api/metrics?run=dec", "/api/sample?run=dec",
+        "/api/translate?run=seq&input=ab", "/api/fill?run=group%2Fenc&text=a_",
+        "/api/attention?run=dec&text=ab", "/api/attention?run=dec&text=ab&format=svg"}) {
+    CAPTURE(path);
+    CHECK(get(server, path).status == 200);
+  }
+  CHECK(snapshot() == before);
 }
