@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
 
-scripts/install-deps.sh
+scripts/install-deps.sh --with-browser
 cmake --preset "$preset" > /dev/null
 cmake --build --preset "$preset"
 ctest --preset "$preset"

@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cmd_serve.h"
 #include "commands.h"
 #include "distributed.h"
 #include "qkv/did_you_mean.h"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   qkv::train::add_data(app, run);
   qkv::train::add_plot(app, run);
   qkv::train::add_attention(app, run);
+  qkv::serve::add_serve(app, run);
   // A word where the command goes that names none: CLI11 would only say one is required.
   if (argc > 1 && argv[1][0] != '-') {
     std::vector<std::string> commands;

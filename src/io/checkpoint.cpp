@@ -104,21 +104,6 @@ void write_pointer(const fs::path& run, const std::string& name, int64_t step) {
   replace_file(run / name, dir_name(step) + "\n");
 }
 
-// The step RUN/<name> points at, or nothing when the pointer does not exist.
-std::optional<int64_t> read_pointer(const fs::path& run, const std::string& name) {
-  const fs::path p = run / name;
-  std::ifstream in(p, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return std::nullopt;
-    throw_os_error(p.string(), "cannot open for reading", errno);
-  }
-  std::string text;
-  std::getline(in, text);
-  const auto step = parse_dir_name(text);
-  QKV_CHECK(step, "{}: expected 'checkpoint-<step>', found '{}'", p.string(), text.substr(0, 40));
-  return step;
-}
-
 struct Listed {
   int64_t step;
   fs::path path;
@@ -169,6 +154,20 @@ void remove_leftovers(const fs::path& run, std::optional<int64_t> latest) {
 }
 
 }  // namespace
+
+std::optional<int64_t> read_pointer(const std::string& run_dir, const std::string& pointer) {
+  const fs::path p = fs::path(run_dir) / pointer;
+  std::ifstream in(p, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_os_error(p.string(), "cannot open for reading", errno);
+  }
+  std::string text;
+  std::getline(in, text);
+  const auto step = parse_dir_name(text);
+  QKV_CHECK(step, "{}: expected 'checkpoint-<step>', found '{}'", p.string(), text.substr(0, 40));
+  return step;
+}
 
 std::string save_checkpoint(const std::string& run_dir, int64_t step, const CheckpointData& data) {
   QKV_CHECK(step >= 0, "{}: checkpoint step {} is negative", run_dir, step);

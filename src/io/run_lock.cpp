@@ -24,7 +24,7 @@ struct flock whole_file(short type) {
 }
 
 // The pid holding fd's file locked, or 0 when nobody does.
-pid_t holder(int fd, const std::string& path) {
+pid_t lock_holder(int fd, const std::string& path) {
   struct flock l = whole_file(F_WRLCK);
   if (::fcntl(fd, F_GETLK, &l) != 0) throw_os_error(path, "cannot test the lock", errno);
   return l.l_type == F_UNLCK ? 0 : l.l_pid;
@@ -46,7 +46,7 @@ RunLock::RunLock(const std::string& run_dir) {
   struct flock l = whole_file(F_WRLCK);
   if (::fcntl(fd_, F_SETLK, &l) == 0) return;
   const int err = errno;
-  const pid_t pid = err == EACCES || err == EAGAIN ? holder(fd_, path) : 0;
+  const pid_t pid = err == EACCES || err == EAGAIN ? lock_holder(fd_, path) : 0;
   ::close(fd_);
   fd_ = -1;
   if (pid > 0) refuse(run_dir, pid);
@@ -58,18 +58,22 @@ RunLock::~RunLock() {
 }
 
 void RunLock::check_free(const std::string& run_dir) {
+  if (const pid_t pid = RunLock::holder(run_dir); pid > 0) refuse(run_dir, pid);
+}
+
+pid_t RunLock::holder(const std::string& run_dir) {
   const std::string path = lock_path(run_dir);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;  // no lock file: nobody ever locked it
+  if (fd < 0) return 0;  // no lock file: nobody ever locked it
   pid_t pid = 0;
   try {
-    pid = holder(fd, path);
+    pid = lock_holder(fd, path);
   } catch (...) {
     ::close(fd);
     throw;
   }
   ::close(fd);
-  if (pid > 0) refuse(run_dir, pid);
+  return pid;
 }
 
 }  // namespace qkv::io

@@ -43,7 +43,11 @@ TEST_CASE("qkv <command> --help: every option has an explanation") {
                              {"config", "--set", "--out", "--threads", "--resume", "--init-from",
                               "--allow-data-change", "--dump-config"}},
                         Help{"eval", {"checkpoint", "--data", "--batches", "--threads"}},
-                        Help{"info", {"checkpoint"}}}) {
+                        Help{"info", {"checkpoint"}},
+                        Help{"serve",
+                             {"runs_dir", "--port", "--host", "--max-tokens", "--max-beam",
+                              "--max-text", "--max-generations", "--max-streams", "--threads",
+                              "--precision"}}}) {
     CAPTURE(h.command);
     const CommandResult r = run_qkv({h.command, "--help"});
     CHECK(r.exit_code == 0);

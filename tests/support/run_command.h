@@ -87,6 +87,8 @@ class Process {
   }
 
   pid_t pid() const { return pid_; }
+  // Where the running process's stderr goes, to read what it said so far.
+  const std::filesystem::path& err_path() const { return err_path_; }
   void send(int signal) const {
     if (pid_ > 0) ::kill(pid_, signal);
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +51,10 @@ std::string resolve_checkpoint(const std::string& path);
 // first: a missing file, a changed byte or a malformed file is a qkv::Error naming the file.
 // with_optimizer = false skips optimizer.safetensors (sampling, eval, --init-from).
 CheckpointData load_checkpoint(const std::string& path, bool with_optimizer = true);
+
+// The step RUN/<pointer> ("latest" or "best") names, or nothing when the pointer does not exist.
+// Throws qkv::Error naming the file when it cannot be read or names no checkpoint-<step>.
+std::optional<int64_t> read_pointer(const std::string& run_dir, const std::string& pointer);
 
 // The step recorded in a checkpoint directory's name ("checkpoint-500" -> 500).
 int64_t checkpoint_step(const std::string& checkpoint_dir);

@@ -3,6 +3,8 @@
 // however it ends, so a lock left by a process that died is free again: nothing stale to clean.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace qkv::io {
@@ -19,6 +21,10 @@ class RunLock {
   // Throws the same error when another process holds RUN's lock; creates and changes nothing,
   // so a command can refuse early, before its slow checks.
   static void check_free(const std::string& run_dir);
+
+  // The pid of the process holding RUN's lock (a qkv train writing to it), or 0 when none does.
+  // Creates and changes nothing. A process sees its own lock as free (POSIX record locks).
+  static pid_t holder(const std::string& run_dir);
 
  private:
   int fd_ = -1;
