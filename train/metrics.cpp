@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <fstream>
 
 #include "qkv/error.h"
@@ -42,7 +44,12 @@ MetricsLog::~MetricsLog() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void MetricsLog::append(const nlohmann::json& line) {
+void MetricsLog::append(nlohmann::json line) {
+  line["time"] = std::round(std::chrono::duration<double>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count() *
+                            1e3) /
+                 1e3;
   const std::string text = line.dump() + '\n';
   const off_t before = ::lseek(fd_, 0, SEEK_END);
   std::string_view rest = text;

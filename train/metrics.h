@@ -23,7 +23,8 @@ class MetricsLog {
 
   // Appends one line, or throws qkv::Error naming the file and leaves the log as it was (a line
   // the disk could take only part of is cut off again).
-  void append(const nlohmann::json& line);
+  // Adds "time", when it was written (seconds since the Unix epoch): wall-time charts.
+  void append(nlohmann::json line);
 
  private:
   std::string path_;

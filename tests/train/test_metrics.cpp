@@ -2,6 +2,7 @@
 // nothing it held is lost when the disk cannot take a write.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -34,6 +35,24 @@ std::string log_of(int64_t n) {
   return text;
 }
 
+// The text of a log's appended line: its "time", checked to be now (within a minute), removed.
+std::string without_time(const std::string& line) {
+  nlohmann::json j = nlohmann::json::parse(line);
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  CHECK(j["time"].get<double>() <= now + 1);
+  CHECK(j["time"].get<double>() > now - 60);
+  j.erase("time");
+  return j.dump() + "\n";
+}
+
+// The log's text, its last line without its "time".
+std::string read_log(const fs::path& p) {
+  const std::string text = read_file(p);
+  const size_t last = text.rfind('\n', text.size() - 2) + 1;  // npos + 1 = 0: one line
+  return text.substr(0, last) + without_time(text.substr(last));
+}
+
 }  // namespace
 
 TEST_CASE("metrics log: a resume keeps the lines before its iteration and appends after them") {
@@ -47,7 +66,7 @@ TEST_CASE("metrics log: a resume keeps the lines before its iteration and append
   std::string expected = log_of(20);
   expected += nlohmann::json{{"iter", 20}, {"val_loss", 2.5}}.dump() + "\n";
   expected += "{\"iter\":20,\"loss\":1.5}\n";
-  CHECK(read_file(p) == expected);
+  CHECK(read_log(p) == expected);
 }
 
 TEST_CASE("metrics log: a new run starts an empty log") {
@@ -55,7 +74,7 @@ TEST_CASE("metrics log: a new run starts an empty log") {
   const fs::path p = tmp.path() / "metrics.jsonl";
   std::ofstream(p) << log_of(5);
   MetricsLog(p.string(), 0, false).append({{"iter", 0}, {"loss", 3.0}});
-  CHECK(read_file(p) == "{\"iter\":0,\"loss\":3.0}\n");
+  CHECK(read_log(p) == "{\"iter\":0,\"loss\":3.0}\n");
 }
 
 TEST_CASE("metrics log: a resume on a full disk keeps the whole log and names the file") {
