@@ -4,11 +4,10 @@
 #include <fmt/format.h>
 
 #include <fstream>
-#include <thread>
 
 #include "chromium.h"
 #include "generate/models.h"
-#include "server.h"
+#include "serve/serve_fixture.h"
 #include "support/corpus.h"
 #include "support/run_command.h"
 #include "support/temp_dir.h"
@@ -48,17 +47,8 @@ TEST_CASE("page: the chart grows while a run trains, a prompt streams, a screens
                           {"train.max_iters=100000", "train.eval_interval=50", "model.n_embd=64",
                            "model.n_layer=3", "model.block_size=32"}));
 
-  serve::Server server({.runs_dir = runs.string(), .port = 0});
-  const int port = server.bind();
-  std::thread http([&server] { server.run(); });
-  struct Stop {
-    serve::Server& server;
-    std::thread& http;
-    ~Stop() {
-      server.stop();
-      http.join();
-    }
-  } stop{server, http};
+  const TestServer server(runs);
+  const int port = server.port();
 
   Chromium browser(fmt::format("http://127.0.0.1:{}/#chart=live,tiny&try=tiny", port),
                    dir.path() / "profile");
@@ -117,17 +107,8 @@ TEST_CASE("page: an encoder-decoder's beam, an encoder's fill, a damaged checkpo
     model.seekp(-1, std::ios::end);
     model.put('\x7f');
   }
-  serve::Server server({.runs_dir = runs.string(), .port = 0});
-  const int port = server.bind();
-  std::thread http([&server] { server.run(); });
-  struct Stop {
-    serve::Server& server;
-    std::thread& http;
-    ~Stop() {
-      server.stop();
-      http.join();
-    }
-  } stop{server, http};
+  const TestServer server(runs);
+  const int port = server.port();
   Chromium browser(fmt::format("http://127.0.0.1:{}/#try=seq", port), dir.path() / "profile");
 
   REQUIRE(browser.wait_for("document.getElementById('beam') !== null", 30));
