@@ -134,9 +134,10 @@ Server::Server(ServeOptions options)
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // httplib's default also sets SO_REUSEPORT, which would let a second server share a port
   // that is taken; SO_REUSEADDR alone lets a restarted one bind at once.
-  http_->set_socket_options([](int sock) {
+  http_->set_socket_options([this](int sock) {
     const int on = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    listening_socket_ = sock;
   });
   http_->set_exception_handler(answer_exception);
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -179,6 +180,10 @@ int Server::bind() {
             "--host {} --port {}: cannot listen there (the port is taken, or the address is not "
             "one of this machine's)",
             o.host, o.port);
+  // Debian's compiled httplib listens with a backlog of 5: a 6th client connecting at once
+  // lost its SYN and waited a second to send it again (bench_serve's p99). A second listen()
+  // raises it.
+  ::listen(listening_socket_, SOMAXCONN);
   return port;
 }
 

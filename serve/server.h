@@ -59,6 +59,7 @@ class Server {
  private:
   std::unique_ptr<State> state_;
   std::unique_ptr<httplib::Server> http_;
+  int listening_socket_ = -1;  // httplib's, once bound
 };
 
 }  // namespace qkv::serve
