@@ -220,7 +220,13 @@ void attention(State& state, const httplib::Request& req, httplib::Response& res
                             .target = bounded_text(state, req, "target"),
                             .part = text_param(req, "part", "cross"),
                             .layer = int_param(req, "layer", -1),
-                            .head = int_param(req, "head", -1)};
+                            .head = int_param(req, "head", -1),
+                            .names = {.text = "text",
+                                      .source = "text",
+                                      .target = "target",
+                                      .part = "part",
+                                      .layer = "layer",
+                                      .head = "head"}};
   const std::string format = text_param(req, "format", "json");
   if (format != "json" && format != "svg")
     fail(400, "format: expected json or svg, got '{}'", format);

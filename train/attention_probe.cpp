@@ -54,13 +54,13 @@ void check_length(int64_t n, int64_t limit, std::string_view what, int64_t block
 }
 
 // Ids of an encoder prompt, in which mask_char stands for <mask>.
-std::vector<int32_t> masked_ids(const std::string& text, const std::string& mask_char,
-                                const data::Vocab& vocab) {
-  const std::u32string chars = data::decode_utf8(text, "--prompt");
+std::vector<int32_t> masked_ids(const std::string& text, const std::string& name,
+                                const std::string& mask_char, const data::Vocab& vocab) {
+  const std::u32string chars = data::decode_utf8(text, name);
   const char32_t mask = data::decode_utf8(mask_char).front();
   std::string plain;  // the mask replaced by a known character, so errors keep their positions
   for (char32_t c : chars) data::append_utf8(plain, c == mask ? vocab.chars().front() : c);
-  std::vector<int32_t> ids = vocab.encode(plain, "--prompt");
+  std::vector<int32_t> ids = vocab.encode(plain, name);
   for (size_t i = 0; i < chars.size(); ++i)
     if (chars[i] == mask) ids[i] = vocab.special_id(data::kMask);
   return ids;
@@ -71,20 +71,21 @@ std::vector<int32_t> masked_ids(const std::string& text, const std::string& mask
 AttentionChart probe_attention(nn::Module& model, const io::Config& config,
                                const data::Vocab& vocab, const AttentionRequest& r) {
   const auto& m = config.model;
-  QKV_CHECK(r.layer >= -1 && r.layer < m.n_layer, "--layer {}: the model has {} layers (0 to {})",
-            r.layer, m.n_layer, m.n_layer - 1);
-  QKV_CHECK(r.head >= -1 && r.head < m.n_head, "--head {}: the model has {} heads (0 to {})",
-            r.head, m.n_head, m.n_head - 1);
+  const AttentionRequest::Names& name = r.names;
+  QKV_CHECK(r.layer >= -1 && r.layer < m.n_layer, "{} {}: the model has {} layers (0 to {})",
+            name.layer, r.layer, m.n_layer, m.n_layer - 1);
+  QKV_CHECK(r.head >= -1 && r.head < m.n_head, "{} {}: the model has {} heads (0 to {})",
+            name.head, r.head, m.n_head, m.n_head - 1);
   std::vector<Tensor> probs(size_t(m.n_layer));
   AttentionChart chart;
   NoGradGuard no_grad;
   model.eval();
   if (m.kind != nn::ModelKind::encoder_decoder) {
     const bool decoder = m.kind == nn::ModelKind::decoder;
-    std::vector<int32_t> ids = decoder ? vocab.encode(r.text, "--prompt")
-                                       : masked_ids(r.text, config.data.mask_char, vocab);
+    std::vector<int32_t> ids = decoder ? vocab.encode(r.text, name.text)
+                                       : masked_ids(r.text, name.text, config.data.mask_char, vocab);
     const int64_t T = int64_t(ids.size());
-    check_length(T, m.block_size, "--prompt", m.block_size);
+    check_length(T, m.block_size, name.text, m.block_size);
     Recording recording(model, "", "attn", probs);
     if (decoder)
       dynamic_cast<nn::DecoderModel&>(model).logits(ids, 1, T);
@@ -95,16 +96,17 @@ AttentionChart probe_attention(nn::Module& model, const io::Config& config,
     chart.subtitle = "rows: query positions; columns: the keys they attend to (each row sums to 1)";
   } else {
     QKV_CHECK(r.part == "cross" || r.part == "encoder" || r.part == "decoder",
-              "--part {}: expected cross, encoder or decoder", r.part);
+              "{} {}: expected cross, encoder or decoder", name.part, r.part);
     QKV_CHECK(!r.target.empty(),
-              "an encoder-decoder model needs --target TEXT: the output to feed the decoder "
-              "(for example the expected answer)");
-    const std::vector<int32_t> src = vocab.encode(r.text, "--input");
+              "an encoder-decoder model needs {}: the output to feed the decoder (for example "
+              "the expected answer)",
+              name.target);
+    const std::vector<int32_t> src = vocab.encode(r.text, name.source);
     std::vector<int32_t> tgt{vocab.special_id(data::kBos)};
-    for (int32_t id : vocab.encode(r.target, "--target")) tgt.push_back(id);
+    for (int32_t id : vocab.encode(r.target, name.target)) tgt.push_back(id);
     const int64_t Ts = int64_t(src.size()), Tt = int64_t(tgt.size());
-    check_length(Ts, m.block_size, "--input", m.block_size);
-    check_length(Tt - 1, m.block_size - 1, "--target", m.block_size);
+    check_length(Ts, m.block_size, name.source, m.block_size);
+    check_length(Tt - 1, m.block_size - 1, name.target, m.block_size);
     Recording recording(model, r.part == "encoder" ? "encoder." : "decoder.",
                         r.part == "cross" ? "cross_attn" : "attn", probs);
     dynamic_cast<nn::EncoderDecoderModel&>(model).logits(src, tgt, 1, Ts, Tt);

@@ -17,6 +17,12 @@ struct AttentionRequest {
   std::string target;             // encoder_decoder: the output, teacher-forced (required)
   std::string part = "cross";     // encoder_decoder: cross | encoder | decoder attention
   int64_t layer = -1, head = -1;  // -1: every layer / head
+  // What the caller calls each field, for errors: `qkv attention`'s flags, or an API's
+  // parameters. `source` is text's name for an encoder-decoder.
+  struct Names {
+    std::string text = "--prompt", source = "--input", target = "--target", part = "--part",
+                layer = "--layer", head = "--head";
+  } names;
 };
 
 // model must be the model (qkv/nn/models.h) that config.model.kind names, built with

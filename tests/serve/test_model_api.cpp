@@ -160,7 +160,10 @@ TEST_CASE("serve: limits and bad input are 4xx answers with one-line JSON errors
         "<bos> and the output");
   CHECK(error("/api/fill?run=group%2Fenc&text=abc", 400).find("mask") != std::string::npos);
   CHECK(error("/api/attention?run=dec&text=a&layer=5", 400) ==
-        "--layer 5: the model has 2 layers (0 to 1)");
+        "layer 5: the model has 2 layers (0 to 1)");
+  CHECK(error("/api/attention?run=seq&text=ab", 400) ==
+        "an encoder-decoder model needs target: the output to feed the decoder (for example the "
+        "expected answer)");
   CHECK(error("/api/attention?run=dec&text=a&format=png", 400) ==
         "format: expected json or svg, got 'png'");
 }
