@@ -10,17 +10,16 @@
 
 namespace qkv::train {
 
-// Every process calls it; on rank 0, `read` resolves and loads the checkpoint (and throws what
-// it finds wrong). Returns (the checkpoint directory, its data) on every process.
 struct SharedCheckpoint {
   std::string dir;
   io::CheckpointData data;
 };
-template <class Read>
-SharedCheckpoint read_on_rank0(const Distributed& dist, Read read);
 
+// Rank 0's checkpoint (`mine` there, nullopt elsewhere) on every process.
 SharedCheckpoint broadcast_checkpoint(const Distributed& dist, std::optional<SharedCheckpoint> mine);
 
+// Every process calls it; on rank 0, `read` resolves and loads the checkpoint (and throws what
+// it finds wrong). Returns (the checkpoint directory, its data) on every process.
 template <class Read>
 SharedCheckpoint read_on_rank0(const Distributed& dist, Read read) {
   return broadcast_checkpoint(dist, dist.rank() == 0 ? std::optional(read()) : std::nullopt);
