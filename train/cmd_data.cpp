@@ -1,16 +1,65 @@
-// `qkv data`: data the project generates itself. `qkv data dates` writes the date-normalisation
-// pairs of the encoder-decoder example (configs/dates_encdec.toml).
+// `qkv data`: `qkv data prepare` turns text into a prepared corpus that training memory-maps;
+// `qkv data dates` writes the date-normalisation pairs of the encoder-decoder example
+// (configs/dates_encdec.toml).
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 
 #include "commands.h"
+#include "qkv/data/prepare.h"
+#include "task.h"
 #include "qkv/data/dates.h"
 #include "qkv/data/split.h"
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
 
 namespace qkv::train {
+
+namespace {
+
+void add_prepare(CLI::App& data, std::function<int()>& run) {
+  struct Args {
+    std::vector<std::string> inputs;
+    std::string out, jsonl_field = "text";
+    bool pairs = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = data.add_subcommand(
+      "prepare",
+      "Prepare text once for training: its vocabulary and its characters' ids, which `qkv train` "
+      "then reads through a memory map whatever the corpus's size (set data.path to OUT). "
+      "Given raw text instead, qkv train prepares it itself into a cache (data.cache_dir)");
+  cmd->add_option("inputs", a->inputs,
+                  "Text files (UTF-8; .zst compressed; .jsonl JSON lines), directories (every "
+                  "file in them, recursively, in sorted order) or quoted glob patterns, in order")
+      ->required()
+      ->type_name("INPUT...");
+  cmd->add_option("--out", a->out, "The directory to write the prepared corpus to")
+      ->required()
+      ->type_name("DIR");
+  cmd->add_option("--jsonl-field", a->jsonl_field, "The text field of .jsonl records")
+      ->capture_default_str();
+  cmd->add_flag("--pairs", a->pairs,
+                "One TSV of source<TAB>target lines, for model.kind = encoder_decoder");
+  cmd->callback([&run, a] {
+    run = [a]() -> int {
+      const data::PrepareOptions options{
+          .jsonl_field = a->jsonl_field, .what = "input", .progress = log_prepare_progress};
+      const std::vector<std::string> files = data::expand_inputs(a->inputs, "input");
+      QKV_CHECK(!a->pairs || files.size() == 1, "--pairs takes one TSV file, got {} files",
+                files.size());
+      const data::Corpus c = a->pairs ? data::prepare_pairs(files[0], a->out, options)
+                                      : data::prepare_text(files, a->out, options);
+      fmt::print("wrote {}: {} characters from {} file{}, {} symbols, {} byte{} per id{}\n",
+                 a->out, c.size(), files.size(), files.size() == 1 ? "" : "s", c.chars().size(),
+                 c.id_width(), c.id_width() == 1 ? "" : "s",
+                 a->pairs ? fmt::format(", {} pairs", c.pairs()) : std::string());
+      return 0;
+    };
+  });
+}
+
+}  // namespace
 
 void add_data(CLI::App& app, std::function<int()>& run) {
   struct Args {
@@ -19,8 +68,9 @@ void add_data(CLI::App& app, std::function<int()>& run) {
     std::string out = "data/corpora";
   };
   auto a = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("data", "Generate a data set");
+  CLI::App* cmd = app.add_subcommand("data", "Prepare a corpus, or generate a data set");
   cmd->require_subcommand(1);
+  add_prepare(*cmd, run);
   CLI::App* dates = cmd->add_subcommand(
       "dates",
       "Date normalisation pairs (\"3rd of March, 1999\" -> \"1999-03-03\"): DIR/dates.tsv holds "

@@ -77,7 +77,8 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
         const data::PairDataset pairs = data::PairDataset::load(
             config.data.path.front(), {.val_fraction = config.data.val_fraction,
                                        .block_size = config.model.block_size,
-                                       .vocab = task->vocab()});
+                                       .vocab = task->vocab(),
+                                       .corpus = train::corpus_options(config, true)});
         std::vector<data::Split> splits{data::Split::val};
         if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
         const train::ExactMatch m =

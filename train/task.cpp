@@ -3,13 +3,14 @@
 
 #include <fmt/ranges.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "memory_estimate.h"
 #include "trainer_state.h"
 #include "qkv/data/masking.h"
 #include "qkv/data/pair_dataset.h"
-#include "qkv/data/sha256.h"
 #include "qkv/data/text_dataset.h"
 #include "qkv/error.h"
 #include "qkv/nn/models.h"
@@ -18,6 +19,20 @@
 namespace qkv::train {
 
 using data::Split;
+
+void log_prepare_progress(const data::PrepareProgress& p) {
+  const double mb = double(p.bytes_done) / 1e6, total = double(p.bytes_total) / 1e6;
+  const double rate = p.seconds > 0 ? mb / p.seconds : 0;
+  if (p.finished) {
+    spdlog::info("prepared {:.1f} MB of text in {:.1f} s ({:.0f} MB/s)", total, p.seconds,
+                 total / std::max(p.seconds, 1e-9));
+    return;
+  }
+  spdlog::info("preparing the corpus: {:.0f} of {:.0f} MB ({:.0f}%), {:.0f} MB/s, about {:.0f} s "
+               "left",
+               mb, total, total > 0 ? 100 * mb / total : 100.0, rate,
+               rate > 0 ? (total - mb) / rate : 0.0);
+}
 
 EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
   double loss = 0;
@@ -54,6 +69,13 @@ nn::ModelConfig model_config(const io::Config& c, int64_t vocab_size) {
   return m;
 }
 
+data::CorpusOptions corpus_options(const io::Config& c, bool pairs) {
+  data::CorpusOptions o{.cache_dir = c.data.cache_dir, .pairs = pairs};
+  o.prepare.jsonl_field = c.data.jsonl_field;
+  o.prepare.progress = log_prepare_progress;
+  return o;
+}
+
 namespace {
 
 // Forward and backward FLOPs of one stack of n_layer layers over B sequences of T tokens: 6 per
@@ -84,8 +106,9 @@ Tensor rows(const Tensor& logits) {
 class DecoderTask : public Task {
  public:
   DecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
-      : data_(data::TextDataset::load(c.data.path,
-                                      {.val_fraction = c.data.val_fraction, .vocab = vocab})),
+      : data_(data::TextDataset::load(c.data.path, {.val_fraction = c.data.val_fraction,
+                                                    .vocab = vocab,
+                                                    .corpus = corpus_options(c, false)})),
         B_(c.train.batch_size),
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
@@ -114,7 +137,10 @@ class EncoderTask : public Task {
   EncoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
       : data_(data::TextDataset::load(
             c.data.path,
-            {.val_fraction = c.data.val_fraction, .specials = {data::kMask}, .vocab = vocab})),
+            {.val_fraction = c.data.val_fraction,
+             .specials = {data::kMask},
+             .vocab = vocab,
+             .corpus = corpus_options(c, false)})),
         B_(c.train.batch_size),
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
@@ -145,7 +171,7 @@ class EncoderDecoderTask : public Task {
   EncoderDecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab)
       : data_(load(c, vocab)), B_(c.train.batch_size) {
     vocab_ = data_.vocab();
-    fingerprint_ = data::sha256_file_hex(c.data.path.front());
+    fingerprint_ = data_.corpus().fingerprint();
     model_config_ = train::model_config(c, vocab_->size());
     check_training_fits(model_config_, B_);
     model_ = std::make_unique<nn::EncoderDecoderModel>(model_config_);
@@ -176,7 +202,10 @@ class EncoderDecoderTask : public Task {
               c.data.path.size());
     return data::PairDataset::load(
         c.data.path.front(),
-        {.val_fraction = c.data.val_fraction, .block_size = c.model.block_size, .vocab = vocab});
+        {.val_fraction = c.data.val_fraction,
+         .block_size = c.model.block_size,
+         .vocab = vocab,
+         .corpus = corpus_options(c, true)});
   }
   data::PairDataset data_;
   int64_t B_;

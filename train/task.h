@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "qkv/data/prepare.h"
 #include "qkv/data/split.h"
 #include "qkv/data/vocab.h"
 #include "qkv/io/checkpoint.h"
@@ -77,6 +78,12 @@ std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc);
 // DIR/model.safetensors, config_source and the first mismatching tensors; nothing is copied then.
 void load_weights(nn::Module& model, const io::CheckpointData& checkpoint, const std::string& dir,
                   const std::string& config_source);
+
+// The log line of a corpus being prepared (data.path's raw text, or `qkv data prepare`).
+void log_prepare_progress(const data::PrepareProgress& progress);
+
+// How config's data.path is opened: raw text prepared into data.cache_dir, with progress lines.
+data::CorpusOptions corpus_options(const io::Config& config, bool pairs);
 
 // Loads the data named by config.data.path and builds the model for config.model.kind.
 // vocab: use this vocabulary (from a checkpoint) instead of the corpus's own; an unknown

@@ -64,14 +64,13 @@ MaskedBatch get_masked_batch(const TextDataset& data, Split split, int64_t B, in
             "masked-character data needs '{}' in the vocabulary; build the dataset with "
             "specials {{\"{}\"}}",
             kMask, kMask);
-  const std::span<const int32_t> ids = data.ids(split);
-  const auto n = int64_t(ids.size());
+  const int64_t n = data.size(split);
   check_split_length(split, n, T, "block_size");
   std::vector<int64_t> starts(static_cast<size_t>(B));
   for (int64_t& start : starts) start = int64_t(rng.below(uint64_t(n - T + 1)));
   MaskedBatch batch{std::vector<int32_t>(size_t(B * T)), std::vector<int32_t>(size_t(B * T)), B, T};
   for (int64_t b = 0; b < B; ++b)
-    std::copy_n(ids.begin() + starts[size_t(b)], T, batch.inputs.begin() + b * T);
+    data.read(split, starts[size_t(b)], T, batch.inputs.data() + b * T);
   mask_rows(batch.inputs, batch.targets, T, data.vocab().special_id(kMask),
             data.vocab().num_chars(), rng, options);
   return batch;

@@ -1,76 +1,99 @@
-// TextDataset: load, encode, split, and nanoGPT's random-window batches.
+// TextDataset: a corpus in the vocabulary's numbering, split, and nanoGPT's random windows.
 #include "qkv/data/text_dataset.h"
 
 #include <algorithm>
 
-#include "data/data_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
 
 namespace qkv::data {
 
+namespace {
+
+// Where corpus position `at` is: the source file and the character position in it.
+std::pair<std::string, int64_t> source_position(const Corpus& corpus, int64_t at,
+                                                std::string_view what) {
+  for (const CorpusSource& s : corpus.sources()) {
+    // A corpus in memory is named by its caller; a file by the key it came from.
+    if (at < s.chars) return {corpus.dir().empty() ? s.path : fmt::format("data.path '{}'", s.path), at};
+    at -= s.chars;
+  }
+  return {std::string(what), at};
+}
+
+}  // namespace
+
 TextDataset TextDataset::load(const std::vector<std::string>& paths,
                               const TextDatasetOptions& options) {
   QKV_CHECK(!paths.empty(), "data.path: no text file given");
-  std::vector<Source> sources;
-  for (const std::string& path : paths)
-    sources.push_back({fmt::format("data.path '{}'", path), read_data_file(path)});
-  return build(sources, options);
+  train_size(0, options.val_fraction);  // a bad fraction fails before any work
+  return from_corpus(open_corpus(paths, options.corpus), options);
 }
 
 TextDataset TextDataset::from_text(std::string_view text, const TextDatasetOptions& options,
                                    std::string_view what) {
-  return build({{std::string(what), std::string(text)}}, options);
+  train_size(0, options.val_fraction);
+  const Vocab own = Vocab::from_text(text, {}, what);
+  return from_corpus(
+      Corpus::in_memory(own.chars(), own.encode(text, what), sha256_hex(text), std::string(what)),
+      options);
 }
 
-TextDataset TextDataset::build(const std::vector<Source>& sources,
-                               const TextDatasetOptions& options) {
-  train_size(0, options.val_fraction);  // a bad fraction fails before any work
+TextDataset TextDataset::from_corpus(Corpus corpus, const TextDatasetOptions& options) {
+  QKV_CHECK(corpus.kind() == Corpus::Kind::text, "{}: a corpus of pairs, not of text",
+            corpus.dir());
   TextDataset ds;
-  if (options.vocab) {
-    ds.vocab_ = *options.vocab;
-  } else {
-    // Marking seen code points in a table keeps vocab building linear in the corpus size.
-    std::vector<bool> seen(0x110000);
-    for (const Source& s : sources)
-      for (const char32_t cp : decode_utf8(s.bytes, s.what)) seen[cp] = true;
-    std::vector<char32_t> chars;
-    for (char32_t cp = 0; cp < seen.size(); ++cp)
-      if (seen[cp]) chars.push_back(cp);
-    ds.vocab_ = Vocab(std::move(chars), options.specials);
+  ds.corpus_ = std::move(corpus);
+  ds.vocab_ = options.vocab ? *options.vocab : Vocab(ds.corpus_.chars(), options.specials);
+  const std::vector<char32_t>& chars = ds.corpus_.chars();
+  bool same = true;
+  std::vector<int32_t> to_vocab(chars.size());
+  for (size_t i = 0; i < chars.size(); ++i) {
+    to_vocab[i] = ds.vocab_.id_of(chars[i]);
+    if (to_vocab[i] < 0) {
+      const auto [where, position] =
+          source_position(ds.corpus_, ds.corpus_.find(int32_t(i)), "text");
+      ds.vocab_.throw_unknown(chars[i], position, where);
+    }
+    same = same && to_vocab[i] == int32_t(i);
   }
-  Sha256 sha;
-  for (const Source& s : sources) {
-    const std::vector<int32_t> ids = ds.vocab_.encode(s.bytes, s.what);
-    ds.ids_.insert(ds.ids_.end(), ids.begin(), ids.end());
-    sha.update(s.bytes);
-  }
-  QKV_CHECK(!ds.ids_.empty(), "{}: the corpus is empty",
-            sources.size() == 1 ? sources[0].what : std::string("data.path"));
-  ds.n_train_ = train_size(int64_t(ds.ids_.size()), options.val_fraction);
-  ds.fingerprint_ = to_hex(sha.digest());
+  if (!same) ds.to_vocab_ = std::move(to_vocab);
+  ds.n_ = ds.corpus_.size();
+  QKV_CHECK(ds.n_ > 0, "data.path: the corpus is empty");
+  ds.n_train_ = train_size(ds.n_, options.val_fraction);
   return ds;
 }
 
-std::span<const int32_t> TextDataset::ids(Split split) const {
-  const std::span<const int32_t> all(ids_);
-  return split == Split::train ? all.first(size_t(n_train_)) : all.subspan(size_t(n_train_));
+void TextDataset::read(Split split, int64_t begin, int64_t n, int32_t* out) const {
+  QKV_CHECK(begin >= 0 && n >= 0 && begin + n <= size(split),
+            "text dataset: ids [{}, {}) are outside the {} split of {}", begin, begin + n,
+            split_name(split), size(split));
+  corpus_.read(split == Split::train ? begin : n_train_ + begin, n, out);
+  if (!to_vocab_.empty())
+    for (int64_t i = 0; i < n; ++i) out[i] = to_vocab_[size_t(out[i])];
+}
+
+std::vector<int32_t> TextDataset::ids(Split split, int64_t begin, int64_t n) const {
+  if (n < 0) n = size(split) - begin;
+  std::vector<int32_t> out(size_t(std::max<int64_t>(n, 0)));
+  read(split, begin, n, out.data());
+  return out;
 }
 
 Batch TextDataset::get_batch(Split split, int64_t B, int64_t T, Rng& rng) const {
   QKV_CHECK(B > 0 && T > 0, "get_batch: batch_size = {} and block_size = {} must be positive", B,
             T);
-  const std::span<const int32_t> data = ids(split);
-  const auto n = int64_t(data.size());
+  const int64_t n = size(split);
   check_split_length(split, n, T + 1, "block_size+1");
   std::vector<int64_t> starts(static_cast<size_t>(B));
   for (int64_t& start : starts) start = int64_t(rng.below(uint64_t(n - T)));
   Batch batch{std::vector<int32_t>(size_t(B * T)), std::vector<int32_t>(size_t(B * T)), B, T};
+  std::vector<int32_t> window(size_t(T + 1));
   for (int64_t b = 0; b < B; ++b) {
-    const int32_t* row = data.data() + starts[size_t(b)];
-    std::copy_n(row, T, batch.inputs.begin() + b * T);
-    std::copy_n(row + 1, T, batch.targets.begin() + b * T);
+    read(split, starts[size_t(b)], T + 1, window.data());
+    std::copy_n(window.begin(), T, batch.inputs.begin() + b * T);
+    std::copy_n(window.begin() + 1, T, batch.targets.begin() + b * T);
   }
   return batch;
 }

@@ -30,7 +30,7 @@ Vocab Vocab::from_text(std::string_view corpus, std::vector<std::string> special
   return Vocab(std::vector<char32_t>(cps.begin(), cps.end()), std::move(specials));
 }
 
-int32_t Vocab::find(char32_t cp) const {
+int32_t Vocab::id_of(char32_t cp) const {
   if (cp < 128) return ascii_ids_[cp];
   const auto it = std::lower_bound(chars_.begin(), chars_.end(), cp);
   return it != chars_.end() && *it == cp ? int32_t(it - chars_.begin()) : -1;
@@ -40,12 +40,16 @@ std::vector<int32_t> Vocab::encode(std::string_view text, std::string_view what)
   const std::u32string cps = decode_utf8(text, what);
   std::vector<int32_t> ids(cps.size());
   for (size_t i = 0; i < cps.size(); ++i) {
-    ids[i] = find(cps[i]);
-    QKV_CHECK(ids[i] >= 0,
-              "{}: character {} at position {} is not in the vocabulary{} ({} symbols)", what,
-              describe_char(cps[i]), i, origin_.empty() ? std::string() : " of " + origin_, size());
+    ids[i] = id_of(cps[i]);
+    if (ids[i] < 0) throw_unknown(cps[i], int64_t(i), what);
   }
   return ids;
+}
+
+void Vocab::throw_unknown(char32_t cp, int64_t position, std::string_view what) const {
+  throw Error(fmt::format("{}: character {} at position {} is not in the vocabulary{} ({} symbols)",
+                          what, describe_char(cp), position,
+                          origin_.empty() ? std::string() : " of " + origin_, size()));
 }
 
 std::string Vocab::decode(std::span<const int32_t> ids) const {

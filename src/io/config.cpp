@@ -51,11 +51,15 @@ constexpr Range kUnitOpenTop{0, 1, false, true};
 const std::vector<Field>& fields() {
   static const std::vector<Field> f{
       {"data.path", QKV_REF(data.path),
-       "training text file(s), or for encoder_decoder one TSV of source<TAB>target lines"},
+       "training text: files (UTF-8, .zst, .jsonl), directories, globs, or a corpus prepared by "
+       "`qkv data prepare`; for encoder_decoder one TSV of source<TAB>target lines"},
       {"data.val_fraction", QKV_REF(data.val_fraction),
        "fraction of the data, from the end, held out for validation", {0, 1, true, true}},
       {"data.mask_char", QKV_REF(data.mask_char),
        "encoder: the character that marks a position to fill in `qkv sample --fill`"},
+      {"data.cache_dir", QKV_REF(data.cache_dir),
+       "where raw text is prepared for training, once; empty: $XDG_CACHE_HOME/qkv/corpora"},
+      {"data.jsonl_field", QKV_REF(data.jsonl_field), "the text field of .jsonl records"},
       {"model.kind", QKV_REF(model.kind), "model kind"},
       {"model.n_layer", QKV_REF(model.n_layer), "transformer layers (per stack)", kAtLeastOne},
       {"model.n_head", QKV_REF(model.n_head), "attention heads; must divide n_embd", kAtLeastOne},

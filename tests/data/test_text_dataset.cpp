@@ -45,7 +45,7 @@ TEST_CASE("text_dataset: targets are the inputs shifted by one, windows stay in 
   const TextDataset ds = TextDataset::from_text(text);
   Rng rng(3);
   for (const Split split : {Split::train, Split::val}) {
-    const std::span<const int32_t> data = ds.ids(split);
+    const std::vector<int32_t> data = ds.ids(split);
     const Batch batch = ds.get_batch(split, 16, 8, rng);
     REQUIRE(batch.inputs.size() == 16 * 8);
     REQUIRE(batch.targets.size() == 16 * 8);
@@ -69,11 +69,12 @@ TEST_CASE("text_dataset: batches follow nanoGPT's draw order from the Rng") {
   const TextDataset ds = TextDataset::from_text(sample_text());
   Rng rng(11), replay(11);
   const Batch batch = ds.get_batch(Split::train, 4, 5, rng);
+  const std::vector<int32_t> train = ds.ids(Split::train);
   for (int64_t b = 0; b < 4; ++b) {
     const auto start = int64_t(replay.below(900 - 5));  // all B starts are drawn first
     for (int64_t t = 0; t < 5; ++t) {
-      CHECK(batch.inputs[size_t(b * 5 + t)] == ds.ids(Split::train)[size_t(start + t)]);
-      CHECK(batch.targets[size_t(b * 5 + t)] == ds.ids(Split::train)[size_t(start + t + 1)]);
+      CHECK(batch.inputs[size_t(b * 5 + t)] == train[size_t(start + t)]);
+      CHECK(batch.targets[size_t(b * 5 + t)] == train[size_t(start + t + 1)]);
     }
   }
   CHECK(rng.state().state == replay.state().state);

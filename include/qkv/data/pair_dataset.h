@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "qkv/data/corpus.h"
+#include "qkv/data/prepare.h"
 #include "qkv/data/split.h"
 #include "qkv/data/vocab.h"
 #include "qkv/rng.h"
@@ -22,6 +24,8 @@ struct PairDatasetOptions {
   // Use this vocab (from a checkpoint) instead of building one; it must hold <pad>, <bos>,
   // <eos>.
   std::optional<Vocab> vocab = std::nullopt;
+  // How a raw TSV is prepared and where it is cached (open_corpus); pairs is set by load.
+  CorpusOptions corpus = {};
 };
 
 // Row-major [B, Ts] and [B, Tt]; Ts, Tt are the longest source and target (+1) in the batch.
@@ -35,16 +39,19 @@ struct PairBatch {
 
 class PairDataset {
  public:
-  // Reads a UTF-8 TSV. Empty lines are skipped; a trailing '\r' is dropped. Errors name
-  // file:line: a line without exactly one tab, an empty source, a pair too long for
-  // block_size, invalid UTF-8, or (with a given vocab) an unknown character. Without a vocab
-  // one is built from every character of every source and target, plus <pad>, <bos>, <eos>.
+  // A UTF-8 TSV (prepared into the cache once, see open_corpus), or a prepared pair corpus.
+  // Empty lines are skipped; a trailing '\r' is dropped. Errors name file:line: a line
+  // without exactly one tab, an empty source, a pair too long for block_size, invalid UTF-8,
+  // or (with a given vocab) an unknown character. Without a vocab one is built from every
+  // character of every source and target, plus <pad>, <bos>, <eos>.
   static PairDataset load(const std::string& path, const PairDatasetOptions& options = {});
+  static PairDataset from_corpus(Corpus corpus, const PairDatasetOptions& options = {});
   // The same from TSV text in memory; errors name `name` as the file.
   static PairDataset from_tsv(std::string_view tsv, const PairDatasetOptions& options = {},
                               std::string_view name = "pairs");
 
   const Vocab& vocab() const { return vocab_; }
+  const Corpus& corpus() const { return corpus_; }
   int64_t size(Split split) const;
   int32_t pad_id() const { return pad_; }
   int32_t bos_id() const { return bos_; }
@@ -70,14 +77,14 @@ class PairDataset {
   Sequential sequential(Split split, int64_t B) const;
 
  private:
-  struct Example {
-    std::vector<int32_t> src, tgt;
-  };
   PairDataset() = default;
   PairBatch make_batch(const std::vector<int64_t>& indices) const;
+  // Example i's ids in the vocabulary's numbering.
+  std::vector<int32_t> read(int64_t begin, int64_t end) const;
 
+  Corpus corpus_;  // train examples, then val examples, in file order
   Vocab vocab_;
-  std::vector<Example> examples_;  // train examples, then val examples, in file order
+  std::vector<int32_t> to_vocab_;  // corpus id -> vocab id, when they differ
   int64_t n_train_ = 0;
   int32_t pad_ = 0, bos_ = 0, eos_ = 0;
 };

@@ -1,10 +1,15 @@
-// SHA-256 (FIPS 180-4): the data fingerprint and the checksums in checkpoint manifests.
+// SHA-256 (FIPS 180-4): the data fingerprint, the prepared corpus's source hashes and the
+// checksums in checkpoint manifests. OpenSSL's libcrypto computes it (with the CPU's SHA
+// instructions where it has them), so hashing keeps up with preparing a corpus.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+
+struct evp_md_ctx_st;
 
 namespace qkv::data {
 
@@ -12,16 +17,17 @@ namespace qkv::data {
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
   void update(std::string_view bytes);
-  std::array<uint8_t, 32> digest();  // pads and finishes; the object must not be used after
+  std::array<uint8_t, 32> digest();  // finishes; the object must not be used after
 
  private:
-  void compress(const uint8_t* block);
-
-  std::array<uint32_t, 8> h_;
-  std::array<uint8_t, 64> buffer_{};
-  uint64_t buffered_ = 0;  // bytes waiting in buffer_
-  uint64_t total_ = 0;     // message length so far, in bytes
+  struct Free {
+    void operator()(evp_md_ctx_st* ctx) const;
+  };
+  std::unique_ptr<evp_md_ctx_st, Free> ctx_;
 };
 
 // Lowercase hex of a digest (64 characters).

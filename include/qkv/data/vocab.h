@@ -43,6 +43,10 @@ class Vocab {
   // Id of a special token; throws qkv::Error naming the token when the vocab lacks it.
   int32_t special_id(std::string_view name) const;
   bool has_special(std::string_view name) const;
+  // The id of a character, or -1 when the vocabulary lacks it.
+  int32_t id_of(char32_t cp) const;
+  // Throws encode's error for cp, found at `position` (in characters) of `what`.
+  [[noreturn]] void throw_unknown(char32_t cp, int64_t position, std::string_view what) const;
 
   // {"chars": ["\n", " ", "!", ...], "specials": ["<pad>", ...]}: what vocab.json holds.
   nlohmann::json to_json() const;
@@ -58,7 +62,6 @@ class Vocab {
   std::string difference(const Vocab& other) const;
 
  private:
-  int32_t find(char32_t cp) const;  // id, or -1
   std::string symbol(int64_t id) const;
 
   std::vector<char32_t> chars_;

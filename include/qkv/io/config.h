@@ -16,6 +16,8 @@ struct DataConfig {
   std::vector<std::string> path;  // text files (decoder, encoder) or one TSV (encoder_decoder)
   double val_fraction = 0.1;
   std::string mask_char = "_";    // encoder: the character `qkv sample --fill` treats as a mask
+  std::string cache_dir;          // where raw text is prepared; empty: the XDG cache directory
+  std::string jsonl_field = "text";  // the text field of .jsonl records
 };
 
 struct OptimSection {

@@ -1,0 +1,176 @@
+// CharTable and IdFile: provisional ids, growing widths, and the final renumbering pass.
+#include "data/id_file.h"
+
+#include <fcntl.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+
+#include "data/corpus_files.h"
+#include "qkv/data/corpus.h"
+#include "qkv/data/sha256.h"
+#include "qkv/error.h"
+#include "qkv/io/durable_file.h"
+
+namespace qkv::data {
+
+namespace {
+
+constexpr char32_t kCodePoints = 0x110000;
+
+void write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) io::throw_os_error(path, "cannot write", errno);
+    p += w, n -= size_t(w);
+  }
+}
+
+void pread_all(int fd, uint8_t* p, size_t n, int64_t at, const std::string& path) {
+  while (n > 0) {
+    const ssize_t r = ::pread(fd, p, n, at);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) io::throw_os_error(path, "cannot read back", r < 0 ? errno : EIO);
+    p += r, n -= size_t(r), at += r;
+  }
+}
+
+void pwrite_all(int fd, const uint8_t* p, size_t n, int64_t at, const std::string& path) {
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd, p, n, at);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) io::throw_os_error(path, "cannot write", errno);
+    p += w, n -= size_t(w), at += w;
+  }
+}
+
+uint32_t load_id(const uint8_t* p, int width) {
+  uint32_t v = 0;
+  std::memcpy(&v, p, size_t(width));
+  return v;
+}
+
+}  // namespace
+
+CharTable::CharTable() : table_(new std::atomic<int32_t>[kCodePoints]) {
+  for (char32_t cp = 0; cp < kCodePoints; ++cp) table_[cp].store(-1, std::memory_order_relaxed);
+}
+
+int32_t CharTable::add(char32_t cp) {
+  std::lock_guard lock(mutex_);
+  int32_t id = table_[cp].load(std::memory_order_relaxed);
+  if (id < 0) {
+    id = int32_t(chars_.size());
+    chars_.push_back(cp);
+    table_[cp].store(id, std::memory_order_release);
+  }
+  return id;
+}
+
+int64_t CharTable::size() const {
+  std::lock_guard lock(mutex_);
+  return int64_t(chars_.size());
+}
+
+std::vector<char32_t> CharTable::sorted_chars() const {
+  std::lock_guard lock(mutex_);
+  std::vector<char32_t> sorted = chars_;
+  std::sort(sorted.begin(), sorted.end());
+  return sorted;
+}
+
+std::vector<int32_t> CharTable::final_ids() const {
+  const std::vector<char32_t> sorted = sorted_chars();
+  std::lock_guard lock(mutex_);
+  std::vector<int32_t> out(chars_.size());
+  for (size_t p = 0; p < chars_.size(); ++p)
+    out[p] = int32_t(std::lower_bound(sorted.begin(), sorted.end(), chars_[p]) - sorted.begin());
+  return out;
+}
+
+void narrow_ids(const uint32_t* ids, int64_t n, int width, uint8_t* out) {
+  if (width == 1) {
+    for (int64_t i = 0; i < n; ++i) out[i] = uint8_t(ids[i]);
+  } else if (width == 2) {
+    for (int64_t i = 0; i < n; ++i) {
+      const auto v = uint16_t(ids[i]);
+      std::memcpy(out + 2 * i, &v, 2);
+    }
+  } else {
+    std::memcpy(out, ids, size_t(n) * 4);
+  }
+}
+
+IdFile::IdFile(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) io::throw_os_error(path_, "cannot create", errno);
+}
+
+IdFile::~IdFile() { ::close(fd_); }
+
+void IdFile::write(const uint8_t* bytes, int64_t ids) {
+  write_all(fd_, bytes, size_t(ids) * size_t(width_), path_);
+  count_ += ids;
+}
+
+void IdFile::fit(int64_t vocab) {
+  const int need = id_width_for(vocab);
+  if (need <= width_) return;
+  // Rare (a vocabulary past 256 or 65536 symbols): rewrite the ids so far, wider, in place
+  // from the back so that nothing is overwritten before it is read.
+  constexpr int64_t kStep = 1 << 20;
+  std::vector<uint8_t> in(static_cast<size_t>(kStep * width_));
+  std::vector<uint32_t> ids(static_cast<size_t>(kStep));
+  std::vector<uint8_t> out(static_cast<size_t>(kStep * need));
+  for (int64_t end = count_; end > 0;) {
+    const int64_t begin = std::max<int64_t>(0, end - kStep), n = end - begin;
+    pread_all(fd_, in.data(), size_t(n) * size_t(width_), begin * width_, path_);
+    for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = load_id(in.data() + i * width_, width_);
+    narrow_ids(ids.data(), n, need, out.data());
+    pwrite_all(fd_, out.data(), size_t(n) * size_t(need), begin * need, path_);
+    end = begin;
+  }
+  width_ = need;
+  if (::lseek(fd_, count_ * width_, SEEK_SET) < 0) io::throw_os_error(path_, "cannot seek", errno);
+}
+
+std::string IdFile::finish(const std::vector<int32_t>& final_of) {
+  std::vector<int32_t> identity(final_of.size());
+  std::iota(identity.begin(), identity.end(), 0);
+  const bool renumber = final_of != identity;
+  // Whole blocks per chunk, so that each block's checksum is taken in one piece.
+  constexpr int64_t kChunk = 256 * kCorpusBlockBytes;
+  const int64_t bytes = count_ * width_;
+  std::vector<uint8_t> buf(size_t(std::min(kChunk, std::max<int64_t>(bytes, 1))));
+  std::vector<uint64_t> sums(size_t((bytes + kCorpusBlockBytes - 1) / kCorpusBlockBytes));
+  for (int64_t at = 0; at < bytes; at += kChunk) {
+    const int64_t n = std::min(kChunk, bytes - at);
+    pread_all(fd_, buf.data(), size_t(n), at, path_);
+    uint8_t* p = buf.data();
+    const int w = width_;
+    if (renumber) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n / w; ++i) {
+        const uint32_t v = uint32_t(final_of[load_id(p + i * w, w)]);
+        std::memcpy(p + i * w, &v, size_t(w));
+      }
+      pwrite_all(fd_, p, size_t(n), at, path_);
+    }
+    const int64_t first = at / kCorpusBlockBytes, blocks = (n + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b)
+      sums[size_t(first + b)] = block_checksum(
+          p + b * kCorpusBlockBytes, size_t(std::min(kCorpusBlockBytes, n - b * kCorpusBlockBytes)));
+  }
+  if (::fsync(fd_) != 0) io::throw_os_error(path_, "cannot sync", errno);
+  const std::string_view sum_bytes(reinterpret_cast<const char*>(sums.data()), sums.size() * 8);
+  io::write_file_synced(path_ + ".xxh3", sum_bytes);
+  return sha256_hex(sum_bytes);
+}
+
+}  // namespace qkv::data

@@ -1,0 +1,242 @@
+// Preparing a corpus: inputs expanded, each file's text decoded and encoded in parallel chunks
+// (split at character boundaries) while one thread hashes it, then renumbered, checksummed and
+// published with one rename.
+#include "qkv/data/prepare.h"
+
+#include <glob.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+
+#include "data/corpus_files.h"
+#include "data/corpus_writer.h"
+#include "data/id_file.h"
+#include "data/text_source.h"
+#include "qkv/data/sha256.h"
+#include "qkv/data/utf8.h"
+#include "qkv/data/vocab.h"
+#include "qkv/error.h"
+#include "qkv/io/durable_file.h"
+
+namespace qkv::data {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
+                                       std::string_view what) {
+  QKV_CHECK(!inputs.empty(), "{}: no input given", what);
+  std::vector<std::string> files;
+  auto add_file = [&](const fs::path& p, const std::string& input) {
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    QKV_CHECK(fs::exists(st), "{} '{}' does not exist; set {}, or make a corpus with a script in "
+              "data/ (see data/README.md)", what, input, what);
+    QKV_CHECK(fs::is_regular_file(st),
+              "{} '{}' is not a regular file (a FIFO, device or socket); it must name a text "
+              "file, a directory or a glob",
+              what, input);
+    files.push_back(fs::absolute(p).lexically_normal().string());
+  };
+  for (const std::string& input : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(input, ec)) {
+      std::vector<fs::path> found;
+      for (auto it = fs::recursive_directory_iterator(input, ec); !ec && it != fs::end(it);
+           it.increment(ec)) {
+        if (it->path().filename().string().starts_with(".")) {
+          if (it->is_directory()) it.disable_recursion_pending();
+          continue;
+        }
+        if (it->is_regular_file()) found.push_back(it->path());
+      }
+      QKV_CHECK(!ec, "{} '{}': cannot list the directory: {}", what, input, ec.message());
+      QKV_CHECK(!found.empty(), "{} '{}' is a directory with no files", what, input);
+      std::sort(found.begin(), found.end());
+      for (const fs::path& p : found) add_file(p, p.string());
+    } else if (input.find_first_of("*?[") != std::string::npos && !fs::exists(input, ec)) {
+      glob_t g{};
+      const int r = ::glob(input.c_str(), GLOB_ERR, nullptr, &g);
+      std::vector<std::string> matches(g.gl_pathv, g.gl_pathv + (r == 0 ? g.gl_pathc : 0));
+      ::globfree(&g);
+      QKV_CHECK(!matches.empty(), "{} '{}': the pattern matches no file", what, input);
+      std::sort(matches.begin(), matches.end());
+      for (const std::string& m : matches) add_file(m, m);
+    } else {
+      add_file(input, input);
+    }
+  }
+  return files;
+}
+
+namespace {
+
+constexpr size_t kChunkBytes = 16 << 20;
+
+// The first invalid byte of a chunk, from whichever thread found it.
+struct FirstError {
+  size_t at = SIZE_MAX;
+  void offer(size_t i) {
+#pragma omp critical(qkv_prepare_error)
+    at = std::min(at, i);
+  }
+};
+
+// Encodes text[begin, end) (begin at a character) into provisional ids; returns how many, or
+// records the first invalid byte and returns 0.
+int64_t encode_range(std::string_view text, size_t begin, size_t end, CharTable& table,
+                     uint32_t* out, FirstError& error) {
+  int32_t ascii[128];
+  std::fill(std::begin(ascii), std::end(ascii), -1);
+  int64_t n = 0;
+  for (size_t i = begin; i < end;) {
+    const auto byte = uint8_t(text[i]);
+    if (byte < 0x80) {
+      int32_t& id = ascii[byte];
+      if (id < 0) id = table.id(byte);
+      out[n++] = uint32_t(id);
+      ++i;
+      continue;
+    }
+    const Utf8Char c = decode_utf8_char(text, i);
+    if (c.len == 0) {
+      error.offer(i);
+      return 0;
+    }
+    out[n++] = uint32_t(table.id(c.cp));
+    i += size_t(c.len);
+  }
+  return n;
+}
+
+// Where a chunk may be cut: after its last whole character.
+size_t whole_characters(std::string_view text) {
+  const size_t n = text.size();
+  for (size_t back = 1; back <= std::min<size_t>(4, n); ++back) {
+    const auto byte = uint8_t(text[n - back]);
+    if ((byte & 0xC0) == 0x80) continue;  // a continuation byte: look further back
+    const size_t len = byte < 0x80 ? 1 : byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : byte >= 0xC0 ? 2 : 1;
+    return len > back ? n - back : n;
+  }
+  return n;
+}
+
+// Streams every file's text through the encoder into ids.bin.
+class TextEncoder {
+ public:
+  TextEncoder(const std::string& ids_path, const PrepareOptions& options, int64_t total_bytes)
+      : ids_(ids_path), options_(options), total_(total_bytes) {}
+
+  CorpusSource add(const std::string& path) {
+    std::unique_ptr<TextSource> src = TextSource::open(path, options_.jsonl_field);
+    std::vector<char> buf(kChunkBytes);
+    size_t carry = 0;
+    int64_t offset = 0, chars = 0;
+    for (;;) {
+      size_t filled = carry, got = 1;
+      while (filled < buf.size() && (got = src->read(buf.data() + filled, buf.size() - filled)))
+        filled += got;
+      const bool last = got == 0;
+      const std::string_view text(buf.data(), filled);
+      const size_t cut = last ? filled : whole_characters(text);
+      chars += encode_chunk(text.substr(0, cut), fmt::format("{} '{}'", options_.what, path),
+                            offset);
+      report(done_ + src->bytes_read(), false);
+      offset += int64_t(cut);
+      carry = filled - cut;
+      std::copy(buf.begin() + ptrdiff_t(cut), buf.begin() + ptrdiff_t(filled), buf.begin());
+      if (last) break;
+    }
+    done_ += src->bytes_read();
+    CorpusSource info = src->info();
+    info.chars = chars;
+    return info;
+  }
+
+  IdFile& ids() { return ids_; }
+  CharTable& table() { return table_; }
+  std::string fingerprint() { return to_hex(text_sha_.digest()); }
+  // A line a second; the closing line only after those, so a small corpus prepares silently.
+  void report(int64_t done, bool finished) {
+    const double s = std::chrono::duration<double>(Clock::now() - start_).count();
+    if (options_.progress && (finished ? next_report_ > 1.0 : s >= next_report_)) {
+      options_.progress({done, total_, s, finished});
+      next_report_ = s + 1.0;
+    }
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  int64_t encode_chunk(std::string_view text, const std::string& what, int64_t offset) {
+    const int parts = std::max(1, omp_get_max_threads() * 4);
+    std::vector<size_t> cuts{0};
+    for (int p = 1; p < parts; ++p) {
+      size_t c = std::max(cuts.back(), text.size() * size_t(p) / size_t(parts));
+      while (c < text.size() && (uint8_t(text[c]) & 0xC0) == 0x80) ++c;
+      cuts.push_back(c);
+    }
+    cuts.push_back(text.size());
+    ids32_.resize(text.size());
+    bytes_.resize(text.size() * 4);
+    std::vector<int64_t> counts(static_cast<size_t>(parts)), starts(static_cast<size_t>(parts) + 1);
+    FirstError error;
+#pragma omp parallel
+    {
+#pragma omp single nowait
+      text_sha_.update(text);
+#pragma omp for schedule(dynamic, 1)
+      for (int p = 0; p < parts; ++p)
+        counts[size_t(p)] = encode_range(text, cuts[size_t(p)], cuts[size_t(p) + 1], table_,
+                                         ids32_.data() + cuts[size_t(p)], error);
+#pragma omp single
+      {
+        if (error.at == SIZE_MAX) ids_.fit(table_.size());
+        for (int p = 0; p < parts; ++p) starts[size_t(p) + 1] = starts[size_t(p)] + counts[size_t(p)];
+      }
+      if (error.at == SIZE_MAX) {
+#pragma omp for schedule(static)
+        for (int p = 0; p < parts; ++p)
+          narrow_ids(ids32_.data() + cuts[size_t(p)], counts[size_t(p)], ids_.width(),
+                     bytes_.data() + starts[size_t(p)] * ids_.width());
+      }
+    }
+    if (error.at != SIZE_MAX) throw_invalid_utf8(text, error.at, what, offset);
+    ids_.write(bytes_.data(), starts.back());
+    return starts.back();
+  }
+
+  IdFile ids_;
+  CharTable table_;
+  Sha256 text_sha_;
+  const PrepareOptions& options_;
+  int64_t total_ = 0, done_ = 0;
+  std::vector<uint32_t> ids32_;
+  std::vector<uint8_t> bytes_;
+  Clock::time_point start_ = Clock::now();
+  double next_report_ = 1.0;
+};
+
+}  // namespace
+
+Corpus prepare_text(const std::vector<std::string>& files, const std::string& out,
+                    const PrepareOptions& options) {
+  TempDir tmp(out);
+  TextEncoder enc((tmp.path / kCorpusIds).string(), options, total_size(files));
+  std::vector<CorpusSource> sources;
+  for (const std::string& f : files) sources.push_back(enc.add(f));
+  QKV_CHECK(enc.ids().count() > 0, "{}: the corpus is empty",
+            files.size() == 1 ? fmt::format("{} '{}'", options.what, files[0]) : options.what);
+  const std::string sums = enc.ids().finish(enc.table().final_ids());
+  const json header = header_of("text", enc.table().sorted_chars(), enc.ids(), sums,
+                                enc.fingerprint(), sources, options);
+  Corpus c = publish(tmp, out, header);
+  enc.report(total_size(files), true);
+  return c;
+}
+
+}  // namespace qkv::data
