@@ -1,4 +1,4 @@
-// `qkv data`: `qkv data prepare` turns text into a prepared corpus that training memory-maps;
+// `qkv data`: `qkv data prepare` turns text into a prepared corpus that training reads in place;
 // `qkv data dates` writes the date-normalisation pairs of the encoder-decoder example
 // (configs/dates_encdec.toml).
 #include <cstdio>
@@ -27,7 +27,7 @@ void add_prepare(CLI::App& data, std::function<int()>& run) {
   CLI::App* cmd = data.add_subcommand(
       "prepare",
       "Prepare text once for training: its vocabulary and its characters' ids, which `qkv train` "
-      "then reads through a memory map whatever the corpus's size (set data.path to OUT). "
+      "then reads in place, whatever the corpus's size (set data.path to OUT). "
       "Given raw text instead, qkv train prepares it itself into a cache (data.cache_dir)");
   cmd->add_option("inputs", a->inputs,
                   "Text files (UTF-8; .zst compressed; .jsonl JSON lines), directories (every "

@@ -1,9 +1,8 @@
-// Corpus: opening a prepared corpus (header checks, memory maps) and reading its ids, each
+// Corpus: opening a prepared corpus (header checks) and reading its ids in place, each
 // 64 KiB block checked once per process against its checksum.
 #include "qkv/data/corpus.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -48,26 +47,23 @@ std::string corpus_json(const json& header) {
 
 namespace {
 
-// A file descriptor and a mapping, released however the constructor that made them ends.
+// A file descriptor, closed however the constructor that opened it ends.
 struct Fd {
   int fd = -1;
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
 };
-struct Mapping {
-  const uint8_t* data = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (data) ::munmap(const_cast<uint8_t*>(data), size);
-  }
-};
 
-// A read-only file mapping whose blocks are checked against "<file>.xxh3" on first read.
+// A read-only file whose 64 KiB blocks are checked against "<file>.xxh3" when first read.
+// Reads are pread()s into the caller's buffer rather than through a mapping: the process then
+// holds only the windows it asked for (a mapping's pages stay resident, 64 KiB around each
+// fault, and its memory would grow with the corpus as batches land everywhere), and a file
+// truncated behind our back is an error, not a SIGBUS. The page cache is shared all the same.
 class CheckedFile {
  public:
   CheckedFile(const std::string& path, int64_t expect_bytes, const std::string& sums_sha256)
-      : path_(path) {
+      : path_(path), size_(size_t(expect_bytes)) {
     fd_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     QKV_CHECK(fd_.fd >= 0, "{}: cannot open ({}); prepare the corpus again", path,
               std::strerror(errno));
@@ -77,17 +73,12 @@ class CheckedFile {
               "{}: {} bytes where the corpus header says {}: the file is damaged or truncated; "
               "prepare the corpus again",
               path, int64_t(st.st_size), expect_bytes);
-    map_.size = size_t(st.st_size);
-    if (map_.size > 0) {
-      void* p = ::mmap(nullptr, map_.size, PROT_READ, MAP_SHARED, fd_.fd, 0);
-      QKV_CHECK(p != MAP_FAILED, "{}: cannot map ({})", path, std::strerror(errno));
-      map_.data = static_cast<const uint8_t*>(p);
-    }
+    ::posix_fadvise(fd_.fd, 0, 0, POSIX_FADV_RANDOM);
     std::ifstream in(path + ".xxh3", std::ios::binary);
     std::ostringstream sums;
     sums << in.rdbuf();
     const std::string bytes = std::move(sums).str();
-    const size_t blocks = (map_.size + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
+    const size_t blocks = (size_ + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
     QKV_CHECK(in && bytes.size() == blocks * 8 && sha256_hex(bytes) == sums_sha256,
               "{}.xxh3: missing or damaged (it must hold the checksums of {} blocks); prepare the "
               "corpus again",
@@ -97,36 +88,42 @@ class CheckedFile {
     checked_ = std::make_unique<std::atomic<bool>[]>(blocks);
   }
 
-  // Bytes [at, at + n), their blocks checked.
-  const uint8_t* bytes(size_t at, size_t n) const {
-    const size_t first = at / kCorpusBlockBytes, last = (at + n - 1) / kCorpusBlockBytes;
-    for (size_t b = first; n > 0 && b <= last; ++b) {
-      if (checked_[b].load(std::memory_order_acquire)) continue;
-      const size_t begin = b * kCorpusBlockBytes;
-      const size_t len = std::min<size_t>(kCorpusBlockBytes, map_.size - begin);
-      // Read, not mapped: a window maps only the pages it uses, so the process's memory grows
-      // with the windows drawn, not with the 64 KiB around each.
-      thread_local std::vector<uint8_t> block(kCorpusBlockBytes);
-      size_t got = 0;
-      for (ssize_t r; got < len; got += size_t(r)) {
-        r = ::pread(fd_.fd, block.data() + got, len - got, off_t(begin + got));
-        QKV_CHECK(r > 0 || (r < 0 && errno == EINTR), "{}: cannot read ({})", path_,
-                  r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
-        r = std::max<ssize_t>(r, 0);
+  // Bytes [at, at + n) into out; a block read for the first time is read whole and checked.
+  void read(size_t at, size_t n, uint8_t* out) const {
+    thread_local std::vector<uint8_t> block(kCorpusBlockBytes);
+    for (size_t pos = at, end = at + n; pos < end;) {
+      const size_t b = pos / kCorpusBlockBytes, begin = b * kCorpusBlockBytes;
+      const size_t stop = std::min(end, begin + kCorpusBlockBytes);
+      if (checked_[b].load(std::memory_order_acquire)) {
+        pread_exactly(out + (pos - at), stop - pos, pos);
+      } else {
+        const size_t len = std::min<size_t>(kCorpusBlockBytes, size_ - begin);
+        pread_exactly(block.data(), len, begin);
+        QKV_CHECK(block_checksum(block.data(), len) == sums_[b],
+                  "{}: bytes {}..{} do not match their checksum: the file is damaged; prepare "
+                  "the corpus again",
+                  path_, begin, begin + len);
+        checked_[b].store(true, std::memory_order_release);
+        std::memcpy(out + (pos - at), block.data() + (pos - begin), stop - pos);
       }
-      QKV_CHECK(block_checksum(block.data(), len) == sums_[b],
-                "{}: bytes {}..{} do not match their checksum: the file is damaged; prepare the "
-                "corpus again",
-                path_, begin, begin + len);
-      checked_[b].store(true, std::memory_order_release);
+      pos = stop;
     }
-    return map_.data + at;
   }
 
  private:
+  void pread_exactly(uint8_t* out, size_t n, size_t at) const {
+    for (size_t got = 0; got < n;) {
+      const ssize_t r = ::pread(fd_.fd, out + got, n - got, off_t(at + got));
+      if (r < 0 && errno == EINTR) continue;
+      QKV_CHECK(r > 0, "{}: cannot read bytes {}..{} ({})", path_, at, at + n,
+                r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
+      got += size_t(r);
+    }
+  }
+
   std::string path_;
+  size_t size_ = 0;
   Fd fd_;
-  Mapping map_;
   std::vector<uint64_t> sums_;
   std::unique_ptr<std::atomic<bool>[]> checked_;
 };
@@ -257,8 +254,13 @@ void Corpus::read(int64_t begin, int64_t n, int32_t* out) const {
             "corpus: ids [{}, {}) are outside its {} ids", begin, begin + n, s_->size);
   if (n == 0) return;
   const size_t w = size_t(s_->width), at = size_t(begin) * w, len = size_t(n) * w;
-  const uint8_t* p = s_->ids ? s_->ids->bytes(at, len) : s_->memory.data() + at;
-  // Little-endian ids (x86-64, aarch64): the low bytes of an int32.
+  // Narrow ids are read into the back of out, then widened from the front: the low bytes of
+  // each int32 (little-endian, as x86-64 and aarch64 are).
+  uint8_t* p = reinterpret_cast<uint8_t*>(out) + (size_t(n) * 4 - len);
+  if (s_->ids)
+    s_->ids->read(at, len, p);
+  else
+    std::memcpy(p, s_->memory.data() + at, len);
   if (w == 1) {
     for (int64_t i = 0; i < n; ++i) out[i] = p[i];
   } else if (w == 2) {
@@ -267,8 +269,6 @@ void Corpus::read(int64_t begin, int64_t n, int32_t* out) const {
       std::memcpy(&v, p + 2 * i, 2);
       out[i] = v;
     }
-  } else {
-    std::memcpy(out, p, len);
   }
 }
 
@@ -287,10 +287,10 @@ PairSpan Corpus::pair(int64_t i) const {
   QKV_CHECK(s_->kind == Kind::pairs && i >= 0 && i < s_->pairs,
             "corpus: no example {} (it has {})", i, s_->pairs);
   int64_t v[4];
-  std::memcpy(v,
-              s_->pair_file ? s_->pair_file->bytes(size_t(i) * 24, 32)
-                            : reinterpret_cast<const uint8_t*>(s_->memory_spans.data() + 3 * i),
-              32);
+  if (s_->pair_file)
+    s_->pair_file->read(size_t(i) * 24, 32, reinterpret_cast<uint8_t*>(v));
+  else
+    std::memcpy(v, s_->memory_spans.data() + 3 * i, 32);
   return {v[0], v[1], v[3], v[2]};
 }
 

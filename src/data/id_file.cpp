@@ -49,6 +49,20 @@ void pwrite_all(int fd, const uint8_t* p, size_t n, int64_t at, const std::strin
   }
 }
 
+// Maps each id of bytes[0, n) (ids of type Id) through final_of, in place.
+template <class Id>
+void renumber_ids(uint8_t* bytes, int64_t n, const std::vector<int32_t>& final_of) {
+  const std::vector<Id> table(final_of.begin(), final_of.end());
+  const int64_t count = n / int64_t(sizeof(Id));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    Id v;
+    std::memcpy(&v, bytes + i * int64_t(sizeof(Id)), sizeof(Id));
+    v = table[v];
+    std::memcpy(bytes + i * int64_t(sizeof(Id)), &v, sizeof(Id));
+  }
+}
+
 uint32_t load_id(const uint8_t* p, int width) {
   uint32_t v = 0;
   std::memcpy(&v, p, size_t(width));
@@ -152,13 +166,13 @@ std::string IdFile::finish(const std::vector<int32_t>& final_of) {
     const int64_t n = std::min(kChunk, bytes - at);
     pread_all(fd_, buf.data(), size_t(n), at, path_);
     uint8_t* p = buf.data();
-    const int w = width_;
     if (renumber) {
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n / w; ++i) {
-        const uint32_t v = uint32_t(final_of[load_id(p + i * w, w)]);
-        std::memcpy(p + i * w, &v, size_t(w));
-      }
+      if (width_ == 1)
+        renumber_ids<uint8_t>(p, n, final_of);
+      else if (width_ == 2)
+        renumber_ids<uint16_t>(p, n, final_of);
+      else
+        renumber_ids<uint32_t>(p, n, final_of);
       pwrite_all(fd_, p, size_t(n), at, path_);
     }
     const int64_t first = at / kCorpusBlockBytes, blocks = (n + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
@@ -167,7 +181,8 @@ std::string IdFile::finish(const std::vector<int32_t>& final_of) {
       sums[size_t(first + b)] = block_checksum(
           p + b * kCorpusBlockBytes, size_t(std::min(kCorpusBlockBytes, n - b * kCorpusBlockBytes)));
   }
-  if (::fsync(fd_) != 0) io::throw_os_error(path_, "cannot sync", errno);
+  // ids.bin is left to the kernel to write back: an fsync would hold preparing to the disk's
+  // speed, and a file torn by a crash fails its block checksums when read.
   const std::string_view sum_bytes(reinterpret_cast<const char*>(sums.data()), sums.size() * 8);
   io::write_file_synced(path_ + ".xxh3", sum_bytes);
   return sha256_hex(sum_bytes);

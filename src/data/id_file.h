@@ -46,7 +46,7 @@ class IdFile {
   int64_t count() const { return count_; }
   // Appends ids already narrowed to width() bytes each.
   void write(const uint8_t* bytes, int64_t ids);
-  // Renumbers every id through final_of, writes "<path>.xxh3", fsyncs both; returns the
+  // Renumbers every id through final_of, writes "<path>.xxh3" (fsynced); returns the
   // SHA-256 of the checksum file, for the header.
   std::string finish(const std::vector<int32_t>& final_of);
 

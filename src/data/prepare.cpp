@@ -75,7 +75,8 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
 
 namespace {
 
-constexpr size_t kChunkBytes = 16 << 20;
+// Small enough that a chunk's text and ids stay in the caches between decoding and writing.
+constexpr size_t kChunkBytes = 4 << 20;
 
 // The first invalid byte of a chunk, from whichever thread found it.
 struct FirstError {
@@ -181,8 +182,11 @@ class TextEncoder {
       cuts.push_back(c);
     }
     cuts.push_back(text.size());
-    ids32_.resize(text.size());
-    bytes_.resize(text.size() * 4);
+    if (capacity_ < text.size()) {  // no zero-filling: every id used is written first
+      ids32_.reset(new uint32_t[text.size()]);
+      bytes_.reset(new uint8_t[text.size() * 4]);
+      capacity_ = text.size();
+    }
     std::vector<int64_t> counts(static_cast<size_t>(parts)), starts(static_cast<size_t>(parts) + 1);
     FirstError error;
 #pragma omp parallel
@@ -192,7 +196,7 @@ class TextEncoder {
 #pragma omp for schedule(dynamic, 1)
       for (int p = 0; p < parts; ++p)
         counts[size_t(p)] = encode_range(text, cuts[size_t(p)], cuts[size_t(p) + 1], table_,
-                                         ids32_.data() + cuts[size_t(p)], error);
+                                         ids32_.get() + cuts[size_t(p)], error);
 #pragma omp single
       {
         if (error.at == SIZE_MAX) ids_.fit(table_.size());
@@ -201,12 +205,12 @@ class TextEncoder {
       if (error.at == SIZE_MAX) {
 #pragma omp for schedule(static)
         for (int p = 0; p < parts; ++p)
-          narrow_ids(ids32_.data() + cuts[size_t(p)], counts[size_t(p)], ids_.width(),
-                     bytes_.data() + starts[size_t(p)] * ids_.width());
+          narrow_ids(ids32_.get() + cuts[size_t(p)], counts[size_t(p)], ids_.width(),
+                     bytes_.get() + starts[size_t(p)] * ids_.width());
       }
     }
     if (error.at != SIZE_MAX) throw_invalid_utf8(text, error.at, what, offset);
-    ids_.write(bytes_.data(), starts.back());
+    ids_.write(bytes_.get(), starts.back());
     return starts.back();
   }
 
@@ -215,8 +219,10 @@ class TextEncoder {
   Sha256 text_sha_;
   const PrepareOptions& options_;
   int64_t total_ = 0, done_ = 0;
-  std::vector<uint32_t> ids32_;
-  std::vector<uint8_t> bytes_;
+  // Scratch for one chunk: its ids as decoded, then narrowed.
+  std::unique_ptr<uint32_t[]> ids32_;
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t capacity_ = 0;
   Clock::time_point start_ = Clock::now();
   double next_report_ = 1.0;
 };

@@ -1,7 +1,7 @@
-// Corpus: a prepared corpus, read through a memory map. `qkv data prepare` (prepare.h) writes
-// one; docs/data-format.md describes its files. Opening one reads only its small header, so
-// start-up does not grow with the corpus, and every process on a machine shares one copy of
-// the ids in the page cache.
+// Corpus: a prepared corpus, read in place. `qkv data prepare` (prepare.h) writes one;
+// docs/data-format.md describes its files. Opening one reads only its small header and
+// checksum list, so start-up does not grow with the corpus; ids are read as they are needed,
+// from the page cache that every process on a machine shares.
 #pragma once
 
 #include <cstdint>

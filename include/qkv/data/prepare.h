@@ -1,6 +1,6 @@
 // Preparing a corpus: the text of the inputs decoded once, its vocabulary and ids written in
 // the narrowest width, with a header of sources, hashes and a format version
-// (docs/data-format.md). Training then reads it through a memory map (corpus.h).
+// (docs/data-format.md). Training then reads it in place (corpus.h).
 #pragma once
 
 #include <cstdint>

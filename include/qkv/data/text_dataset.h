@@ -1,5 +1,5 @@
 // TextDataset: language-model (decoder, encoder) data, nanoGPT's char-level prepare.py +
-// get_batch. The corpus is prepared once and read through a memory map (corpus.h); the first
+// get_batch. The corpus is prepared once and read in place (corpus.h); the first
 // (1 - val_fraction) of its characters train, the rest validate. Batches are random windows
 // drawn from an explicit Rng, so a saved Rng state replays the same batches.
 #pragma once
