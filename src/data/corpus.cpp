@@ -187,6 +187,10 @@ Corpus Corpus::open(const std::string& dir) {
     QKV_CHECK(cp.size() == 1, "{}: a vocabulary entry holds {} characters", where, cp.size());
     s->chars.push_back(cp[0]);
   }
+  std::vector<char32_t> sorted = s->chars;
+  std::sort(sorted.begin(), sorted.end());
+  QKV_CHECK(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end(),
+            "{}: a character is listed twice in \"chars\"", where);
   s->width = field<int>(h, "id_width", where);
   QKV_CHECK(s->width == id_width_for(int64_t(s->chars.size())), "{}: id_width {} is wrong", where,
             s->width);

@@ -5,6 +5,7 @@
 
 #include "data/corpus_files.h"
 #include "qkv/data/sha256.h"
+#include "qkv/data/utf8.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
@@ -24,10 +25,15 @@ int64_t total_size(const std::vector<std::string>& files) {
 json header_of(std::string_view kind, const std::vector<char32_t>& chars, const IdFile& ids,
                const std::string& ids_sums, const std::string& fingerprint,
                const std::vector<CorpusSource>& sources, const PrepareOptions& options) {
-  const json vocab = Vocab(chars).to_json();
+  json in_order = json::array();
+  for (const char32_t cp : chars) {
+    std::string c;
+    append_utf8(c, cp);
+    in_order.push_back(std::move(c));
+  }
   json h = {{"kind", kind},
-            {"chars", vocab["chars"]},
-            {"vocab_sha256", sha256_hex(vocab.dump())},
+            {"chars", std::move(in_order)},
+            {"vocab_sha256", sha256_hex(Vocab(chars).to_json().dump())},
             {"id_width", ids.width()},
             {"ids", ids.count()},
             {"ids_xxh3_sha256", ids_sums},

@@ -2,13 +2,11 @@
 #include "data/id_file.h"
 
 #include <fcntl.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <numeric>
 
 #include "data/corpus_files.h"
 #include "qkv/data/corpus.h"
@@ -49,20 +47,6 @@ void pwrite_all(int fd, const uint8_t* p, size_t n, int64_t at, const std::strin
   }
 }
 
-// Maps each id of bytes[0, n) (ids of type Id) through final_of, in place.
-template <class Id>
-void renumber_ids(uint8_t* bytes, int64_t n, const std::vector<int32_t>& final_of) {
-  const std::vector<Id> table(final_of.begin(), final_of.end());
-  const int64_t count = n / int64_t(sizeof(Id));
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) {
-    Id v;
-    std::memcpy(&v, bytes + i * int64_t(sizeof(Id)), sizeof(Id));
-    v = table[v];
-    std::memcpy(bytes + i * int64_t(sizeof(Id)), &v, sizeof(Id));
-  }
-}
-
 uint32_t load_id(const uint8_t* p, int width) {
   uint32_t v = 0;
   std::memcpy(&v, p, size_t(width));
@@ -91,20 +75,9 @@ int64_t CharTable::size() const {
   return int64_t(chars_.size());
 }
 
-std::vector<char32_t> CharTable::sorted_chars() const {
+std::vector<char32_t> CharTable::chars() const {
   std::lock_guard lock(mutex_);
-  std::vector<char32_t> sorted = chars_;
-  std::sort(sorted.begin(), sorted.end());
-  return sorted;
-}
-
-std::vector<int32_t> CharTable::final_ids() const {
-  const std::vector<char32_t> sorted = sorted_chars();
-  std::lock_guard lock(mutex_);
-  std::vector<int32_t> out(chars_.size());
-  for (size_t p = 0; p < chars_.size(); ++p)
-    out[p] = int32_t(std::lower_bound(sorted.begin(), sorted.end(), chars_[p]) - sorted.begin());
-  return out;
+  return chars_;
 }
 
 void narrow_ids(const uint32_t* ids, int64_t n, int width, uint8_t* out) {
@@ -120,16 +93,33 @@ void narrow_ids(const uint32_t* ids, int64_t n, int width, uint8_t* out) {
   }
 }
 
-IdFile::IdFile(std::string path) : path_(std::move(path)) {
+IdFile::IdFile(std::string path)
+    : path_(std::move(path)), block_(XXH3_createState(), XXH3_freeState) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) io::throw_os_error(path_, "cannot create", errno);
+  XXH3_64bits_reset(block_.get());
 }
 
 IdFile::~IdFile() { ::close(fd_); }
 
 void IdFile::write(const uint8_t* bytes, int64_t ids) {
-  write_all(fd_, bytes, size_t(ids) * size_t(width_), path_);
+  const size_t n = size_t(ids) * size_t(width_);
+  write_all(fd_, bytes, n, path_);
+  checksum(bytes, n);
   count_ += ids;
+}
+
+void IdFile::checksum(const uint8_t* bytes, size_t n) {
+  while (n > 0) {
+    const size_t take = std::min(n, size_t(kCorpusBlockBytes) - block_fill_);
+    XXH3_64bits_update(block_.get(), bytes, take);
+    bytes += take, n -= take, block_fill_ += take;
+    if (block_fill_ == size_t(kCorpusBlockBytes)) {
+      sums_.push_back(XXH3_64bits_digest(block_.get()));
+      XXH3_64bits_reset(block_.get());
+      block_fill_ = 0;
+    }
+  }
 }
 
 void IdFile::fit(int64_t vocab) {
@@ -151,41 +141,24 @@ void IdFile::fit(int64_t vocab) {
   }
   width_ = need;
   if (::lseek(fd_, count_ * width_, SEEK_SET) < 0) io::throw_os_error(path_, "cannot seek", errno);
+  sums_.clear();
+  XXH3_64bits_reset(block_.get());
+  block_fill_ = 0;
+  for (int64_t at = 0, bytes = count_ * width_; at < bytes; at += int64_t(out.size())) {
+    const size_t n = size_t(std::min<int64_t>(int64_t(out.size()), bytes - at));
+    pread_all(fd_, out.data(), n, at, path_);
+    checksum(out.data(), n);
+  }
 }
 
-std::string IdFile::finish(const std::vector<int32_t>& final_of) {
-  std::vector<int32_t> identity(final_of.size());
-  std::iota(identity.begin(), identity.end(), 0);
-  const bool renumber = final_of != identity;
-  // Whole blocks per chunk, so that each block's checksum is taken in one piece.
-  constexpr int64_t kChunk = 256 * kCorpusBlockBytes;
-  const int64_t bytes = count_ * width_;
-  std::vector<uint8_t> buf(size_t(std::min(kChunk, std::max<int64_t>(bytes, 1))));
-  std::vector<uint64_t> sums(size_t((bytes + kCorpusBlockBytes - 1) / kCorpusBlockBytes));
-  for (int64_t at = 0; at < bytes; at += kChunk) {
-    const int64_t n = std::min(kChunk, bytes - at);
-    pread_all(fd_, buf.data(), size_t(n), at, path_);
-    uint8_t* p = buf.data();
-    if (renumber) {
-      if (width_ == 1)
-        renumber_ids<uint8_t>(p, n, final_of);
-      else if (width_ == 2)
-        renumber_ids<uint16_t>(p, n, final_of);
-      else
-        renumber_ids<uint32_t>(p, n, final_of);
-      pwrite_all(fd_, p, size_t(n), at, path_);
-    }
-    const int64_t first = at / kCorpusBlockBytes, blocks = (n + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b)
-      sums[size_t(first + b)] = block_checksum(
-          p + b * kCorpusBlockBytes, size_t(std::min(kCorpusBlockBytes, n - b * kCorpusBlockBytes)));
-  }
+std::string IdFile::finish() {
+  if (block_fill_ > 0) sums_.push_back(XXH3_64bits_digest(block_.get()));
+  block_fill_ = 0;
   // ids.bin is left to the kernel to write back: an fsync would hold preparing to the disk's
   // speed, and a file torn by a crash fails its block checksums when read.
-  const std::string_view sum_bytes(reinterpret_cast<const char*>(sums.data()), sums.size() * 8);
-  io::write_file_synced(path_ + ".xxh3", sum_bytes);
-  return sha256_hex(sum_bytes);
+  const std::string_view bytes(reinterpret_cast<const char*>(sums_.data()), sums_.size() * 8);
+  io::write_file_synced(path_ + ".xxh3", bytes);
+  return sha256_hex(bytes);
 }
 
 }  // namespace qkv::data

@@ -1,8 +1,11 @@
-// The two halves of encoding a corpus in one pass: CharTable gives each new character a
-// provisional id as it is first seen (from any thread); IdFile writes those ids in the
-// narrowest width so far, and at the end renumbers them in ascending code point order (the
-// vocabulary's order) while it checksums the blocks.
+// The two halves of encoding a corpus in one pass: CharTable numbers each character in the
+// order it is first seen (from any thread), and IdFile writes those ids in the narrowest width
+// so far, checksumming each 64 KiB block as it goes. The ids stay in first-seen order, the
+// header listing the characters in that order: renumbering them into the vocabulary's sorted
+// order would cost a second pass over the whole file, and a reader maps them as it reads.
 #pragma once
+
+#include <xxhash.h>
 
 #include <atomic>
 #include <cstdint>
@@ -16,20 +19,18 @@ namespace qkv::data {
 class CharTable {
  public:
   CharTable();
-  // The provisional id of cp; thread-safe.
+  // The id of cp, given when first seen; thread-safe.
   int32_t id(char32_t cp) {
     const int32_t known = table_[cp].load(std::memory_order_acquire);
     return known >= 0 ? known : add(cp);
   }
   int64_t size() const;
-  std::vector<char32_t> sorted_chars() const;
-  // final_ids()[provisional id] = the id in the sorted vocabulary.
-  std::vector<int32_t> final_ids() const;
+  std::vector<char32_t> chars() const;  // by id
 
  private:
   int32_t add(char32_t cp);
-  std::unique_ptr<std::atomic<int32_t>[]> table_;  // code point -> provisional id, or -1
-  std::vector<char32_t> chars_;                     // provisional id -> code point
+  std::unique_ptr<std::atomic<int32_t>[]> table_;  // code point -> id, or -1
+  std::vector<char32_t> chars_;                     // id -> code point
   mutable std::mutex mutex_;
 };
 
@@ -46,15 +47,19 @@ class IdFile {
   int64_t count() const { return count_; }
   // Appends ids already narrowed to width() bytes each.
   void write(const uint8_t* bytes, int64_t ids);
-  // Renumbers every id through final_of, writes "<path>.xxh3" (fsynced); returns the
-  // SHA-256 of the checksum file, for the header.
-  std::string finish(const std::vector<int32_t>& final_of);
+  // Writes "<path>.xxh3" (fsynced); returns its SHA-256, for the header.
+  std::string finish();
 
  private:
+  void checksum(const uint8_t* bytes, size_t n);
+
   std::string path_;
   int fd_ = -1;
   int width_ = 1;
   int64_t count_ = 0;
+  std::vector<uint64_t> sums_;  // of the whole blocks written
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> block_;
+  size_t block_fill_ = 0;
 };
 
 // Narrows n 32-bit ids to `width` bytes each (little-endian).

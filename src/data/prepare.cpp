@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <filesystem>
 #include <optional>
 
@@ -145,7 +146,7 @@ class TextEncoder {
       const std::string_view text(buf.data(), filled);
       const size_t cut = last ? filled : whole_characters(text);
       chars += encode_chunk(text.substr(0, cut), fmt::format("{} '{}'", options_.what, path),
-                            offset);
+                            offset, src->bytes_hash());
       report(done_ + src->bytes_read(), false);
       offset += int64_t(cut);
       carry = filled - cut;
@@ -158,7 +159,14 @@ class TextEncoder {
     return info;
   }
 
-  IdFile& ids() { return ids_; }
+  // Waits for the last chunk's ids to be written (rethrowing its error).
+  void wait_for_write() {
+    if (write_.valid()) write_.get();
+  }
+  IdFile& ids() {
+    wait_for_write();
+    return ids_;
+  }
   CharTable& table() { return table_; }
   std::string fingerprint() { return to_hex(text_sha_.digest()); }
   // A line a second; the closing line only after those, so a small corpus prepares silently.
@@ -173,7 +181,10 @@ class TextEncoder {
  private:
   using Clock = std::chrono::steady_clock;
 
-  int64_t encode_chunk(std::string_view text, const std::string& what, int64_t offset) {
+  // Encodes one chunk while a thread hashes it (the corpus text; and the file's bytes, where
+  // they are the text: bytes_hash).
+  int64_t encode_chunk(std::string_view text, const std::string& what, int64_t offset,
+                       Sha256* bytes_hash) {
     const int parts = std::max(1, omp_get_max_threads() * 4);
     std::vector<size_t> cuts{0};
     for (int p = 1; p < parts; ++p) {
@@ -183,34 +194,43 @@ class TextEncoder {
     }
     cuts.push_back(text.size());
     if (capacity_ < text.size()) {  // no zero-filling: every id used is written first
+      wait_for_write();
       ids32_.reset(new uint32_t[text.size()]);
-      bytes_.reset(new uint8_t[text.size() * 4]);
+      for (auto& b : bytes_) b.reset(new uint8_t[text.size() * 4]);
       capacity_ = text.size();
     }
+    uint8_t* out = bytes_[chunks_++ % 2].get();
     std::vector<int64_t> counts(static_cast<size_t>(parts)), starts(static_cast<size_t>(parts) + 1);
     FirstError error;
 #pragma omp parallel
     {
 #pragma omp single nowait
       text_sha_.update(text);
+#pragma omp single nowait
+      if (bytes_hash) bytes_hash->update(text);
 #pragma omp for schedule(dynamic, 1)
       for (int p = 0; p < parts; ++p)
         counts[size_t(p)] = encode_range(text, cuts[size_t(p)], cuts[size_t(p) + 1], table_,
                                          ids32_.get() + cuts[size_t(p)], error);
 #pragma omp single
       {
-        if (error.at == SIZE_MAX) ids_.fit(table_.size());
+        if (error.at == SIZE_MAX && id_width_for(table_.size()) > ids_.width()) {
+          wait_for_write();  // the file is rewritten wider
+          ids_.fit(table_.size());
+        }
         for (int p = 0; p < parts; ++p) starts[size_t(p) + 1] = starts[size_t(p)] + counts[size_t(p)];
       }
       if (error.at == SIZE_MAX) {
 #pragma omp for schedule(static)
         for (int p = 0; p < parts; ++p)
           narrow_ids(ids32_.get() + cuts[size_t(p)], counts[size_t(p)], ids_.width(),
-                     bytes_.get() + starts[size_t(p)] * ids_.width());
+                     out + starts[size_t(p)] * ids_.width());
       }
     }
     if (error.at != SIZE_MAX) throw_invalid_utf8(text, error.at, what, offset);
-    ids_.write(bytes_.get(), starts.back());
+    // Written while the next chunk is read and encoded into the other buffer.
+    wait_for_write();
+    write_ = std::async(std::launch::async, [this, out, n = starts.back()] { ids_.write(out, n); });
     return starts.back();
   }
 
@@ -221,8 +241,10 @@ class TextEncoder {
   int64_t total_ = 0, done_ = 0;
   // Scratch for one chunk: its ids as decoded, then narrowed.
   std::unique_ptr<uint32_t[]> ids32_;
-  std::unique_ptr<uint8_t[]> bytes_;
+  std::unique_ptr<uint8_t[]> bytes_[2];
   size_t capacity_ = 0;
+  int64_t chunks_ = 0;
+  std::future<void> write_;
   Clock::time_point start_ = Clock::now();
   double next_report_ = 1.0;
 };
@@ -237,8 +259,8 @@ Corpus prepare_text(const std::vector<std::string>& files, const std::string& ou
   for (const std::string& f : files) sources.push_back(enc.add(f));
   QKV_CHECK(enc.ids().count() > 0, "{}: the corpus is empty",
             files.size() == 1 ? fmt::format("{} '{}'", options.what, files[0]) : options.what);
-  const std::string sums = enc.ids().finish(enc.table().final_ids());
-  const json header = header_of("text", enc.table().sorted_chars(), enc.ids(), sums,
+  const std::string sums = enc.ids().finish();
+  const json header = header_of("text", enc.table().chars(), enc.ids(), sums,
                                 enc.fingerprint(), sources, options);
   Corpus c = publish(tmp, out, header);
   enc.report(total_size(files), true);

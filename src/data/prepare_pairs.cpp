@@ -103,8 +103,8 @@ Corpus prepare_pairs(const std::string& tsv, const std::string& out,
   io::write_file_synced(tmp.path / (std::string(kCorpusPairs) + ".xxh3"), pair_sum_bytes);
   CorpusSource info = src->info();
   info.chars = enc.ids_.count();
-  const std::string sums = enc.ids_.finish(enc.table_.final_ids());
-  nlohmann::json header = header_of("pairs", enc.table_.sorted_chars(), enc.ids_, sums,
+  const std::string sums = enc.ids_.finish();
+  nlohmann::json header = header_of("pairs", enc.table_.chars(), enc.ids_, sums,
                                     to_hex(text_sha.digest()), {info}, options);
   header["pairs"] = pairs;
   header["pairs_xxh3_sha256"] = sha256_hex(pair_sum_bytes);

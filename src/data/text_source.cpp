@@ -25,7 +25,8 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 // The file's bytes, hashed as they pass.
 class RawFile {
  public:
-  explicit RawFile(const std::string& path) : path_(path) {
+  // hash: hash the bytes as they are read; otherwise bytes_hash() is fed by whoever reads.
+  RawFile(const std::string& path, bool hash) : path_(path), hash_(hash) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     QKV_CHECK(fd_ >= 0, "{}: cannot open ({})", path, std::strerror(errno));
     struct stat st {};
@@ -47,22 +48,27 @@ class RawFile {
       const ssize_t got = ::read(fd_, buf, n);
       if (got < 0 && errno == EINTR) continue;
       QKV_CHECK(got >= 0, "{}: read error ({})", path_, std::strerror(errno));
-      sha_.update(std::string_view(buf, size_t(got)));
+      if (hash_) sha_.update(std::string_view(buf, size_t(got)));
       done_ += got;
-      if (got == 0 && info_.sha256.empty()) {
+      if (got == 0) {
         QKV_CHECK(done_ == info_.size, "{}: changed while it was read ({} bytes, then {})", path_,
                   info_.size, done_);
-        info_.sha256 = to_hex(sha_.digest());
       }
       return size_t(got);
     }
   }
-  CorpusSource info() const { return info_; }
+  // Once the file has been read to its end, and its bytes hashed.
+  CorpusSource info() {
+    if (info_.sha256.empty()) info_.sha256 = to_hex(sha_.digest());
+    return info_;
+  }
   int64_t done() const { return done_; }
   const std::string& path() const { return path_; }
+  Sha256& bytes_hash() { return sha_; }
 
  private:
   std::string path_;
+  bool hash_;
   int fd_ = -1;
   Sha256 sha_;
   CorpusSource info_;
@@ -71,10 +77,11 @@ class RawFile {
 
 class PlainSource : public TextSource {
  public:
-  explicit PlainSource(const std::string& path) : file_(path) {}
+  explicit PlainSource(const std::string& path) : file_(path, false) {}
   size_t read(char* buf, size_t n) override { return file_.read(buf, n); }
   CorpusSource info() override { return file_.info(); }
   int64_t bytes_read() const override { return file_.done(); }
+  Sha256* bytes_hash() override { return &file_.bytes_hash(); }
 
  protected:
   RawFile file_;
@@ -83,7 +90,7 @@ class PlainSource : public TextSource {
 class ZstdSource : public TextSource {
  public:
   explicit ZstdSource(const std::string& path)
-      : file_(path), dctx_(ZSTD_createDCtx()), in_(ZSTD_DStreamInSize()) {
+      : file_(path, true), dctx_(ZSTD_createDCtx()), in_(ZSTD_DStreamInSize()) {
     QKV_CHECK(dctx_, "{}: zstd could not start", path);
   }
   ~ZstdSource() override { ZSTD_freeDCtx(dctx_); }
@@ -133,6 +140,7 @@ class JsonLinesSource : public TextSource {
   }
   CorpusSource info() override { return bytes_->info(); }
   int64_t bytes_read() const override { return bytes_->bytes_read(); }
+  Sha256* bytes_hash() override { return nullptr; }
 
  private:
   void next_line() {
@@ -140,6 +148,7 @@ class JsonLinesSource : public TextSource {
     while ((nl = raw_.find('\n', raw_pos_)) == std::string::npos) {
       char chunk[1 << 16];
       const size_t got = bytes_->read(chunk, sizeof chunk);
+      if (Sha256* h = bytes_->bytes_hash()) h->update(std::string_view(chunk, got));
       if (got == 0) break;
       raw_.erase(0, raw_pos_);
       raw_pos_ = 0;

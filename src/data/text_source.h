@@ -23,6 +23,10 @@ class TextSource {
   virtual CorpusSource info() = 0;
   // The file's bytes read so far, for progress.
   virtual int64_t bytes_read() const = 0;
+  // Where the text is the file's bytes (plain files): the hash those bytes go to, which the
+  // caller feeds with the text, in order, each byte once (off the reading thread, beside its
+  // other work). Null where the source hashes its bytes itself as it reads them.
+  virtual class Sha256* bytes_hash() { return nullptr; }
 };
 
 }  // namespace qkv::data

@@ -46,6 +46,8 @@ class Corpus {
 
   Kind kind() const;
   const std::string& dir() const;  // empty for one in memory
+  // The characters by id: in the order they first occur in the corpus (a prepared one), or
+  // ascending (one in memory). A model's vocabulary is them sorted; datasets map ids as they read.
   const std::vector<char32_t>& chars() const;
   int64_t size() const;  // ids
   int id_width() const;  // bytes per id: 1, 2 or 4
