@@ -80,9 +80,9 @@ class CheckedFile {
     const std::string bytes = std::move(sums).str();
     const size_t blocks = (size_ + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
     QKV_CHECK(in && bytes.size() == blocks * 8 && sha256_hex(bytes) == sums_sha256,
-              "{}.xxh3: missing or damaged (it must hold the checksums of {} blocks); prepare the "
+              "{}.xxh3: missing or damaged (it must hold the checksums of {} block{}); prepare the "
               "corpus again",
-              path, blocks);
+              path, blocks, blocks == 1 ? "" : "s");
     sums_.resize(blocks);
     std::memcpy(sums_.data(), bytes.data(), bytes.size());
     checked_ = std::make_unique<std::atomic<bool>[]>(blocks);
