@@ -7,18 +7,19 @@
 #include <chrono>
 #include <filesystem>
 
-#include "attention_probe.h"
 #include "http_error.h"
-#include "loaded_model.h"
-#include "memory_estimate.h"
+#include "qkv/cost.h"
 #include "qkv/data/utf8.h"
 #include "qkv/generate.h"
+#include "qkv/inspect/attention_probe.h"
+#include "qkv/load.h"
 #include "qkv/runtime.h"
 #include "server_state.h"
 
 namespace qkv::serve {
 namespace {
 
+using load::LoadedModel;
 using nlohmann::json;
 
 // Thrown from inside a generation to end it: the client went away or the server is stopping.
@@ -67,12 +68,15 @@ LoadedModel load_requested(State& state, const Run& run, const httplib::Request&
     std::string dir;
     try {
       dir = find_checkpoint(state, run, req);
-      return load_model(dir, state.options.precision);
-    } catch (const HttpError&) {
+      return load::load_model(dir, {.precision = state.options.precision});
+    } catch (const Error& e) {
       std::error_code ec;
       const bool pruned =
           dir.empty() || !std::filesystem::exists(std::filesystem::path(dir) / "manifest.json", ec);
-      if (attempt == 5 || !pruned) throw;
+      if (attempt == 5 || !pruned) {
+        if (dynamic_cast<const HttpError*>(&e)) throw;
+        throw HttpError(500, e.what());  // the checkpoint's own error names the file at fault
+      }
     }
   }
 }
@@ -117,8 +121,8 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
   auto place = std::make_shared<std::shared_ptr<void>>(enter_generation(state));
   std::shared_ptr<LoadedModel> m = load_kind(state, req, nn::ModelKind::decoder);
   const std::vector<int32_t> ids = m->vocab.encode(prompt, "prompt");
-  train::check_generation_fits(m->model_config, 1, o.max_new_tokens,
-                               fmt::format("max_tokens {}", o.max_new_tokens));
+  cost::check_generation_fits(m->model_config, 1, o.max_new_tokens,
+                              fmt::format("max_tokens {}", o.max_new_tokens));
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider("text/event-stream", [&state, m, ids, o, seed, place](
                                                             size_t, httplib::DataSink& sink) {
@@ -177,8 +181,8 @@ void translate(State& state, const httplib::Request& req, httplib::Response& res
          "max_length {} must be between 1 and {}: the decoder holds block_size = {} "
          "positions, <bos> and the output",
          *o.max_length, block - 1, block);
-  train::check_generation_fits(m->model_config, o.search.beam, block,
-                               fmt::format("beam {}", o.search.beam));
+  cost::check_generation_fits(m->model_config, o.search.beam, block,
+                              fmt::format("beam {}", o.search.beam));
   const std::vector<int32_t> source = m->vocab.encode(input, "input");
   const std::vector<generate::Hypothesis> hyps =
       generate::translate(dynamic_cast<nn::EncoderDecoderModel&>(*m->model), m->vocab, source, o);
@@ -216,17 +220,17 @@ void fill(State& state, const httplib::Request& req, httplib::Response& res) {
 }
 
 void attention(State& state, const httplib::Request& req, httplib::Response& res) {
-  train::AttentionRequest a{.text = bounded_text(state, req, "text"),
-                            .target = bounded_text(state, req, "target"),
-                            .part = text_param(req, "part", "cross"),
-                            .layer = int_param(req, "layer", -1),
-                            .head = int_param(req, "head", -1),
-                            .names = {.text = "text",
-                                      .source = "text",
-                                      .target = "target",
-                                      .part = "part",
-                                      .layer = "layer",
-                                      .head = "head"}};
+  inspect::AttentionRequest a{.text = bounded_text(state, req, "text"),
+                              .target = bounded_text(state, req, "target"),
+                              .part = text_param(req, "part", "cross"),
+                              .layer = int_param(req, "layer", -1),
+                              .head = int_param(req, "head", -1),
+                              .names = {.text = "text",
+                                        .source = "text",
+                                        .target = "target",
+                                        .part = "part",
+                                        .layer = "layer",
+                                        .head = "head"}};
   const std::string format = text_param(req, "format", "json");
   if (format != "json" && format != "svg")
     fail(400, "format: expected json or svg, got '{}'", format);
@@ -235,15 +239,15 @@ void attention(State& state, const httplib::Request& req, httplib::Response& res
   const Run run = find_run(state, req);
   const LoadedModel m = load_requested(state, run, req);
   set_num_threads(state.options.threads);
-  train::AttentionChart chart = train::probe_attention(*m.model, m.config, m.vocab, a);
+  plot::AttentionChart chart = inspect::probe_attention(*m.model, m.config, m.vocab, a);
   if (format == "svg") {
     chart.title += fmt::format(" of {}/{} ({} model)", run.name, checkpoint_name(m),
                                enum_name(m.config.model.kind));
-    res.set_content(train::attention_chart_svg(chart), "image/svg+xml");
+    res.set_content(plot::attention_chart_svg(chart), "image/svg+xml");
     return;
   }
   json panels = json::array();
-  for (const train::AttentionPanel& p : chart.panels)
+  for (const plot::AttentionPanel& p : chart.panels)
     panels.push_back({{"title", p.title}, {"weights", p.weights}});
   send_json(res, {{"checkpoint", checkpoint_name(m)},
                   {"title", chart.title},

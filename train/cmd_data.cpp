@@ -10,7 +10,7 @@
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 
 void add_data(CLI::App& app, std::function<int()>& run) {
   struct Args {
@@ -57,4 +57,4 @@ void add_data(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

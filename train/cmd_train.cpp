@@ -1,17 +1,19 @@
 // `qkv train`: a new run from a config, a resumed run, or a new run from another's weights.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <unistd.h>
 
 #include "commands.h"
-#include "distributed.h"
+#include "qkv/dist/distributed.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
-#include "trainer.h"
+#include "qkv/load.h"
+#include "qkv/train/trainer.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 namespace {
 
 // First Ctrl-C (or SIGTERM): finish the step, save, exit (while starting: exit before writing
@@ -21,22 +23,23 @@ namespace {
 volatile std::sig_atomic_t g_announce_stop = 1;
 
 void on_signal(int) {
-  if (g_stop_requested.exchange(true)) _exit(130);
+  if (train::g_stop_requested.exchange(true)) _exit(130);
   const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
-  if (g_announce_stop) [[maybe_unused]] auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
+  if (g_announce_stop) [[maybe_unused]]
+    auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 
-io::Config dump_config(const TrainOptions& o) {
-  check_options(o);
+io::Config dump_config(const train::TrainOptions& o) {
+  train::check_options(o);
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
-  return checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
+  return load::checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
 }
 
 }  // namespace
 
 void add_train(CLI::App& app, std::function<int()>& run) {
-  auto opts = std::make_shared<TrainOptions>();
+  auto opts = std::make_shared<train::TrainOptions>();
   auto out = std::make_shared<std::string>();
   auto threads = std::make_shared<int>(-1);
   auto dump = std::make_shared<bool>(false);
@@ -64,14 +67,14 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      g_announce_stop = join_launched_processes().writes();
+      g_announce_stop = dist::join_launched_processes().writes();
       // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
-      Trainer trainer(*opts);
+      train::Trainer trainer(*opts);
       return trainer.run() ? 0 : 130;
     };
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

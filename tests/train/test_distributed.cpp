@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "distributed.h"
+#include "qkv/dist/distributed.h"
 
-using namespace qkv::train;
+using namespace qkv::dist;
 
 namespace {
 

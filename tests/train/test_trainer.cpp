@@ -11,7 +11,7 @@
 #include "qkv/runtime.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
-#include "trainer.h"
+#include "qkv/train/trainer.h"
 
 using namespace qkv;
 using namespace qkv::train;
