@@ -34,6 +34,7 @@
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
 #include "qkv/train/task.h"
 #include "qkv/train/trainer.h"
 

@@ -1,6 +1,7 @@
 // `qkv train`: a new run from a config, a resumed run, or a new run from another's weights.
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -18,12 +19,14 @@ namespace {
 
 // First Ctrl-C (or SIGTERM): finish the step, save, exit (while starting: exit before writing
 // anything). Second: leave at once; checkpoints are written atomically, so nothing on disk is
-// left half-written.
-// Under mpirun every process gets the signal: rank 0 alone says so.
+// left half-written. A signal handler can only reach globals: these two are the trainer's
+// stop request and whether this process says so (under mpirun every process gets the signal,
+// and rank 0 alone speaks).
+std::atomic<bool> g_stop_requested{false};
 volatile std::sig_atomic_t g_announce_stop = 1;
 
 void on_signal(int) {
-  if (train::g_stop_requested.exchange(true)) _exit(130);
+  if (g_stop_requested.exchange(true)) _exit(130);
   const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
   if (g_announce_stop) [[maybe_unused]]
     auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -67,12 +70,13 @@ void add_train(CLI::App& app, std::function<int()>& run) {
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      g_announce_stop = dist::join_launched_processes().writes();
+      const dist::Distributed& group = dist::join_launched_processes();
+      g_announce_stop = group.writes();
       // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
-      train::Trainer trainer(*opts);
-      return trainer.run() ? 0 : 130;
+      train::Trainer trainer(*opts, group);
+      return trainer.run(g_stop_requested) ? 0 : 130;
     };
   });
 }

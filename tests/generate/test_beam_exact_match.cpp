@@ -12,6 +12,7 @@
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
 #include "qkv/train/task.h"
 #include "qkv/train/trainer.h"
 #include "support/corpus.h"

@@ -10,6 +10,7 @@
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
 #include "qkv/train/task.h"
 #include "qkv/train/trainer.h"
 #include "support/corpus.h"

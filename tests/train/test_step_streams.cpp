@@ -6,6 +6,7 @@
 
 #include "qkv/io/config.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
 #include "qkv/train/trainer.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
