@@ -32,8 +32,8 @@ struct SampleArgs {
   std::string window{enum_name(generate::SamplingOptions{}.window)};
   double length_penalty = generate::BeamOptions{}.length_penalty;
   uint64_t seed = 1337;
-  // One token at a time is many small parallel regions; one thread is fastest for the
-  // models qkv trains (measured: 2,361 vs 333 tok/s on a busy 2-core machine).
+  // One token at a time is many small parallel regions: one thread is fastest for the models
+  // qkv trains (docs/scaling.md).
   int threads = 1;
   bool quiet = false;
   std::string precision = "auto";
