@@ -12,11 +12,13 @@
 #include <functional>
 #include <string>
 
+#include "qkv/environment.h"
 #include "qkv/runtime.h"
 
 namespace qkv::cli {
 
-void add_train(CLI::App& app, std::function<int()>& run);
+// env: read once by main, which outlives every command.
+void add_train(CLI::App& app, std::function<int()>& run, const Environment& env);
 void add_eval(CLI::App& app, std::function<int()>& run);
 void add_info(CLI::App& app, std::function<int()>& run);
 void add_sample(CLI::App& app, std::function<int()>& run);

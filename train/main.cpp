@@ -13,12 +13,14 @@
 
 #include "commands.h"
 #include "qkv/did_you_mean.h"
+#include "qkv/environment.h"
 #include "qkv/dist/distributed.h"
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 
 int main(int argc, char** argv) {
   qkv::select_blas_kernel(argv);
+  const qkv::Environment env = qkv::read_environment();
   spdlog::set_default_logger(spdlog::stderr_color_mt("qkv"));
   spdlog::set_pattern("[%H:%M:%S] %^%v%$");
 
@@ -27,7 +29,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "qkv " QKV_VERSION);
   app.require_subcommand(1);
   std::function<int()> run;
-  qkv::cli::add_train(app, run);
+  qkv::cli::add_train(app, run, env);
   qkv::cli::add_eval(app, run);
   qkv::cli::add_info(app, run);
   qkv::cli::add_sample(app, run);

@@ -162,27 +162,19 @@ void Distributed::end_job_after_error(int exit_code, const std::string& line) co
 #endif
 }
 
-Launch launched_processes() {
-  for (const char* variable :
-       {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"})
-    if (const char* value = std::getenv(variable)) return {std::max(1, std::atoi(value)), variable};
-  return {};
-}
-
-const Distributed& join_launched_processes() {
+const Distributed& join_launched_processes(const Environment& env) {
   Distributed& g = group();
-  const Launch launch = launched_processes();
-  if (launch.size == 1) return g;
+  if (env.launched == 1) return g;
 #ifdef QKV_HAVE_MPI
   static Finalizer finalizer;
   int provided = 0;
   // One thread calls MPI at a time: the main thread, or during a step's backward the thread
   // that reduces its gradient buckets (ExactGradSum); OpenMP's threads only compute.
-  // Open MPI's non-blocking allreduce (libnbc), below 4 processes, reduces to one process and
-  // then broadcasts: each bucket crosses a link one way at a time. The ring sends both ways at
-  // once, 2(N-1)/N of a bucket, at any N; measured on 2 ranks at 1 Gbit/s, it halves the time
-  // the step waits. An explicit choice (OMPI_MCA_... or mpirun --mca) wins.
-  setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "ring", /*overwrite=*/0);
+  // Open MPI's non-blocking allreduce below 4 processes reduces to one process and then
+  // broadcasts, each bucket crossing a link one way at a time; the ring sends both ways at once
+  // (docs/scaling.md has the measurement). The user's choice wins (Environment).
+  if (env.iallreduce_set_by_qkv)
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", env.ompi_iallreduce_algorithm.c_str(), 0);
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
   g.reduces_during_backward_ = provided >= MPI_THREAD_SERIALIZED;
   MPI_Comm_rank(MPI_COMM_WORLD, &g.rank_);
@@ -194,7 +186,7 @@ const Distributed& join_launched_processes() {
       "{}={}: a launcher started {} copies of qkv, but this qkv was built without MPI, so each "
       "would train the same run into one directory; rebuild it with libopenmpi-dev installed, "
       "or run one process",
-      launch.variable, launch.size, launch.size));
+      env.launch_variable, env.launched, env.launched));
 #endif
 }
 

@@ -25,9 +25,13 @@ double median_of(std::vector<double>& recent, double value) {
 
 }  // namespace
 
-Progress::Progress(const io::Config& config, int processes, PrecisionChoice precision,
-                   double peak_gflops)
-    : config_(config), processes_(processes), precision_(precision), peak_gflops_(peak_gflops) {}
+Progress::Progress(const io::Config& config, const Environment& env, int processes,
+                   PrecisionChoice precision, double peak_gflops)
+    : config_(config),
+      env_(env),
+      processes_(processes),
+      precision_(precision),
+      peak_gflops_(peak_gflops) {}
 
 int64_t Progress::global_batch() const {
   return config_.train.batch_size * config_.train.grad_accum * processes_;
@@ -36,6 +40,7 @@ int64_t Progress::global_batch() const {
 void Progress::log_start(int64_t parameters, int64_t vocab_size, const std::string& run_dir) const {
   const auto& c = config_;
   spdlog::info("{}", runtime_summary());
+  spdlog::info("{}", environment_summary(env_));
   if (num_threads() == 1) spdlog::warn("running on one thread; set train.threads or --threads");
   spdlog::info("precision {} ({}); measured GEMM peak {:.0f} GFLOP/s (1024^3, {} threads)",
                enum_name(precision_.precision), precision_.why, peak_gflops_, num_threads());

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "qkv/environment.h"
 #include "qkv/io/config.h"
 #include "qkv/runtime.h"
 #include "qkv/train/step.h"
@@ -16,7 +17,8 @@ namespace qkv::train {
 class Progress {
  public:
   // peak_gflops: GEMMs at the run's precision, measured at start-up.
-  Progress(const io::Config& config, int processes, PrecisionChoice precision, double peak_gflops);
+  Progress(const io::Config& config, const Environment& env, int processes,
+           PrecisionChoice precision, double peak_gflops);
 
   int64_t global_batch() const;  // sequences per step, over all processes
   void log_start(int64_t parameters, int64_t vocab_size, const std::string& run_dir) const;
@@ -25,6 +27,7 @@ class Progress {
 
  private:
   io::Config config_;
+  Environment env_;
   int processes_;
   PrecisionChoice precision_;
   double peak_gflops_;

@@ -53,7 +53,7 @@ optim::ScheduleConfig schedule_config(const io::Config& c) {
 
 Trainer::~Trainer() = default;
 
-Trainer::Trainer(const TrainOptions& o, const dist::Distributed& group)
+Trainer::Trainer(const TrainOptions& o, const dist::Distributed& group, const Environment& env)
     : state_(std::make_unique<State>(group)) {
   Start start = resolve_start(o, group);
   config_ = std::move(start.config);
@@ -74,7 +74,7 @@ Trainer::Trainer(const TrainOptions& o, const dist::Distributed& group)
                       {"training text", task_->fingerprint()},
                       {"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
   state_->progress = std::make_unique<Progress>(
-      config_, group.size(), state_->precision,
+      config_, env, group.size(), state_->precision,
       measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3));
 }
 

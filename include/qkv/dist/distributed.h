@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "qkv/environment.h"
 #include "qkv/optim/exact_grad_sum.h"
 
 namespace qkv::dist {
@@ -49,24 +50,15 @@ class Distributed : public optim::CrossProcess {
   void end_job_after_error(int exit_code, const std::string& line) const;
 
  private:
-  friend const Distributed& join_launched_processes();
+  friend const Distributed& join_launched_processes(const Environment& env);
   int rank_ = 0, size_ = 1;
   bool reduces_during_backward_ = false;
 };
 
-// The number of processes a launcher started, read from its environment (Open MPI's mpirun,
-// MPICH and Intel MPI's Hydra, MVAPICH, Slurm's srun), and the variable that says so; 1 and ""
-// when no launcher did.
-struct Launch {
-  int size = 1;
-  const char* variable = "";
-};
-Launch launched_processes();
-
 // Joins the processes this one was launched with (MPI_Init), once; alone, it is one process.
 // Throws qkv::Error when a launcher started N > 1 copies of a qkv built without MPI: each would
 // train the same run into the same directory.
-const Distributed& join_launched_processes();
+const Distributed& join_launched_processes(const Environment& env);
 
 // The group joined, or one process when join_launched_processes was not called (tests).
 const Distributed& distributed();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "qkv/dist/distributed.h"
+#include "qkv/environment.h"
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/schedule.h"
@@ -26,8 +27,8 @@ class Trainer {
   // Resolves the config (from the file, or from the checkpoint when resuming), loads the data,
   // builds the model and optimizer, and restores the checkpoint: every check that can fail, and
   // nothing written yet. `group`: the processes training together (one, alone); it must outlive
-  // the Trainer. Throws qkv::Error for bad input.
-  Trainer(const TrainOptions& options, const dist::Distributed& group);
+  // the Trainer. `env`: the environment, for the start-up log. Throws qkv::Error for bad input.
+  Trainer(const TrainOptions& options, const dist::Distributed& group, const Environment& env);
   ~Trainer();
 
   const io::Config& config() const { return config_; }
