@@ -3,6 +3,7 @@
 // scores), /api/fill (an encoder's masked characters, with candidates) and /api/attention (the
 // heatmaps `qkv attention` draws, as JSON or SVG). Each loads the checkpoint for itself.
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <chrono>
 #include <filesystem>
@@ -13,7 +14,6 @@
 #include "qkv/generate.h"
 #include "qkv/inspect/attention_probe.h"
 #include "qkv/load.h"
-#include "qkv/runtime.h"
 #include "server_state.h"
 
 namespace qkv::serve {
@@ -60,6 +60,14 @@ std::string_view endpoint_for(nn::ModelKind kind) {
   return "";
 }
 
+// A generation's OpenMP loops run on the request's own thread, and OpenMP's team size is a
+// setting of each thread: this sets the request thread's, not the process-wide count, which
+// serve() set once.
+void use_generation_threads(const State& state) {
+  const int n = state.options.threads;
+  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+}
+
 // The request's checkpoint, loaded. One that vanished while it was looked up, or whose manifest
 // is gone once it failed to load, was pruned meanwhile (its trainer saved a newer one; pruning
 // deletes the manifest first): it is looked up again, so a run being written fails no request.
@@ -90,7 +98,7 @@ std::shared_ptr<LoadedModel> load_kind(State& state, const httplib::Request& req
   if (actual != kind)
     fail(400, "{} is for {} models; run '{}' is of kind {} (use {})", endpoint_for(kind),
          enum_name(kind), run.name, enum_name(actual), endpoint_for(actual));
-  set_num_threads(state.options.threads);
+  use_generation_threads(state);
   return m;
 }
 
@@ -130,7 +138,7 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
       if (!sink.write(event.data(), event.size())) throw Abandoned{};
     };
     try {
-      set_num_threads(state.options.threads);
+      use_generation_threads(state);
       const auto t0 = std::chrono::steady_clock::now();
       // Stream 0 of the seed: what `qkv sample --seed S` prints first.
       Rng rng(uint64_t(seed), 0);
@@ -238,7 +246,7 @@ void attention(State& state, const httplib::Request& req, httplib::Response& res
   const std::shared_ptr<void> place = enter_generation(state);
   const Run run = find_run(state, req);
   const LoadedModel m = load_requested(state, run, req);
-  set_num_threads(state.options.threads);
+  use_generation_threads(state);
   plot::AttentionChart chart = inspect::probe_attention(*m.model, m.config, m.vocab, a);
   if (format == "svg") {
     chart.title += fmt::format(" of {}/{} ({} model)", run.name, checkpoint_name(m),

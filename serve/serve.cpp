@@ -6,11 +6,13 @@
 
 #include <thread>
 
+#include "qkv/runtime.h"
 #include "runs_dir.h"
 
 namespace qkv::serve {
 
 int serve(const ServeOptions& options) {
+  set_num_threads(options.threads);  // once: each request sets only its own thread's team
   // Ctrl-C and SIGTERM are taken by sigwait below, never by a server thread: every thread
   // started from here inherits the mask.
   sigset_t signals;
