@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
     bool timing = false;
     auto step = [&] {
       const auto r = qkv::train::optimisation_step(
-          *task, optimizer, grads, qkv::dist::distributed(), seed, iter, c.train.grad_accum,
+          *task, optimizer, grads, qkv::parallel::distributed(), seed, iter, c.train.grad_accum,
           float(c.optim.grad_clip), qkv::optim::lr_at(iter, sched));
       ++iter;
       last_loss = r.loss;

@@ -8,10 +8,10 @@
 #include <memory>
 
 #include "commands.h"
-#include "qkv/dist/distributed.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "qkv/load.h"
+#include "qkv/parallel/distributed.h"
 #include "qkv/train/trainer.h"
 
 namespace qkv::cli {
@@ -70,7 +70,7 @@ void add_train(CLI::App& app, std::function<int()>& run, const Environment& env)
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      const dist::Distributed& group = dist::join_launched_processes(env);
+      const parallel::Distributed& group = parallel::join_launched_processes(env);
       g_announce_stop = group.writes();
       // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);

@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "qkv/did_you_mean.h"
 #include "qkv/environment.h"
-#include "qkv/dist/distributed.h"
+#include "qkv/parallel/distributed.h"
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 
@@ -59,15 +59,16 @@ int main(int argc, char** argv) {
   try {
     return run();
   } catch (const qkv::Error& e) {
-    qkv::dist::distributed().end_job_after_error(1, fmt::format("error: {}", e.what()));
+    qkv::parallel::distributed().end_job_after_error(1, fmt::format("error: {}", e.what()));
     return 1;
   } catch (const std::bad_alloc&) {  // outside a tensor, which says its size (qkv::Error)
-    qkv::dist::distributed().end_job_after_error(
+    qkv::parallel::distributed().end_job_after_error(
         1, "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
            "model.block_size) or train.batch_size");
     return 1;
   } catch (const std::exception& e) {
-    qkv::dist::distributed().end_job_after_error(2, fmt::format("internal error: {}", e.what()));
+    qkv::parallel::distributed().end_job_after_error(2,
+                                                     fmt::format("internal error: {}", e.what()));
     return 2;
   }
 }

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "dist/checkpoint_broadcast.h"
+#include "parallel/checkpoint_broadcast.h"
 #include "qkv/error.h"
 #include "qkv/io/run_lock.h"
 
@@ -50,7 +50,7 @@ void check_no_checkpoint(const std::string& dir) {
 }
 
 int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_accum,
-                            const std::string& dir, const dist::Distributed& group) {
+                            const std::string& dir, const parallel::Distributed& group) {
   const int64_t m = state.micro_batches > 0 ? state.micro_batches : saved_grad_accum;
   QKV_CHECK(m % group.size() == 0,
             "{}: its steps have {} micro-batches, which {} processes cannot share evenly; resume "
@@ -62,16 +62,16 @@ int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_ac
   return m / group.size();
 }
 
-Start resolve_start(const TrainOptions& o, const dist::Distributed& group) {
+Start resolve_start(const TrainOptions& o, const parallel::Distributed& group) {
   check_options(o);
   Start s;
   if (!o.resume.empty()) {
-    dist::SharedCheckpoint shared = dist::read_on_rank0(group, [&] {
+    parallel::SharedCheckpoint shared = parallel::read_on_rank0(group, [&] {
       // A run still starting has no checkpoint yet: name its writer rather than a missing save.
       io::RunLock::check_free(o.resume);
       const std::string dir = io::resolve_checkpoint(o.resume);
       io::RunLock::check_free(fs::path(dir).parent_path().string());
-      return dist::SharedCheckpoint{dir, io::load_checkpoint(dir)};
+      return parallel::SharedCheckpoint{dir, io::load_checkpoint(dir)};
     });
     s.checkpoint_dir = shared.dir;
     s.run_dir = fs::path(shared.dir).parent_path().string();
@@ -88,9 +88,9 @@ Start resolve_start(const TrainOptions& o, const dist::Distributed& group) {
     check_no_checkpoint(s.run_dir);
   }
   if (!o.init_from.empty()) {
-    const dist::SharedCheckpoint shared = dist::read_on_rank0(group, [&] {
+    const parallel::SharedCheckpoint shared = parallel::read_on_rank0(group, [&] {
       const std::string dir = io::resolve_checkpoint(o.init_from);
-      return dist::SharedCheckpoint{dir, io::load_checkpoint(dir, /*with_optimizer=*/false)};
+      return parallel::SharedCheckpoint{dir, io::load_checkpoint(dir, /*with_optimizer=*/false)};
     });
     s.checkpoint_dir = shared.dir;
     s.loaded = load::load_model(shared.data, shared.dir,

@@ -6,11 +6,11 @@
 #include <optional>
 #include <string>
 
-#include "qkv/dist/distributed.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "qkv/io/trainer_state.h"
 #include "qkv/load.h"
+#include "qkv/parallel/distributed.h"
 #include "qkv/train/options.h"
 
 namespace qkv::train {
@@ -25,7 +25,7 @@ struct Start {
 
 // Every process calls it: rank 0 alone reads the run directory (the others may not see it)
 // and sends the checkpoint to all. Throws qkv::Error for bad options or a bad checkpoint.
-Start resolve_start(const TrainOptions& options, const dist::Distributed& group);
+Start resolve_start(const TrainOptions& options, const parallel::Distributed& group);
 
 // A new run may use a directory that holds no checkpoint: a new one, or one whose run stopped
 // before its first save, where starting again loses nothing. Unreadable paths pass here:
@@ -35,6 +35,6 @@ void check_no_checkpoint(const std::string& dir);
 // The grad_accum that keeps a resumed run's steps at the checkpoint's M micro-batches on this
 // many processes. Checkpoints from before MPI record no micro_batches: theirs was grad_accum.
 int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_accum,
-                            const std::string& dir, const dist::Distributed& group);
+                            const std::string& dir, const parallel::Distributed& group);
 
 }  // namespace qkv::train

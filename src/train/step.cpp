@@ -36,7 +36,7 @@ Rng keyed_rng(uint64_t seed, int64_t iter, int64_t index, uint64_t stream) {
 // addend per slot, so the reduction is exact) and add the slots in order after it.
 class OrderedSums {
  public:
-  OrderedSums(const dist::Distributed& dist, int64_t count) : dist_(dist) {
+  OrderedSums(const parallel::Distributed& dist, int64_t count) : dist_(dist) {
     if (dist.size() > 1) slots_.assign(3 * size_t(count), 0.0);
   }
   void set(int64_t index, double a, double b, double c) {
@@ -60,7 +60,7 @@ class OrderedSums {
     sums_[1] += b;
     sums_[2] += c;
   }
-  const dist::Distributed& dist_;
+  const parallel::Distributed& dist_;
   std::vector<double> slots_;
   std::array<double, 3> sums_{};
 };
@@ -76,7 +76,7 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
 }
 
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
-                             const dist::Distributed& dist, uint64_t seed, int64_t iter,
+                             const parallel::Distributed& dist, uint64_t seed, int64_t iter,
                              int64_t grad_accum, float grad_clip, float lr, bool overlap) {
   // This process runs micro-batches [first, first + grad_accum) of the step's M.
   const int64_t m_total = grad_accum * dist.size(), first = grad_accum * dist.rank();
@@ -115,7 +115,7 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
 }
 
 EvalResult evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter, int64_t batches,
-                       const dist::Distributed& dist) {
+                       const parallel::Distributed& dist) {
   OrderedSums sums(dist, batches);  // loss, hits, predicted of each batch
   for (int64_t i = dist.rank(); i < batches; i += dist.size()) {
     Rng rng = keyed_rng(seed, iter, i, split == data::Split::train ? 3 : 4);

@@ -2,7 +2,7 @@
 // so a checkpoint needs no generator state: each micro-batch's data and dropout masks (keyed by
 // (seed, iter, micro-batch) too), and evaluation's batches, which never shift the training ones.
 // Under mpirun every process runs this loop on its share of each step's micro-batches and
-// evaluation batches (dist::Distributed); rank 0 alone writes the run directory.
+// evaluation batches (parallel::Distributed); rank 0 alone writes the run directory.
 #include "qkv/train/trainer.h"
 
 #include <spdlog/spdlog.h>
@@ -26,8 +26,8 @@
 namespace qkv::train {
 
 struct Trainer::State {
-  explicit State(const dist::Distributed& group) : group(group) {}
-  const dist::Distributed& group;
+  explicit State(const parallel::Distributed& group) : group(group) {}
+  const parallel::Distributed& group;
   std::optional<Resumed> resumed;
   std::string checkpoint_dir;  // resumed from, or the weights of --init-from
   int64_t iter = 0;
@@ -53,7 +53,7 @@ optim::ScheduleConfig schedule_config(const io::Config& c) {
 
 Trainer::~Trainer() = default;
 
-Trainer::Trainer(const TrainOptions& o, const dist::Distributed& group, const Environment& env)
+Trainer::Trainer(const TrainOptions& o, const parallel::Distributed& group, const Environment& env)
     : state_(std::make_unique<State>(group)) {
   Start start = resolve_start(o, group);
   config_ = std::move(start.config);
@@ -208,7 +208,7 @@ void Trainer::train_step(int64_t iter) {
 }
 
 bool Trainer::run(const std::atomic<bool>& stop) {
-  const dist::Distributed& group = state_->group;
+  const parallel::Distributed& group = state_->group;
   // A stop while starting (on any process): nothing was written, nothing needs to be.
   if (group.any(stop)) {
     spdlog::warn("stopped before training began; nothing was written");

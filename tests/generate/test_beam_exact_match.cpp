@@ -41,8 +41,9 @@ std::unique_ptr<train::Task> train_task(const std::string& tsv_path, int64_t ite
   const optim::ScheduleConfig schedule = train::schedule_config(c);
   optim::ExactGradSum grads(params);
   for (int64_t i = 0; i < iters; ++i)
-    train::optimisation_step(*task, optimizer, grads, dist::distributed(), uint64_t(c.train.seed),
-                             i, 1, float(c.optim.grad_clip), optim::lr_at(i, schedule));
+    train::optimisation_step(*task, optimizer, grads, parallel::distributed(),
+                             uint64_t(c.train.seed), i, 1, float(c.optim.grad_clip),
+                             optim::lr_at(i, schedule));
   return task;
 }
 

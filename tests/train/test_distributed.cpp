@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "qkv/dist/distributed.h"
+#include "qkv/parallel/distributed.h"
 
-using namespace qkv::dist;
+using namespace qkv::parallel;
 
 namespace {
 

@@ -27,7 +27,7 @@ std::unique_ptr<train::Trainer> trained(nn::ModelKind kind, const testing::TempD
       .overrides = {"model.kind=" + std::string(enum_name(kind)), "data.path=" + data,
                     "train.out_dir=" + (dir.path() / "run").string(), "train.max_iters=2",
                     "train.precision=fp32"}};
-  auto t = std::make_unique<train::Trainer>(o, dist::distributed(), read_environment());
+  auto t = std::make_unique<train::Trainer>(o, parallel::distributed(), read_environment());
   REQUIRE(t->run(std::atomic<bool>{false}));
   return t;
 }

@@ -38,8 +38,8 @@ std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overri
   std::vector<int64_t> allocs;
   for (int s = 0; s < steps; ++s) {
     const int64_t before = allocator_stats().system_allocs;
-    train::optimisation_step(*task, optimizer, grads, dist::distributed(), 1, s, c.train.grad_accum,
-                             1.0f, 1e-3f);
+    train::optimisation_step(*task, optimizer, grads, parallel::distributed(), 1, s,
+                             c.train.grad_accum, 1.0f, 1e-3f);
     allocs.push_back(allocator_stats().system_allocs - before);
   }
   set_num_threads(0);

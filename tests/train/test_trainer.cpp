@@ -52,7 +52,7 @@ bool run_training(const std::string& data, const std::filesystem::path& out,
     o.resume = resume;
   }
   o.overrides.insert(o.overrides.end(), extra.begin(), extra.end());
-  Trainer t(o, dist::distributed(), read_environment());
+  Trainer t(o, parallel::distributed(), read_environment());
   return t.run(stop_requested);
 }
 

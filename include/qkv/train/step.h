@@ -5,9 +5,9 @@
 
 #include <cstdint>
 
-#include "qkv/dist/distributed.h"
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/exact_grad_sum.h"
+#include "qkv/parallel/distributed.h"
 #include "qkv/rng.h"
 #include "qkv/train/task.h"
 
@@ -35,13 +35,13 @@ struct StepResult {
   double reduce_ms = 0;  // spent summing gradients after the backward: what overlap did not hide
 };
 StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
-                             const dist::Distributed& dist, uint64_t seed, int64_t iter,
+                             const parallel::Distributed& dist, uint64_t seed, int64_t iter,
                              int64_t grad_accum, float grad_clip, float lr, bool overlap = true);
 
 // Mean loss and accuracy over `batches` batches of `split` at iteration iter, batch i from a
 // stream keyed by (seed, iter, i). The batches are dealt round-robin over the processes and
 // combined in batch order, so the result is the same at any scale.
 EvalResult evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter, int64_t batches,
-                       const dist::Distributed& dist);
+                       const parallel::Distributed& dist);
 
 }  // namespace qkv::train

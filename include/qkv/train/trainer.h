@@ -9,11 +9,11 @@
 #include <optional>
 #include <string>
 
-#include "qkv/dist/distributed.h"
 #include "qkv/environment.h"
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/schedule.h"
+#include "qkv/parallel/distributed.h"
 #include "qkv/train/options.h"
 #include "qkv/train/task.h"
 
@@ -28,7 +28,7 @@ class Trainer {
   // builds the model and optimizer, and restores the checkpoint: every check that can fail, and
   // nothing written yet. `group`: the processes training together (one, alone); it must outlive
   // the Trainer. `env`: the environment, for the start-up log. Throws qkv::Error for bad input.
-  Trainer(const TrainOptions& options, const dist::Distributed& group, const Environment& env);
+  Trainer(const TrainOptions& options, const parallel::Distributed& group, const Environment& env);
   ~Trainer();
 
   const io::Config& config() const { return config_; }

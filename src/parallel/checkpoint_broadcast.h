@@ -5,10 +5,10 @@
 #include <optional>
 #include <string>
 
-#include "qkv/dist/distributed.h"
 #include "qkv/io/checkpoint.h"
+#include "qkv/parallel/distributed.h"
 
-namespace qkv::dist {
+namespace qkv::parallel {
 
 struct SharedCheckpoint {
   std::string dir;
@@ -26,4 +26,4 @@ SharedCheckpoint read_on_rank0(const Distributed& dist, Read read) {
   return broadcast_checkpoint(dist, dist.rank() == 0 ? std::optional(read()) : std::nullopt);
 }
 
-}  // namespace qkv::dist
+}  // namespace qkv::parallel

@@ -1,6 +1,6 @@
 // The MPI side of data-parallel training: built with MPI when CMake found it (QKV_HAVE_MPI),
 // and without it a process that knows it runs alone and refuses to run as one of many.
-#include "qkv/dist/distributed.h"
+#include "qkv/parallel/distributed.h"
 
 #include <spdlog/spdlog.h>
 
@@ -22,7 +22,7 @@
 #include <mpi.h>
 #endif
 
-namespace qkv::dist {
+namespace qkv::parallel {
 
 namespace {
 
@@ -192,4 +192,4 @@ const Distributed& join_launched_processes(const Environment& env) {
 
 const Distributed& distributed() { return group(); }
 
-}  // namespace qkv::dist
+}  // namespace qkv::parallel

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace qkv::dist {
+namespace qkv::parallel {
 
 namespace {
 
@@ -64,4 +64,4 @@ SharedCheckpoint broadcast_checkpoint(const Distributed& dist,
   return std::move(*mine);
 }
 
-}  // namespace qkv::dist
+}  // namespace qkv::parallel

@@ -13,7 +13,7 @@
 #include "qkv/environment.h"
 #include "qkv/optim/exact_grad_sum.h"
 
-namespace qkv::dist {
+namespace qkv::parallel {
 
 class Distributed : public optim::CrossProcess {
  public:
@@ -63,4 +63,4 @@ const Distributed& join_launched_processes(const Environment& env);
 // The group joined, or one process when join_launched_processes was not called (tests).
 const Distributed& distributed();
 
-}  // namespace qkv::dist
+}  // namespace qkv::parallel
