@@ -15,8 +15,8 @@
 #include "qkv/error.h"
 #include "qkv/generate.h"
 #include "qkv/io/config.h"
+#include "qkv/load.h"
 #include "qkv/runtime.h"
-#include "task.h"
 
 using namespace qkv;
 
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     std::iota(chars.begin(), chars.end(), U'A');
     const data::Vocab vocab(chars);
     io::Config c = io::load_config(config_path, {"data.path=unused"});
-    nn::DecoderModel model(train::model_config(c, vocab.size()));
+    nn::DecoderModel model(load::model_config(c, vocab.size()));
     std::printf("%s: %lld layers, %lld embd, block %lld; %lld new tokens, batch 1, window %s\n",
                 config_path.c_str(), (long long)c.model.n_layer, (long long)c.model.n_embd,
                 (long long)c.model.block_size, (long long)tokens, window.c_str());

@@ -23,10 +23,10 @@
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
+#include "qkv/load.h"
 #include "qkv/nn/models.h"
 #include "qkv/runtime.h"
 #include "server.h"
-#include "task.h"
 
 using namespace qkv;
 namespace fs = std::filesystem;
@@ -54,7 +54,7 @@ void save_random_run(const fs::path& run, io::Config c) {
   std::iota(chars.begin(), chars.end(), U'A');
   const data::Vocab vocab(chars);
   c.model.kind = nn::ModelKind::decoder;
-  const nn::DecoderModel model(train::model_config(c, vocab.size()));
+  const nn::DecoderModel model(load::model_config(c, vocab.size()));
   io::CheckpointData d;
   d.model = model.state_dict();
   d.trainer_state = {{"iter", 0},

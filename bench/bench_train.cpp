@@ -34,8 +34,9 @@
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
-#include "task.h"
-#include "trainer.h"
+#include "qkv/train/step.h"
+#include "qkv/train/task.h"
+#include "qkv/train/trainer.h"
 
 namespace {
 
@@ -170,7 +171,7 @@ int main(int argc, char** argv) {
     bool timing = false;
     auto step = [&] {
       const auto r = qkv::train::optimisation_step(
-          *task, optimizer, grads, qkv::train::distributed(), seed, iter, c.train.grad_accum,
+          *task, optimizer, grads, qkv::parallel::distributed(), seed, iter, c.train.grad_accum,
           float(c.optim.grad_clip), qkv::optim::lr_at(iter, sched));
       ++iter;
       last_loss = r.loss;

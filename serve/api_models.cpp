@@ -3,22 +3,23 @@
 // scores), /api/fill (an encoder's masked characters, with candidates) and /api/attention (the
 // heatmaps `qkv attention` draws, as JSON or SVG). Each loads the checkpoint for itself.
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <chrono>
 #include <filesystem>
 
-#include "attention_probe.h"
 #include "http_error.h"
-#include "loaded_model.h"
-#include "memory_estimate.h"
+#include "qkv/cost.h"
 #include "qkv/data/utf8.h"
 #include "qkv/generate.h"
-#include "qkv/runtime.h"
+#include "qkv/inspect/attention_probe.h"
+#include "qkv/load.h"
 #include "server_state.h"
 
 namespace qkv::serve {
 namespace {
 
+using load::LoadedModel;
 using nlohmann::json;
 
 // Thrown from inside a generation to end it: the client went away or the server is stopping.
@@ -59,6 +60,14 @@ std::string_view endpoint_for(nn::ModelKind kind) {
   return "";
 }
 
+// A generation's OpenMP loops run on the request's own thread, and OpenMP's team size is a
+// setting of each thread: this sets the request thread's, not the process-wide count, which
+// serve() set once.
+void use_generation_threads(const State& state) {
+  const int n = state.options.threads;
+  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+}
+
 // The request's checkpoint, loaded. One that vanished while it was looked up, or whose manifest
 // is gone once it failed to load, was pruned meanwhile (its trainer saved a newer one; pruning
 // deletes the manifest first): it is looked up again, so a run being written fails no request.
@@ -67,12 +76,15 @@ LoadedModel load_requested(State& state, const Run& run, const httplib::Request&
     std::string dir;
     try {
       dir = find_checkpoint(state, run, req);
-      return load_model(dir, state.options.precision);
-    } catch (const HttpError&) {
+      return load::load_model(dir, {.precision = state.options.precision});
+    } catch (const Error& e) {
       std::error_code ec;
       const bool pruned =
           dir.empty() || !std::filesystem::exists(std::filesystem::path(dir) / "manifest.json", ec);
-      if (attempt == 5 || !pruned) throw;
+      if (attempt == 5 || !pruned) {
+        if (dynamic_cast<const HttpError*>(&e)) throw;
+        throw HttpError(500, e.what());  // the checkpoint's own error names the file at fault
+      }
     }
   }
 }
@@ -86,7 +98,7 @@ std::shared_ptr<LoadedModel> load_kind(State& state, const httplib::Request& req
   if (actual != kind)
     fail(400, "{} is for {} models; run '{}' is of kind {} (use {})", endpoint_for(kind),
          enum_name(kind), run.name, enum_name(actual), endpoint_for(actual));
-  set_num_threads(state.options.threads);
+  use_generation_threads(state);
   return m;
 }
 
@@ -117,8 +129,8 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
   auto place = std::make_shared<std::shared_ptr<void>>(enter_generation(state));
   std::shared_ptr<LoadedModel> m = load_kind(state, req, nn::ModelKind::decoder);
   const std::vector<int32_t> ids = m->vocab.encode(prompt, "prompt");
-  train::check_generation_fits(m->model_config, 1, o.max_new_tokens,
-                               fmt::format("max_tokens {}", o.max_new_tokens));
+  cost::check_generation_fits(m->model_config, 1, o.max_new_tokens,
+                              fmt::format("max_tokens {}", o.max_new_tokens));
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider("text/event-stream", [&state, m, ids, o, seed, place](
                                                             size_t, httplib::DataSink& sink) {
@@ -126,7 +138,7 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
       if (!sink.write(event.data(), event.size())) throw Abandoned{};
     };
     try {
-      set_num_threads(state.options.threads);
+      use_generation_threads(state);
       const auto t0 = std::chrono::steady_clock::now();
       // Stream 0 of the seed: what `qkv sample --seed S` prints first.
       Rng rng(uint64_t(seed), 0);
@@ -177,8 +189,8 @@ void translate(State& state, const httplib::Request& req, httplib::Response& res
          "max_length {} must be between 1 and {}: the decoder holds block_size = {} "
          "positions, <bos> and the output",
          *o.max_length, block - 1, block);
-  train::check_generation_fits(m->model_config, o.search.beam, block,
-                               fmt::format("beam {}", o.search.beam));
+  cost::check_generation_fits(m->model_config, o.search.beam, block,
+                              fmt::format("beam {}", o.search.beam));
   const std::vector<int32_t> source = m->vocab.encode(input, "input");
   const std::vector<generate::Hypothesis> hyps =
       generate::translate(dynamic_cast<nn::EncoderDecoderModel&>(*m->model), m->vocab, source, o);
@@ -216,17 +228,17 @@ void fill(State& state, const httplib::Request& req, httplib::Response& res) {
 }
 
 void attention(State& state, const httplib::Request& req, httplib::Response& res) {
-  train::AttentionRequest a{.text = bounded_text(state, req, "text"),
-                            .target = bounded_text(state, req, "target"),
-                            .part = text_param(req, "part", "cross"),
-                            .layer = int_param(req, "layer", -1),
-                            .head = int_param(req, "head", -1),
-                            .names = {.text = "text",
-                                      .source = "text",
-                                      .target = "target",
-                                      .part = "part",
-                                      .layer = "layer",
-                                      .head = "head"}};
+  inspect::AttentionRequest a{.text = bounded_text(state, req, "text"),
+                              .target = bounded_text(state, req, "target"),
+                              .part = text_param(req, "part", "cross"),
+                              .layer = int_param(req, "layer", -1),
+                              .head = int_param(req, "head", -1),
+                              .names = {.text = "text",
+                                        .source = "text",
+                                        .target = "target",
+                                        .part = "part",
+                                        .layer = "layer",
+                                        .head = "head"}};
   const std::string format = text_param(req, "format", "json");
   if (format != "json" && format != "svg")
     fail(400, "format: expected json or svg, got '{}'", format);
@@ -234,16 +246,16 @@ void attention(State& state, const httplib::Request& req, httplib::Response& res
   const std::shared_ptr<void> place = enter_generation(state);
   const Run run = find_run(state, req);
   const LoadedModel m = load_requested(state, run, req);
-  set_num_threads(state.options.threads);
-  train::AttentionChart chart = train::probe_attention(*m.model, m.config, m.vocab, a);
+  use_generation_threads(state);
+  plot::AttentionChart chart = inspect::probe_attention(*m.model, m.config, m.vocab, a);
   if (format == "svg") {
     chart.title += fmt::format(" of {}/{} ({} model)", run.name, checkpoint_name(m),
                                enum_name(m.config.model.kind));
-    res.set_content(train::attention_chart_svg(chart), "image/svg+xml");
+    res.set_content(plot::attention_chart_svg(chart), "image/svg+xml");
     return;
   }
   json panels = json::array();
-  for (const train::AttentionPanel& p : chart.panels)
+  for (const plot::AttentionPanel& p : chart.panels)
     panels.push_back({{"title", p.title}, {"weights", p.weights}});
   send_json(res, {{"checkpoint", checkpoint_name(m)},
                   {"title", chart.title},

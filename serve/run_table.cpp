@@ -6,13 +6,13 @@
 #include <cmath>
 #include <fstream>
 
-#include "memory_estimate.h"
+#include "qkv/cost.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
 #include "qkv/io/run_lock.h"
-#include "task.h"
+#include "qkv/load.h"
 
 namespace qkv::serve {
 namespace {
@@ -64,7 +64,7 @@ void add_model(const RunsDir& runs, const Run& run, json& s) {
       const json vocab = json::parse(in, nullptr, /*allow_exceptions=*/false);
       if (!vocab.is_discarded()) {
         const data::Vocab v = data::Vocab::from_json(vocab, vocab_path->string());
-        s["params"] = std::llround(train::model_bytes(train::model_config(c, v.size())) / 4);
+        s["params"] = std::llround(cost::model_bytes(load::model_config(c, v.size())) / 4);
       }
     }
   } catch (const Error& e) {

@@ -2,17 +2,16 @@
 #include <cstdio>
 #include <memory>
 
-#include "attention_probe.h"
 #include "commands.h"
-#include "qkv/io/checkpoint.h"
+#include "qkv/inspect/attention_probe.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/load.h"
 #include "qkv/runtime.h"
-#include "task.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 
 void add_attention(CLI::App& app, std::function<int()>& run) {
-  auto a = std::make_shared<AttentionRequest>();
+  auto a = std::make_shared<inspect::AttentionRequest>();
   auto checkpoint = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>("attn.svg");
   auto threads = std::make_shared<int>(0);
@@ -29,23 +28,18 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--part", a->part,
                   "Encoder-decoder: which attention to draw: cross, encoder or decoder")
       ->capture_default_str();
-  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)")->check(at_least(0));
+  cmd->add_option("--layer", a->layer, "Only this layer (from 0; default: all)")
+      ->check(at_least(0));
   cmd->add_option("--head", a->head, "Only this head (from 0; default: all)")->check(at_least(0));
   cmd->add_option("-o,--out", *out, "SVG file to write")->capture_default_str();
   cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(at_least(0));
   cmd->callback([&run, a, checkpoint, out, threads] {
     run = [a, checkpoint, out, threads]() -> int {
       set_num_threads(*threads);
-      const std::string dir = io::resolve_checkpoint(*checkpoint);
-      const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
-      const io::Config config = checkpoint_config(ck, dir);
-      const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
-      const nn::ModelConfig mc = model_config(config, vocab.size());
-      const std::unique_ptr<nn::Module> model = make_model(mc);
-      load_weights(*model, ck, dir, dir + "/config.toml");
-      AttentionChart chart = probe_attention(*model, config, vocab, *a);
-      chart.title += fmt::format(" of {} ({} model)", dir, enum_name(config.model.kind));
-      io::replace_file(*out, attention_chart_svg(chart));
+      const load::LoadedModel m = load::load_model(*checkpoint);
+      plot::AttentionChart chart = inspect::probe_attention(*m.model, m.config, m.vocab, *a);
+      chart.title += fmt::format(" of {} ({} model)", m.dir, enum_name(m.config.model.kind));
+      io::replace_file(*out, plot::attention_chart_svg(chart));
       std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
                   chart.panels.size() == 1 ? "" : "s");
       return 0;
@@ -53,4 +47,4 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

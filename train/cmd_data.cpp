@@ -6,14 +6,14 @@
 #include <memory>
 
 #include "commands.h"
-#include "qkv/data/prepare.h"
-#include "task.h"
 #include "qkv/data/dates.h"
+#include "qkv/data/prepare.h"
 #include "qkv/data/split.h"
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/train/task.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 
 namespace {
 
@@ -44,7 +44,7 @@ void add_prepare(CLI::App& data, std::function<int()>& run) {
   cmd->callback([&run, a] {
     run = [a]() -> int {
       const data::PrepareOptions options{
-          .jsonl_field = a->jsonl_field, .what = "input", .progress = log_prepare_progress};
+          .jsonl_field = a->jsonl_field, .what = "input", .progress = train::log_prepare_progress};
       const std::vector<std::string> files = data::expand_inputs(a->inputs, "input");
       QKV_CHECK(!a->pairs || files.size() == 1, "--pairs takes one TSV file, got {} files",
                 files.size());
@@ -107,4 +107,4 @@ void add_data(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

@@ -5,18 +5,17 @@
 #include <memory>
 
 #include "commands.h"
-#include "exact_match.h"
+#include "qkv/cost.h"
 #include "qkv/data/pair_dataset.h"
-#include "qkv/data/vocab.h"
 #include "qkv/error.h"
+#include "qkv/inspect/exact_match.h"
 #include "qkv/io/checkpoint.h"
-#include "qkv/io/config.h"
+#include "qkv/load.h"
 #include "qkv/nn/models.h"
 #include "qkv/runtime.h"
-#include "memory_estimate.h"
-#include "task.h"
+#include "qkv/train/task.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 
 void add_eval(CLI::App& app, std::function<int()>& run) {
   struct Args {
@@ -40,27 +39,26 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                   "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)")
       ->check(at_least(1));
   add_length_penalty_option(*cmd, a->length_penalty);
-  cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")
-      ->check(at_least(0));
+  cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->check(at_least(0));
   add_precision_option(*cmd, a->precision);
   cmd->callback([&run, a] {
     run = [a]() -> int {
       set_num_threads(a->threads);
-      const std::string dir = io::resolve_checkpoint(a->checkpoint);
-      const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
-      const io::Config config = train::checkpoint_config(ck, dir, overrides);
+      load::LoadedModel m = load::load_model(
+          a->checkpoint,
+          {.overrides = overrides,
+           .precision = choose_precision(parse_precision(a->precision), "--precision").precision});
+      const std::string dir = m.dir;
+      const io::Config config = m.config;
       const bool encoder_decoder = config.model.kind == nn::ModelKind::encoder_decoder;
       QKV_CHECK(a->beam == 1 || encoder_decoder,
                 "--beam is for encoder_decoder models; this checkpoint's model.kind is {}",
                 enum_name(config.model.kind));
-      auto task = train::make_task(config, data::Vocab::from_json(ck.vocab, dir + "/vocab.json"));
-      train::check_generation_fits(task->model_config(), a->beam, config.model.block_size,
-                                   fmt::format("--beam {}", a->beam));
-      train::load_weights(task->model(), ck, dir, dir + "/config.toml");
-      task->model().set_precision(
-          choose_precision(parse_precision(a->precision), "--precision").precision);
+      cost::check_generation_fits(m.model_config, a->beam, config.model.block_size,
+                                  fmt::format("--beam {}", a->beam));
+      auto task = train::make_task(config, std::move(m));
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
       std::printf("checkpoint %s (step %lld), data %s, %lld batches of %lld\n", dir.c_str(),
                   static_cast<long long>(io::checkpoint_step(dir)),
@@ -81,9 +79,9 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
                                        .corpus = train::corpus_options(config, true)});
         std::vector<data::Split> splits{data::Split::val};
         if (!a->data.empty()) splits.insert(splits.begin(), data::Split::train);
-        const train::ExactMatch m =
-            train::exact_match(dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits,
-                               {.search = {.beam = a->beam, .length_penalty = a->length_penalty}});
+        const inspect::ExactMatch m = inspect::exact_match(
+            dynamic_cast<nn::EncoderDecoderModel&>(task->model()), pairs, splits,
+            {.search = {.beam = a->beam, .length_penalty = a->length_penalty}});
         fmt::print("exact match {:.2f}% ({} of {}, {}, {})\n", 100.0 * m.accuracy(), m.correct,
                    m.total, a->data.empty() ? "val split" : "whole file",
                    a->beam == 1
@@ -95,4 +93,4 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

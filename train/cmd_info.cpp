@@ -5,13 +5,10 @@
 #include <memory>
 
 #include "commands.h"
-#include "qkv/data/vocab.h"
 #include "qkv/io/checkpoint.h"
-#include "qkv/io/config.h"
-#include "task.h"
-#include "trainer_state.h"
+#include "qkv/load.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 
 void add_info(CLI::App& app, std::function<int()>& run) {
   auto path = std::make_shared<std::string>();
@@ -21,11 +18,8 @@ void add_info(CLI::App& app, std::function<int()>& run) {
     run = [path]() -> int {
       const std::string dir = io::resolve_checkpoint(*path);
       const io::CheckpointData ck = io::load_checkpoint(dir);
-      const io::Config c = checkpoint_config(ck, dir);
       // The weights must fit the model the config describes, as they must for every other use.
-      const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
-      const std::unique_ptr<nn::Module> model = make_model(model_config(c, vocab.size()));
-      load_weights(*model, ck, dir, dir + "/config.toml");
+      const io::Config c = load::load_model(ck, dir).config;
       int64_t params = 0;
       for (const auto& [name, t] : ck.model) params += t.numel();
       const auto& s = ck.trainer_state;
@@ -40,9 +34,11 @@ void add_info(CLI::App& app, std::function<int()>& run) {
           c.model.tie_weights ? ", tied embeddings" : "", c.model.bias ? ", biases" : "");
       fmt::print("parameters   {} ({:.2f}M) in {} tensors\n", params, double(params) / 1e6,
                  ck.model.size());
-      fmt::print("step         {} of max_iters {}\n", s.value("iter", int64_t{0}), c.train.max_iters);
-      fmt::print("val loss     best {}, last {}\n", loss(s.value("best_val_loss", nlohmann::json())),
-                 loss(s.value("last_eval", nlohmann::json::object()).value("val_loss", nlohmann::json())));
+      fmt::print("step         {} of max_iters {}\n", s.value("iter", int64_t{0}),
+                 c.train.max_iters);
+      fmt::print(
+          "val loss     best {}, last {}\n", loss(s.value("best_val_loss", nlohmann::json())),
+          loss(s.value("last_eval", nlohmann::json::object()).value("val_loss", nlohmann::json())));
       fmt::print("data         {} (SHA-256 {}...)\n", fmt::join(c.data.path, ", "),
                  ck.data_fingerprint.substr(0, 16));
       fmt::print("optim        lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}\n",
@@ -51,10 +47,11 @@ void add_info(CLI::App& app, std::function<int()>& run) {
       // Checkpoints from before MPI record no scale: they ran in one process.
       const int64_t processes = s.value("processes", int64_t{1});
       const int64_t micro_batches = s.value("micro_batches", c.train.grad_accum);
-      fmt::print("scale        {} micro-batches per step ({} process{} x grad_accum {}), {} "
-                 "sequences\n",
-                 micro_batches, processes, processes > 1 ? "es" : "", micro_batches / processes,
-                 micro_batches * c.train.batch_size);
+      fmt::print(
+          "scale        {} micro-batches per step ({} process{} x grad_accum {}), {} "
+          "sequences\n",
+          micro_batches, processes, processes > 1 ? "es" : "", micro_batches / processes,
+          micro_batches * c.train.batch_size);
       fmt::print("files\n");
       for (const auto& e : std::filesystem::directory_iterator(dir))
         if (e.is_regular_file())
@@ -64,4 +61,4 @@ void add_info(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

@@ -7,10 +7,10 @@
 #include <memory>
 
 #include "commands.h"
-#include "loss_plot.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/plot/loss_plot.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 namespace {
 
 // A run's directory name, or the path as given when two runs share a name.
@@ -44,12 +44,12 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   cmd->callback([&run, a] {
     run = [a]() -> int {
       const std::vector<std::string> labels = run_labels(a->runs);
-      std::vector<LossCurves> curves;
+      std::vector<plot::LossCurves> curves;
       for (size_t i = 0; i < a->runs.size(); ++i)
-        curves.push_back(read_loss_curves(a->runs[i], labels[i]));
+        curves.push_back(plot::read_loss_curves(a->runs[i], labels[i]));
       const std::string title =
           a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
-      io::replace_file(a->out, loss_chart_svg(curves, title, a->log_y));
+      io::replace_file(a->out, plot::loss_chart_svg(curves, title, a->log_y));
       std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
                   curves.size() == 1 ? "" : "s");
       return 0;
@@ -57,4 +57,4 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

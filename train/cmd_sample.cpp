@@ -12,16 +12,15 @@
 #include <sstream>
 
 #include "commands.h"
+#include "qkv/cost.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
-#include "qkv/io/checkpoint.h"
-#include "qkv/io/config.h"
+#include "qkv/load.h"
+#include "qkv/nn/models.h"
 #include "qkv/runtime.h"
-#include "memory_estimate.h"
-#include "task.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 
 namespace {
 
@@ -33,8 +32,8 @@ struct SampleArgs {
   std::string window{enum_name(generate::SamplingOptions{}.window)};
   double length_penalty = generate::BeamOptions{}.length_penalty;
   uint64_t seed = 1337;
-  // One token at a time is many small parallel regions; one thread is fastest for the
-  // models qkv trains (measured: 2,361 vs 333 tok/s on a busy 2-core machine).
+  // One token at a time is many small parallel regions: one thread is fastest for the models
+  // qkv trains (docs/scaling.md).
   int threads = 1;
   bool quiet = false;
   std::string precision = "auto";
@@ -118,9 +117,8 @@ void print_header(const SampleArgs& a, const std::string& dir, const std::string
                  std::string(enum_name(a.compute)).c_str());
 }
 
-int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& dir,
-                   const nn::ModelConfig& mc, const data::Vocab& vocab,
-                   const io::CheckpointData& ck) {
+int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedModel& m) {
+  const data::Vocab& vocab = m.vocab;
   QKV_CHECK(a.top_k >= 1, "--top-k {} must be at least 1", a.top_k);
   QKV_CHECK(a.num_samples >= 1, "--num-samples {} must be at least 1", a.num_samples);
   const generate::SamplingOptions options{.max_new_tokens = a.max_new_tokens,
@@ -146,19 +144,16 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
     prompt_setting = "--prompt " + shell_quote(prompt);
   }
   const std::vector<int32_t> ids = vocab.encode(prompt, "prompt");
-  check_generation_fits(mc, 1, a.max_new_tokens,
-                        fmt::format("--max-new-tokens {}", a.max_new_tokens));
-
-  nn::DecoderModel model(mc);
-  train::load_weights(model, ck, dir, dir + "/config.toml");
-  model.set_precision(a.compute);
+  cost::check_generation_fits(m.model_config, 1, a.max_new_tokens,
+                              fmt::format("--max-new-tokens {}", a.max_new_tokens));
+  auto& model = static_cast<nn::DecoderModel&>(*m.model);
   std::string settings = fmt::format(
       "--seed {} --max-new-tokens {} --temperature {} --top-k {} --top-p {} --window {} "
       "--num-samples {} {}",
       a.seed, a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.window, a.num_samples,
       prompt_setting);
   for (const std::string& s : a.stop) settings += " --stop " + shell_quote(s);
-  print_header(a, dir, settings);
+  print_header(a, m.dir, settings);
   for (int64_t i = 0; i < a.num_samples; ++i) {
     if (i > 0) std::fputs("---------------\n", stdout);
     std::fputs(prompt.c_str(), stdout);
@@ -176,9 +171,9 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& 
   return 0;
 }
 
-int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::string& dir,
-                           const nn::ModelConfig& mc, const data::Vocab& vocab,
-                           const io::CheckpointData& ck) {
+int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedModel& m) {
+  const nn::ModelConfig& mc = m.model_config;
+  const data::Vocab& vocab = m.vocab;
   QKV_CHECK(cmd.count("--input"),
             "this checkpoint's model.kind is encoder_decoder: give --input TEXT");
   QKV_CHECK(a.num_samples <= a.beam,
@@ -191,13 +186,11 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
             "--max-length {} must be between 1 and {}: the decoder holds block_size = {} "
             "positions, <bos> and the output",
             max_length, most, mc.block_size);
-  check_generation_fits(mc, a.beam, mc.block_size, fmt::format("--beam {}", a.beam));
+  cost::check_generation_fits(mc, a.beam, mc.block_size, fmt::format("--beam {}", a.beam));
   const std::vector<int32_t> source = vocab.encode(a.input, "input");
-  nn::EncoderDecoderModel model(mc);
-  train::load_weights(model, ck, dir, dir + "/config.toml");
-  model.set_precision(a.compute);
+  auto& model = static_cast<nn::EncoderDecoderModel&>(*m.model);
   print_header(
-      a, dir,
+      a, m.dir,
       fmt::format("--input {} --beam {} --num-samples {} --length-penalty {} "
                   "--max-length {}",
                   shell_quote(a.input), a.beam, a.num_samples, a.length_penalty, max_length));
@@ -216,29 +209,25 @@ int sample_encoder_decoder(const SampleArgs& a, const CLI::App& cmd, const std::
   return 0;
 }
 
-int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const std::string& dir,
-                   const io::Config& config, const nn::ModelConfig& mc, const data::Vocab& vocab,
-                   const io::CheckpointData& ck) {
+int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedModel& m) {
   QKV_CHECK(cmd.count("--fill"), "this checkpoint's model.kind is encoder: give --fill TEXT");
   const bool candidates = cmd.count("--top-k") > 0;
   QKV_CHECK(a.top_k >= 1, "--top-k {} must be at least 1", a.top_k);
-  const std::string mask = cmd.count("--mask-char") ? a.mask_char : config.data.mask_char;
+  const std::string mask = cmd.count("--mask-char") ? a.mask_char : m.config.data.mask_char;
   const std::u32string mask_cps = data::decode_utf8(mask, "--mask-char");
   QKV_CHECK(mask_cps.size() == 1, "--mask-char '{}' must be exactly one character", mask);
-  nn::EncoderModel model(mc);
-  train::load_weights(model, ck, dir, dir + "/config.toml");
-  model.set_precision(a.compute);
-  print_header(a, dir,
+  auto& model = static_cast<nn::EncoderModel&>(*m.model);
+  print_header(a, m.dir,
                fmt::format("--fill {} --mask-char {}{}", shell_quote(a.fill), shell_quote(mask),
                            candidates ? fmt::format(" --top-k {}", a.top_k) : ""));
   const generate::Fill fill =
-      generate::fill_masks(model, vocab, a.fill, mask_cps[0], candidates ? a.top_k : 1);
+      generate::fill_masks(model, m.vocab, a.fill, mask_cps[0], candidates ? a.top_k : 1);
   std::printf("%s\n", fill.text.c_str());
   if (candidates)
     for (const generate::FilledPosition& p : fill.positions) {
       std::string line = fmt::format("position {}:", p.position);
       for (const auto& [id, prob] : p.candidates)
-        line += fmt::format("  {} {:.4f}", data::describe_char(vocab.chars()[size_t(id)]), prob);
+        line += fmt::format("  {} {:.4f}", data::describe_char(m.vocab.chars()[size_t(id)]), prob);
       std::printf("%s\n", line.c_str());
     }
   return 0;
@@ -257,8 +246,7 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
       cmd->add_option("--prompt", a->prompt, "decoder: text to continue (default: a newline)");
   cmd->add_option("--prompt-file", a->prompt_file, "decoder: read the prompt from this file")
       ->excludes(prompt);
-  cmd->add_option("--max-new-tokens", a->max_new_tokens,
-                  "decoder: tokens per sample (default 500)")
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "decoder: tokens per sample (default 500)")
       ->check(at_least(0));
   cmd->add_option("--temperature", a->temperature,
                   "decoder: 0 = greedy, <1 safer, >1 wilder (default 0.8)");
@@ -302,18 +290,14 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
     run = [a, cmd]() -> int {
       set_num_threads(a->threads);
       a->compute = choose_precision(parse_precision(a->precision), "--precision").precision;
-      const std::string dir = io::resolve_checkpoint(a->checkpoint);
-      const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
-      const io::Config config = train::checkpoint_config(ck, dir);
-      const data::Vocab vocab = data::Vocab::from_json(ck.vocab, dir + "/vocab.json");
-      const nn::ModelConfig mc = train::model_config(config, vocab.size());
-      check_options_fit(*cmd, mc.kind);
-      if (mc.kind == nn::ModelKind::decoder) return sample_decoder(*a, *cmd, dir, mc, vocab, ck);
-      if (mc.kind == nn::ModelKind::encoder_decoder)
-        return sample_encoder_decoder(*a, *cmd, dir, mc, vocab, ck);
-      return sample_encoder(*a, *cmd, dir, config, mc, vocab, ck);
+      const load::LoadedModel m = load::load_model(a->checkpoint, {.precision = a->compute});
+      const nn::ModelKind kind = m.model_config.kind;
+      check_options_fit(*cmd, kind);
+      if (kind == nn::ModelKind::decoder) return sample_decoder(*a, *cmd, m);
+      if (kind == nn::ModelKind::encoder_decoder) return sample_encoder_decoder(*a, *cmd, m);
+      return sample_encoder(*a, *cmd, m);
     };
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

@@ -1,42 +1,48 @@
 // `qkv train`: a new run from a config, a resumed run, or a new run from another's weights.
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <unistd.h>
 
 #include "commands.h"
-#include "distributed.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
-#include "trainer.h"
+#include "qkv/load.h"
+#include "qkv/parallel/distributed.h"
+#include "qkv/train/trainer.h"
 
-namespace qkv::train {
+namespace qkv::cli {
 namespace {
 
 // First Ctrl-C (or SIGTERM): finish the step, save, exit (while starting: exit before writing
 // anything). Second: leave at once; checkpoints are written atomically, so nothing on disk is
-// left half-written.
-// Under mpirun every process gets the signal: rank 0 alone says so.
+// left half-written. A signal handler can only reach globals: these two are the trainer's
+// stop request and whether this process says so (under mpirun every process gets the signal,
+// and rank 0 alone speaks).
+std::atomic<bool> g_stop_requested{false};
 volatile std::sig_atomic_t g_announce_stop = 1;
 
 void on_signal(int) {
   if (g_stop_requested.exchange(true)) _exit(130);
   const char msg[] = "\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)\n";
-  if (g_announce_stop) [[maybe_unused]] auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
+  if (g_announce_stop) [[maybe_unused]]
+    auto n = write(STDERR_FILENO, msg, sizeof msg - 1);
 }
 
-io::Config dump_config(const TrainOptions& o) {
-  check_options(o);
+io::Config dump_config(const train::TrainOptions& o) {
+  train::check_options(o);
   if (o.resume.empty()) return io::load_config(o.config_path, o.overrides);
   const std::string dir = io::resolve_checkpoint(o.resume);
-  return checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
+  return load::checkpoint_config(io::load_checkpoint(dir, false), dir, o.overrides);
 }
 
 }  // namespace
 
-void add_train(CLI::App& app, std::function<int()>& run) {
-  auto opts = std::make_shared<TrainOptions>();
+void add_train(CLI::App& app, std::function<int()>& run, const Environment& env) {
+  auto opts = std::make_shared<train::TrainOptions>();
   auto out = std::make_shared<std::string>();
   auto threads = std::make_shared<int>(-1);
   auto dump = std::make_shared<bool>(false);
@@ -56,22 +62,23 @@ void add_train(CLI::App& app, std::function<int()>& run) {
   cmd->add_flag("--allow-data-change", opts->allow_data_change,
                 "With --resume: accept a training text that differs from the checkpoint's");
   cmd->add_flag("--dump-config", *dump, "Print the resolved config and exit");
-  cmd->callback([&run, opts, out, threads, dump] {
+  cmd->callback([&run, &env, opts, out, threads, dump] {
     if (!out->empty()) opts->overrides.push_back("train.out_dir=" + *out);
     if (*threads >= 0) opts->overrides.push_back("train.threads=" + std::to_string(*threads));
-    run = [opts, dump]() -> int {
+    run = [&env, opts, dump]() -> int {
       if (*dump) {
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      g_announce_stop = join_launched_processes().writes();
+      const parallel::Distributed& group = parallel::join_launched_processes(env);
+      g_announce_stop = group.writes();
       // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
-      Trainer trainer(*opts);
-      return trainer.run() ? 0 : 130;
+      train::Trainer trainer(*opts, group, env);
+      return trainer.run(g_stop_requested) ? 0 : 130;
     };
   });
 }
 
-}  // namespace qkv::train
+}  // namespace qkv::cli

@@ -11,15 +11,16 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "cmd_serve.h"
 #include "commands.h"
-#include "distributed.h"
 #include "qkv/did_you_mean.h"
+#include "qkv/environment.h"
+#include "qkv/parallel/distributed.h"
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 
 int main(int argc, char** argv) {
   qkv::select_blas_kernel(argv);
+  const qkv::Environment env = qkv::read_environment();
   spdlog::set_default_logger(spdlog::stderr_color_mt("qkv"));
   spdlog::set_pattern("[%H:%M:%S] %^%v%$");
 
@@ -28,14 +29,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "qkv " QKV_VERSION);
   app.require_subcommand(1);
   std::function<int()> run;
-  qkv::train::add_train(app, run);
-  qkv::train::add_eval(app, run);
-  qkv::train::add_info(app, run);
-  qkv::train::add_sample(app, run);
-  qkv::train::add_data(app, run);
-  qkv::train::add_plot(app, run);
-  qkv::train::add_attention(app, run);
-  qkv::serve::add_serve(app, run);
+  qkv::cli::add_train(app, run, env);
+  qkv::cli::add_eval(app, run);
+  qkv::cli::add_info(app, run);
+  qkv::cli::add_sample(app, run);
+  qkv::cli::add_data(app, run);
+  qkv::cli::add_plot(app, run);
+  qkv::cli::add_attention(app, run);
+  qkv::cli::add_serve(app, run);
   // A word where the command goes that names none: CLI11 would only say one is required.
   if (argc > 1 && argv[1][0] != '-') {
     std::vector<std::string> commands;
@@ -58,15 +59,16 @@ int main(int argc, char** argv) {
   try {
     return run();
   } catch (const qkv::Error& e) {
-    qkv::train::distributed().end_job_after_error(1, fmt::format("error: {}", e.what()));
+    qkv::parallel::distributed().end_job_after_error(1, fmt::format("error: {}", e.what()));
     return 1;
   } catch (const std::bad_alloc&) {  // outside a tensor, which says its size (qkv::Error)
-    qkv::train::distributed().end_job_after_error(
+    qkv::parallel::distributed().end_job_after_error(
         1, "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
            "model.block_size) or train.batch_size");
     return 1;
   } catch (const std::exception& e) {
-    qkv::train::distributed().end_job_after_error(2, fmt::format("internal error: {}", e.what()));
+    qkv::parallel::distributed().end_job_after_error(2,
+                                                     fmt::format("internal error: {}", e.what()));
     return 2;
   }
 }

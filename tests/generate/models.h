@@ -9,11 +9,11 @@
 #include "qkv/data/vocab.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
+#include "qkv/load.h"
 #include "qkv/nn/models.h"
 #include "qkv/rng.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
-#include "task.h"
 
 namespace qkv::testing {
 
@@ -49,7 +49,7 @@ inline data::Vocab pair_vocab() {
 template <class Model>
 std::unique_ptr<Model> make_model(const io::Config& config, const data::Vocab& vocab,
                                   uint64_t seed) {
-  auto m = std::make_unique<Model>(train::model_config(config, vocab.size()));
+  auto m = std::make_unique<Model>(load::model_config(config, vocab.size()));
   randomize(*m, seed);
   return m;
 }

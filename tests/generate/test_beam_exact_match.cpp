@@ -12,10 +12,11 @@
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
+#include "qkv/train/task.h"
+#include "qkv/train/trainer.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
-#include "task.h"
-#include "trainer.h"
 
 using namespace qkv;
 
@@ -40,8 +41,9 @@ std::unique_ptr<train::Task> train_task(const std::string& tsv_path, int64_t ite
   const optim::ScheduleConfig schedule = train::schedule_config(c);
   optim::ExactGradSum grads(params);
   for (int64_t i = 0; i < iters; ++i)
-    train::optimisation_step(*task, optimizer, grads, train::distributed(), uint64_t(c.train.seed),
-                             i, 1, float(c.optim.grad_clip), optim::lr_at(i, schedule));
+    train::optimisation_step(*task, optimizer, grads, parallel::distributed(),
+                             uint64_t(c.train.seed), i, 1, float(c.optim.grad_clip),
+                             optim::lr_at(i, schedule));
   return task;
 }
 

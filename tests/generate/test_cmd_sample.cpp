@@ -54,8 +54,8 @@ class Capture {
 Output qkv_run(std::vector<std::string> args) {
   CLI::App app;
   std::function<int()> run;
-  train::add_sample(app, run);
-  train::add_eval(app, run);
+  cli::add_sample(app, run);
+  cli::add_eval(app, run);
   args.insert(args.begin(), "qkv");
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
@@ -150,8 +150,9 @@ TEST_CASE("qkv sample: bad arguments are one-line errors") {
         "sample: temperature = -0.5 must be a number >= 0 (0 means greedy)");
   CHECK(dec({"--top-k", "0"}) == "--top-k 0 must be at least 1");
   // Flags with a lower bound are refused while parsing, before the checkpoint is read.
-  CHECK_THROWS_WITH(qkv_run({"sample", r.decoder, "--num-samples", "0"}),
-                    "--num-samples: expected a whole number from 1 to 9223372036854775807, got '0'");
+  CHECK_THROWS_WITH(
+      qkv_run({"sample", r.decoder, "--num-samples", "0"}),
+      "--num-samples: expected a whole number from 1 to 9223372036854775807, got '0'");
   CHECK(dec({"--input", "abc"}) ==
         "--input is for encoder_decoder models; this checkpoint's model.kind is decoder (use "
         "--prompt TEXT)");

@@ -3,8 +3,8 @@
 // limit and bad input is a 4xx with a JSON error.
 #include <doctest/doctest.h>
 
-#include "attention_probe.h"
 #include "qkv/generate.h"
+#include "qkv/inspect/attention_probe.h"
 #include "serve_fixture.h"
 #include "server_state.h"
 #include "sse.h"

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "distributed.h"
+#include "qkv/parallel/distributed.h"
 
-using namespace qkv::train;
+using namespace qkv::parallel;
 
 namespace {
 
@@ -19,22 +19,22 @@ const char* const kVariables[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_
 
 TEST_CASE("distributed: each launcher's process count is read from its environment") {
   for (const char* v : kVariables) unsetenv(v);
-  CHECK(launched_processes().size == 1);
+  CHECK(qkv::read_environment().launched == 1);
   for (const char* v : kVariables) {
     CAPTURE(v);
     setenv(v, "3", 1);
-    const Launch l = launched_processes();
-    CHECK(l.size == 3);
-    CHECK(std::string(l.variable) == v);
+    const qkv::Environment e = qkv::read_environment();
+    CHECK(e.launched == 3);
+    CHECK(e.launch_variable == v);
     unsetenv(v);
   }
   setenv("OMPI_COMM_WORLD_SIZE", "1", 1);  // mpirun -np 1: one process
-  CHECK(launched_processes().size == 1);
+  CHECK(qkv::read_environment().launched == 1);
   unsetenv("OMPI_COMM_WORLD_SIZE");
 }
 
 TEST_CASE("distributed: a process started alone is rank 0 of 1 and reduces to itself") {
-  const Distributed& d = join_launched_processes();
+  const Distributed& d = join_launched_processes(qkv::read_environment());
   CHECK(d.rank() == 0);
   CHECK(d.size() == 1);
   CHECK(d.writes());

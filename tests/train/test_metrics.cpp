@@ -8,17 +8,17 @@
 #include <functional>
 #include <iterator>
 
-#include "metrics.h"
 #include "qkv/error.h"
-#include "support/small_tmpfs.h"
 #include "support/error_of.h"
+#include "support/small_tmpfs.h"
 #include "support/temp_dir.h"
+#include "train/metrics.h"
 
 using namespace qkv;
 using namespace qkv::train;
-using qkv::testing::SmallTmpfs;
-using qkv::testing::read_file;
 using qkv::testing::error_of;
+using qkv::testing::read_file;
+using qkv::testing::SmallTmpfs;
 using qkv::testing::TempDir;
 namespace fs = std::filesystem;
 
@@ -28,8 +28,7 @@ namespace {
 std::string log_of(int64_t n) {
   std::string text;
   for (int64_t i = 0; i < n; ++i) {
-    if (i % 10 == 0)
-      text += nlohmann::json{{"iter", i}, {"val_loss", 2.5}}.dump() + "\n";
+    if (i % 10 == 0) text += nlohmann::json{{"iter", i}, {"val_loss", 2.5}}.dump() + "\n";
     text += nlohmann::json{{"iter", i}, {"loss", 2.5}, {"pad", std::string(80, ' ')}}.dump() + "\n";
   }
   return text;

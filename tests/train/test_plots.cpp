@@ -5,20 +5,23 @@
 #include <fstream>
 #include <sstream>
 
-#include "attention_probe.h"
-#include "loss_plot.h"
+#include "plot/svg.h"
 #include "qkv/error.h"
+#include "qkv/inspect/attention_probe.h"
 #include "qkv/io/config.h"
 #include "qkv/nn/models.h"
+#include "qkv/plot/loss_plot.h"
+#include "qkv/train/task.h"
+#include "qkv/train/trainer.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
 #include "support/xml_check.h"
-#include "svg.h"
-#include "task.h"
-#include "trainer.h"
 
 using namespace qkv;
 using namespace qkv::train;
+using namespace qkv::inspect;
+using namespace qkv::load;
+using namespace qkv::plot;
 using qkv::testing::check_xml;
 using qkv::testing::read_file;
 using qkv::testing::TempDir;
@@ -105,7 +108,7 @@ TEST_CASE("train: RUN/loss.svg is redrawn at each evaluation") {
   o.config_path = QKV_SOURCE_DIR "/configs/tiny.toml";
   o.overrides = {"data.path=" + data, "train.out_dir=" + (dir.path() / "run").string(),
                  "train.max_iters=20", "train.eval_interval=10", "schedule.lr_decay_iters=20"};
-  Trainer(o).run();
+  Trainer(o, parallel::distributed(), read_environment()).run(std::atomic<bool>{false});
   const auto x = check_xml(read_file(dir.path() / "run" / "loss.svg"));
   REQUIRE_MESSAGE(x.ok(), x.error);
   CHECK(x["polyline.train"] == 1);

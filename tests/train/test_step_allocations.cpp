@@ -10,10 +10,11 @@
 #include "qkv/io/config.h"
 #include "qkv/optim/adamw.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
+#include "qkv/train/task.h"
+#include "qkv/train/trainer.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
-#include "task.h"
-#include "trainer.h"
 
 using namespace qkv;
 using qkv::testing::TempDir;
@@ -24,8 +25,8 @@ namespace {
 // of `qkv train`, train::optimisation_step).
 std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overrides, int steps) {
   TempDir dir("step_allocations");
-  std::vector<std::string> all{
-      "data.path=" + dir.write("corpus.txt", qkv::testing::generated_corpus(800))};
+  std::vector<std::string> all{"data.path=" +
+                               dir.write("corpus.txt", qkv::testing::generated_corpus(800))};
   all.insert(all.end(), overrides.begin(), overrides.end());
   const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml", all);
   set_num_threads(static_cast<int>(c.train.threads));
@@ -37,7 +38,7 @@ std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overri
   std::vector<int64_t> allocs;
   for (int s = 0; s < steps; ++s) {
     const int64_t before = allocator_stats().system_allocs;
-    train::optimisation_step(*task, optimizer, grads, train::distributed(), 1, s,
+    train::optimisation_step(*task, optimizer, grads, parallel::distributed(), 1, s,
                              c.train.grad_accum, 1.0f, 1e-3f);
     allocs.push_back(allocator_stats().system_allocs - before);
   }

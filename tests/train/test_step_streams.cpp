@@ -6,9 +6,10 @@
 
 #include "qkv/io/config.h"
 #include "qkv/runtime.h"
+#include "qkv/train/step.h"
+#include "qkv/train/trainer.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
-#include "trainer.h"
 
 using namespace qkv;
 using qkv::testing::TempDir;
@@ -34,8 +35,8 @@ Steps make_steps(const std::string& data, const std::vector<std::string>& settin
 
 // At lr 0 AdamW leaves the weights as they are, so two models stay equal whatever steps ran.
 double loss_at(Steps& s, int64_t iter, int64_t grad_accum) {
-  return train::optimisation_step(*s.task, *s.optimizer, *s.grads, train::distributed(), 1337, iter,
-                                  grad_accum, 1.0f, 0.0f)
+  return train::optimisation_step(*s.task, *s.optimizer, *s.grads, parallel::distributed(), 1337,
+                                  iter, grad_accum, 1.0f, 0.0f)
       .loss;
 }
 

@@ -1,6 +1,7 @@
 // End to end: the tiny config trains on generated text, deterministically, and resumes bit for bit.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <fstream>
 #include <vector>
 
@@ -11,7 +12,7 @@
 #include "qkv/runtime.h"
 #include "support/corpus.h"
 #include "support/temp_dir.h"
-#include "trainer.h"
+#include "qkv/train/trainer.h"
 
 using namespace qkv;
 using namespace qkv::train;
@@ -38,6 +39,9 @@ Metrics read_metrics(const std::filesystem::path& run) {
   return m;
 }
 
+// Set to stop the runs of run_training after their next step, as Ctrl-C does.
+std::atomic<bool> stop_requested{false};
+
 bool run_training(const std::string& data, const std::filesystem::path& out,
            std::vector<std::string> extra = {}, const std::string& resume = "") {
   TrainOptions o;
@@ -48,8 +52,8 @@ bool run_training(const std::string& data, const std::filesystem::path& out,
     o.resume = resume;
   }
   o.overrides.insert(o.overrides.end(), extra.begin(), extra.end());
-  Trainer t(o);
-  return t.run();
+  Trainer t(o, parallel::distributed(), read_environment());
+  return t.run(stop_requested);
 }
 
 }  // namespace
@@ -194,9 +198,9 @@ TEST_CASE("train: a stop at an evaluation step is evaluated on resume, once, as 
   REQUIRE(run_training(data, straight, with("train.max_iters=20")));
   REQUIRE(run_training(data, split, with("train.max_iters=9")));
   // As on Ctrl-C: the step from 9 to 10 finishes, checkpoint-10 is saved before its evaluation.
-  g_stop_requested = true;
+  stop_requested = true;
   const bool finished = run_training("", {}, {"train.max_iters=20"}, split.string());
-  g_stop_requested = false;
+  stop_requested = false;
   REQUIRE_FALSE(finished);
   // Reaching max_iters = 10 evaluates step 10 (a crash could stop a run right after that)...
   REQUIRE(run_training("", {}, {"train.max_iters=10"}, split.string()));

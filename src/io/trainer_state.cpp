@@ -1,0 +1,134 @@
+// trainer_state.json: its writer and its schema check.
+#include "qkv/io/trainer_state.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "qkv/error.h"
+
+namespace qkv::io {
+namespace {
+
+using nlohmann::json;
+
+// The step a directory named checkpoint-<step> holds; nothing for other names (a copy).
+std::optional<int64_t> step_in_name(const std::string& dir) {
+  const std::string name = std::filesystem::path(dir).filename().string();
+  const std::string prefix = "checkpoint-";
+  if (!name.starts_with(prefix)) return std::nullopt;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+      digits.size() > 18)
+    return std::nullopt;
+  return std::stoll(digits);
+}
+
+class Reader {
+ public:
+  Reader(const json& state, const std::string& dir)
+      : state_(state), file_(dir + "/trainer_state.json") {
+    check(state.is_object(), "expected a JSON object, got {}", state.dump());
+  }
+
+  template <class... Args>
+  void check(bool ok, fmt::format_string<Args...> what, Args&&... args) const {
+    if (!ok)
+      throw Error(
+          fmt::format("{}: {}; the checkpoint is damaged or was edited — resume from an "
+                      "earlier checkpoint",
+                      file_, fmt::format(what, std::forward<Args>(args)...)));
+  }
+
+  const json& at(const char* key) const {
+    check(state_.contains(key), "no '{}'", key);
+    return state_.at(key);
+  }
+
+  int64_t count(const char* key) const {
+    const json& v = at(key);
+    check(v.is_number_integer() &&
+              (v.is_number_unsigned() ? v.get<uint64_t>() <= INT64_MAX : v.get<int64_t>() >= 0),
+          "'{}' is {}, expected a non-negative integer", key, v.dump());
+    return v.get<int64_t>();
+  }
+
+  void rng(const char* key) const {
+    const json& v = at(key);
+    check(v.is_array() && v.size() == 2 && v[0].is_number_unsigned() && v[1].is_number_unsigned(),
+          "'{}' is {}, expected [state, stream], two non-negative integers", key, v.dump());
+  }
+
+  double loss_or_infinity(const json& v, const char* key) const {
+    check(v.is_null() || (v.is_number() && std::isfinite(v.get<double>())),
+          "'{}' is {}, expected a finite number or null", key, v.dump());
+    return v.is_null() ? INFINITY : v.get<double>();
+  }
+
+  const json& state() const { return state_; }
+
+ private:
+  const json& state_;
+  std::string file_;
+};
+
+}  // namespace
+
+json to_json(const TrainerState& s) {
+  return {{"iter", s.iter},
+          {"best_val_loss", std::isfinite(s.best_val_loss) ? json(s.best_val_loss) : json()},
+          {"last_eval", s.last_eval},
+          {"micro_batches", s.micro_batches},
+          {"processes", s.processes},
+          {"model_kind", enum_name(s.model_kind)},
+          {"num_parameters", s.num_parameters},
+          {"qkv_version", QKV_VERSION}};
+}
+
+TrainerState read_trainer_state(const CheckpointData& checkpoint, const std::string& dir) {
+  const Reader r(checkpoint.trainer_state, dir);
+  TrainerState s;
+  s.iter = r.count("iter");
+  if (const auto step = step_in_name(dir))
+    r.check(s.iter == *step, "'iter' is {}, but the directory holds step {}", s.iter, *step);
+  if (checkpoint.manifest_step >= 0)
+    r.check(s.iter == checkpoint.manifest_step, "'iter' is {}, but manifest.json records step {}",
+            s.iter, checkpoint.manifest_step);
+  if (!checkpoint.optimizer.empty())
+    r.check(s.iter == checkpoint.optimizer_step,
+            "'iter' is {}, but optimizer.safetensors records step {}", s.iter,
+            checkpoint.optimizer_step);
+  // Checkpoints of qkv before keyed data streams hold their sequential streams' states, unused
+  // now, and no scale: they ran in one process.
+  for (const char* key : {"data_rng", "dropout_rng"})
+    if (r.state().contains(key)) r.rng(key);
+  if (r.state().contains("micro_batches")) {
+    s.micro_batches = r.count("micro_batches");
+    s.processes = r.count("processes");
+    r.check(s.micro_batches > 0 && s.processes > 0 && s.micro_batches % s.processes == 0,
+            "'micro_batches' is {} and 'processes' {}, expected positive integers, the first a "
+            "multiple of the second",
+            s.micro_batches, s.processes);
+  }
+  s.best_val_loss = r.loss_or_infinity(r.at("best_val_loss"), "best_val_loss");
+  s.last_eval = r.state().value("last_eval", json());
+  const json& e = s.last_eval;
+  r.check(e.is_null() || (e.is_object() && e.contains("iter") && e.contains("val_loss")),
+          "'last_eval' is {}, expected null or an object with 'iter' and 'val_loss'", e.dump());
+  if (e.is_object()) {
+    r.check(e["iter"].is_number_integer() && e["iter"].get<int64_t>() >= 0 &&
+                e["iter"].get<int64_t>() <= s.iter,
+            "'last_eval.iter' is {}, expected an integer from 0 to 'iter' ({})", e["iter"].dump(),
+            s.iter);
+    r.loss_or_infinity(e["val_loss"], "last_eval.val_loss");
+    r.check(!e["val_loss"].is_null(), "'last_eval.val_loss' is null, expected a number");
+  }
+  const json& kind = r.at("model_kind");
+  const auto parsed =
+      kind.is_string() ? parse_enum<nn::ModelKind>(kind.get<std::string>()) : std::nullopt;
+  r.check(parsed.has_value(), "'model_kind' is {}, expected one of: {}", kind.dump(),
+          fmt::join(enum_names(nn::ModelKind{}), ", "));
+  s.model_kind = *parsed;
+  return s;
+}
+
+}  // namespace qkv::io
