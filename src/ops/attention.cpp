@@ -344,19 +344,13 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
       out, "attention",
       {x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem, a.b_mem, a.w_out, a.b_out},
       [x, memory, pad, a, u, s, mean, rstd, qi, kv, y, y_t, memory_t, lse, p, attn_mask, resid_mask,
-       parts](const float* dout) {
+       parts](const float* dout, GradOuts grads) {
         const Residual& r = a.residual;
         const Dims& d = p.d;
-        Grads<T, H> g{};
-        g.dx = x.grad_out();  // before the memory's: x may be the memory, and adds to it later
-        if (memory.defined()) g.dmem = memory.grad_out();
-        g.dlw = r.ln_weight.grad_out();
-        if (r.ln_bias.defined()) g.dlb = r.ln_bias.grad_out();
-        g.dw_in = a.w_in.grad_out(), g.dw_out = a.w_out.grad_out();
-        if (a.b_in.defined()) g.db_in = a.b_in.grad_out();
-        if (a.b_out.defined()) g.db_out = a.b_out.grad_out();
-        if (a.w_mem.defined()) g.dw_mem = a.w_mem.grad_out();
-        if (a.b_mem.defined()) g.db_mem = a.b_mem.grad_out();
+        Grads<T, H> g{};  // in record's argument order
+        g.dx = grads[0], g.dmem = grads[1], g.dlw = grads[2], g.dlb = grads[3];
+        g.dw_in = grads[4], g.db_in = grads[5], g.dw_mem = grads[6], g.db_mem = grads[7];
+        g.dw_out = grads[8], g.db_out = grads[9];
         const int64_t N = d.N(), C = d.C;
         Tensor dres = r.norm == Norm::post ? Tensor::empty({N, C}) : Tensor();
         Tensor dz = p.wrap.mask ? Tensor::empty({N, C}) : Tensor();

@@ -98,8 +98,9 @@ void linear_forward(float* y, const T* x, const T* W, const float* bias, int64_t
 // the threads share dx by row blocks and the other half share dW by blocks of output features
 // (larger GEMMs than splitting both: 4-20% faster at the baby shapes on 2 threads); otherwise
 // every thread takes a block of each. db goes with dW's feature blocks, each summing its rows
-// in order, so no two threads add into one element. When x is the weight or the bias (one
-// grad), all of dx is written before dW and db add to it. dy_t: dy as an operand of type T.
+// in order, so no two threads add into one element. When x is also the weight or the bias (one
+// grad in two roles, which the engine hands out as added to), all of dx is added before dW and
+// db add to it, so no two threads add into one element. dy_t: dy as an operand of type T.
 template <class T>
 void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const T* dy_t, const T* x,
                      const T* W, int64_t N, int64_t I, int64_t O) {
@@ -185,8 +186,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   out.push_back(N);
   Tensor y = Tensor::empty(out);
   matmul_forward(y.data(), a.data(), b.data(), g);
-  record(y, "matmul", {a, b}, [a, b, g](const float* dy) {
-    matmul_backward(a.grad_data(), b.grad_data(), dy, a.data(), b.data(), g);
+  record(y, "matmul", {a, b}, [a, b, g](const float* dy, GradOuts grads) {
+    matmul_backward(zero_if_fresh(grads[0], a.numel()), zero_if_fresh(grads[1], b.numel()), dy,
+                    a.data(), b.data(), g);
   });
   return y;
 }
@@ -210,20 +212,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Precisi
   const float* b = bias.defined() ? bias.data() : nullptr;
   if (precision == Precision::fp32) {
     linear_forward(y.data(), x.data(), weight.data(), b, N, I, O);
-    record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
-      const GradOut dx = x.grad_out(), dW = weight.grad_out();
-      linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, dy, x.data(),
-                      weight.data(), N, I, O);
+    record(y, "linear", {x, weight, bias}, [x, weight, N, I, O](const float* dy, GradOuts g) {
+      linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, dy, x.data(), weight.data(), N, I,
+                      O);
     });
     return y;
   }
   // bf16: x rounded once, kept for dW; dy rounded once for dx and dW.
   const Tensor x_t = rounded(x.data(), N * I);
   linear_forward(y.data(), data_of<bf16>(x_t), bf16_copy(weight), b, N, I, O);
-  record(y, "linear", {x, weight, bias}, [x, x_t, weight, bias, N, I, O](const float* dy) {
-    const GradOut dx = x.grad_out(), dW = weight.grad_out();
+  record(y, "linear", {x, weight, bias}, [x_t, weight, N, I, O](const float* dy, GradOuts g) {
     const Tensor dy_t = rounded(dy, N * O);
-    linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, data_of<bf16>(dy_t),
+    linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, data_of<bf16>(dy_t),
                     data_of<bf16>(x_t), bf16_copy(weight), N, I, O);
   });
   return y;

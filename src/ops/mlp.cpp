@@ -136,14 +136,11 @@ Tensor run(const Tensor& x, const MlpParams& m, int64_t N, int64_t C, int64_t F,
   }
   const DropoutMask drop = mask ? *mask : DropoutMask();
   record(out, "mlp", {x, res.ln_weight, res.ln_bias, m.w_fc, m.b_fc, m.w_proj, m.b_proj},
-         [x, m, u, s, mean, rstd, h, g, p, drop, parts](const float* dout) {
+         [x, m, u, s, mean, rstd, h, g, p, drop, parts](const float* dout, GradOuts grads) {
            const Residual& r = m.residual;
-           Grads<T> gr{};
-           gr.dx = x.grad_out(), gr.dlw = r.ln_weight.grad_out();
-           gr.dW1 = m.w_fc.grad_out(), gr.dW2 = m.w_proj.grad_out();
-           if (r.ln_bias.defined()) gr.dlb = r.ln_bias.grad_out();
-           if (m.b_fc.defined()) gr.db1 = m.b_fc.grad_out();
-           if (m.b_proj.defined()) gr.db2 = m.b_proj.grad_out();
+           Grads<T> gr{};  // in record's argument order
+           gr.dx = grads[0], gr.dlw = grads[1], gr.dlb = grads[2];
+           gr.dW1 = grads[3], gr.db1 = grads[4], gr.dW2 = grads[5], gr.db2 = grads[6];
            const int64_t N = p.N, C = p.C, F = p.F;
            const bool wide = !sublayer::is_float<T>;
            Tensor dres = r.norm == Norm::post ? Tensor::empty({N, C}) : Tensor();

@@ -162,15 +162,13 @@ void ExactGradSum::sum_local(size_t i, int bits, bool across, bool threaded) {
   const int64_t n = p.numel();
   if (e != kNoGrad) {
     // The result goes into a grad storage this process already holds, or a fresh one.
-    p.impl()->grad =
-        taken_[i].empty() ? std::make_shared<Storage>(n) : taken_[i].front().impl()->storage;
-    p.impl()->grad_unwritten = false;
+    p.set_grad(taken_[i].empty() ? Tensor::empty(p.shape()) : taken_[i].front());
   }
   int64_t* fixed = across ? fixed_.data() + offsets_[i] : nullptr;
   if (e == kNoGrad || e == kAllZero || e == kNonFinite || taken_[i].empty()) {
     if (e == kAllZero || e == kNonFinite) {
       const float v = e == kAllZero ? 0.0f : std::numeric_limits<float>::quiet_NaN();
-      std::fill(p.impl()->grad->data, p.impl()->grad->data + n, v);
+      std::fill(p.grad_data(), p.grad_data() + n, v);
     }
     if (across) std::fill(fixed, fixed + n, 0);
     return;
@@ -178,7 +176,7 @@ void ExactGradSum::sum_local(size_t i, int bits, bool across, bool threaded) {
   sources_.clear();  // one thread sums at a time: the reducer during a step, else the caller
   for (const Tensor& g : taken_[i]) sources_.push_back(g.data());
   const double scale = std::ldexp(1.0, 62 - bits - e), unscale = std::ldexp(1.0, e + bits - 62);
-  float* result = p.impl()->grad->data;  // may be sources_[0]: each block is read, then written
+  float* result = p.grad_data();  // may be sources_[0]: each block is read, then written
   const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (threaded && n > kParallel)
   for (int64_t b = 0; b < blocks; ++b) {
@@ -266,7 +264,7 @@ void ExactGradSum::finish(int64_t micro_batches, const CrossProcess* across) {
       const int64_t n = p.numel();
       const double unscale = std::ldexp(1.0, e + bits - 62);
       const int64_t* fixed = fixed_.data() + offsets_[i];
-      float* result = p.impl()->grad->data;
+      float* result = p.grad_data();
 #pragma omp parallel for schedule(static) if (n > kParallel)
       for (int64_t j = 0; j < n; ++j) result[j] = from_fixed(fixed[j], unscale);
     }

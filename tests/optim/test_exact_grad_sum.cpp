@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <barrier>
 #include <cmath>
-#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -42,8 +41,7 @@ NamedTensors make_params(const std::vector<int64_t>& sizes) {
 
 // What a backward leaves: a grad holding these values.
 void set_grad(const Tensor& p, const std::vector<float>& values) {
-  p.impl()->grad = std::make_shared<Storage>(p.numel());
-  std::memcpy(p.impl()->grad->data, values.data(), values.size() * sizeof(float));
+  p.set_grad(Tensor::from_vector(p.shape(), values));
 }
 
 // N threads standing in for N processes: each publishes its part, waits for all, combines all.
