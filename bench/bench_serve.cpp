@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
         {.runs_dir = dir.string(),
          .port = 0,
          .limits = {.max_tokens = tokens, .max_generations = max_generations},
-         .precision = choose_precision(PrecisionSetting::automatic, "").precision});
+         .precision = choose_precision(PrecisionSetting::automatic, "", bf16_support(std::getenv("QKV_CPU_BF16"))).precision});
     const int port = server.bind();
     std::thread http([&server] { server.run(); });
     std::printf("%s\n%s: %d clients x %d samples of %lld tokens, --max-generations %d\n",

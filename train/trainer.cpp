@@ -186,7 +186,8 @@ Trainer::Trainer(const TrainOptions& o) : state_(std::make_unique<State>()) {
 // The data, the model at the run's precision, AdamW and the schedule.
 void Trainer::build(const std::optional<data::Vocab>& vocab) {
   set_num_threads(static_cast<int>(config_.train.threads));
-  state_->precision = choose_precision(config_.train.precision, "train.precision");
+  state_->precision = choose_precision(config_.train.precision, "train.precision",
+                                       bf16_support(std::getenv("QKV_CPU_BF16")));
   task_ = make_task(config_, vocab);
   task_->model().set_precision(state_->precision.precision);
   nn::Module& model = task_->model();

@@ -26,6 +26,7 @@ struct Storage {
 
   float* data = nullptr;
   int64_t numel = 0;
+  uint64_t version = 0;  // moved on by every in-place write after first use (Tensor::bump_version)
 };
 
 struct TensorImpl {
@@ -34,9 +35,10 @@ struct TensorImpl {
   Shape shape;
   bool requires_grad = false;
   std::shared_ptr<Storage> grad;  // same numel as shape, or null before any backward reaches it
-  // A bf16 copy of the data, for parameters that bf16 GEMMs read (src/ops/bf16.h): made on first
-  // use, rewritten by AdamW::step with the new values, dropped by Module::load_state_dict.
+  // A bf16 copy of the data, for parameters that bf16 GEMMs read (src/ops/bf16.h), and the
+  // storage version it holds: remade on use once the version has moved on.
   std::shared_ptr<Storage> bf16;
+  uint64_t bf16_version = 0;
   std::shared_ptr<Node> grad_fn;  // null for leaves and for results made without grad
   bool graph_released = false;    // grad_fn was dropped by backward(); a second pass is an error
   std::string name;               // parameters: "blocks.0.attn.qkv.weight"; errors quote it
@@ -68,6 +70,11 @@ class Tensor {
 
   // Shallow const, like a pointer: a const handle still reaches mutable data.
   float* data() const { return impl_->storage->data + impl_->offset; }
+  // Writing in place data that may have been read already (a parameter) is either copy_from, or
+  // writes through data() followed by bump_version: copies made from the data (a weight's bf16
+  // copy) compare versions, and are remade when theirs is old.
+  void copy_from(const Tensor& src) const;  // same shape; then bumps the version
+  void bump_version() const { ++impl_->storage->version; }
   float item() const;                                    // throws unless numel() == 1
   float at(std::initializer_list<int64_t> index) const;  // bounds-checked, for tests
   std::vector<float> to_vector() const;

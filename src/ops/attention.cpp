@@ -391,13 +391,9 @@ Tensor attention(const Tensor& x, const AttentionParams& a) {
   if (drop) resid_mask = DropoutMask(DropoutMask::draw_seed(*res.rng), res.dropout);
   if (a.precision == Precision::fp32)
     return run<float, float>(x, a, d, attn_mask, resid_mask, drop, grad);
-  // In bf16 the heads' GEMMs read bf16 too when their tiles are big enough for the bf16 GEMM's
-  // larger per-call cost to pay off (2 threads, forward + backward of a layer: HS = 32, T = 64:
-  // 0.72 ms fp32 vs 0.90 bf16; HS = 64, T = 64: 4.30 vs 4.10; HS = 32, T = 256: 5.47 vs 5.21;
-  // HS = 64, T = 256: 31.1 vs 28.3). A KV cache holds fp32 keys and values (see Plan).
-  const bool bf16_heads = d.C / d.NH * d.Tk >= 4096 && !a.cache;
-  return bf16_heads ? run<bf16, bf16>(x, a, d, attn_mask, resid_mask, drop, grad)
-                    : run<bf16, float>(x, a, d, attn_mask, resid_mask, drop, grad);
+  return attention_heads_in_bf16(d.C / d.NH, d.Tk, a.cache != nullptr)
+             ? run<bf16, bf16>(x, a, d, attn_mask, resid_mask, drop, grad)
+             : run<bf16, float>(x, a, d, attn_mask, resid_mask, drop, grad);
 }
 
 }  // namespace qkv
