@@ -124,9 +124,8 @@ int main(int argc, char** argv) {
     overrides.push_back("data.path=" + corpus);
     const qkv::io::Config c = qkv::io::load_config(config_path, overrides);
     qkv::set_num_threads(threads);
-    const qkv::PrecisionChoice precision =
-        qkv::choose_precision(c.train.precision, "train.precision",
-                              qkv::bf16_support(std::getenv("QKV_CPU_BF16")));
+    const qkv::PrecisionChoice precision = qkv::choose_precision(
+        c.train.precision, "train.precision", qkv::bf16_support(std::getenv("QKV_CPU_BF16")));
     auto task = qkv::train::make_task(c);
     qkv::nn::Module& model = task->model();
     model.set_precision(precision.precision);

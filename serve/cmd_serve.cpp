@@ -89,7 +89,8 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
   cmd->callback([&run, o, precision] {
     run = [o, precision]() -> int {
       o->precision = choose_precision(train::parse_precision(*precision), "--precision",
-                                       bf16_support(std::getenv("QKV_CPU_BF16"))).precision;
+                                      bf16_support(std::getenv("QKV_CPU_BF16")))
+                         .precision;
       return serve(*o);
     };
   });

@@ -162,7 +162,8 @@ static void record_impl(Tensor& out, const char* op, const Range& inputs, Backwa
   if (op_profile::enabled()) op_profile::forward_recorded(op, out.shape());
 }
 
-void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs, BackwardFn backward) {
+void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs,
+            BackwardFn backward) {
   if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 

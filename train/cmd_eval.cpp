@@ -59,9 +59,9 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
       train::check_generation_fits(task->model_config(), a->beam, config.model.block_size,
                                    fmt::format("--beam {}", a->beam));
       train::load_weights(task->model(), ck, dir, dir + "/config.toml");
-      task->model().set_precision(
-          choose_precision(parse_precision(a->precision), "--precision",
-                           bf16_support(std::getenv("QKV_CPU_BF16"))).precision);
+      task->model().set_precision(choose_precision(parse_precision(a->precision), "--precision",
+                                                   bf16_support(std::getenv("QKV_CPU_BF16")))
+                                      .precision);
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
       std::printf("checkpoint %s (step %lld), data %s, %lld batches of %lld\n", dir.c_str(),
                   static_cast<long long>(io::checkpoint_step(dir)),

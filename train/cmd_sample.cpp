@@ -302,7 +302,8 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
     run = [a, cmd]() -> int {
       set_num_threads(a->threads);
       a->compute = choose_precision(parse_precision(a->precision), "--precision",
-                                    bf16_support(std::getenv("QKV_CPU_BF16"))).precision;
+                                    bf16_support(std::getenv("QKV_CPU_BF16")))
+                       .precision;
       const std::string dir = io::resolve_checkpoint(a->checkpoint);
       const io::CheckpointData ck = io::load_checkpoint(dir, /*with_optimizer=*/false);
       const io::Config config = train::checkpoint_config(ck, dir);

@@ -118,9 +118,16 @@ Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, c
   const KVCache* cache = a.cache;
   Plan<T, H> p{};
   p.d = d;
-  p.wrap = {res.norm,      C,          res.ln_weight.data(), sublayer::data_or_null(res.ln_bias),
-            res.eps,       resid_mask, data_of<T>(b.u),      data_of<float>(b.s),
-            b.mean.data(), b.rstd.data()};
+  p.wrap = {res.norm,
+            C,
+            res.ln_weight.data(),
+            sublayer::data_or_null(res.ln_bias),
+            res.eps,
+            resid_mask,
+            data_of<T>(b.u),
+            data_of<float>(b.s),
+            b.mean.data(),
+            b.rstd.data()};
   p.x = x.data();
   p.in = p.wrap.u ? p.wrap.u : reinterpret_cast<const T*>(x.data());  // f32 post-norm: x itself
   p.memory = project_memory ? a.memory.data() : nullptr;
@@ -203,18 +210,17 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   if (!grad) return out;
 
   const Residual& res = a.residual;
-  record(out, "attention",
-         {x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem, a.b_mem, a.w_out,
-          a.b_out},
-         // a, b and x keep alive what the plan points at; the masks move into the closure.
-         [x, a, b, p, attn_mask, resid_mask, drop, cross, parts](const float* dout,
-                                                                 GradOuts grads) {
-           Plan<T, H> q = p;
-           q.probabilities = nullptr;
-           q.wrap.mask = drop ? &resid_mask : nullptr;
-           q.inputs.mask = drop ? &attn_mask : nullptr;
-           backward(dout, grads, q, cross, parts);
-         });
+  record(
+      out, "attention",
+      {x, a.memory, res.ln_weight, res.ln_bias, a.w_in, a.b_in, a.w_mem, a.b_mem, a.w_out, a.b_out},
+      // a, b and x keep alive what the plan points at; the masks move into the closure.
+      [x, a, b, p, attn_mask, resid_mask, drop, cross, parts](const float* dout, GradOuts grads) {
+        Plan<T, H> q = p;
+        q.probabilities = nullptr;
+        q.wrap.mask = drop ? &resid_mask : nullptr;
+        q.inputs.mask = drop ? &attn_mask : nullptr;
+        backward(dout, grads, q, cross, parts);
+      });
   return out;
 }
 

@@ -213,8 +213,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Precisi
   if (precision == Precision::fp32) {
     linear_forward(y.data(), x.data(), weight.data(), b, N, I, O);
     record(y, "linear", {x, weight, bias}, [x, weight, N, I, O](const float* dy, GradOuts g) {
-      linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, dy, x.data(), weight.data(), N, I,
-                      O);
+      linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, dy, x.data(), weight.data(), N, I, O);
     });
     return y;
   }
@@ -223,8 +222,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Precisi
   linear_forward(y.data(), data_of<bf16>(x_t), bf16_copy(weight), b, N, I, O);
   record(y, "linear", {x, weight, bias}, [x_t, weight, N, I, O](const float* dy, GradOuts g) {
     const Tensor dy_t = rounded(dy, N * O);
-    linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, data_of<bf16>(dy_t),
-                    data_of<bf16>(x_t), bf16_copy(weight), N, I, O);
+    linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, data_of<bf16>(dy_t), data_of<bf16>(x_t),
+                    bf16_copy(weight), N, I, O);
   });
   return y;
 }

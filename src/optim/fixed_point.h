@@ -13,7 +13,6 @@
 
 namespace qkv::optim::fixed_point {
 
-
 constexpr int64_t kParallel = 1 << 14;  // elements below which threads cost more than they save
 constexpr int64_t kBlock = 512;
 
@@ -44,8 +43,8 @@ inline int32_t exponent_bound(const float* g, int64_t n, bool threaded) {
 // block's cache lines, so each grad is read once and each sum written once. g·2^s is exact in
 // double (24 significant bits, a power-of-two factor far from double's range limits), and
 // rint's rounding (to nearest, ties to even) is the same on every machine.
-inline void sum_block(int64_t* acc, const std::vector<const float*>& grads, int64_t begin, int64_t len,
-               double scale) {
+inline void sum_block(int64_t* acc, const std::vector<const float*>& grads, int64_t begin,
+                      int64_t len, double scale) {
   std::fill(acc, acc + len, 0);
   for (const float* g : grads)
     for (int64_t j = 0; j < len; ++j)

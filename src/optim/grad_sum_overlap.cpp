@@ -53,7 +53,6 @@ std::jthread start_above_compute(F&& f) {
 
 }  // namespace
 
-
 std::unique_ptr<CrossProcess::Started> CrossProcess::start_max(std::span<int32_t> values) const {
   max(values);
   return std::make_unique<Completed>();

@@ -22,8 +22,8 @@ TEST_CASE("precision: auto is bf16 exactly where the CPU has AVX512_BF16") {
     CHECK(s.usable == native);
     CHECK(s.why == (native ? "this CPU has AVX512_BF16" : "this CPU has no AVX512_BF16"));
   }
-  const PrecisionChoice a = choose_precision(PrecisionSetting::automatic, "train.precision",
-                                             bf16_support(nullptr));
+  const PrecisionChoice a =
+      choose_precision(PrecisionSetting::automatic, "train.precision", bf16_support(nullptr));
   CHECK(a.precision == (native ? Precision::bf16 : Precision::fp32));
   CHECK(a.why.find("train.precision = auto: this CPU has") == 0);
   // bf16 runs say which of attention's GEMMs follow it.
@@ -46,8 +46,7 @@ TEST_CASE("precision: QKV_CPU_BF16=0 turns bf16 off and says so; an explicit bf1
 
 TEST_CASE("precision: QKV_CPU_BF16 other than 0 or 1 is an error naming the value") {
   for (const char* value : {"", "yes", "2", " 0"})
-    CHECK_THROWS_WITH_AS(bf16_support(value), doctest::Contains("is not 0 (bf16 off) or 1"),
-                         Error);
+    CHECK_THROWS_WITH_AS(bf16_support(value), doctest::Contains("is not 0 (bf16 off) or 1"), Error);
 }
 
 TEST_CASE("precision: attention's heads run in bf16 from a head_size x keys tile of 4096") {

@@ -1,14 +1,13 @@
 // ExactGradSum: micro-batch gradients summed to the same bits whatever their order and grouping
 // over processes (simulated here by threads that combine through shared memory).
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "qkv/optim/exact_grad_sum.h"
 #include "qkv/rng.h"
