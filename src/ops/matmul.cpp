@@ -1,7 +1,6 @@
 // Matrix products on cblas_sgemm: matmul (rank 2, batched rank 3/4, optionally a shared rank-2 b)
 // and linear (x·Wᵀ + bias, PyTorch's [O, I] weight). Backward GEMMs run with beta = 1, adding
 // straight into the grads (beta = 0 for a grad nothing has written yet).
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -22,15 +21,10 @@ std::string describe(const char* role, const Tensor& t) {
   return fmt::format("{} '{}' {}", role, t.name(), t.shape());
 }
 
-// C[M,N] = op(A)[M,K] · op(B)[K,N] + beta · C. A is stored [M,K], or [K,M] when ta;
-// B is stored [K,N], or [N,K] when tb. Both stored row-major and contiguous.
+// C[M,N] = op(A)[M,K] · op(B)[K,N] + beta · C, over whole contiguous matrices (gemm.h).
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, const float* B,
           float beta, float* C) {
-  if (M == 0 || N == 0) return;
-  const int64_t lda = std::max<int64_t>(1, ta ? M : K), ldb = std::max<int64_t>(1, tb ? K : N);
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
-              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(N));
+  gemm_ld(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, beta, C, N);
 }
 
 // The GEMM geometry of one matmul: `batches` products, each C[M,N] = op(A)·op(B), with element
