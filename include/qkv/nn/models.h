@@ -11,11 +11,10 @@
 #include <span>
 #include <vector>
 
-#include "qkv/nn/decoder.h"
-#include "qkv/nn/encoder.h"
 #include "qkv/nn/lm_head.h"
 #include "qkv/nn/model_config.h"
 #include "qkv/nn/module.h"
+#include "qkv/nn/stack.h"
 
 namespace qkv::nn {
 
