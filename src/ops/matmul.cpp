@@ -90,7 +90,7 @@ void linear_forward(float* y, const T* x, const T* W, const float* bias, int64_t
 // dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :]  (fresh grads are written).
 // dx and dW cost the same N·I·O multiply-adds. With an even thread count and both wanted, half
 // the threads share dx by row blocks and the other half share dW by blocks of output features
-// (larger GEMMs than splitting both: 4-20% faster at the baby shapes on 2 threads); otherwise
+// (larger GEMMs than splitting both, which is faster: docs/kernels.md); otherwise
 // every thread takes a block of each. db goes with dW's feature blocks, each summing its rows
 // in order, so no two threads add into one element. When x is also the weight or the bias (one
 // grad in two roles, which the engine hands out as added to), all of dx is added before dW and

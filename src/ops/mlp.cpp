@@ -65,7 +65,7 @@ struct Grads {
 //   dW1 += dhᵀ·in;  db1 += Σ_rows dh;  dW2 += dzᵀ·g;  db2 += Σ_rows dz.
 // After the barrier, on an even thread count, half the threads share dW1 and db1 and half dW2
 // and db2 (the same N·C·F multiply-adds each, in larger GEMMs than every thread taking a block
-// of both: 4-20% faster at the baby shapes on 2 threads).
+// of both, which is faster: docs/kernels.md).
 template <class T>
 void backward(const Grads<T>& gr, const float* dout, const Plan<T>& p, int t, int parts) {
   const int64_t N = p.N, C = p.C, F = p.F;
@@ -92,9 +92,8 @@ void backward(const Grads<T>& gr, const float* dout, const Plan<T>& p, int t, in
     sublayer::input_backward(gr.dx, lnp, gr.du, dres, p.x, p.wrap, r0, r1);
   }
 #pragma omp barrier
-  // bf16 GEMMs over many rows run faster split by features than one whole per thread (oneDNN,
-  // 16384 rows: 834 vs 746 GFLOP/s), fp32 and short ones the other way round (768 rows in bf16:
-  // 459 vs 910).
+  // bf16 GEMMs over many rows run faster split by features than one whole per thread, fp32 and
+  // short ones the other way round (docs/kernels.md).
   const bool halves = parts % 2 == 0 && (sublayer::is_float<T> || N < 4096);
   const int side = halves ? t / (parts / 2) : -1, part = halves ? t % (parts / 2) : t;
   const int share = halves ? parts / 2 : parts;
