@@ -1,8 +1,9 @@
 // GFLOP/s of the GEMM-bound ops at the transformer shapes qkv trains, next to raw cblas_sgemm
 // at the same shape, so op overhead shows as the gap. Median of 7 timed runs after a warm-up.
 //
-//   bench_ops [threads] [filter]    threads: 0 or absent = all cores; filter: run only the
-//                                   cases whose label contains it (e.g. "attention", "big")
+//   bench_ops [threads] [filter] [precision]
+//     threads: 0 or absent = all cores; filter: run only the cases whose label contains it (e.g.
+//     "attention", "big"); precision: fp32 (the default) or bf16, for the attention cases
 #include <cblas.h>
 #include <fmt/format.h>
 
@@ -69,11 +70,13 @@ void bench_linear(const std::string& label, int64_t N, int64_t O, int64_t I) {
 // projections' 8·N·C² plus the heads' two GEMMs over the full T×T scores, 4·B·NH·T²·HS, forward;
 // twice that backward (the backward's recomputed scores are not counted, nor the skipped causal
 // half).
-void bench_attention(const std::string& label, int64_t B, int64_t NH, int64_t T, int64_t HS) {
+void bench_attention(const std::string& label, int64_t B, int64_t NH, int64_t T, int64_t HS,
+                     qkv::Precision precision) {
   qkv::Rng rng(2);
   const int64_t C = NH * HS;
   Tensor x = Tensor::randn({B, T, C}, rng, 1.0f, true), seed = Tensor::ones({B, T, C});
   qkv::AttentionParams p{.n_head = NH,
+                         .precision = precision,
                          .residual = {.ln_weight = Tensor::ones({C}, true)},
                          .w_in = Tensor::randn({3 * C, C}, rng, 0.02f, true),
                          .w_out = Tensor::randn({C, C}, rng, 0.02f, true),
@@ -100,6 +103,8 @@ int main(int argc, char** argv) {
   qkv::select_blas_kernel(argv);
   qkv::set_num_threads(argc > 1 ? std::atoi(argv[1]) : 0);
   const std::string filter = argc > 2 ? argv[2] : "";
+  const qkv::Precision precision =
+      argc > 3 && std::string(argv[3]) == "bf16" ? qkv::Precision::bf16 : qkv::Precision::fp32;
   fmt::print("{}\n", qkv::runtime_summary());
   auto want = [&](const std::string& label) { return label.find(filter) != std::string::npos; };
 
@@ -117,6 +122,6 @@ int main(int argc, char** argv) {
   };
   for (const LinearCase& c : linears)
     if (want(c.label)) bench_linear(c.label, c.N, c.O, c.I);
-  if (want("attention baby")) bench_attention("attention baby", 12, 4, 64, 32);
-  if (want("attention big")) bench_attention("attention big", 64, 6, 256, 64);
+  if (want("attention baby")) bench_attention("attention baby", 12, 4, 64, 32, precision);
+  if (want("attention big")) bench_attention("attention big", 64, 6, 256, 64, precision);
 }

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
 
     const std::vector<int32_t> prompt{0};
     std::vector<Precision> precisions{Precision::fp32};
-    if (cpu_has_bf16()) precisions.push_back(Precision::bf16);
+    if (bf16_support(std::getenv("QKV_CPU_BF16")).usable) precisions.push_back(Precision::bf16);
     for (Precision precision : precisions) {
       model.set_precision(precision);
       double rate[2];

@@ -90,11 +90,12 @@ int main(int argc, char** argv) {
   try {
     const fs::path dir = fs::temp_directory_path() / ("bench_serve-" + std::to_string(::getpid()));
     save_random_run(dir / "run", io::load_config(config_path, {"data.path=unused"}));
-    serve::Server server(
-        {.runs_dir = dir.string(),
-         .port = 0,
-         .limits = {.max_tokens = tokens, .max_generations = max_generations},
-         .precision = choose_precision(PrecisionSetting::automatic, "").precision});
+    serve::Server server({.runs_dir = dir.string(),
+                          .port = 0,
+                          .limits = {.max_tokens = tokens, .max_generations = max_generations},
+                          .precision = choose_precision(PrecisionSetting::automatic, "",
+                                                        bf16_support(std::getenv("QKV_CPU_BF16")))
+                                           .precision});
     const int port = server.bind();
     std::thread http([&server] { server.run(); });
     std::printf("%s\n%s: %d clients x %d samples of %lld tokens, --max-generations %d\n",

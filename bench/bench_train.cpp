@@ -125,8 +125,8 @@ int main(int argc, char** argv) {
     overrides.push_back("data.path=" + corpus);
     const qkv::io::Config c = qkv::io::load_config(config_path, overrides);
     qkv::set_num_threads(threads);
-    const qkv::PrecisionChoice precision =
-        qkv::choose_precision(c.train.precision, "train.precision");
+    const qkv::PrecisionChoice precision = qkv::choose_precision(
+        c.train.precision, "train.precision", qkv::bf16_support(std::getenv("QKV_CPU_BF16")));
     auto task = qkv::train::make_task(c);
     qkv::nn::Module& model = task->model();
     model.set_precision(precision.precision);
@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
     // way qkv splits a GEMM over the threads: at 1024^3, and at the largest GEMM of a step, the
     // MLP's first linear, [B·T, C] x [C, 4C].
     using qkv::Precision;
-    const bool has_bf16 = qkv::cpu_has_bf16();
+    const bool has_bf16 = qkv::bf16_support(std::getenv("QKV_CPU_BF16")).usable;
     auto peak = [&](Precision p, int64_t M, int64_t N, int64_t K) {
       return p == Precision::bf16 && !has_bf16 ? 0.0 : qkv::measure_gemm_gflops(p, M, N, K, 15);
     };

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -17,12 +18,24 @@ namespace {
 
 thread_local bool g_grad_enabled = true;
 
-// A new grad is left unwritten: the first kernel to reach it writes instead of adding
-// (Tensor::grad_out), which saves zero-filling every activation's grad.
-void ensure_grad(TensorImpl& t) {
-  if (t.grad) return;
-  t.grad = std::make_shared<Storage>(t.shape.numel());
-  t.grad_unwritten = true;
+// The GradOuts of node's inputs. A grad created here is not filled: the node's backward writes
+// it (overwrite), which saves zero-filling every activation's grad. Every node hands each input
+// to its backward, which writes or adds to it, so a grad that exists holds a gradient.
+void resolve_grads(const Node& node, std::vector<GradOut>& grads) {
+  grads.assign(node.inputs.size(), GradOut{});
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    TensorImpl* t = node.inputs[i].get();
+    if (!t) continue;
+    const bool fresh = !t->grad;
+    if (fresh) t->grad = std::make_shared<Storage>(t->shape.numel());
+    grads[i] = {t->grad->data, fresh};
+    for (size_t j = 0; j < i; ++j)  // one tensor in two roles: both add, to zeros if fresh
+      if (node.inputs[j].get() == t && grads[j].overwrite) {
+        std::memset(t->grad->data, 0, sizeof(float) * static_cast<size_t>(t->grad->numel));
+        grads[j].overwrite = false;
+        grads[i].overwrite = false;
+      }
+  }
 }
 
 void check_not_released(const TensorImpl& t) {
@@ -42,6 +55,7 @@ std::vector<std::shared_ptr<TensorImpl>> topological_order(
     const auto& inputs = t->grad_fn->inputs;
     if (next < inputs.size()) {
       const std::shared_ptr<TensorImpl>& in = inputs[next++];
+      if (!in) continue;
       check_not_released(*in);
       if (in->grad_fn && visited.insert(in.get()).second) stack.emplace_back(in, 0);
     } else {
@@ -59,11 +73,11 @@ std::vector<std::vector<std::shared_ptr<TensorImpl>>> leaves_done_after(
   std::unordered_map<TensorImpl*, size_t> last;
   for (size_t k = 0; k < order.size(); ++k)
     for (const auto& in : order[order.size() - 1 - k]->grad_fn->inputs)
-      if (!in->grad_fn) last[in.get()] = k;
+      if (in && !in->grad_fn) last[in.get()] = k;
   std::vector<std::vector<std::shared_ptr<TensorImpl>>> done(order.size());
   for (size_t k = 0; k < order.size(); ++k)
     for (const auto& in : order[order.size() - 1 - k]->grad_fn->inputs)
-      if (!in->grad_fn && last[in.get()] == k) {
+      if (in && !in->grad_fn && last[in.get()] == k) {
         done[k].push_back(in);
         last[in.get()] = order.size();  // an input used twice by one node is done once
       }
@@ -75,10 +89,13 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed,
   check_not_released(*root);
   QKV_CHECK(root->requires_grad,
             "backward: tensor does not require grad (no input of its graph requires grad)");
-  ensure_grad(*root);
-  root->fill_unwritten_grad();
   const int64_t n = root->shape.numel();
-  for (int64_t i = 0; i < n; ++i) root->grad->data[i] += seed[i];
+  if (root->grad) {
+    for (int64_t i = 0; i < n; ++i) root->grad->data[i] += seed[i];
+  } else {
+    root->grad = std::make_shared<Storage>(n);
+    std::copy(seed, seed + n, root->grad->data);
+  }
   if (!root->grad_fn) {  // a leaf: its grad is the seed
     if (leaf_done) (*leaf_done)(Tensor(root));
     return;
@@ -88,28 +105,24 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed,
   const auto order = topological_order(root);
   const auto done_after =
       leaf_done ? leaves_done_after(order) : std::vector<std::vector<std::shared_ptr<TensorImpl>>>();
+  std::vector<GradOut> grads;
   for (size_t k = 0; k < order.size(); ++k) {
     TensorImpl& t = *order[order.size() - 1 - k];
     std::shared_ptr<Node> node = std::move(t.grad_fn);
-    for (const auto& in : node->inputs) ensure_grad(*in);
-    t.fill_unwritten_grad();  // no consumer wrote this grad: it is zero
+    resolve_grads(*node, grads);
     if (op_profile::enabled()) {
       const auto t0 = std::chrono::steady_clock::now();
-      node->backward(t.grad->data);
+      node->backward(t.grad->data, grads);
       op_profile::backward_ran(
           node->op, t.shape,
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     } else {
-      node->backward(t.grad->data);
+      node->backward(t.grad->data, grads);
     }
     t.graph_released = true;
     t.grad.reset();  // intermediates keep no grad, so their storage is reused by the next node
-    t.grad_unwritten = false;
     if (leaf_done)
-      for (const auto& leaf : done_after[k]) {
-        leaf->fill_unwritten_grad();
-        (*leaf_done)(Tensor(leaf));
-      }
+      for (const auto& leaf : done_after[k]) (*leaf_done)(Tensor(leaf));
   }
 }
 
@@ -132,13 +145,17 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
                      [](const Tensor& t) { return t.defined() && t.requires_grad(); });
 }
 
+float* zero_if_fresh(const GradOut& g, int64_t n) {
+  if (g.overwrite) std::memset(g.data, 0, sizeof(float) * static_cast<size_t>(n));
+  return g.data;
+}
+
 template <class Range>
-static void record_impl(Tensor& out, const char* op, const Range& inputs,
-                        std::function<void(const float*)>&& backward) {
+static void record_impl(Tensor& out, const char* op, const Range& inputs, BackwardFn&& backward) {
   auto node = std::make_shared<Node>();
   node->op = op;
   for (const Tensor& t : inputs)
-    if (t.defined() && t.requires_grad()) node->inputs.push_back(t.impl_ptr());
+    node->inputs.push_back(t.defined() && t.requires_grad() ? t.impl_ptr() : nullptr);
   node->backward = std::move(backward);
   out.impl()->requires_grad = true;
   out.impl()->grad_fn = std::move(node);
@@ -146,12 +163,11 @@ static void record_impl(Tensor& out, const char* op, const Range& inputs,
 }
 
 void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs,
-            std::function<void(const float* dout)> backward) {
+            BackwardFn backward) {
   if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 
-void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs,
-            std::function<void(const float* dout)> backward) {
+void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn backward) {
   if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 

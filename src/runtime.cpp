@@ -1,4 +1,4 @@
-// OpenBLAS kernel selection, thread settings, the GEMM precision and measured GEMM peaks.
+// OpenBLAS kernel selection, thread settings and measured GEMM peaks.
 #include "qkv/runtime.h"
 
 #include <cblas.h>
@@ -76,33 +76,6 @@ std::string runtime_summary() {
       "OpenBLAS kernel {} ({}); {} threads for OpenMP and {} for OpenBLAS{}; {} cores",
       blas_kernel(), blas_kernel_origin(), omp_get_max_threads(), openblas_get_num_threads(),
       blas_openmp ? "" : " (WARNING: not the OpenMP build of OpenBLAS)", omp_get_num_procs());
-}
-
-bool cpu_has_bf16() {
-  if (const char* forced = std::getenv("QKV_CPU_BF16"); forced && std::string(forced) == "0")
-    return false;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-}
-
-PrecisionChoice choose_precision(PrecisionSetting setting, const std::string& what) {
-  const bool bf16 = cpu_has_bf16();
-  switch (setting) {
-    case PrecisionSetting::fp32:
-      return {Precision::fp32, fmt::format("{} = fp32", what)};
-    case PrecisionSetting::bf16:
-      QKV_CHECK(bf16,
-                "{} = bf16 needs a CPU with AVX512_BF16, and this one has none{}; use "
-                "auto or fp32",
-                what, std::getenv("QKV_CPU_BF16") ? " (QKV_CPU_BF16=0)" : "");
-      return {Precision::bf16, fmt::format("{} = bf16", what)};
-    case PrecisionSetting::automatic:
-      break;
-  }
-  return bf16 ? PrecisionChoice{Precision::bf16,
-                                fmt::format("{} = auto: this CPU has AVX512_BF16", what)}
-              : PrecisionChoice{Precision::fp32,
-                                fmt::format("{} = auto: this CPU has no AVX512_BF16", what)};
 }
 
 double measure_gemm_gflops(Precision precision, int64_t M, int64_t N, int64_t K, int reps) {

@@ -2,7 +2,6 @@
 #include "qkv/tensor.h"
 
 #include <algorithm>
-#include <cstring>
 #include <ostream>
 
 #include "qkv/allocator.h"
@@ -111,43 +110,37 @@ float Tensor::at(std::initializer_list<int64_t> index) const {
 
 std::vector<float> Tensor::to_vector() const { return {data(), data() + numel()}; }
 
+void Tensor::copy_from(const Tensor& src) const {
+  QKV_CHECK(src.shape() == shape(), "copy_from: a tensor of shape {} into one of shape {}",
+            src.shape(), shape());
+  std::copy_n(src.data(), numel(), data());
+  bump_version();
+}
+
 Tensor& Tensor::set_requires_grad(bool on) {
   QKV_CHECK(!impl_->grad_fn, "set_requires_grad: only leaf tensors can change requires_grad");
   impl_->requires_grad = on;
   return *this;
 }
 
-void TensorImpl::fill_unwritten_grad() {
-  if (!grad_unwritten) return;
-  std::memset(grad->data, 0, sizeof(float) * static_cast<size_t>(grad->numel));
-  grad_unwritten = false;
-}
-
-float* Tensor::grad_data() const {
-  if (!impl_->requires_grad || !impl_->grad) return nullptr;
-  impl_->fill_unwritten_grad();
-  return impl_->grad->data;
-}
-
-GradOut Tensor::grad_out() const {
-  if (!impl_->requires_grad || !impl_->grad) return {};
-  const GradOut g{impl_->grad->data, impl_->grad_unwritten};
-  impl_->grad_unwritten = false;
-  return g;
-}
+float* Tensor::grad_data() const { return impl_->grad ? impl_->grad->data : nullptr; }
 
 Tensor Tensor::grad() const {
   if (!impl_->grad) return Tensor();
-  impl_->fill_unwritten_grad();
   auto g = std::make_shared<TensorImpl>();
   g->storage = impl_->grad;
   g->shape = impl_->shape;
   return Tensor(std::move(g));
 }
 
-void Tensor::zero_grad() const {
-  impl_->grad.reset();
-  impl_->grad_unwritten = false;
+void Tensor::zero_grad() const { impl_->grad.reset(); }
+
+void Tensor::set_grad(const Tensor& g) const {
+  QKV_CHECK(g.shape() == shape() && g.impl()->offset == 0 && g.impl()->storage->numel == numel(),
+            "set_grad: a gradient of shape {} for a tensor of shape {}, or a view of a larger "
+            "storage",
+            g.shape(), shape());
+  impl_->grad = g.impl()->storage;
 }
 
 Tensor Tensor::detach() const {

@@ -17,7 +17,7 @@
 
 namespace qkv::cli {
 
-void add_eval(CLI::App& app, std::function<int()>& run) {
+void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env) {
   struct Args {
     std::string checkpoint, data;
     int64_t batches = 0, beam = 1;
@@ -41,15 +41,17 @@ void add_eval(CLI::App& app, std::function<int()>& run) {
   add_length_penalty_option(*cmd, a->length_penalty);
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->check(at_least(0));
   add_precision_option(*cmd, a->precision);
-  cmd->callback([&run, a] {
-    run = [a]() -> int {
+  cmd->callback([&run, a, env] {
+    run = [a, env]() -> int {
       set_num_threads(a->threads);
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
       load::LoadedModel m = load::load_model(
           a->checkpoint,
           {.overrides = overrides,
-           .precision = choose_precision(parse_precision(a->precision), "--precision").precision});
+           .precision = choose_precision(parse_precision(a->precision), "--precision",
+                                         bf16_support(env))
+                            .precision});
       const std::string dir = m.dir;
       const io::Config config = m.config;
       const bool encoder_decoder = config.model.kind == nn::ModelKind::encoder_decoder;

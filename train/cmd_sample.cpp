@@ -235,7 +235,7 @@ int sample_encoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedM
 
 }  // namespace
 
-void add_sample(CLI::App& app, std::function<int()>& run) {
+void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env) {
   auto a = std::make_shared<SampleArgs>();
   CLI::App* cmd = app.add_subcommand(
       "sample",
@@ -286,10 +286,12 @@ void add_sample(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores; default 1)")
       ->check(at_least(0));
   add_precision_option(*cmd, a->precision);
-  cmd->callback([&run, a, cmd] {
-    run = [a, cmd]() -> int {
+  cmd->callback([&run, a, cmd, env] {
+    run = [a, cmd, env]() -> int {
       set_num_threads(a->threads);
-      a->compute = choose_precision(parse_precision(a->precision), "--precision").precision;
+      a->compute =
+          choose_precision(parse_precision(a->precision), "--precision", bf16_support(env))
+              .precision;
       const load::LoadedModel m = load::load_model(a->checkpoint, {.precision = a->compute});
       const nn::ModelKind kind = m.model_config.kind;
       check_options_fit(*cmd, kind);

@@ -6,7 +6,7 @@
 
 namespace qkv::cli {
 
-void add_serve(CLI::App& app, std::function<int()>& run) {
+void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env) {
   auto o = std::make_shared<serve::ServeOptions>();
   o->runs_dir = "runs";
   auto precision = std::make_shared<std::string>("auto");
@@ -40,9 +40,10 @@ void add_serve(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--threads", o->threads, "Threads of one generation (0 = all cores; default 1)")
       ->check(at_least(0));
   add_precision_option(*cmd, *precision);
-  cmd->callback([&run, o, precision] {
-    run = [o, precision]() -> int {
-      o->precision = choose_precision(parse_precision(*precision), "--precision").precision;
+  cmd->callback([&run, o, precision, env] {
+    run = [o, precision, env]() -> int {
+      o->precision =
+          choose_precision(parse_precision(*precision), "--precision", bf16_support(env)).precision;
       return serve::serve(*o);
     };
   });

@@ -19,13 +19,13 @@ namespace qkv::cli {
 
 // env: read once by main, which outlives every command.
 void add_train(CLI::App& app, std::function<int()>& run, const Environment& env);
-void add_eval(CLI::App& app, std::function<int()>& run);
+void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env);
 void add_info(CLI::App& app, std::function<int()>& run);
-void add_sample(CLI::App& app, std::function<int()>& run);
+void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env);
 void add_data(CLI::App& app, std::function<int()>& run);
 void add_plot(CLI::App& app, std::function<int()>& run);
 void add_attention(CLI::App& app, std::function<int()>& run);
-void add_serve(CLI::App& app, std::function<int()>& run);
+void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env);
 
 // An integer option's lower bound, said plainly: CLI11's range validators print their upper
 // bound, DBL_MAX, in all its 309 digits, and an unsigned option would take -1 as 2^64-1.

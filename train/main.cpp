@@ -30,13 +30,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::function<int()> run;
   qkv::cli::add_train(app, run, env);
-  qkv::cli::add_eval(app, run);
+  qkv::cli::add_eval(app, run, env);
   qkv::cli::add_info(app, run);
-  qkv::cli::add_sample(app, run);
+  qkv::cli::add_sample(app, run, env);
   qkv::cli::add_data(app, run);
   qkv::cli::add_plot(app, run);
   qkv::cli::add_attention(app, run);
-  qkv::cli::add_serve(app, run);
+  qkv::cli::add_serve(app, run, env);
   // A word where the command goes that names none: CLI11 would only say one is required.
   if (argc > 1 && argv[1][0] != '-') {
     std::vector<std::string> commands;

@@ -13,6 +13,7 @@
 
 #include "qkv/autograd.h"
 #include "qkv/enum_names.h"
+#include "qkv/precision.h"
 #include "qkv/rng.h"
 #include "qkv/tensor.h"
 
@@ -67,12 +68,6 @@ Tensor permute(const Tensor& x, std::span<const int> dims);              // copi
 Tensor narrow(const Tensor& x, int dim, int64_t start, int64_t length);  // copies
 Tensor concat(const std::vector<Tensor>& xs, int dim);
 std::vector<Tensor> split(const Tensor& x, std::span<const int64_t> sizes, int dim);
-
-// What GEMMs compute in. bf16: inputs rounded to bfloat16 (weights once per optimizer step),
-// products accumulated in fp32, results fp32 (oneDNN, on CPUs with AVX512_BF16; check with
-// cpu_has_bf16() in runtime.h first). Everything else stays fp32 either way.
-enum class Precision { fp32, bf16 };
-constexpr EnumNames<2> enum_names(Precision) { return {"fp32", "bf16"}; }
 
 // ---- matrix products (src/ops/matmul.cpp), on cblas_sgemm (or oneDNN in bf16) ----
 // a: [..., M, K] (or [..., K, M] with trans_a), b: [..., K, N] (or [..., N, K] with trans_b).

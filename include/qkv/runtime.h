@@ -4,8 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "qkv/enum_names.h"
-#include "qkv/ops.h"
+#include "qkv/precision.h"
 
 namespace qkv {
 
@@ -24,22 +23,6 @@ std::string blas_kernel();         // openblas_get_corename(), e.g. "SkylakeX"
 std::string blas_kernel_origin();  // how that kernel was chosen, for the start-up log line
 // One line for logs: kernel, how it was chosen, thread counts, cores.
 std::string runtime_summary();
-
-// True when the CPU runs AVX512_BF16 (vdpbf16ps), which bf16 GEMMs need. QKV_CPU_BF16=0 in the
-// environment makes it false on any CPU, so tests can take the fp32 path on a bf16 machine.
-bool cpu_has_bf16();
-
-// The train.precision / --precision setting: auto picks bf16 where cpu_has_bf16(), else fp32.
-enum class PrecisionSetting { automatic, fp32, bf16 };
-constexpr EnumNames<3> enum_names(PrecisionSetting) { return {"auto", "fp32", "bf16"}; }
-
-// What a setting means on this CPU, and why (for the start-up log). Throws qkv::Error for bf16 on
-// a CPU without AVX512_BF16 (`what` names the setting in the message, e.g. "train.precision").
-struct PrecisionChoice {
-  Precision precision;
-  std::string why;
-};
-PrecisionChoice choose_precision(PrecisionSetting setting, const std::string& what);
 
 // Best GFLOP/s of C[M,N] = A[M,K]·B[K,N] in `precision` over `reps` timed runs (after one
 // warm-up), the way qkv runs its GEMMs: each thread one single-threaded GEMM on its block of rows.

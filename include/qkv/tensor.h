@@ -17,19 +17,6 @@ namespace qkv {
 
 struct Node;
 
-// Where a backward puts one input's gradient (Tensor::grad_out). A fresh grad (overwrite) holds
-// garbage, and the kernel must write every element of it (=, or beta = 0 in a GEMM); otherwise
-// the grad already holds a gradient and the kernel adds to it (+=, beta = 1). Null data: the
-// input needs no gradient.
-struct GradOut {
-  float* data = nullptr;
-  bool overwrite = false;
-
-  explicit operator bool() const { return data != nullptr; }
-  float beta() const { return overwrite ? 0.0f : 1.0f; }
-  GradOut at(int64_t offset) const { return {data ? data + offset : nullptr, overwrite}; }
-};
-
 // One 64-byte-aligned float block from the caching allocator; returned to it on destruction.
 struct Storage {
   explicit Storage(int64_t numel);
@@ -39,6 +26,7 @@ struct Storage {
 
   float* data = nullptr;
   int64_t numel = 0;
+  uint64_t version = 0;  // moved on by every in-place write after first use (Tensor::bump_version)
 };
 
 struct TensorImpl {
@@ -47,14 +35,10 @@ struct TensorImpl {
   Shape shape;
   bool requires_grad = false;
   std::shared_ptr<Storage> grad;  // same numel as shape, or null before any backward reaches it
-  // The backward engine creates a grad without filling it. Until a kernel writes it, it holds
-  // garbage that reads as zeros: grad_out() hands it out to be written, while grad_data() and
-  // grad() zero-fill it first.
-  bool grad_unwritten = false;
-  void fill_unwritten_grad();     // zeros into a grad nothing wrote, so it can be read or added to
-  // A bf16 copy of the data, for parameters that bf16 GEMMs read (src/ops/bf16.h): made on first
-  // use, rewritten by AdamW::step with the new values, dropped by Module::load_state_dict.
+  // A bf16 copy of the data, for parameters that bf16 GEMMs read (src/ops/bf16.h), and the
+  // storage version it holds: remade on use once the version has moved on.
   std::shared_ptr<Storage> bf16;
+  uint64_t bf16_version = 0;
   std::shared_ptr<Node> grad_fn;  // null for leaves and for results made without grad
   bool graph_released = false;    // grad_fn was dropped by backward(); a second pass is an error
   std::string name;               // parameters: "blocks.0.attn.qkv.weight"; errors quote it
@@ -86,6 +70,11 @@ class Tensor {
 
   // Shallow const, like a pointer: a const handle still reaches mutable data.
   float* data() const { return impl_->storage->data + impl_->offset; }
+  // Writing in place data that may have been read already (a parameter) is either copy_from, or
+  // writes through data() followed by bump_version: copies made from the data (a weight's bf16
+  // copy) compare versions, and are remade when theirs is old.
+  void copy_from(const Tensor& src) const;  // same shape; then bumps the version
+  void bump_version() const { ++impl_->storage->version; }
   float item() const;                                    // throws unless numel() == 1
   float at(std::initializer_list<int64_t> index) const;  // bounds-checked, for tests
   std::vector<float> to_vector() const;
@@ -93,14 +82,13 @@ class Tensor {
   // Autograd fields.
   bool requires_grad() const { return impl_->requires_grad; }
   Tensor& set_requires_grad(bool on);  // leaves only
-  // A backward kernel's two ways to its input's gradient (null unless requires_grad and a grad
-  // exists): grad_data() zero-fills a fresh grad, for kernels that only add (scatters);
-  // grad_out() hands it out unfilled, marked overwrite, for kernels that write every element.
-  // The first call on a fresh grad claims it: later calls (an input used twice) add.
-  float* grad_data() const;
-  GradOut grad_out() const;
-  Tensor grad() const;     // undefined when no grad has been accumulated
-  void zero_grad() const;  // drops the grad; the next backward starts from zero
+  // The accumulated gradient (backward kernels get theirs from the engine, see autograd.h).
+  float* grad_data() const;  // null when there is none
+  Tensor grad() const;       // undefined when there is none
+  void zero_grad() const;    // drops the grad; the next backward starts from zero
+  // Installs g (this tensor's shape, a whole storage) as the accumulated gradient, e.g. a sum
+  // of gradients computed elsewhere; g's storage is shared, not copied.
+  void set_grad(const Tensor& g) const;
   const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
   Tensor detach() const;  // shares data, no grad_fn, requires_grad false
 

@@ -2,7 +2,6 @@
 #include "qkv/nn/models.h"
 
 #include "qkv/error.h"
-#include "qkv/ops.h"
 
 namespace qkv::nn {
 
@@ -24,30 +23,26 @@ DecoderModel::DecoderModel(const ModelConfig& config, Rng init_rng)
     : Decoder(validated(config, ModelKind::decoder, "DecoderModel"), false, init_rng, &dropout_rng),
       dropout_rng(config.seed, 1),
       config_(config) {
-  if (!config_.tie_weights)
-    lm_head_ = &submodule<Linear>("lm_head", config_.n_embd, config_.vocab_size, false, init_rng);
+  lm_head_ = &submodule<LmHead>("lm_head", config_, tok_emb(), init_rng);
   name_parameters();
 }
 
 Tensor DecoderModel::logits(std::span<const int32_t> ids, int64_t B, int64_t T,
                             std::vector<LayerCache>* cache, int64_t pos_offset) const {
-  const Tensor h = forward(ids, B, T, {}, {}, cache, pos_offset);
-  return linear(h, lm_head_ ? lm_head_->weight() : tok_emb().weight(), {}, precision());
+  return lm_head_->forward(forward(ids, B, T, {}, {}, cache, pos_offset));
 }
 
 EncoderModel::EncoderModel(const ModelConfig& config, Rng init_rng)
     : Encoder(validated(config, ModelKind::encoder, "EncoderModel"), init_rng, &dropout_rng),
       dropout_rng(config.seed, 1),
       config_(config) {
-  if (!config_.tie_weights)
-    lm_head_ = &submodule<Linear>("lm_head", config_.n_embd, config_.vocab_size, false, init_rng);
+  lm_head_ = &submodule<LmHead>("lm_head", config_, tok_emb(), init_rng);
   name_parameters();
 }
 
 Tensor EncoderModel::logits(std::span<const int32_t> ids, int64_t B, int64_t T,
                             const Tensor& padding) const {
-  const Tensor h = forward(ids, B, T, padding);
-  return linear(h, lm_head_ ? lm_head_->weight() : tok_emb().weight(), {}, precision());
+  return lm_head_->forward(forward(ids, B, T, padding));
 }
 
 EncoderDecoderModel::EncoderDecoderModel(const ModelConfig& config, Rng init_rng)
@@ -55,8 +50,7 @@ EncoderDecoderModel::EncoderDecoderModel(const ModelConfig& config, Rng init_rng
       config_(validated(config, ModelKind::encoder_decoder, "EncoderDecoderModel")),
       encoder_(submodule<Encoder>("encoder", config_, init_rng, &dropout_rng)),
       decoder_(submodule<Decoder>("decoder", config_, true, init_rng, &dropout_rng)) {
-  if (!config_.tie_weights)
-    lm_head_ = &submodule<Linear>("lm_head", config_.n_embd, config_.vocab_size, false, init_rng);
+  lm_head_ = &submodule<LmHead>("lm_head", config_, decoder_.tok_emb(), init_rng);
   name_parameters();
 }
 
@@ -68,8 +62,8 @@ Tensor EncoderDecoderModel::encode(std::span<const int32_t> src_ids, int64_t B, 
 Tensor EncoderDecoderModel::decode(const Tensor& memory, const Tensor& src_padding,
                                    std::span<const int32_t> tgt_ids, int64_t B, int64_t Tt,
                                    std::vector<LayerCache>* cache, int64_t pos_offset) const {
-  const Tensor h = decoder_.forward(tgt_ids, B, Tt, memory, src_padding, cache, pos_offset);
-  return linear(h, lm_head_ ? lm_head_->weight() : decoder_.tok_emb().weight(), {}, precision());
+  return lm_head_->forward(
+      decoder_.forward(tgt_ids, B, Tt, memory, src_padding, cache, pos_offset));
 }
 
 Tensor EncoderDecoderModel::logits(std::span<const int32_t> src_ids,

@@ -97,9 +97,7 @@ void Module::load_state_dict(const NamedTensors& dict) {
   std::map<std::string, const Tensor*> given;
   for (const auto& [name, t] : dict) given.emplace(name, &t);
   for (const auto& [name, p] : named_parameters()) {
-    const Tensor& src = *given.at(name);
-    std::copy_n(src.data(), src.numel(), p.data());
-    p.impl()->bf16.reset();  // stale now; remade from the new values on first use
+    p.copy_from(*given.at(name));
   }
 }
 

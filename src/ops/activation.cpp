@@ -101,8 +101,8 @@ Tensor unary(const char* op, const Tensor& x, Forward forward, Backward backward
              bool from_output) {
   Tensor y = Tensor::empty(x.shape());
   forward(y.data(), x.data(), x.numel());
-  record(y, op, {x}, [x, backward, saved = from_output ? y.detach() : x](const float* dy) {
-    if (const GradOut dx = x.grad_out()) backward(dx, dy, saved.data(), x.numel());
+  record(y, op, {x}, [backward, saved = from_output ? y.detach() : x](const float* dy, GradOuts g) {
+    if (g[0]) backward(g[0], dy, saved.data(), saved.numel());
   });
   return y;
 }

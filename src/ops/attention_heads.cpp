@@ -160,8 +160,7 @@ void probabilities(float* p, const float* lse, const Inputs<H>& in, const Layout
 // inside, so dk and dv of a tile are summed over its rows in the GEMMs themselves (their inner
 // dimension is the rows: large products, few calls) and written once; dq adds up over the
 // tiles. A tile has as many keys as a head has channels (32 to 128), so the GEMMs' shapes stay
-// balanced (2 threads, training step: HS = 32, T = 64: 32 keys 7.02 ms vs 64 keys 7.14; HS = 64,
-// T = 256: 64 keys 1619 ms vs 32 keys 1662). P is recomputed from lse. Each head is one thread's
+// balanced (measurements: docs/kernels.md). P is recomputed from lse. Each head is one thread's
 // work, so the result does not depend on the thread count. Masked keys have P = 0, so they get dS =
 // 0 with no mask test.
 template <class H>

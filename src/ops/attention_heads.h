@@ -16,8 +16,7 @@ namespace qkv::attention_heads {
 // The forward's query rows per block and keys per tile: a tile of scores (32 KiB) and its K and
 // V rows stay in a core's L2 cache, while the GEMMs stay large enough for BLAS to run near its
 // peak. 32 rows rather than 64 skip more of the causal triangle: a quarter of the heads' work at
-// T = 64 (a training step of the baby config: attention 4% faster forward, 3% backward on 2
-// threads).
+// T = 64 (docs/kernels.md).
 constexpr int64_t kRows = 32, kKeys = 256;
 // The backward's query rows per chunk, and the most keys per tile (see backward).
 constexpr int64_t kChunk = 256, kMaxCols = 128;

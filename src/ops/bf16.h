@@ -40,8 +40,13 @@ inline T* data_of(const Tensor& t) {
   return t.defined() ? reinterpret_cast<T*>(t.data()) : nullptr;
 }
 
-// w's data as bf16: its copy in TensorImpl::bf16, made on first use. Call outside parallel
-// regions (it may allocate).
+// w's data as bf16: its copy in TensorImpl::bf16, made on first use and remade when w's storage
+// version has moved on since. Call outside parallel regions (it may allocate).
 const bf16* bf16_copy(const Tensor& w);
+
+// For a writer that updates w and its bf16 copy together (AdamW): the copy when it is current,
+// else null; having written both, it calls bump_version_with_bf16_copy(w), else w.bump_version().
+bf16* current_bf16_copy(const Tensor& w);
+void bump_version_with_bf16_copy(const Tensor& w);
 
 }  // namespace qkv

@@ -52,8 +52,8 @@ Tensor dropout(const Tensor& x, float p, bool training, Rng& rng) {
   const DropoutMask mask(DropoutMask::draw_seed(rng), p);
   Tensor y = Tensor::empty(x.shape());
   dropout_forward(y.data(), x.data(), mask, n);
-  record(y, "dropout", {x}, [x, mask, n](const float* dy) {
-    if (const GradOut dx = x.grad_out()) dropout_backward(dx, dy, mask, n);
+  record(y, "dropout", {x}, [mask, n](const float* dy, GradOuts g) {
+    if (g[0]) dropout_backward(g[0], dy, mask, n);
   });
   return y;
 }

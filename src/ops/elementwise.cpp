@@ -166,11 +166,9 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f, GA ga, GB g
   const Broadcast bc = make_broadcast(a.shape(), b.shape(), shape);
   Tensor y = Tensor::empty(shape);
   binary_forward(y.data(), a.data(), b.data(), bc, f);
-  record(y, op, {a, b}, [a, b, bc, ga, gb](const float* dy) {
-    if (const GradOut da = a.grad_out())
-      binary_backward<false>(da, a.numel(), dy, a.data(), b.data(), bc, ga);
-    if (const GradOut db = b.grad_out())
-      binary_backward<true>(db, b.numel(), dy, a.data(), b.data(), bc, gb);
+  record(y, op, {a, b}, [a, b, bc, ga, gb](const float* dy, GradOuts g) {
+    if (g[0]) binary_backward<false>(g[0], a.numel(), dy, a.data(), b.data(), bc, ga);
+    if (g[1]) binary_backward<true>(g[1], b.numel(), dy, a.data(), b.data(), bc, gb);
   });
   return y;
 }
@@ -212,8 +210,8 @@ Tensor neg(const Tensor& x) {
   const float* px = x.data();
   float* py = y.data();
   pointwise(x.numel(), [=](int64_t i) { py[i] = -px[i]; });
-  record(y, "neg", {x}, [x](const float* dy) {
-    if (float* dx = x.grad_data()) pointwise(x.numel(), [=](int64_t i) { dx[i] -= dy[i]; });
+  record(y, "neg", {x}, [n = x.numel()](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] -= dy[i]; });
   });
   return y;
 }
@@ -224,8 +222,8 @@ Tensor add_scalar(const Tensor& x, float s) {
   const float* px = x.data();
   float* py = y.data();
   pointwise(x.numel(), [=](int64_t i) { py[i] = px[i] + s; });
-  record(y, "add_scalar", {x}, [x](const float* dy) {
-    if (float* dx = x.grad_data()) pointwise(x.numel(), [=](int64_t i) { dx[i] += dy[i]; });
+  record(y, "add_scalar", {x}, [n = x.numel()](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] += dy[i]; });
   });
   return y;
 }
@@ -236,8 +234,8 @@ Tensor mul_scalar(const Tensor& x, float s) {
   const float* px = x.data();
   float* py = y.data();
   pointwise(x.numel(), [=](int64_t i) { py[i] = px[i] * s; });
-  record(y, "mul_scalar", {x}, [x, s](const float* dy) {
-    if (float* dx = x.grad_data()) pointwise(x.numel(), [=](int64_t i) { dx[i] += s * dy[i]; });
+  record(y, "mul_scalar", {x}, [n = x.numel(), s](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] += s * dy[i]; });
   });
   return y;
 }
@@ -256,8 +254,8 @@ Tensor pow(const Tensor& x, float p) {
   Tensor y = Tensor::empty(x.shape());
   float* py = y.data();
   pointwise(n, [=](int64_t i) { py[i] = std::pow(px[i], p); });
-  record(y, "pow", {x}, [x, p](const float* dy) {
-    float* dx = x.grad_data();
+  record(y, "pow", {x}, [x, p](const float* dy, GradOuts g) {
+    float* dx = zero_if_fresh(g[0], x.numel());
     if (!dx || p == 0) return;
     const float* px = x.data();
     pointwise(x.numel(), [=](int64_t i) { dx[i] += dy[i] * p * std::pow(px[i], p - 1); });
@@ -274,9 +272,9 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, float value) {
   Tensor y = Tensor::empty(x.shape());
   binary_forward(y.data(), x.data(), mask.data(), bc,
                  [value](float v, float m) { return m != 0 ? value : v; });
-  record(y, "masked_fill", {x}, [x, mask, bc](const float* dy) {
-    if (const GradOut dx = x.grad_out())
-      binary_backward<false>(dx, x.numel(), dy, x.data(), mask.data(), bc,
+  record(y, "masked_fill", {x}, [x, mask, bc](const float* dy, GradOuts g) {
+    if (g[0])
+      binary_backward<false>(g[0], x.numel(), dy, x.data(), mask.data(), bc,
                              [](float g, float, float m) { return m != 0 ? 0.0f : g; });
   });
   return y;

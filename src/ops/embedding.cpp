@@ -54,8 +54,9 @@ Tensor embedding(const Tensor& weight, std::span<const int32_t> ids, Shape ids_s
   embedding_forward(y.data(), weight.data(), ids.data(), P, C);
   if (needs_grad({weight})) {  // copying the ids is only worth it when a node will keep them
     record(y, "embedding", {weight},
-           [weight, ids = std::vector<int32_t>(ids.begin(), ids.end()), C](const float* dy) {
-             if (float* dw = weight.grad_data())
+           [n = weight.numel(), ids = std::vector<int32_t>(ids.begin(), ids.end()), C](
+               const float* dy, GradOuts g) {
+             if (float* dw = zero_if_fresh(g[0], n))
                embedding_backward(dw, dy, ids.data(), static_cast<int64_t>(ids.size()), C);
            });
   }

@@ -42,7 +42,7 @@ inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
 
 // The same over bf16 operands, accumulating in fp32 (oneDNN, gemm_bf16.cpp), into fp32 C, or
 // into bf16 C (rounded once, at the end; beta must then be 0). The CPU must have AVX512_BF16
-// (runtime.h: cpu_has_bf16).
+// (precision.h: bf16_support).
 void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
              int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,
              const float* bias = nullptr);

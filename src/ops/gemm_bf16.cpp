@@ -125,12 +125,24 @@ void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, con
 
 const bf16* bf16_copy(const Tensor& w) {
   TensorImpl& t = *w.impl();
-  if (!t.bf16) {
+  if (!t.bf16 || t.bf16_version != t.storage->version) {
     const int64_t n = w.numel();
-    t.bf16 = std::make_shared<Storage>((n + 1) / 2);
+    if (!t.bf16) t.bf16 = std::make_shared<Storage>((n + 1) / 2);
     convert(reinterpret_cast<bf16*>(t.bf16->data), w.data(), n);
+    t.bf16_version = t.storage->version;
   }
   return reinterpret_cast<const bf16*>(t.bf16->data);
+}
+
+bf16* current_bf16_copy(const Tensor& w) {
+  const TensorImpl& t = *w.impl();
+  return t.bf16 && t.bf16_version == t.storage->version ? reinterpret_cast<bf16*>(t.bf16->data)
+                                                        : nullptr;
+}
+
+void bump_version_with_bf16_copy(const Tensor& w) {
+  w.bump_version();
+  w.impl()->bf16_version = w.impl()->storage->version;
 }
 
 }  // namespace qkv

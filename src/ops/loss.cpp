@@ -91,9 +91,9 @@ Tensor softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> targ
   loss.data()[0] = static_cast<float>(total / static_cast<double>(n_valid));
   record(loss, "softmax_cross_entropy", {logits},
          [logits, lse, ids = std::vector<int32_t>(targets.begin(), targets.end()), ignore_index,
-          n_valid, N, V](const float* dloss) {
-           if (const GradOut dlogits = logits.grad_out())
-             cross_entropy_backward(dlogits, dloss[0], logits.data(), lse.data(), ids.data(),
+          n_valid, N, V](const float* dloss, GradOuts g) {
+           if (g[0])
+             cross_entropy_backward(g[0], dloss[0], logits.data(), lse.data(), ids.data(),
                                     ignore_index, n_valid, N, V);
          });
   return loss;

@@ -1,7 +1,6 @@
 // Matrix products on cblas_sgemm: matmul (rank 2, batched rank 3/4, optionally a shared rank-2 b)
 // and linear (x·Wᵀ + bias, PyTorch's [O, I] weight). Backward GEMMs run with beta = 1, adding
 // straight into the grads (beta = 0 for a grad nothing has written yet).
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -22,15 +21,10 @@ std::string describe(const char* role, const Tensor& t) {
   return fmt::format("{} '{}' {}", role, t.name(), t.shape());
 }
 
-// C[M,N] = op(A)[M,K] · op(B)[K,N] + beta · C. A is stored [M,K], or [K,M] when ta;
-// B is stored [K,N], or [N,K] when tb. Both stored row-major and contiguous.
+// C[M,N] = op(A)[M,K] · op(B)[K,N] + beta · C, over whole contiguous matrices (gemm.h).
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, const float* B,
           float beta, float* C) {
-  if (M == 0 || N == 0) return;
-  const int64_t lda = std::max<int64_t>(1, ta ? M : K), ldb = std::max<int64_t>(1, tb ? K : N);
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, A,
-              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(N));
+  gemm_ld(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, beta, C, N);
 }
 
 // The GEMM geometry of one matmul: `batches` products, each C[M,N] = op(A)·op(B), with element
@@ -96,10 +90,11 @@ void linear_forward(float* y, const T* x, const T* W, const float* bias, int64_t
 // dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :]  (fresh grads are written).
 // dx and dW cost the same N·I·O multiply-adds. With an even thread count and both wanted, half
 // the threads share dx by row blocks and the other half share dW by blocks of output features
-// (larger GEMMs than splitting both: 4-20% faster at the baby shapes on 2 threads); otherwise
+// (larger GEMMs than splitting both, which is faster: docs/kernels.md); otherwise
 // every thread takes a block of each. db goes with dW's feature blocks, each summing its rows
-// in order, so no two threads add into one element. When x is the weight or the bias (one
-// grad), all of dx is written before dW and db add to it. dy_t: dy as an operand of type T.
+// in order, so no two threads add into one element. When x is also the weight or the bias (one
+// grad in two roles, which the engine hands out as added to), all of dx is added before dW and
+// db add to it, so no two threads add into one element. dy_t: dy as an operand of type T.
 template <class T>
 void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const T* dy_t, const T* x,
                      const T* W, int64_t N, int64_t I, int64_t O) {
@@ -185,8 +180,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   out.push_back(N);
   Tensor y = Tensor::empty(out);
   matmul_forward(y.data(), a.data(), b.data(), g);
-  record(y, "matmul", {a, b}, [a, b, g](const float* dy) {
-    matmul_backward(a.grad_data(), b.grad_data(), dy, a.data(), b.data(), g);
+  record(y, "matmul", {a, b}, [a, b, g](const float* dy, GradOuts grads) {
+    matmul_backward(zero_if_fresh(grads[0], a.numel()), zero_if_fresh(grads[1], b.numel()), dy,
+                    a.data(), b.data(), g);
   });
   return y;
 }
@@ -210,21 +206,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Precisi
   const float* b = bias.defined() ? bias.data() : nullptr;
   if (precision == Precision::fp32) {
     linear_forward(y.data(), x.data(), weight.data(), b, N, I, O);
-    record(y, "linear", {x, weight, bias}, [x, weight, bias, N, I, O](const float* dy) {
-      const GradOut dx = x.grad_out(), dW = weight.grad_out();
-      linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, dy, x.data(),
-                      weight.data(), N, I, O);
+    record(y, "linear", {x, weight, bias}, [x, weight, N, I, O](const float* dy, GradOuts g) {
+      linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, dy, x.data(), weight.data(), N, I, O);
     });
     return y;
   }
   // bf16: x rounded once, kept for dW; dy rounded once for dx and dW.
   const Tensor x_t = rounded(x.data(), N * I);
   linear_forward(y.data(), data_of<bf16>(x_t), bf16_copy(weight), b, N, I, O);
-  record(y, "linear", {x, weight, bias}, [x, x_t, weight, bias, N, I, O](const float* dy) {
-    const GradOut dx = x.grad_out(), dW = weight.grad_out();
+  record(y, "linear", {x, weight, bias}, [x_t, weight, N, I, O](const float* dy, GradOuts g) {
     const Tensor dy_t = rounded(dy, N * O);
-    linear_backward(dx, dW, bias.defined() ? bias.grad_data() : nullptr, dy, data_of<bf16>(dy_t),
-                    data_of<bf16>(x_t), bf16_copy(weight), N, I, O);
+    linear_backward(g[0], g[1], zero_if_fresh(g[2], O), dy, data_of<bf16>(dy_t), data_of<bf16>(x_t),
+                    bf16_copy(weight), N, I, O);
   });
   return y;
 }

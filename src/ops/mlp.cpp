@@ -65,7 +65,7 @@ struct Grads {
 //   dW1 += dhᵀ·in;  db1 += Σ_rows dh;  dW2 += dzᵀ·g;  db2 += Σ_rows dz.
 // After the barrier, on an even thread count, half the threads share dW1 and db1 and half dW2
 // and db2 (the same N·C·F multiply-adds each, in larger GEMMs than every thread taking a block
-// of both: 4-20% faster at the baby shapes on 2 threads).
+// of both, which is faster: docs/kernels.md).
 template <class T>
 void backward(const Grads<T>& gr, const float* dout, const Plan<T>& p, int t, int parts) {
   const int64_t N = p.N, C = p.C, F = p.F;
@@ -92,9 +92,8 @@ void backward(const Grads<T>& gr, const float* dout, const Plan<T>& p, int t, in
     sublayer::input_backward(gr.dx, lnp, gr.du, dres, p.x, p.wrap, r0, r1);
   }
 #pragma omp barrier
-  // bf16 GEMMs over many rows run faster split by features than one whole per thread (oneDNN,
-  // 16384 rows: 834 vs 746 GFLOP/s), fp32 and short ones the other way round (768 rows in bf16:
-  // 459 vs 910).
+  // bf16 GEMMs over many rows run faster split by features than one whole per thread, fp32 and
+  // short ones the other way round (docs/kernels.md).
   const bool halves = parts % 2 == 0 && (sublayer::is_float<T> || N < 4096);
   const int side = halves ? t / (parts / 2) : -1, part = halves ? t % (parts / 2) : t;
   const int share = halves ? parts / 2 : parts;
@@ -136,14 +135,11 @@ Tensor run(const Tensor& x, const MlpParams& m, int64_t N, int64_t C, int64_t F,
   }
   const DropoutMask drop = mask ? *mask : DropoutMask();
   record(out, "mlp", {x, res.ln_weight, res.ln_bias, m.w_fc, m.b_fc, m.w_proj, m.b_proj},
-         [x, m, u, s, mean, rstd, h, g, p, drop, parts](const float* dout) {
+         [x, m, u, s, mean, rstd, h, g, p, drop, parts](const float* dout, GradOuts grads) {
            const Residual& r = m.residual;
-           Grads<T> gr{};
-           gr.dx = x.grad_out(), gr.dlw = r.ln_weight.grad_out();
-           gr.dW1 = m.w_fc.grad_out(), gr.dW2 = m.w_proj.grad_out();
-           if (r.ln_bias.defined()) gr.dlb = r.ln_bias.grad_out();
-           if (m.b_fc.defined()) gr.db1 = m.b_fc.grad_out();
-           if (m.b_proj.defined()) gr.db2 = m.b_proj.grad_out();
+           Grads<T> gr{};  // in record's argument order
+           gr.dx = grads[0], gr.dlw = grads[1], gr.dlb = grads[2];
+           gr.dW1 = grads[3], gr.db1 = grads[4], gr.dW2 = grads[5], gr.db2 = grads[6];
            const int64_t N = p.N, C = p.C, F = p.F;
            const bool wide = !sublayer::is_float<T>;
            Tensor dres = r.norm == Norm::post ? Tensor::empty({N, C}) : Tensor();

@@ -72,15 +72,16 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
   Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
   layer_norm_forward(y.data(), mean.data(), rstd.data(), x.data(), weight.data(),
                      bias.defined() ? bias.data() : nullptr, N, C, eps);
-  record(y, "layer_norm", {x, weight, bias}, [x, weight, bias, mean, rstd, N, C](const float* dy) {
-    float* dw = weight.grad_data();
-    float* db = bias.defined() ? bias.grad_data() : nullptr;
-    const int n_parts = omp_get_max_threads();
-    Tensor partial;
-    if (dw || db) partial = Tensor::empty({n_parts, 2 * C});
-    layer_norm_backward(x.grad_out(), dw, db, partial.defined() ? partial.data() : nullptr, n_parts,
-                        dy, x.data(), weight.data(), mean.data(), rstd.data(), N, C);
-  });
+  record(y, "layer_norm", {x, weight, bias},
+         [x, weight, mean, rstd, N, C](const float* dy, GradOuts g) {
+           float* dw = zero_if_fresh(g[1], C);
+           float* db = zero_if_fresh(g[2], C);
+           const int n_parts = omp_get_max_threads();
+           Tensor partial;
+           if (dw || db) partial = Tensor::empty({n_parts, 2 * C});
+           layer_norm_backward(g[0], dw, db, partial.defined() ? partial.data() : nullptr, n_parts,
+                               dy, x.data(), weight.data(), mean.data(), rstd.data(), N, C);
+         });
   return y;
 }
 

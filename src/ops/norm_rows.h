@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "ops/vecmath.h"
-#include "qkv/tensor.h"
+#include "qkv/autograd.h"
 
 namespace qkv::norm_rows {
 

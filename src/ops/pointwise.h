@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "qkv/tensor.h"
+#include "qkv/autograd.h"
 
 namespace qkv {
 

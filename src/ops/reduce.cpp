@@ -50,9 +50,9 @@ Tensor reduce_all(const char* op, const Tensor& x, double scale) {
   Tensor y = Tensor::empty(Shape{});
   y.data()[0] = static_cast<float>(scale * sum_all(x.data(), n));
   // dx += scale · dy
-  record(y, op, {x}, [x, s = static_cast<float>(scale)](const float* dy) {
-    if (float* dx = x.grad_data())
-      pointwise(x.numel(), [=, g = s * dy[0]](int64_t i) { dx[i] += g; });
+  record(y, op, {x}, [n, s = static_cast<float>(scale)](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n))
+      pointwise(n, [=, v = s * dy[0]](int64_t i) { dx[i] += v; });
   });
   return y;
 }
@@ -107,8 +107,8 @@ Tensor reduce_dim(const char* op, const Tensor& x, int dim, bool keepdim, bool a
   const double scale = average ? 1.0 / static_cast<double>(D) : 1.0;
   Tensor y = Tensor::empty(out);
   sum_dim_forward(y.data(), x.data(), O, D, I, scale);
-  record(y, op, {x}, [x, O, D, I, sc = static_cast<float>(scale)](const float* dy) {
-    if (float* dx = x.grad_data()) sum_dim_backward(dx, dy, O, D, I, sc);
+  record(y, op, {x}, [O, D, I, sc = static_cast<float>(scale)](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], O * D * I)) sum_dim_backward(dx, dy, O, D, I, sc);
   });
   return y;
 }

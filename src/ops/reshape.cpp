@@ -97,9 +97,9 @@ Tensor reshape_impl(const char* op, const Tensor& x, Shape shape) {
   QKV_CHECK(shape.numel() == x.numel(), "{}: cannot view {} ({} elements) as {} ({} elements)", op,
             x.shape(), x.numel(), shape, shape.numel());
   Tensor y = share_storage(x, shape);
-  record(y, op, {x}, [x](const float* dy) {
+  record(y, op, {x}, [n = x.numel()](const float* dy, GradOuts g) {
     // dx = dy: the same elements in the same order, only the shape differs.
-    if (float* dx = x.grad_data()) add_into(dx, dy, x.numel());
+    if (float* dx = zero_if_fresh(g[0], n)) add_into(dx, dy, n);
   });
   return y;
 }
@@ -149,8 +149,8 @@ Tensor permute_impl(const char* op, const Tensor& x, const int perm[4]) {
   }
   Tensor y = Tensor::empty(out);
   permute_forward(y.data(), x.data(), ys, ystride);
-  record(y, op, {x}, [x, ys, ystride](const float* dy) {
-    if (float* dx = x.grad_data()) permute_backward(dx, dy, ys, ystride);
+  record(y, op, {x}, [n = x.numel(), ys, ystride](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n)) permute_backward(dx, dy, ys, ystride);
   });
   return y;
 }
@@ -162,9 +162,9 @@ Tensor narrow_impl(const char* op, const Tensor& x, int dim, int64_t start, int6
   out[dim] = length;
   Tensor y = Tensor::empty(out);
   copy_slab<false>(y.data(), length, 0, x.data(), d, start, outer, length, inner);
-  record(y, op, {x}, [x, outer, d, start, length, inner](const float* dy) {
+  record(y, op, {x}, [n = x.numel(), outer, d, start, length, inner](const float* dy, GradOuts g) {
     // dx[.., start + j, ..] += dy[.., j, ..]; the rest of dx gets nothing.
-    if (float* dx = x.grad_data())
+    if (float* dx = zero_if_fresh(g[0], n))
       copy_slab<true>(dx, d, start, dy, length, 0, outer, length, inner);
   });
   return y;
@@ -236,12 +236,12 @@ Tensor concat(const std::vector<Tensor>& xs, int dim) {
   for (int64_t n = 0, start = 0; n < static_cast<int64_t>(xs.size()); start += xs[n++].shape()[d])
     copy_slab<false>(y.data(), total, start, xs[n].data(), xs[n].shape()[d], 0, outer,
                      xs[n].shape()[d], inner);
-  record(y, "concat", xs, [xs, d, outer, inner, total](const float* dy) {
+  record(y, "concat", xs, [xs, d, outer, inner, total](const float* dy, GradOuts g) {
     // dxs[n] += dy[.., start_n : start_n + D_n, ..]
     int64_t start = 0;
-    for (const Tensor& x : xs) {
-      const int64_t len = x.shape()[d];
-      if (float* dx = x.grad_data())
+    for (size_t n = 0; n < xs.size(); ++n) {
+      const int64_t len = xs[n].shape()[d];
+      if (float* dx = zero_if_fresh(g[n], xs[n].numel()))
         copy_slab<true>(dx, len, 0, dy, total, start, outer, len, inner);
       start += len;
     }

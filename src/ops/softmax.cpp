@@ -53,8 +53,8 @@ Tensor softmax(const Tensor& x) {
   const int64_t C = x.shape().back(), N = x.numel() / C;
   Tensor out = Tensor::empty(x.shape());
   softmax_forward(out.data(), x.data(), N, C);
-  record(out, "softmax", {x}, [x, y = out.detach(), N, C](const float* dout) {
-    if (float* dx = x.grad_data()) softmax_backward(dx, dout, y.data(), N, C);
+  record(out, "softmax", {x}, [y = out.detach(), N, C](const float* dout, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], N * C)) softmax_backward(dx, dout, y.data(), N, C);
   });
   return out;
 }
@@ -91,8 +91,8 @@ Tensor log_softmax(const Tensor& x) {
   const int64_t C = x.shape().back(), N = x.numel() / C;
   Tensor out = Tensor::empty(x.shape());
   log_softmax_forward(out.data(), x.data(), N, C);
-  record(out, "log_softmax", {x}, [x, y = out.detach(), N, C](const float* dout) {
-    if (float* dx = x.grad_data()) log_softmax_backward(dx, dout, y.data(), N, C);
+  record(out, "log_softmax", {x}, [y = out.detach(), N, C](const float* dout, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], N * C)) log_softmax_backward(dx, dout, y.data(), N, C);
   });
   return out;
 }

@@ -57,10 +57,10 @@ void AdamW::step(float lr, float grad_scale) {
   const auto step_size = static_cast<float>(lr / bc1);
   const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
   std::vector<int64_t> start(slots_.size() + 1, 0);  // slot k covers [start[k], start[k + 1])
-  std::vector<const float*> grads(slots_.size());    // fetched here: grad_data() may fill zeros
+  std::vector<bf16*> copies(slots_.size());          // current bf16 copies, updated alongside
   for (size_t k = 0; k < slots_.size(); ++k) {
     start[k + 1] = start[k] + slots_[k].param.numel();
-    grads[k] = slots_[k].param.grad_data();
+    copies[k] = current_bf16_copy(slots_[k].param);
   }
   const int64_t total = start.back();
 #pragma omp parallel if (total >= 16384)
@@ -69,17 +69,24 @@ void AdamW::step(float lr, float grad_scale) {
     const int64_t lo = total * t / nt, hi = total * (t + 1) / nt;
     for (size_t k = 0; k < slots_.size(); ++k) {
       const int64_t a = std::max(lo, start[k]), b = std::min(hi, start[k + 1]);
-      const float* g = grads[k];
-      if (a >= b || !g) continue;
       Slot& s = slots_[k];
+      const float* g = s.param.grad_data();
+      if (a >= b || !g) continue;
       const int64_t off = a - start[k];
-      const auto& copy = s.param.impl()->bf16;
-      bf16* p16 = copy ? reinterpret_cast<bf16*>(copy->data) + off : nullptr;
+      bf16* p16 = copies[k] ? copies[k] + off : nullptr;
       (p16 ? adamw_update<true> : adamw_update<false>)(s.param.data() + off, p16, s.m.data() + off,
                                                        s.v.data() + off, g + off, grad_scale, b - a,
                                                        lr, s.decay ? c.weight_decay : 0.0f, c.beta1,
                                                        c.beta2, c.eps, step_size, bc2_sqrt);
     }
+  }
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    const Tensor& p = slots_[k].param;
+    if (!p.grad_data()) continue;
+    if (copies[k])
+      bump_version_with_bf16_copy(p);
+    else
+      p.bump_version();
   }
 }
 

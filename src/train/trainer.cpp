@@ -59,7 +59,7 @@ Trainer::Trainer(const TrainOptions& o, const parallel::Distributed& group, cons
   config_ = std::move(start.config);
   run_dir_ = std::move(start.run_dir);
   state_->checkpoint_dir = std::move(start.checkpoint_dir);
-  build(std::move(start.loaded));
+  build(std::move(start.loaded), env);
   if (start.resumed) restore(*start.resumed, o.allow_data_change);
   if (start.resumed)
     state_->resumed =
@@ -79,9 +79,10 @@ Trainer::Trainer(const TrainOptions& o, const parallel::Distributed& group, cons
 }
 
 // The data, the model at the run's precision, AdamW and the schedule.
-void Trainer::build(std::optional<load::LoadedModel> loaded) {
+void Trainer::build(std::optional<load::LoadedModel> loaded, const Environment& env) {
   set_num_threads(static_cast<int>(config_.train.threads));
-  state_->precision = choose_precision(config_.train.precision, "train.precision");
+  state_->precision =
+      choose_precision(config_.train.precision, "train.precision", bf16_support(env));
   task_ = make_task(config_, std::move(loaded));
   task_->model().set_precision(state_->precision.precision);
   nn::Module& model = task_->model();

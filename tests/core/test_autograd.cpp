@@ -15,8 +15,8 @@ namespace {
 Tensor scale(const Tensor& x, float s) {
   Tensor y = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); ++i) y.data()[i] = s * x.data()[i];
-  record(y, "scale", {x}, [x, s, n = x.numel()](const float* dy) {
-    if (float* dx = x.grad_data())
+  record(y, "scale", {x}, [s, n = x.numel()](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n))
       for (int64_t i = 0; i < n; ++i) dx[i] += s * dy[i];
   });
   return y;
@@ -25,10 +25,10 @@ Tensor scale(const Tensor& x, float s) {
 Tensor plus(const Tensor& a, const Tensor& b) {
   Tensor y = Tensor::empty(a.shape());
   for (int64_t i = 0; i < a.numel(); ++i) y.data()[i] = a.data()[i] + b.data()[i];
-  record(y, "plus", {a, b}, [a, b, n = a.numel()](const float* dy) {
-    for (const Tensor& t : {a, b})
-      if (float* d = t.grad_data())
-        for (int64_t i = 0; i < n; ++i) d[i] += dy[i];
+  record(y, "plus", {a, b}, [n = a.numel()](const float* dy, GradOuts g) {
+    for (const GradOut& d : g)
+      if (float* p = zero_if_fresh(d, n))
+        for (int64_t i = 0; i < n; ++i) p[i] += dy[i];
   });
   return y;
 }
@@ -36,47 +36,49 @@ Tensor plus(const Tensor& a, const Tensor& b) {
 Tensor total(const Tensor& x) {
   Tensor y = Tensor::zeros({});
   for (int64_t i = 0; i < x.numel(); ++i) y.data()[0] += x.data()[i];
-  record(y, "total", {x}, [x, n = x.numel()](const float* dy) {
-    if (float* dx = x.grad_data())
+  record(y, "total", {x}, [n = x.numel()](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n))
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[0];
   });
   return y;
 }
 
 // y = s·x like scale, but its backward writes dx when the grad is fresh, recording in
-// *overwrites whether it could.
+// *overwrites whether it was.
 Tensor scale_writing(const Tensor& x, float s, std::vector<bool>* overwrites) {
   Tensor y = Tensor::empty(x.shape());
   for (int64_t i = 0; i < x.numel(); ++i) y.data()[i] = s * x.data()[i];
-  record(y, "scale_writing", {x}, [x, s, n = x.numel(), overwrites](const float* dy) {
-    const GradOut dx = x.grad_out();
+  record(y, "scale_writing", {x}, [s, n = x.numel(), overwrites](const float* dy, GradOuts g) {
+    const GradOut dx = g[0];
     overwrites->push_back(dx.overwrite);
     for (int64_t i = 0; i < n; ++i) dx.data[i] = (dx.overwrite ? 0.0f : dx.data[i]) + s * dy[i];
   });
   return y;
 }
 
-// An op whose backward writes nothing: its input's gradient is zero.
-Tensor ignore_grad(const Tensor& x) {
-  Tensor y = Tensor::from_vector(x.shape(), x.to_vector());
-  record(y, "ignore_grad", {x}, [](const float*) {});
+// y = a + 2·b + c, writing each fresh grad; *seen gets each GradOut's (data, overwrite) in the
+// order the backward was handed them.
+Tensor three_roles(const Tensor& a, const Tensor& b, const Tensor& c,
+                   std::vector<std::pair<const float*, bool>>* seen) {
+  Tensor y = Tensor::empty(a.shape());
+  for (int64_t i = 0; i < a.numel(); ++i)
+    y.data()[i] = a.data()[i] + 2 * b.data()[i] + (c.defined() ? c.data()[i] : 0.0f);
+  record(y, "three_roles", {a, b, c}, [n = a.numel(), seen](const float* dy, GradOuts g) {
+    for (size_t k = 0; k < g.size(); ++k) {
+      seen->emplace_back(g[k].data, g[k].overwrite);
+      // The second role first: a kernel's order of writes must not matter.
+      const GradOut d = g[g.size() - 1 - k];
+      const float s = g.size() - 1 - k == 1 ? 2.0f : 1.0f;
+      if (d)
+        for (int64_t i = 0; i < n; ++i) d.data[i] = (d.overwrite ? 0.0f : d.data[i]) + s * dy[i];
+    }
+  });
   return y;
 }
 
 }  // namespace
 
-TEST_CASE("autograd: a grad that nothing writes reads as zeros") {
-  Tensor x = Tensor::from_vector({3}, {1, 2, 3}, true);
-  total(ignore_grad(x)).backward();
-  CHECK(x.grad().to_vector() == std::vector<float>{0, 0, 0});
-  // ...also through an intermediate whose only consumer wrote nothing, and via grad_data().
-  Tensor w = Tensor::from_vector({2}, {1, 1}, true);
-  total(ignore_grad(scale(w, 3))).backward();
-  CHECK(w.grad_data()[0] == 0.0f);
-  CHECK(w.grad_data()[1] == 0.0f);
-}
-
-TEST_CASE("autograd: grad_out lets the first writer overwrite, and later ones add") {
+TEST_CASE("autograd: the first consumer of a fresh grad overwrites it, and later ones add") {
   std::vector<bool> overwrites;
   Tensor x = Tensor::from_vector({2}, {1, 2}, true);
   total(scale_writing(x, 3, &overwrites)).backward();
@@ -91,11 +93,47 @@ TEST_CASE("autograd: grad_out lets the first writer overwrite, and later ones ad
   total(plus(scale_writing(x, 2, &overwrites), scale_writing(x, 5, &overwrites))).backward();
   CHECK(overwrites == std::vector<bool>{true, false});
   CHECK(x.grad().to_vector() == std::vector<float>{7, 7});
-  // A consumer that reads through grad_data() first leaves nothing to overwrite.
+  // A consumer that only adds (zero_if_fresh) first leaves nothing to overwrite.
   overwrites.clear();
   x.zero_grad();
   total(plus(scale(x, 2), scale_writing(x, 5, &overwrites))).backward();
   CHECK(x.grad().to_vector() == std::vector<float>{7, 7});
+}
+
+TEST_CASE("autograd: GradOuts come in argument order, one tensor in two roles adds in both") {
+  std::vector<std::pair<const float*, bool>> seen;
+  Tensor x = Tensor::from_vector({2}, {1, 2}, true);
+  Tensor w = Tensor::from_vector({2}, {3, 4}, true);
+  Tensor none = Tensor::ones({2});  // needs no grad: a null GradOut in its place
+  total(three_roles(w, none, x, &seen)).backward();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0] == std::pair<const float*, bool>{w.grad_data(), true});
+  CHECK(seen[1] == std::pair<const float*, bool>{nullptr, false});
+  CHECK(seen[2] == std::pair<const float*, bool>{x.grad_data(), true});
+  CHECK(x.grad().to_vector() == std::vector<float>{1, 1});
+
+  // x as a and c, fresh: zero-filled, both add, whichever role the kernel writes first.
+  seen.clear();
+  x.zero_grad();
+  total(three_roles(x, none, x, &seen)).backward();
+  CHECK(seen[0].second == false);
+  CHECK(seen[2].second == false);
+  CHECK(x.grad().to_vector() == std::vector<float>{2, 2});
+  // x as a and b: 1 + 2; an undefined argument (no c) has a slot too.
+  seen.clear();
+  x.zero_grad();
+  total(three_roles(x, x, Tensor(), &seen)).backward();
+  CHECK(seen.size() == 3);
+  CHECK(x.grad().to_vector() == std::vector<float>{3, 3});
+}
+
+TEST_CASE("autograd: set_grad installs a gradient computed elsewhere") {
+  Tensor x = Tensor::from_vector({2}, {1, 2}, true);
+  x.set_grad(Tensor::from_vector({2}, {5, 6}));
+  CHECK(x.grad().to_vector() == std::vector<float>{5, 6});
+  total(scale(x, 1)).backward();  // and a backward adds to it
+  CHECK(x.grad().to_vector() == std::vector<float>{6, 7});
+  CHECK_THROWS_AS(x.set_grad(Tensor::ones({3})), Error);
 }
 
 TEST_CASE("autograd: diamond graph sums both paths") {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "qkv/environment.h"
 #include "generate/models.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
@@ -17,6 +18,13 @@ using namespace qkv;
 using qkv::testing::TempDir;
 
 namespace {
+
+// What --precision auto computes in here.
+Precision auto_precision() {
+  return choose_precision(PrecisionSetting::automatic, "",
+                          bf16_support(std::getenv("QKV_CPU_BF16")))
+      .precision;
+}
 
 struct Output {
   std::string out, err;
@@ -54,8 +62,9 @@ class Capture {
 Output qkv_run(std::vector<std::string> args) {
   CLI::App app;
   std::function<int()> run;
-  cli::add_sample(app, run);
-  cli::add_eval(app, run);
+  const Environment env = read_environment();
+  cli::add_sample(app, run, env);
+  cli::add_eval(app, run, env);
   args.insert(args.begin(), "qkv");
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
@@ -112,7 +121,7 @@ TEST_CASE("qkv sample: a decoder streams prompt and tokens; the seed fixes the t
   // what was printed.
   auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
                                                      r.text, 3);
-  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
+  model->set_precision(auto_precision());
   Rng rng(7, 0);
   const generate::Generation g =
       generate::sample(*model, r.text, r.text.encode("the cat"), {.max_new_tokens = 30}, rng);
@@ -128,9 +137,7 @@ TEST_CASE("qkv sample: the header echoes the settings; samples are separated") {
         "# qkv sample " + r.decoder +
             "/checkpoint-0 --seed 1337 --max-new-tokens 5 --temperature 0 --top-k 200 "
             "--top-p 1 --window exact --num-samples 3 --prompt $'a\\nb' --stop 'x y' --threads 1 " +
-            "--precision " +
-            std::string(enum_name(choose_precision(PrecisionSetting::automatic, "").precision)) +
-            "\n");
+            "--precision " + std::string(enum_name(auto_precision())) + "\n");
   // Greedy: three identical samples, two separators.
   const std::string one = o.out.substr(0, o.out.find("---------------\n"));
   CHECK(o.out == one + "---------------\n" + one + "---------------\n" + one);
@@ -192,7 +199,7 @@ TEST_CASE(
   Runs r;
   const io::Config base = testing::tiny_config(nn::ModelKind::encoder_decoder);
   auto model = testing::make_model<nn::EncoderDecoderModel>(base, r.pairs, 6);
-  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
+  model->set_precision(auto_precision());
   // A TSV whose targets are the model's own greedy outputs for the even lines and something
   // else for the odd ones: exact match must count exactly the even lines.
   const std::vector<std::string> sources = {"abc",   "hgf", "ddd", "bca", "eh",
@@ -237,7 +244,7 @@ TEST_CASE("qkv sample: --num-samples K prints an encoder_decoder's K best output
   auto model = testing::make_model<nn::EncoderDecoderModel>(c, r.pairs, 21);
   const std::string run = testing::save_run(r.dir.path() / "encdec", c, r.pairs, *model);
   // What the command computes in: the precision --precision auto chooses.
-  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
+  model->set_precision(auto_precision());
   for (double alpha : {0.0, 1.0}) {
     CAPTURE(alpha);
     const std::vector<generate::Hypothesis> best = generate::translate(
@@ -283,7 +290,7 @@ TEST_CASE("qkv sample: --window chunked prints the library's chunked text past b
   Runs r;
   auto model = testing::make_model<nn::DecoderModel>(testing::tiny_config(nn::ModelKind::decoder),
                                                      r.text, 3);
-  model->set_precision(choose_precision(PrecisionSetting::automatic, "").precision);
+  model->set_precision(auto_precision());
   for (generate::WindowPolicy policy :
        {generate::WindowPolicy::exact, generate::WindowPolicy::chunked}) {
     CAPTURE(enum_name(policy));

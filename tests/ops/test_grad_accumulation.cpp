@@ -1,8 +1,8 @@
-// Ops whose backward writes a fresh gradient (Tensor::grad_out) instead of adding it to
-// zeros must still add when the gradient already holds a value: a second backward through the
-// same op, without zero_grad, must give twice the first gradient (exactly where the kernel adds
-// its result in one operation, g + g = 2g in float; to rounding where it sums into the grad, as
-// for a bias).
+// Ops whose backward writes a fresh gradient (a GradOut the engine marks overwrite) instead of
+// adding to zeros must still add when the gradient already holds a value: a second backward
+// through the same op, without zero_grad, must give twice the first gradient (exactly where the
+// kernel adds its result in one operation, g + g = 2g in float; to rounding where it sums into
+// the grad, as for a bias).
 #include <doctest/doctest.h>
 
 #include <functional>

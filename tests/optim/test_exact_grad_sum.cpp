@@ -1,15 +1,13 @@
 // ExactGradSum: micro-batch gradients summed to the same bits whatever their order and grouping
 // over processes (simulated here by threads that combine through shared memory).
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <barrier>
 #include <cmath>
-#include <cstring>
 #include <thread>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "qkv/optim/exact_grad_sum.h"
 #include "qkv/rng.h"
@@ -42,8 +40,7 @@ NamedTensors make_params(const std::vector<int64_t>& sizes) {
 
 // What a backward leaves: a grad holding these values.
 void set_grad(const Tensor& p, const std::vector<float>& values) {
-  p.impl()->grad = std::make_shared<Storage>(p.numel());
-  std::memcpy(p.impl()->grad->data, values.data(), values.size() * sizeof(float));
+  p.set_grad(Tensor::from_vector(p.shape(), values));
 }
 
 // N threads standing in for N processes: each publishes its part, waits for all, combines all.

@@ -99,7 +99,7 @@ TEST_CASE("train: resuming gives the same losses as one run, to the last bit") {
   const std::vector<std::string> common{"model.dropout=0.1", "train.grad_accum=2",
                                         "train.eval_interval=6", "train.checkpoint_interval=4"};
   std::vector<std::string> precisions{"fp32"};
-  if (cpu_has_bf16()) precisions.push_back("bf16");
+  if (bf16_support(std::getenv("QKV_CPU_BF16")).usable) precisions.push_back("bf16");
   for (const std::string& precision : precisions)
   for (const Case& c : {Case{"decoder", text, {"model.kind=decoder"}},
                         Case{"encoder_decoder", pairs, {"model.kind=encoder_decoder"}},
@@ -220,7 +220,7 @@ TEST_CASE("train: a stop at an evaluation step is evaluated on resume, once, as 
 // 1.76). The bound is 0.01, while a broken bf16 path (a wrong layout, a stale weight copy)
 // diverges by far more.
 TEST_CASE("train: bf16 losses track fp32's, step by step") {
-  if (!cpu_has_bf16()) {
+  if (!bf16_support(std::getenv("QKV_CPU_BF16")).usable) {
     MESSAGE("this CPU has no AVX512_BF16: bf16 training is not run");
     return;
   }
@@ -240,7 +240,7 @@ TEST_CASE("train: bf16 losses track fp32's, step by step") {
 }
 
 TEST_CASE("train: train.precision may change on resume") {
-  if (!cpu_has_bf16()) {
+  if (!bf16_support(std::getenv("QKV_CPU_BF16")).usable) {
     MESSAGE("this CPU has no AVX512_BF16: only fp32 runs here");
     return;
   }

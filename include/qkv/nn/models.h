@@ -11,11 +11,10 @@
 #include <span>
 #include <vector>
 
-#include "qkv/nn/decoder.h"
-#include "qkv/nn/encoder.h"
-#include "qkv/nn/linear.h"
+#include "qkv/nn/lm_head.h"
 #include "qkv/nn/model_config.h"
 #include "qkv/nn/module.h"
+#include "qkv/nn/stack.h"
 
 namespace qkv::nn {
 
@@ -37,7 +36,7 @@ class DecoderModel : public Decoder {
   DecoderModel(const ModelConfig& config, Rng init_rng);
 
   ModelConfig config_;
-  Linear* lm_head_ = nullptr;
+  LmHead* lm_head_ = nullptr;
 };
 
 // BERT-like: tok_emb, [pos_emb], blocks.*, [ln_f], [lm_head]; bidirectional self-attention.
@@ -57,7 +56,7 @@ class EncoderModel : public Encoder {
   EncoderModel(const ModelConfig& config, Rng init_rng);
 
   ModelConfig config_;
-  Linear* lm_head_ = nullptr;
+  LmHead* lm_head_ = nullptr;
 };
 
 // Translation-like: encoder.*, decoder.* (with cross-attention), [lm_head]; one vocabulary,
@@ -90,7 +89,7 @@ class EncoderDecoderModel : public Module {
   ModelConfig config_;
   Encoder& encoder_;
   Decoder& decoder_;
-  Linear* lm_head_ = nullptr;
+  LmHead* lm_head_ = nullptr;
 };
 
 }  // namespace qkv::nn

@@ -57,8 +57,8 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
 
-  // Recursive: what the GEMMs of this module and its children compute in (qkv::Precision, ops.h;
-  // fp32 by default). Setting bf16 is the caller's promise that cpu_has_bf16() (runtime.h).
+  // Recursive: what the GEMMs of this module and its children compute in (qkv/precision.h; fp32
+  // by default). Setting bf16 is the caller's promise that choose_precision allowed it.
   void set_precision(Precision precision);
   Precision precision() const { return precision_; }
 

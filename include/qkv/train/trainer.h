@@ -42,7 +42,7 @@ class Trainer {
 
  private:
   struct State;
-  void build(std::optional<load::LoadedModel> loaded);
+  void build(std::optional<load::LoadedModel> loaded, const Environment& env);
   void restore(const io::CheckpointData& checkpoint, bool allow_data_change);
   bool evaluated_at(int64_t iter) const;
   bool evaluate(int64_t iter);  // true when the val loss is the best so far
