@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "data/checked_file.h"
 #include "data/corpus_files.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/utf8.h"
@@ -46,87 +47,6 @@ std::string corpus_json(const json& header) {
 }
 
 namespace {
-
-// A file descriptor, closed however the constructor that opened it ends.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-// A read-only file whose 64 KiB blocks are checked against "<file>.xxh3" when first read.
-// Reads are pread()s into the caller's buffer rather than through a mapping: the process then
-// holds only the windows it asked for (a mapping's pages stay resident, 64 KiB around each
-// fault, and its memory would grow with the corpus as batches land everywhere), and a file
-// truncated behind our back is an error, not a SIGBUS. The page cache is shared all the same.
-class CheckedFile {
- public:
-  CheckedFile(const std::string& path, int64_t expect_bytes, const std::string& sums_sha256)
-      : path_(path), size_(size_t(expect_bytes)) {
-    fd_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    QKV_CHECK(fd_.fd >= 0, "{}: cannot open ({}); prepare the corpus again", path,
-              std::strerror(errno));
-    struct stat st {};
-    ::fstat(fd_.fd, &st);
-    QKV_CHECK(S_ISREG(st.st_mode) && st.st_size == expect_bytes,
-              "{}: {} bytes where the corpus header says {}: the file is damaged or truncated; "
-              "prepare the corpus again",
-              path, int64_t(st.st_size), expect_bytes);
-    ::posix_fadvise(fd_.fd, 0, 0, POSIX_FADV_RANDOM);
-    std::ifstream in(path + ".xxh3", std::ios::binary);
-    std::ostringstream sums;
-    sums << in.rdbuf();
-    const std::string bytes = std::move(sums).str();
-    const size_t blocks = (size_ + kCorpusBlockBytes - 1) / kCorpusBlockBytes;
-    QKV_CHECK(in && bytes.size() == blocks * 8 && sha256_hex(bytes) == sums_sha256,
-              "{}.xxh3: missing or damaged (it must hold the checksums of {} block{}); prepare the "
-              "corpus again",
-              path, blocks, blocks == 1 ? "" : "s");
-    sums_.resize(blocks);
-    std::memcpy(sums_.data(), bytes.data(), bytes.size());
-    checked_ = std::make_unique<std::atomic<bool>[]>(blocks);
-  }
-
-  // Bytes [at, at + n) into out; a block read for the first time is read whole and checked.
-  void read(size_t at, size_t n, uint8_t* out) const {
-    thread_local std::vector<uint8_t> block(kCorpusBlockBytes);
-    for (size_t pos = at, end = at + n; pos < end;) {
-      const size_t b = pos / kCorpusBlockBytes, begin = b * kCorpusBlockBytes;
-      const size_t stop = std::min(end, begin + kCorpusBlockBytes);
-      if (checked_[b].load(std::memory_order_acquire)) {
-        pread_exactly(out + (pos - at), stop - pos, pos);
-      } else {
-        const size_t len = std::min<size_t>(kCorpusBlockBytes, size_ - begin);
-        pread_exactly(block.data(), len, begin);
-        QKV_CHECK(block_checksum(block.data(), len) == sums_[b],
-                  "{}: bytes {}..{} do not match their checksum: the file is damaged; prepare "
-                  "the corpus again",
-                  path_, begin, begin + len);
-        checked_[b].store(true, std::memory_order_release);
-        std::memcpy(out + (pos - at), block.data() + (pos - begin), stop - pos);
-      }
-      pos = stop;
-    }
-  }
-
- private:
-  void pread_exactly(uint8_t* out, size_t n, size_t at) const {
-    for (size_t got = 0; got < n;) {
-      const ssize_t r = ::pread(fd_.fd, out + got, n - got, off_t(at + got));
-      if (r < 0 && errno == EINTR) continue;
-      QKV_CHECK(r > 0, "{}: cannot read bytes {}..{} ({})", path_, at, at + n,
-                r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
-      got += size_t(r);
-    }
-  }
-
-  std::string path_;
-  size_t size_ = 0;
-  Fd fd_;
-  std::vector<uint64_t> sums_;
-  std::unique_ptr<std::atomic<bool>[]> checked_;
-};
 
 template <class T>
 T field(const json& j, const char* key, const std::string& where) {
