@@ -196,12 +196,13 @@ void Corpus::read(int64_t begin, int64_t n, int32_t* out) const {
   }
 }
 
-int64_t Corpus::find(int32_t id) const {
+int64_t Corpus::find_first(const std::vector<bool>& which) const {
   std::vector<int32_t> buf(1 << 20);
   for (int64_t begin = 0; begin < s_->size; begin += int64_t(buf.size())) {
     const int64_t n = std::min<int64_t>(int64_t(buf.size()), s_->size - begin);
     read(begin, n, buf.data());
-    const auto it = std::find(buf.begin(), buf.begin() + n, id);
+    const auto it =
+        std::find_if(buf.begin(), buf.begin() + n, [&](int32_t id) { return which[size_t(id)]; });
     if (it != buf.begin() + n) return begin + (it - buf.begin());
   }
   return -1;

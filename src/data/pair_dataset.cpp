@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "data/vocab_map.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
@@ -140,22 +141,13 @@ PairDataset PairDataset::from_corpus(Corpus corpus, const PairDatasetOptions& op
   } else {
     ds.vocab_ = Vocab(ds.corpus_.chars(), {kPad, kBos, kEos});
   }
-  const std::vector<char32_t>& chars = ds.corpus_.chars();
-  bool same = true;
-  std::vector<int32_t> to_vocab(chars.size());
-  for (size_t i = 0; i < chars.size(); ++i) {
-    to_vocab[i] = ds.vocab_.id_of(chars[i]);
-    if (to_vocab[i] < 0) {
-      const int64_t at = ds.corpus_.find(int32_t(i));
-      const PairSpan p = example_at(ds.corpus_, at);
-      const bool source = at < p.tgt_begin;
-      ds.vocab_.throw_unknown(chars[i], at - (source ? p.src_begin : p.tgt_begin),
-                              fmt::format("{}:{}: {}", file_of(ds.corpus_), p.line,
-                                          source ? "source" : "target"));
-    }
-    same = same && to_vocab[i] == int32_t(i);
-  }
-  if (!same) ds.to_vocab_ = std::move(to_vocab);
+  ds.to_vocab_ = vocab_ids(ds.corpus_, ds.vocab_, [&](int64_t at, char32_t cp) {
+    const PairSpan p = example_at(ds.corpus_, at);
+    const bool source = at < p.tgt_begin;
+    ds.vocab_.throw_unknown(cp, at - (source ? p.src_begin : p.tgt_begin),
+                            fmt::format("{}:{}: {}", file_of(ds.corpus_), p.line,
+                                        source ? "source" : "target"));
+  });
   ds.pad_ = ds.vocab_.special_id(kPad);
   ds.bos_ = ds.vocab_.special_id(kBos);
   ds.eos_ = ds.vocab_.special_id(kEos);

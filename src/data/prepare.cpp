@@ -12,6 +12,7 @@
 #include <future>
 #include <filesystem>
 #include <optional>
+#include <unordered_map>
 
 #include "data/corpus_files.h"
 #include "data/corpus_writer.h"
@@ -88,31 +89,48 @@ struct FirstError {
   }
 };
 
-// Encodes text[begin, end) (begin at a character) into provisional ids; returns how many, or
-// records the first invalid byte and returns 0.
-int64_t encode_range(std::string_view text, size_t begin, size_t end, CharTable& table,
-                     uint32_t* out, FirstError& error) {
+// One part of a chunk, encoded on its own: ids numbered in the order the part first sees each
+// character (its `chars`), renumbered into the corpus's ids once the parts before it are known,
+// so that the corpus's numbering is the text's first-seen order whatever the threads did.
+struct Part {
+  std::vector<char32_t> chars;    // local id -> character
+  std::vector<uint32_t> to_corpus;  // local id -> corpus id
+  int64_t count = 0;              // ids
+};
+
+// Encodes text[begin, end) (begin at a character) into local ids; records the first invalid
+// byte instead, leaving the part empty.
+void encode_range(std::string_view text, size_t begin, size_t end, uint32_t* out, Part& part,
+                  FirstError& error) {
   int32_t ascii[128];
   std::fill(std::begin(ascii), std::end(ascii), -1);
+  std::unordered_map<char32_t, int32_t> other;
+  part.chars.clear();
+  auto local = [&](char32_t cp, int32_t& id) {
+    if (id < 0) {
+      id = int32_t(part.chars.size());
+      part.chars.push_back(cp);
+    }
+    return uint32_t(id);
+  };
   int64_t n = 0;
   for (size_t i = begin; i < end;) {
     const auto byte = uint8_t(text[i]);
     if (byte < 0x80) {
-      int32_t& id = ascii[byte];
-      if (id < 0) id = table.id(byte);
-      out[n++] = uint32_t(id);
+      out[n++] = local(byte, ascii[byte]);
       ++i;
       continue;
     }
     const Utf8Char c = decode_utf8_char(text, i);
     if (c.len == 0) {
       error.offer(i);
-      return 0;
+      part.count = 0;
+      return;
     }
-    out[n++] = uint32_t(table.id(c.cp));
+    out[n++] = local(c.cp, other.try_emplace(c.cp, -1).first->second);
     i += size_t(c.len);
   }
-  return n;
+  part.count = n;
 }
 
 // Where a chunk may be cut: after its last whole character.
@@ -200,7 +218,8 @@ class TextEncoder {
       capacity_ = text.size();
     }
     uint8_t* out = bytes_[chunks_++ % 2].get();
-    std::vector<int64_t> counts(static_cast<size_t>(parts)), starts(static_cast<size_t>(parts) + 1);
+    parts_.resize(size_t(parts));
+    std::vector<int64_t> starts(static_cast<size_t>(parts) + 1);
     FirstError error;
 #pragma omp parallel
     {
@@ -210,21 +229,30 @@ class TextEncoder {
       if (bytes_hash) bytes_hash->update(text);
 #pragma omp for schedule(dynamic, 1)
       for (int p = 0; p < parts; ++p)
-        counts[size_t(p)] = encode_range(text, cuts[size_t(p)], cuts[size_t(p) + 1], table_,
-                                         ids32_.get() + cuts[size_t(p)], error);
+        encode_range(text, cuts[size_t(p)], cuts[size_t(p) + 1], ids32_.get() + cuts[size_t(p)],
+                     parts_[size_t(p)], error);
 #pragma omp single
       {
+        for (int p = 0; p < parts; ++p) {  // in text order: the corpus's first-seen order
+          Part& part = parts_[size_t(p)];
+          part.to_corpus.resize(part.chars.size());
+          for (size_t l = 0; l < part.chars.size(); ++l)
+            part.to_corpus[l] = uint32_t(table_.id(part.chars[l]));
+          starts[size_t(p) + 1] = starts[size_t(p)] + part.count;
+        }
         if (error.at == SIZE_MAX && id_width_for(table_.size()) > ids_.width()) {
           wait_for_write();  // the file is rewritten wider
           ids_.fit(table_.size());
         }
-        for (int p = 0; p < parts; ++p) starts[size_t(p) + 1] = starts[size_t(p)] + counts[size_t(p)];
       }
       if (error.at == SIZE_MAX) {
 #pragma omp for schedule(static)
-        for (int p = 0; p < parts; ++p)
-          narrow_ids(ids32_.get() + cuts[size_t(p)], counts[size_t(p)], ids_.width(),
-                     out + starts[size_t(p)] * ids_.width());
+        for (int p = 0; p < parts; ++p) {
+          const Part& part = parts_[size_t(p)];
+          uint32_t* ids = ids32_.get() + cuts[size_t(p)];
+          for (int64_t k = 0; k < part.count; ++k) ids[k] = part.to_corpus[ids[k]];
+          narrow_ids(ids, part.count, ids_.width(), out + starts[size_t(p)] * ids_.width());
+        }
       }
     }
     if (error.at != SIZE_MAX) throw_invalid_utf8(text, error.at, what, offset);
@@ -240,6 +268,7 @@ class TextEncoder {
   const PrepareOptions& options_;
   int64_t total_ = 0, done_ = 0;
   // Scratch for one chunk: its ids as decoded, then narrowed.
+  std::vector<Part> parts_;
   std::unique_ptr<uint32_t[]> ids32_;
   std::unique_ptr<uint8_t[]> bytes_[2];
   size_t capacity_ = 0;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "data/vocab_map.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
@@ -46,19 +47,10 @@ TextDataset TextDataset::from_corpus(Corpus corpus, const TextDatasetOptions& op
   TextDataset ds;
   ds.corpus_ = std::move(corpus);
   ds.vocab_ = options.vocab ? *options.vocab : Vocab(ds.corpus_.chars(), options.specials);
-  const std::vector<char32_t>& chars = ds.corpus_.chars();
-  bool same = true;
-  std::vector<int32_t> to_vocab(chars.size());
-  for (size_t i = 0; i < chars.size(); ++i) {
-    to_vocab[i] = ds.vocab_.id_of(chars[i]);
-    if (to_vocab[i] < 0) {
-      const auto [where, position] =
-          source_position(ds.corpus_, ds.corpus_.find(int32_t(i)), "text");
-      ds.vocab_.throw_unknown(chars[i], position, where);
-    }
-    same = same && to_vocab[i] == int32_t(i);
-  }
-  if (!same) ds.to_vocab_ = std::move(to_vocab);
+  ds.to_vocab_ = vocab_ids(ds.corpus_, ds.vocab_, [&](int64_t at, char32_t cp) {
+    const auto [where, position] = source_position(ds.corpus_, at, "text");
+    ds.vocab_.throw_unknown(cp, position, where);
+  });
   ds.n_ = ds.corpus_.size();
   QKV_CHECK(ds.n_ > 0, "data.path: the corpus is empty");
   ds.n_train_ = train_size(ds.n_, options.val_fraction);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <omp.h>
 #include <zstd.h>
 
 #include <filesystem>
@@ -118,6 +119,30 @@ TEST_CASE("corpus: ids take 2 bytes past 256 symbols, and a vocabulary growing m
   check_same(TextDataset::from_corpus(c, {.val_fraction = 0.1}), text);
   const Corpus narrow = prepare_text({dir.write("n.txt", wide_text(256))}, (dir.path() / "n").string());
   CHECK(narrow.id_width() == 1);
+}
+
+TEST_CASE("corpus: ids are numbered in the text's first-seen order, whatever the threads") {
+  testing::TempDir dir("corpus_order");
+  // New characters in every part of the chunks the threads share, latest first.
+  std::string text;
+  for (int i = 0; i < 4000; ++i) {
+    text += testing::generated_corpus(2, uint64_t(i));
+    append_utf8(text, char32_t(0x4E00 + (3999 - i) % 700));
+  }
+  const std::string file = dir.write("t.txt", text);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const Corpus one = prepare_text({file}, (dir.path() / "one").string());
+  omp_set_num_threads(4);
+  const Corpus four = prepare_text({file}, (dir.path() / "four").string());
+  omp_set_num_threads(threads);
+  CHECK(testing::read_file(dir.path() / "one" / "ids.bin") ==
+        testing::read_file(dir.path() / "four" / "ids.bin"));
+  CHECK(one.chars() == four.chars());
+  std::u32string seen;
+  for (const char32_t cp : decode_utf8(text))
+    if (seen.find(cp) == std::u32string::npos) seen += cp;
+  CHECK(std::u32string(four.chars().begin(), four.chars().end()) == seen);
 }
 
 TEST_CASE("corpus: invalid UTF-8 names the file and the byte, counted across files") {

@@ -60,8 +60,9 @@ class Corpus {
   // against their XXH3 checksums the first time this process reads them: a damaged file throws
   // qkv::Error naming it rather than training on wrong ids.
   void read(int64_t begin, int64_t n, int32_t* out) const;
-  // The position of the first `id`, or -1 (for error messages: it reads the whole corpus).
-  int64_t find(int32_t id) const;
+  // The position of the first id for which which[id] is true, or -1 (for error messages: it
+  // reads the corpus up to there).
+  int64_t find_first(const std::vector<bool>& which) const;
 
   // Pair corpora: the examples, in file order.
   int64_t pairs() const;
