@@ -9,7 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <future>
+#include <exception>
 #include <filesystem>
 #include <optional>
 #include <unordered_map>
@@ -177,12 +177,8 @@ class TextEncoder {
     return info;
   }
 
-  // Waits for the last chunk's ids to be written (rethrowing its error).
-  void wait_for_write() {
-    if (write_.valid()) write_.get();
-  }
   IdFile& ids() {
-    wait_for_write();
+    write_pending();
     return ids_;
   }
   CharTable& table() { return table_; }
@@ -212,7 +208,7 @@ class TextEncoder {
     }
     cuts.push_back(text.size());
     if (capacity_ < text.size()) {  // no zero-filling: every id used is written first
-      wait_for_write();
+      write_pending();
       ids32_.reset(new uint32_t[text.size()]);
       for (auto& b : bytes_) b.reset(new uint8_t[text.size() * 4]);
       capacity_ = text.size();
@@ -221,12 +217,26 @@ class TextEncoder {
     parts_.resize(size_t(parts));
     std::vector<int64_t> starts(static_cast<size_t>(parts) + 1);
     FirstError error;
+    // An exception must not leave an OpenMP region: the first is kept and thrown after it.
+    std::exception_ptr failed;
+    auto guard = [&failed](auto&& work) {
+      try {
+        work();
+      } catch (...) {
+#pragma omp critical(qkv_prepare_failed)
+        if (!failed) failed = std::current_exception();
+      }
+    };
 #pragma omp parallel
     {
 #pragma omp single nowait
-      text_sha_.update(text);
+      guard([&] { text_sha_.update(text); });
 #pragma omp single nowait
-      if (bytes_hash) bytes_hash->update(text);
+      guard([&] {
+        if (bytes_hash) bytes_hash->update(text);
+      });
+#pragma omp single nowait
+      guard([&] { write_pending(); });  // the last chunk's ids, while this one is encoded
 #pragma omp for schedule(dynamic, 1)
       for (int p = 0; p < parts; ++p)
         encode_range(text, cuts[size_t(p)], cuts[size_t(p) + 1], ids32_.get() + cuts[size_t(p)],
@@ -240,10 +250,8 @@ class TextEncoder {
             part.to_corpus[l] = uint32_t(table_.id(part.chars[l]));
           starts[size_t(p) + 1] = starts[size_t(p)] + part.count;
         }
-        if (error.at == SIZE_MAX && id_width_for(table_.size()) > ids_.width()) {
-          wait_for_write();  // the file is rewritten wider
-          ids_.fit(table_.size());
-        }
+        if (error.at == SIZE_MAX && id_width_for(table_.size()) > ids_.width())
+          guard([&] { ids_.fit(table_.size()); });  // the file so far is rewritten wider
       }
       if (error.at == SIZE_MAX) {
 #pragma omp for schedule(static)
@@ -255,10 +263,9 @@ class TextEncoder {
         }
       }
     }
+    if (failed) std::rethrow_exception(failed);
     if (error.at != SIZE_MAX) throw_invalid_utf8(text, error.at, what, offset);
-    // Written while the next chunk is read and encoded into the other buffer.
-    wait_for_write();
-    write_ = std::async(std::launch::async, [this, out, n = starts.back()] { ids_.write(out, n); });
+    pending_ = {out, starts.back()};
     return starts.back();
   }
 
@@ -273,7 +280,16 @@ class TextEncoder {
   std::unique_ptr<uint8_t[]> bytes_[2];
   size_t capacity_ = 0;
   int64_t chunks_ = 0;
-  std::future<void> write_;
+  // A chunk's narrowed ids wait to be written by a thread of the next chunk's encoding: the
+  // write is a copy into the page cache as long as the encoding itself.
+  struct {
+    const uint8_t* bytes = nullptr;
+    int64_t ids = 0;
+  } pending_;
+  void write_pending() {
+    if (pending_.ids > 0) ids_.write(pending_.bytes, pending_.ids);
+    pending_ = {};
+  }
   Clock::time_point start_ = Clock::now();
   double next_report_ = 1.0;
 };
