@@ -55,29 +55,15 @@ uint32_t load_id(const uint8_t* p, int width) {
 
 }  // namespace
 
-CharTable::CharTable() : table_(new std::atomic<int32_t>[kCodePoints]) {
-  for (char32_t cp = 0; cp < kCodePoints; ++cp) table_[cp].store(-1, std::memory_order_relaxed);
-}
+CharTable::CharTable() : table_(kCodePoints, -1) {}
 
-int32_t CharTable::add(char32_t cp) {
-  std::lock_guard lock(mutex_);
-  int32_t id = table_[cp].load(std::memory_order_relaxed);
+int32_t CharTable::id(char32_t cp) {
+  int32_t& id = table_[cp];
   if (id < 0) {
     id = int32_t(chars_.size());
     chars_.push_back(cp);
-    table_[cp].store(id, std::memory_order_release);
   }
   return id;
-}
-
-int64_t CharTable::size() const {
-  std::lock_guard lock(mutex_);
-  return int64_t(chars_.size());
-}
-
-std::vector<char32_t> CharTable::chars() const {
-  std::lock_guard lock(mutex_);
-  return chars_;
 }
 
 void narrow_ids(const uint32_t* ids, int64_t n, int width, uint8_t* out) {

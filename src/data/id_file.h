@@ -1,5 +1,5 @@
 // The two halves of encoding a corpus in one pass: CharTable numbers each character in the
-// order it is first seen (from any thread), and IdFile writes those ids in the narrowest width
+// order it is first seen, and IdFile writes those ids in the narrowest width
 // so far, checksumming each 64 KiB block as it goes. The ids stay in first-seen order, the
 // header listing the characters in that order: renumbering them into the vocabulary's sorted
 // order would cost a second pass over the whole file, and a reader maps them as it reads.
@@ -7,31 +7,26 @@
 
 #include <xxhash.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 namespace qkv::data {
 
+// Called from one thread: parallel encoders number their own parts' characters and join them
+// here in text order (prepare.cpp), so the numbering does not depend on the threads.
 class CharTable {
  public:
   CharTable();
-  // The id of cp, given when first seen; thread-safe.
-  int32_t id(char32_t cp) {
-    const int32_t known = table_[cp].load(std::memory_order_acquire);
-    return known >= 0 ? known : add(cp);
-  }
-  int64_t size() const;
-  std::vector<char32_t> chars() const;  // by id
+  // The id of cp, given when first seen.
+  int32_t id(char32_t cp);
+  int64_t size() const { return int64_t(chars_.size()); }
+  const std::vector<char32_t>& chars() const { return chars_; }  // by id
 
  private:
-  int32_t add(char32_t cp);
-  std::unique_ptr<std::atomic<int32_t>[]> table_;  // code point -> id, or -1
-  std::vector<char32_t> chars_;                     // id -> code point
-  mutable std::mutex mutex_;
+  std::vector<int32_t> table_;  // code point -> id, or -1
+  std::vector<char32_t> chars_;  // id -> code point
 };
 
 class IdFile {
