@@ -1,7 +1,7 @@
 // bf16 GEMMs on oneDNN's matmul (brgemm kernels with AVX512_BF16), which PyTorch's CPU autocast
 // uses too. A primitive is made once per shape, layout and epilogue and kept per thread (making
-// one takes ~0.1 ms; running a cached one costs ~1 µs more than the product), so each thread's
-// row blocks of a model's few shapes reuse them from the second step on.
+// one costs far more than running it: docs/kernels.md), so each thread's row blocks of a
+// model's few shapes reuse them from the second step on.
 #include <bit>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
