@@ -15,11 +15,25 @@ namespace qkv::data {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-int64_t total_size(const std::vector<std::string>& files) {
-  int64_t total = 0;
+PrepareReport::PrepareReport(const PrepareOptions& options, const std::vector<std::string>& files)
+    : options_(options) {
   std::error_code ec;
-  for (const std::string& f : files) total += int64_t(fs::file_size(f, ec));
-  return total;
+  for (const std::string& f : files) total_ += int64_t(fs::file_size(f, ec));
+}
+
+double PrepareReport::seconds() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void PrepareReport::at(int64_t bytes_done) {
+  const double s = seconds();
+  if (!options_.progress || s < next_) return;
+  options_.progress({bytes_done, total_, s, false});
+  next_ = s + 1.0;
+}
+
+void PrepareReport::finished() {
+  if (options_.progress && next_ > 1.0) options_.progress({total_, total_, seconds(), true});
 }
 
 json header_of(std::string_view kind, const std::vector<char32_t>& chars, const IdFile& ids,

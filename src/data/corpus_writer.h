@@ -2,6 +2,7 @@
 // the header and the temporary directory that one rename publishes.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,8 +15,21 @@
 
 namespace qkv::data {
 
-// The input files' total size, for progress.
-int64_t total_size(const std::vector<std::string>& files);
+// The progress lines of one preparation: one a second while it runs, and a closing line only
+// after those, so a small corpus prepares silently.
+class PrepareReport {
+ public:
+  PrepareReport(const PrepareOptions& options, const std::vector<std::string>& files);
+  void at(int64_t bytes_done);  // of the input files, as stored
+  void finished();
+
+ private:
+  double seconds() const;
+  const PrepareOptions& options_;
+  int64_t total_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  double next_ = 1.0;
+};
 
 // The header fields every corpus has (docs/data-format.md).
 nlohmann::json header_of(std::string_view kind, const std::vector<char32_t>& chars,

@@ -5,55 +5,14 @@
 
 #include <algorithm>
 
+#include "data/pair_line.h"
 #include "data/vocab_map.h"
 #include "qkv/data/sha256.h"
-#include "qkv/data/utf8.h"
 #include "qkv/error.h"
 
 namespace qkv::data {
 
 namespace {
-
-struct Line {
-  std::string where;  // "pairs.tsv:12"
-  std::string_view src, tgt;
-  int64_t line = 0;
-};
-
-// Splits the TSV into (source, target) fields, checking each line's shape and lengths.
-std::vector<Line> parse_tsv(std::string_view tsv, std::string_view name, int64_t block_size) {
-  std::vector<Line> lines;
-  int64_t line_no = 0;
-  for (size_t begin = 0; begin < tsv.size();) {
-    size_t end = tsv.find('\n', begin);
-    if (end == std::string_view::npos) end = tsv.size();
-    std::string_view line = tsv.substr(begin, end - begin);
-    begin = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    const std::string where = fmt::format("{}:{}", name, line_no);
-    const auto tabs = std::count(line.begin(), line.end(), '\t');
-    QKV_CHECK(tabs == 1, "{}: expected 'source<TAB>target', found {}", where,
-              tabs == 0 ? std::string("no tab") : fmt::format("{} tabs", tabs));
-    const size_t tab = line.find('\t');
-    Line l{where, line.substr(0, tab), line.substr(tab + 1), line_no};
-    const size_t src_len = decode_utf8(l.src, where).size();
-    const size_t tgt_len = decode_utf8(l.tgt, where).size();
-    QKV_CHECK(src_len > 0, "{}: the source is empty", where);
-    QKV_CHECK(int64_t(src_len) <= block_size,
-              "{}: the source has {} characters, more than block_size = {}", where, src_len,
-              block_size);
-    QKV_CHECK(int64_t(tgt_len) + 1 <= block_size,
-              "{}: the target has {} characters, more than block_size-1 = {} (one position goes "
-              "to <bos>/<eos>)",
-              where, tgt_len, block_size - 1);
-    lines.push_back(std::move(l));
-  }
-  QKV_CHECK(!lines.empty(), "{}: no examples (expected 'source<TAB>target' lines)", name);
-  return lines;
-}
-
 
 // The TSV a pair corpus was prepared from, for error messages.
 std::string file_of(const Corpus& c) {
@@ -79,13 +38,7 @@ void check_lengths(const Corpus& c, int64_t block_size) {
   const std::string file = file_of(c);
   for (int64_t i = 0; i < c.pairs(); ++i) {
     const PairSpan p = c.pair(i);
-    QKV_CHECK(p.tgt_begin - p.src_begin <= block_size,
-              "{}:{}: the source has {} characters, more than block_size = {}", file, p.line,
-              p.tgt_begin - p.src_begin, block_size);
-    QKV_CHECK(p.end - p.tgt_begin + 1 <= block_size,
-              "{}:{}: the target has {} characters, more than block_size-1 = {} (one position "
-              "goes to <bos>/<eos>)",
-              file, p.line, p.end - p.tgt_begin, block_size - 1);
+    check_pair_length(file, p.line, p.tgt_begin - p.src_begin, p.end - p.tgt_begin, block_size);
   }
 }
 
@@ -105,16 +58,21 @@ PairDataset PairDataset::from_tsv(std::string_view tsv, const PairDatasetOptions
   QKV_CHECK(options.block_size >= 2, "block_size = {} is too small for pair data (at least 2)",
             options.block_size);
   train_size(0, options.val_fraction);
-  const std::vector<Line> lines = parse_tsv(tsv, name, options.block_size);
   std::u32string text;
   std::vector<int64_t> spans;
-  for (const Line& l : lines) {
-    spans.push_back(int64_t(text.size()));
-    text += decode_utf8(l.src, l.where);
-    spans.push_back(int64_t(text.size()));
-    spans.push_back(l.line);
-    text += decode_utf8(l.tgt, l.where);
+  int64_t line_no = 0;
+  for (size_t begin = 0; begin < tsv.size();) {
+    const size_t end = std::min(tsv.find('\n', begin), tsv.size());
+    const std::optional<PairLine> p = parse_pair_line(tsv.substr(begin, end - begin), name, ++line_no);
+    begin = end + 1;
+    if (!p) continue;
+    check_pair_length(name, line_no, int64_t(p->src.size()), int64_t(p->tgt.size()),
+                      options.block_size);
+    spans.insert(spans.end(), {int64_t(text.size()), int64_t(text.size() + p->src.size()), line_no});
+    text += p->src;
+    text += p->tgt;
   }
+  QKV_CHECK(!spans.empty(), "{}: no examples (expected 'source<TAB>target' lines)", name);
   spans.push_back(int64_t(text.size()));
   const Vocab own(std::vector<char32_t>(text.begin(), text.end()));
   std::vector<int32_t> ids(text.size());

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <optional>
@@ -148,14 +147,16 @@ size_t whole_characters(std::string_view text) {
 // Streams every file's text through the encoder into ids.bin.
 class TextEncoder {
  public:
-  TextEncoder(const std::string& ids_path, const PrepareOptions& options, int64_t total_bytes)
-      : ids_(ids_path), options_(options), total_(total_bytes) {}
+  TextEncoder(const std::string& ids_path, const PrepareOptions& options,
+              const std::vector<std::string>& files)
+      : ids_(ids_path), options_(options), report_(options, files) {}
 
   CorpusSource add(const std::string& path) {
     std::unique_ptr<TextSource> src = TextSource::open(path, options_.jsonl_field);
     std::vector<char> buf(kChunkBytes);
     size_t carry = 0;
     int64_t offset = 0, chars = 0;
+    const std::string what = fmt::format("{} '{}'", options_.what, path);
     for (;;) {
       size_t filled = carry, got = 1;
       while (filled < buf.size() && (got = src->read(buf.data() + filled, buf.size() - filled)))
@@ -163,9 +164,8 @@ class TextEncoder {
       const bool last = got == 0;
       const std::string_view text(buf.data(), filled);
       const size_t cut = last ? filled : whole_characters(text);
-      chars += encode_chunk(text.substr(0, cut), fmt::format("{} '{}'", options_.what, path),
-                            offset, src->bytes_hash());
-      report(done_ + src->bytes_read(), false);
+      chars += encode_chunk(text.substr(0, cut), what, offset, src->bytes_hash());
+      report_.at(done_ + src->bytes_read());
       offset += int64_t(cut);
       carry = filled - cut;
       std::copy(buf.begin() + ptrdiff_t(cut), buf.begin() + ptrdiff_t(filled), buf.begin());
@@ -183,18 +183,9 @@ class TextEncoder {
   }
   CharTable& table() { return table_; }
   std::string fingerprint() { return to_hex(text_sha_.digest()); }
-  // A line a second; the closing line only after those, so a small corpus prepares silently.
-  void report(int64_t done, bool finished) {
-    const double s = std::chrono::duration<double>(Clock::now() - start_).count();
-    if (options_.progress && (finished ? next_report_ > 1.0 : s >= next_report_)) {
-      options_.progress({done, total_, s, finished});
-      next_report_ = s + 1.0;
-    }
-  }
+  void finished() { report_.finished(); }
 
  private:
-  using Clock = std::chrono::steady_clock;
-
   // Encodes one chunk while a thread hashes it (the corpus text; and the file's bytes, where
   // they are the text: bytes_hash).
   int64_t encode_chunk(std::string_view text, const std::string& what, int64_t offset,
@@ -273,7 +264,8 @@ class TextEncoder {
   CharTable table_;
   Sha256 text_sha_;
   const PrepareOptions& options_;
-  int64_t total_ = 0, done_ = 0;
+  PrepareReport report_;
+  int64_t done_ = 0;
   // Scratch for one chunk: its ids as decoded, then narrowed.
   std::vector<Part> parts_;
   std::unique_ptr<uint32_t[]> ids32_;
@@ -290,8 +282,6 @@ class TextEncoder {
     if (pending_.ids > 0) ids_.write(pending_.bytes, pending_.ids);
     pending_ = {};
   }
-  Clock::time_point start_ = Clock::now();
-  double next_report_ = 1.0;
 };
 
 }  // namespace
@@ -299,7 +289,7 @@ class TextEncoder {
 Corpus prepare_text(const std::vector<std::string>& files, const std::string& out,
                     const PrepareOptions& options) {
   TempDir tmp(out);
-  TextEncoder enc((tmp.path / kCorpusIds).string(), options, total_size(files));
+  TextEncoder enc((tmp.path / kCorpusIds).string(), options, files);
   std::vector<CorpusSource> sources;
   for (const std::string& f : files) sources.push_back(enc.add(f));
   QKV_CHECK(enc.ids().count() > 0, "{}: the corpus is empty",
@@ -308,7 +298,7 @@ Corpus prepare_text(const std::vector<std::string>& files, const std::string& ou
   const json header = header_of("text", enc.table().chars(), enc.ids(), sums,
                                 enc.fingerprint(), sources, options);
   Corpus c = publish(tmp, out, header);
-  enc.report(total_size(files), true);
+  enc.finished();
   return c;
 }
 

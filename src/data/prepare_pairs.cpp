@@ -1,14 +1,13 @@
 // Preparing encoder-decoder pairs: a TSV's lines checked (file:line errors), their characters
 // encoded as prepare_text does, and each example's spans and line in pairs.bin.
 #include <algorithm>
-#include <chrono>
 
 #include "data/corpus_files.h"
 #include "data/corpus_writer.h"
+#include "data/pair_line.h"
 #include "data/text_source.h"
 #include "qkv/data/prepare.h"
 #include "qkv/data/sha256.h"
-#include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
 
@@ -22,16 +21,10 @@ class PairEncoder {
       : ids_(dir + "/" + kCorpusIds), path_(std::move(path)) {}
 
   void line(std::string_view line, int64_t line_no) {
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) return;
-    const std::string where = fmt::format("{}:{}", path_, line_no);
-    const auto tabs = std::count(line.begin(), line.end(), '\t');
-    QKV_CHECK(tabs == 1, "{}: expected 'source<TAB>target', found {}", where,
-              tabs == 0 ? std::string("no tab") : fmt::format("{} tabs", tabs));
-    const size_t tab = line.find('\t');
-    const std::u32string src = decode_utf8(line.substr(0, tab), where);
-    const std::u32string tgt = decode_utf8(line.substr(tab + 1), where);
-    QKV_CHECK(!src.empty(), "{}: the source is empty", where);
+    const std::optional<PairLine> p = parse_pair_line(line, path_, line_no);
+    if (!p) return;
+    const std::u32string& src = p->src;
+    const std::u32string& tgt = p->tgt;
     spans_.insert(spans_.end(), {written_ + int64_t(pending_.size()),
                                  written_ + int64_t(pending_.size() + src.size()), line_no});
     for (const char32_t cp : src) pending_.push_back(uint32_t(table_.id(cp)));
@@ -65,12 +58,7 @@ Corpus prepare_pairs(const std::string& tsv, const std::string& out,
   TempDir tmp(out);
   PairEncoder enc(tmp.path.string(), tsv);
   std::unique_ptr<TextSource> src = TextSource::open(tsv, options.jsonl_field);
-  const int64_t total = total_size({tsv});
-  const auto start = std::chrono::steady_clock::now();
-  auto seconds = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  double next_report = 1.0;
+  PrepareReport report(options, {tsv});
   Sha256 text_sha;
   std::string text;
   std::vector<char> buf(1 << 20);
@@ -85,10 +73,7 @@ Corpus prepare_pairs(const std::string& tsv, const std::string& out,
       enc.line(std::string_view(text).substr(begin, nl - begin), ++line_no);
     text.erase(0, begin);
     if (!more && !text.empty()) enc.line(text, ++line_no);
-    if (options.progress && seconds() >= next_report) {
-      options.progress({src->bytes_read(), total, seconds(), false});
-      next_report = seconds() + 1.0;
-    }
+    report.at(src->bytes_read());
   }
   const int64_t pairs = int64_t(enc.spans_.size()) / 3;
   QKV_CHECK(pairs > 0, "{}: no examples (expected 'source<TAB>target' lines)", tsv);
@@ -111,7 +96,7 @@ Corpus prepare_pairs(const std::string& tsv, const std::string& out,
   header["max_source_chars"] = enc.max_src_;
   header["max_target_chars"] = enc.max_tgt_;
   Corpus c = publish(tmp, out, header);
-  if (options.progress && next_report > 1.0) options.progress({total, total, seconds(), true});
+  report.finished();
   return c;
 }
 
