@@ -10,7 +10,7 @@ set -euo pipefail
 packages=(g++ cmake ninja-build pkg-config libopenblas-openmp-dev libdnnl-dev libcli11-dev
           libspdlog-dev libfmt-dev doctest-dev libtomlplusplus-dev nlohmann-json3-dev
           libcpp-httplib-dev fortunes openmpi-bin libopenmpi-dev libssl-dev libzstd-dev
-          libxxhash-dev)
+          libxxhash-dev help2man dpkg-dev)
 for option in "$@"; do
   case "$option" in
     --with-torch) packages+=(python3-torch python3-numpy) ;;

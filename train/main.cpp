@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
+#include "qkv/build_info.h"
 #include "qkv/did_you_mean.h"
 #include "qkv/environment.h"
 #include "qkv/parallel/distributed.h"
@@ -24,9 +25,11 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("qkv"));
   spdlog::set_pattern("[%H:%M:%S] %^%v%$");
 
+  // Named, so usage lines say `qkv` however it was started (a path, or the man page's help2man).
   CLI::App app{"qkv: train small transformers on character-level text, on CPUs.\n"
-               "Configs are TOML files (see docs/config.md); runs are directories of checkpoints."};
-  app.set_version_flag("--version", "qkv " QKV_VERSION);
+               "Configs are TOML files (see docs/config.md); runs are directories of checkpoints.",
+               "qkv"};
+  app.set_version_flag("--version", [&env] { return qkv::version_text(env); });
   app.require_subcommand(1);
   std::function<int()> run;
   qkv::cli::add_train(app, run, env);

@@ -1,6 +1,7 @@
 // `qkv` as a user first meets it: help, version, config mistakes, --dump-config.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <regex>
 #include <sstream>
 
@@ -57,10 +58,21 @@ TEST_CASE("qkv <command> --help: every option has an explanation") {
   }
 }
 
-TEST_CASE("qkv --version: prints the version") {
+TEST_CASE("qkv --version: the version and revision, how it was built, and what runs here") {
   const CommandResult r = run_qkv({"--version"});
   CHECK(r.exit_code == 0);
-  CHECK(r.out == "qkv " QKV_VERSION "\n");
+  CHECK(r.out.starts_with("qkv " QKV_VERSION " (git "));
+  CHECK(r.out.find("\nbuilt with ") != std::string::npos);
+  CHECK(r.out.find(QKV_TEST_WITH_MPI ? "MPI: " : "without MPI") != std::string::npos);
+  CHECK(r.out.find("\nhere: OpenBLAS kernel ") != std::string::npos);
+  CHECK(r.out.find("bf16 GEMMs: ") != std::string::npos);
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 3);
+  // A QKV_CPU_BF16 value qkv refuses elsewhere is reported, not fatal, here.
+  setenv("QKV_CPU_BF16", "maybe", 1);
+  const CommandResult odd = run_qkv({"--version"});
+  unsetenv("QKV_CPU_BF16");
+  CHECK(odd.exit_code == 0);
+  CHECK(odd.out.find("bf16 GEMMs: no (") != std::string::npos);
 }
 
 TEST_CASE("qkv: a usage mistake is one error line and exit code 1") {
