@@ -4,7 +4,7 @@
 # alone; examples/ builds against the prefix with find_package and with pkg-config, and runs
 # (train_tiny's loss must fall; generate samples a checkpoint the installed qkv trained). As root
 # it then builds the .deb, installs it with apt-get, uses the installed qkv outside the source
-# tree (--version, man, completion, train, sample) and removes it again.
+# tree (--version, man, completion, train, sample, serve) and removes it again.
 #   usage: scripts/check-install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,6 +79,19 @@ completes qkv sample --pro --prompt
 qkv train /usr/share/qkv/configs/tiny.toml --set data.path="$text" --set train.max_iters=20 \
     --out deb_run --threads 2 2> /dev/null
 qkv sample deb_run --prompt "the " --max-new-tokens 40 > /dev/null
+qkv serve . --port 0 2> serve.log &
+server=$!
+for _ in $(seq 100); do grep -q "http://" serve.log && break; sleep 0.1; done
+url=$(grep -o "http://[^ ]*" serve.log | head -1)
+[[ -n $url ]] || fail "qkv serve printed no address: $(cat serve.log)"
+port=${url##*:}
+port=${port%/}
+exec 3<> "/dev/tcp/127.0.0.1/$port"
+printf 'GET /api/runs HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$port" >&3
+[[ $(cat <&3) == *deb_run* ]] || fail "qkv serve at $url does not list deb_run"
+exec 3<&-
+kill "$server"
+wait "$server" || true
 apt-get remove -y -qq qkv > /dev/null
 [[ ! -e /usr/bin/qkv ]] || fail "/usr/bin/qkv is still there after removing the package"
 step "all good"
