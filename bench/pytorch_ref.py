@@ -2,11 +2,11 @@
 """The PyTorch reference for bench/compare.sh: nanoGPT's model and training loop, written afresh,
 timed the way bench_train times qkv (median ms/iter after warm-up, peak RSS).
 
-Same model as nanoGPT's model.py (and qkv's MODULES_SPEC): pre-LN GPT, LayerNorm with optional
-bias, exact-erf GELU, learned positions, lm_head tied to the token embedding, init N(0, 0.02)
-with the residual projections at 0.02/sqrt(2L). Same loop as nanoGPT's train.py: random windows
-of the first 90% of the text, AdamW with decay on the >= 2-D tensors only, warmup + cosine lr,
-grad clipping, zero_grad(set_to_none=True).
+Same model as nanoGPT's model.py (bench/ref_model.py, which also holds the modern recipe's
+options: rotary positions, RMSNorm, QK-norm, ReLU^2 and SwiGLU, zero-initialised projections).
+Same loop as nanoGPT's train.py: random windows of the first 90% of the text, AdamW with decay on
+the >= 2-D tensors only, warmup + cosine lr, grad clipping, zero_grad(set_to_none=True); or
+Muon and a warmup-stable-decay schedule (bench/ref_optim.py).
 --autocast bf16 runs forward and loss under torch.autocast("cpu", dtype=torch.bfloat16), as
 nanoGPT's ctx would on a CPU if it did not turn autocast off there (matmuls in bf16 through oneDNN;
 weights, grads and AdamW in fp32; backward outside the context, as nanoGPT's).
@@ -38,107 +38,9 @@ import tomllib
 
 import numpy as np
 import torch
-import torch.nn as nn
-from torch.nn import functional as F
 
-
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (torch 1.13's nn.LayerNorm cannot drop only the bias)."""
-
-    def __init__(self, ndim, bias):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        C, T = cfg["n_embd"], cfg["block_size"]
-        self.n_head = cfg["n_head"]
-        self.c_attn = nn.Linear(C, 3 * C, bias=cfg["bias"])
-        self.c_proj = nn.Linear(C, C, bias=cfg["bias"])
-        self.attn_dropout = nn.Dropout(cfg["dropout"])
-        self.resid_dropout = nn.Dropout(cfg["dropout"])
-        self.register_buffer("mask", torch.tril(torch.ones(T, T)).view(1, 1, T, T))
-
-    def forward(self, x):
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-        att = att.masked_fill(self.mask[:, :, :T, :T] == 0, float("-inf"))
-        att = self.attn_dropout(F.softmax(att, dim=-1))
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        C = cfg["n_embd"]
-        self.c_fc = nn.Linear(C, 4 * C, bias=cfg["bias"])
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * C, C, bias=cfg["bias"])
-        self.dropout = nn.Dropout(cfg["dropout"])
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-
-
-class Block(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.ln_1 = LayerNorm(cfg["n_embd"], cfg["bias"])
-        self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = LayerNorm(cfg["n_embd"], cfg["bias"])
-        self.mlp = MLP(cfg)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class GPT(nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        C = cfg["n_embd"]
-        self.wte = nn.Embedding(cfg["vocab_size"], C)
-        self.wpe = nn.Embedding(cfg["block_size"], C)
-        self.drop = nn.Dropout(cfg["dropout"])
-        self.h = nn.ModuleList([Block(cfg) for _ in range(cfg["n_layer"])])
-        self.ln_f = LayerNorm(C, cfg["bias"])
-        self.lm_head = nn.Linear(C, cfg["vocab_size"], bias=False)
-        self.lm_head.weight = self.wte.weight  # tied
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg["n_layer"]))
-
-    @staticmethod
-    def _init_weights(m):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
-
-    def forward(self, idx, targets):
-        T = idx.size(1)
-        pos = torch.arange(0, T, dtype=torch.long)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-
-    def non_embedding_params(self):
-        return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
+from ref_model import GPT
+from ref_optim import make_optimizers, set_lr
 
 
 def blas_kernel():
@@ -163,15 +65,6 @@ def keep_freed_memory():
         return False
     m_trim_threshold, m_mmap_max = -1, -4
     return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2**31 - 1) == 1
-
-
-def lr_at(it, o, s):
-    if it < s["warmup_iters"]:
-        return o["lr"] * (it + 1) / (s["warmup_iters"] + 1)
-    if it > s["lr_decay_iters"]:
-        return o["min_lr"]
-    ratio = (it - s["warmup_iters"]) / (s["lr_decay_iters"] - s["warmup_iters"])
-    return o["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (o["lr"] - o["min_lr"])
 
 
 def main():
@@ -217,12 +110,7 @@ def main():
     cfg = dict(m, vocab_size=len(chars))
     model = GPT(cfg)
     B, T = args.batch_size or t["batch_size"], m["block_size"]
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": o["weight_decay"]}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups, lr=o["lr"], betas=(o["beta1"], o["beta2"]))
+    optimizers = make_optimizers(model, o, args.autocast == "bf16")
 
     offsets = torch.arange(T + 1)
 
@@ -256,16 +144,16 @@ def main():
     def train_step(it):
         """nanoGPT's iteration it; returns its loss."""
         nonlocal X, Y
-        for g in opt.param_groups:
-            g["lr"] = lr_at(it, o, s)
+        set_lr(optimizers, it, o, s)
         with autocast():
             loss = model(X, Y)
         X, Y = get_batch()  # nanoGPT fetches the next batch while the step is in flight
         loss.backward()
         if o["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), o["grad_clip"])
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         return loss
 
     model.train()
