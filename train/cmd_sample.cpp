@@ -5,17 +5,16 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <ranges>
-#include <sstream>
 
 #include "commands.h"
 #include "qkv/cost.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
+#include "qkv/io/regular_file.h"
 #include "qkv/load.h"
 #include "qkv/nn/models.h"
 #include "qkv/runtime.h"
@@ -74,11 +73,11 @@ std::string shell_quote(std::string_view s) {
 }
 
 std::string read_prompt_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  QKV_CHECK(in, "--prompt-file {}: cannot open", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  try {
+    return io::read_regular_file(path);
+  } catch (const Error& e) {
+    throw Error(fmt::format("--prompt-file {}", e.what()));
+  }
 }
 
 // Which model kinds each kind-specific option applies to; giving one to another kind is an error.

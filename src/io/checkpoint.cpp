@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <set>
@@ -19,6 +18,7 @@
 #include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 #include "qkv/io/safetensors.h"
 
 namespace qkv::io {
@@ -157,13 +157,10 @@ void remove_leftovers(const fs::path& run, std::optional<int64_t> latest) {
 
 std::optional<int64_t> read_pointer(const std::string& run_dir, const std::string& pointer) {
   const fs::path p = fs::path(run_dir) / pointer;
-  std::ifstream in(p, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return std::nullopt;
-    throw_os_error(p.string(), "cannot open for reading", errno);
-  }
-  std::string text;
-  std::getline(in, text);
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0 && errno == ENOENT) return std::nullopt;
+  const std::string content = read_regular_file(p);
+  const std::string text = content.substr(0, content.find('\n'));
   const auto step = parse_dir_name(text);
   QKV_CHECK(step, "{}: expected 'checkpoint-<step>', found '{}'", p.string(), text.substr(0, 40));
   return step;

@@ -42,7 +42,40 @@ void check_options(const TrainOptions& options) {
   }
 }
 
+namespace {
+
+bool present(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+bool is_checkpoint(const fs::path& dir) {
+  return present(dir / "manifest.json") || present(dir / "model.safetensors");
+}
+bool is_run(const fs::path& dir) {
+  return io::holds_checkpoint(dir.string()) || present(dir / "metrics.jsonl") ||
+         present(dir / ".lock");
+}
+
+}  // namespace
+
 void check_no_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  const fs::path path = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+  QKV_CHECK(ec || !is_checkpoint(path),
+            "{}: is a checkpoint directory; a run needs a directory of its own: choose another "
+            "with --out or --set train.out_dir=...",
+            dir);
+  for (fs::path up = path.parent_path(); !ec && !up.empty(); up = up.parent_path()) {
+    QKV_CHECK(!is_checkpoint(up),
+              "{}: is inside the checkpoint {}; a run needs a directory of its own: choose "
+              "another with --out or --set train.out_dir=...",
+              dir, up.string());
+    QKV_CHECK(!is_run(up),
+              "{}: is inside the run directory {}; choose a directory outside it with --out or "
+              "--set train.out_dir=...",
+              dir, up.string());
+    if (up == up.parent_path()) break;
+  }
   QKV_CHECK(!io::holds_checkpoint(dir),
             "{}: already holds a run with checkpoints; continue it with `qkv train --resume {}`, "
             "or choose another directory with --out or --set train.out_dir=...",

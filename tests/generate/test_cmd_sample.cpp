@@ -164,7 +164,8 @@ TEST_CASE("qkv sample: bad arguments are one-line errors") {
         "--input is for encoder_decoder models; this checkpoint's model.kind is decoder (use "
         "--prompt TEXT)");
   CHECK(dec({"--prompt-file", (r.dir.path() / "missing.txt").string()}) ==
-        "--prompt-file " + (r.dir.path() / "missing.txt").string() + ": cannot open");
+        "--prompt-file " + (r.dir.path() / "missing.txt").string() +
+            ": cannot open: No such file or directory");
   CHECK(error_of({"sample", r.encoder, "--prompt", "the"}) ==
         "--prompt is for decoder models; this checkpoint's model.kind is encoder (use --fill "
         "TEXT)");
