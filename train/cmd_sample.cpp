@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <ranges>
@@ -70,6 +72,13 @@ std::string shell_quote(std::string_view s) {
       out += char(c);
   }
   return out + "'";
+}
+
+// Tokens stream as they come; once stdout refuses them (a full disk), generating more is
+// wasted: stop with the error main would give at the end.
+void flush_stdout() {
+  if (std::fflush(stdout) != 0)
+    throw Error(fmt::format("standard output: cannot write: {}", std::strerror(errno)));
 }
 
 std::string read_prompt_file(const std::string& path) {
@@ -156,13 +165,13 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedM
   for (int64_t i = 0; i < a.num_samples; ++i) {
     if (i > 0) std::fputs("---------------\n", stdout);
     std::fputs(prompt.c_str(), stdout);
-    std::fflush(stdout);
+    flush_stdout();
     // Sample i draws from stream i, so it does not depend on how long the others ran.
     Rng rng(a.seed, uint64_t(i));
     const generate::Generation g =
         generate::sample(model, vocab, ids, options, rng, [](const generate::GeneratedToken& t) {
           std::fwrite(t.text.data(), 1, t.text.size(), stdout);
-          std::fflush(stdout);
+          flush_stdout();
         });
     const std::string& all = g.text.empty() ? prompt : g.text;
     if (all.back() != '\n') std::fputs("\n", stdout);
