@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -116,6 +117,17 @@ void read_bytes(int fd, const std::string& path, uint64_t pos, void* dst, uint64
   }
 }
 
+// Weights that are not numbers would make every output nan (eval would print "loss nan" and
+// succeed), so a file holding one is refused as damaged whatever wrote it.
+void check_finite(const std::string& path, const std::string& name, const Tensor& t) {
+  const float* p = t.data();
+  const auto bad = std::find_if(p, p + t.numel(), [](float x) { return !std::isfinite(x); });
+  QKV_CHECK(bad == p + t.numel(),
+            "{}: tensor '{}' holds {} at element {}; the file is damaged (or was saved from a "
+            "diverged run): use an earlier checkpoint",
+            path, name, *bad, bad - p);
+}
+
 // Closes the file however reading ends.
 struct FdCloser {
   int fd;
@@ -191,6 +203,7 @@ SafetensorsContents read_safetensors(const std::string& path) {
     } else {
       Tensor t = Tensor::empty(e.shape);
       if (bytes) read_bytes(in.fd, path, data_start + e.begin, t.data(), bytes);
+      check_finite(path, e.name, t);
       out.tensors.emplace_back(e.name, std::move(t));
     }
   }
