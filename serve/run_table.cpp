@@ -1,6 +1,7 @@
 #include "run_table.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -103,6 +104,8 @@ json RunTable::summary(const Run& run) {
       const MetricsSummary m = metrics_summary(run);
       if (m.last_iter >= 0) s["step"] = m.last_iter;
       s["best_val_loss"] = m.best_val_loss;
+      struct stat st {};
+      if (::stat((run.path / "metrics.jsonl").c_str(), &st) == 0) s["updated"] = st.st_mtime;
     } catch (const Error& e) {  // metrics.jsonl is a FIFO, say: the run still lists
       s["error"] = e.what();
     }
