@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <span>
 
 #include "parallel/checkpoint_broadcast.h"
+#include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/run_lock.h"
 
@@ -95,8 +97,33 @@ int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_ac
   return m / group.size();
 }
 
+namespace {
+
+// Under an MPMD launch (`mpirun -np 1 qkv train --resume R : -np 1 qkv train C`) each rank
+// would take its own path to its first collective and wait there for ever: every rank first
+// agrees on the binary and on what it runs. Overrides are left to the config check, which names
+// the config as what differs.
+void agree_on_command(const TrainOptions& o, const parallel::Distributed& group) {
+  if (group.size() == 1) return;
+  group.check_same({{"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
+  std::string mine =
+      o.resume.empty() ? "qkv train " + o.config_path : "qkv train --resume " + o.resume;
+  if (!o.init_from.empty()) mine += " --init-from " + o.init_from;
+  std::string first = mine;
+  group.broadcast(first);
+  int32_t differs = first != mine ? group.rank() : 0;
+  group.max(std::span(&differs, 1));
+  QKV_CHECK(differs == 0,
+            "rank {} of {} runs another command than rank 0's `{}`; every process of a job must "
+            "run the same one",
+            differs, group.size(), first);
+}
+
+}  // namespace
+
 Start resolve_start(const TrainOptions& o, const parallel::Distributed& group) {
   check_options(o);
+  agree_on_command(o, group);
   Start s;
   if (!o.resume.empty()) {
     parallel::SharedCheckpoint shared = parallel::read_on_rank0(group, [&] {
