@@ -281,9 +281,11 @@ void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env
       ->check(CLI::IsMember({"exact", "chunked"}));
   cmd->add_option("--input", a->input, "encoder_decoder: the source text to decode");
   cmd->add_option("--beam", a->beam,
-                  "encoder_decoder: beam width (default 1 = greedy); the greedy output is "
-                  "always a candidate, so a beam never scores below it")
-      ->check(at_least(1));
+                  fmt::format("encoder_decoder: beam width, 1 to {} (default 1 = greedy); the "
+                              "greedy output is always a candidate, so a beam never scores below "
+                              "it",
+                              generate::kMaxBeam))
+      ->check(between(1, generate::kMaxBeam));
   add_length_penalty_option(*cmd, a->length_penalty);
   cmd->add_option("--max-length", a->max_length,
                   "encoder_decoder: output characters at most (default block_size - 1)");

@@ -226,7 +226,7 @@ TEST_CASE(
   CHECK(error_of({"sample", run}) ==
         "this checkpoint's model.kind is encoder_decoder: give --input TEXT");
   CHECK_THROWS_WITH(qkv_run({"sample", run, "--input", "abc", "--beam", "0"}),
-                    "--beam: expected a whole number from 1 to 9223372036854775807, got '0'");
+                    "--beam: expected a whole number from 1 to 64, got '0'");
 
   const std::string val = qkv_run({"eval", run}).out;
   INFO(val);
