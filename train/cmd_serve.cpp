@@ -18,7 +18,7 @@ void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env)
   cmd->add_option("runs_dir", o->runs_dir, "The directory of runs (or one run)")
       ->capture_default_str();
   cmd->add_option("--port", o->port, "TCP port, 0 to 65535 (0: any free one; default 8080)")
-      ->check(CLI::Range(0, 65535).description(""));
+      ->check(between(0, 65535));
   cmd->add_option("--host", o->host,
                   "Address to listen on; anything but loopback lets other machines read the runs")
       ->capture_default_str();

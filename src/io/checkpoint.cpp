@@ -19,6 +19,7 @@
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/regular_file.h"
+#include "qkv/io/run_lock.h"
 #include "qkv/io/safetensors.h"
 
 namespace qkv::io {
@@ -257,6 +258,10 @@ std::string resolve_checkpoint(const std::string& path) {
   for (const char* file : {kModel, kOptimizer, kTrainerState, kVocab})
     has_checkpoint_files = has_checkpoint_files || is_file(dir / file);
   QKV_CHECK(!has_checkpoint_files, "{}: not a checkpoint (no manifest.json)", path);
+  if (const pid_t trainer = is_file(dir / kConfig) ? RunLock::holder(path) : 0)
+    throw Error(fmt::format("{}: no checkpoint yet: qkv train (pid {}) is training this run and "
+                            "has not saved one; try again after its first save",
+                            path, trainer));
   QKV_CHECK(!is_file(dir / kConfig),
             "{}: no checkpoint yet: the run stopped before its first save; start it again with "
             "`qkv train {} --out {}`",

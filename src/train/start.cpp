@@ -61,6 +61,9 @@ bool is_run(const fs::path& dir) {
 }  // namespace
 
 void check_no_checkpoint(const std::string& dir) {
+  QKV_CHECK(!dir.empty(),
+            "train.out_dir is empty; give the run directory with --out DIR or --set "
+            "train.out_dir=DIR");
   std::error_code ec;
   const fs::path path = fs::weakly_canonical(fs::absolute(dir, ec), ec);
   QKV_CHECK(ec || !is_checkpoint(path),
