@@ -94,6 +94,7 @@ void verify_file(const fs::path& p, const ManifestEntry& e) {
               kRemedy);
     throw_os_error(p.string(), "cannot read", errno);
   }
+  if (!S_ISREG(st.st_mode)) require_regular(p);  // says what it is rather than its size
   QKV_CHECK(uint64_t(st.st_size) == e.bytes,
             "{}: has {} bytes, the manifest records {}; the file is truncated or changed — {}",
             p.string(), st.st_size, e.bytes, kRemedy);

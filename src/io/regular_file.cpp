@@ -31,13 +31,18 @@ const char* kind_of(mode_t mode) {
 
 }  // namespace
 
+void require_regular(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw_os_error(path.string(), "cannot open", errno);
+  if (!S_ISREG(st.st_mode)) refuse(path, st.st_mode);
+}
+
 int open_regular(const fs::path& path) {
   // A device is not even opened (opening one can act: a tape rewinds). The second check, on
   // what was opened, closes the race with a file swapped in between; O_NONBLOCK makes opening
   // a FIFO then return at once instead of waiting for a writer.
+  require_regular(path);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw_os_error(path.string(), "cannot open", errno);
-  if (!S_ISREG(st.st_mode)) refuse(path, st.st_mode);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_os_error(path.string(), "cannot open", errno);
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

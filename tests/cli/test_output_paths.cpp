@@ -131,4 +131,10 @@ TEST_CASE("qkv train/sample: a FIFO given as an input file is refused at once") 
   CHECK(run_bounded({"train", fifo.string()}).err == "error: config file " + is_fifo);
   CHECK(run_bounded({"sample", trained_run().string(), "--prompt-file", fifo.string()}).err ==
         "error: --prompt-file " + is_fifo);
+  const fs::path run = dir.path() / "run", model = run / "checkpoint-5" / "model.safetensors";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  fs::remove(model);
+  REQUIRE(::mkfifo(model.c_str(), 0644) == 0);
+  CHECK(run_bounded({"info", run.string()}).err ==
+        "error: " + model.string() + ": a FIFO, not a regular file\n");
 }

@@ -14,6 +14,9 @@ namespace qkv::io {
 // are followed. The caller owns the returned descriptor.
 int open_regular(const std::filesystem::path& path);
 
+// Throws open_regular's error when path is not a regular file, without opening it.
+void require_regular(const std::filesystem::path& path);
+
 // The whole of a regular file (open_regular's errors, and read errors naming the path).
 std::string read_regular_file(const std::filesystem::path& path);
 
