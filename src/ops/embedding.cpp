@@ -13,8 +13,8 @@ namespace {
 
 // y[p, :] = weight[ids[p], :].   y: [P, C]; weight: [V, C]; ids: [P], each in [0, V).
 void embedding_forward(float* y, const float* weight, const int32_t* ids, int64_t P, int64_t C) {
-#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
-  for (int64_t p = 0; p < P; ++p) std::copy_n(weight + int64_t{ids[p]} * C, C, y + p * C);
+  for_index(P, P * C >= kParallelMin,
+            [=](int64_t p) { std::copy_n(weight + int64_t{ids[p]} * C, C, y + p * C); });
 }
 
 // dweight[ids[p], :] += dy[p, :].

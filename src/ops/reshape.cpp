@@ -46,8 +46,7 @@ template <bool kAccumulate>
 void copy_slab(float* dst, int64_t dst_d, int64_t dst_start, const float* src, int64_t src_d,
                int64_t src_start, int64_t outer, int64_t len, int64_t inner) {
   const int64_t block = len * inner;
-#pragma omp parallel for schedule(static) if (outer * block >= kParallelMin)
-  for (int64_t o = 0; o < outer; ++o) {
+  for_index(outer, outer * block >= kParallelMin, [=](int64_t o) {
     float* d = dst + (o * dst_d + dst_start) * inner;
     const float* s = src + (o * src_d + src_start) * inner;
     if constexpr (kAccumulate) {
@@ -55,7 +54,7 @@ void copy_slab(float* dst, int64_t dst_d, int64_t dst_start, const float* src, i
     } else {
       std::memcpy(d, s, sizeof(float) * static_cast<size_t>(block));
     }
-  }
+  });
 }
 
 using Dims4 = std::array<int64_t, 4>;
