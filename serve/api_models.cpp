@@ -113,6 +113,7 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
   check_limit("max_tokens", o.max_new_tokens, limits.max_tokens, "--max-tokens");
   o.temperature = float(number_param(req, "temperature", o.temperature));
   o.top_k = int_param(req, "top_k", o.top_k);
+  if (o.top_k < 1) fail(400, "top_k {} must be at least 1, as qkv sample --top-k", o.top_k);
   o.top_p = float(number_param(req, "top_p", o.top_p));
   const std::string window = text_param(req, "window", "exact");
   const auto policy = parse_enum<generate::WindowPolicy>(window);

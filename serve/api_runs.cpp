@@ -1,12 +1,11 @@
 // The runs and their metrics: GET /api/runs, /api/run, /api/metrics and the event stream
 // /api/metrics/events that follows metrics.jsonl while a run trains.
 #include <chrono>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include "http_error.h"
 #include "metrics_tail.h"
+#include "qkv/io/regular_file.h"
 #include "server_state.h"
 
 namespace qkv::serve {
@@ -28,8 +27,7 @@ fs::path metrics_path(State& state, const Run& run) {
 json run_details(State& state, const Run& run) {
   json s = state.table.summary(run);
   if (const auto config = state.runs.inside(run.path / "config.toml")) {
-    std::ifstream in(*config, std::ios::binary);
-    s["config_toml"] = std::string(std::istreambuf_iterator<char>(in), {});
+    s["config_toml"] = io::read_regular_file(*config);
   }
   return s;
 }
@@ -75,7 +73,12 @@ void stream_metrics(State& state, const Run& run, httplib::Response& res) {
 
 void add_run_routes(httplib::Server& http, State& state) {
   http.Get("/api/runs", [&state](const httplib::Request&, httplib::Response& res) {
-    json list = state.table.list();
+    json list;
+    try {
+      list = state.table.list();
+    } catch (const Error& e) {  // RUNS_DIR cannot be read: the server's fault, not the request's
+      fail(500, "{}", e.what());
+    }
     list["root"] = state.runs.root().string();
     send_json(res, list);
   });

@@ -6,13 +6,15 @@
 
 #include <string>
 
+#include "qkv/io/regular_file.h"
+
 namespace qkv::serve {
 
 MetricsTail::Update MetricsTail::poll() {
   Update update;
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return update;
   struct stat st;
+  if (::stat(path_.c_str(), &st) != 0) return update;  // not written yet
+  const int fd = io::open_regular(path_);
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     return update;

@@ -1,16 +1,17 @@
 #include "run_table.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 
 #include "qkv/cost.h"
 #include "qkv/data/vocab.h"
 #include "qkv/error.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/config.h"
+#include "qkv/io/regular_file.h"
 #include "qkv/io/run_lock.h"
 #include "qkv/load.h"
 
@@ -60,8 +61,8 @@ void add_model(const RunsDir& runs, const Run& run, json& s) {
     // The vocabulary's size is in the checkpoint; the parameters follow from it.
     const auto vocab_path = dir ? runs.inside(fs::path(*dir) / "vocab.json") : std::nullopt;
     if (vocab_path) {
-      std::ifstream in(*vocab_path);
-      const json vocab = json::parse(in, nullptr, /*allow_exceptions=*/false);
+      const json vocab = json::parse(io::read_regular_file(*vocab_path), nullptr,
+                                     /*allow_exceptions=*/false);
       if (!vocab.is_discarded()) {
         const data::Vocab v = data::Vocab::from_json(vocab, vocab_path->string());
         s["params"] = std::llround(cost::model_bytes(load::model_config(c, v.size())) / 4);
@@ -99,9 +100,15 @@ json RunTable::summary(const Run& run) {
   if (pid > 0) s["pid"] = pid;
   add_model(runs_, run, s);
   if (runs_.inside(run.path / "metrics.jsonl")) {
-    const MetricsSummary m = metrics_summary(run);
-    if (m.last_iter >= 0) s["step"] = m.last_iter;
-    s["best_val_loss"] = m.best_val_loss;
+    try {
+      const MetricsSummary m = metrics_summary(run);
+      if (m.last_iter >= 0) s["step"] = m.last_iter;
+      s["best_val_loss"] = m.best_val_loss;
+      struct stat st {};
+      if (::stat((run.path / "metrics.jsonl").c_str(), &st) == 0) s["updated"] = st.st_mtime;
+    } catch (const Error& e) {  // metrics.jsonl is a FIFO, say: the run still lists
+      s["error"] = e.what();
+    }
   }
   s["checkpoints"] = list_checkpoints(runs_, run);
   for (const char* pointer : {"latest", "best"}) {

@@ -40,6 +40,8 @@ RunsDir::RunsDir(const std::string& root) {
   QKV_CHECK(!ec, "{}: {}", root, ec.message());
   QKV_CHECK(fs::is_directory(root_, ec), "{}: not a directory; give the directory of your runs",
             root);
+  fs::directory_iterator list(root_, ec);
+  QKV_CHECK(!ec, "{}: cannot list the runs: {}", root, ec.message());
 }
 
 std::vector<Run> RunsDir::runs() const {
@@ -47,7 +49,11 @@ std::vector<Run> RunsDir::runs() const {
   std::vector<Run> out;
   auto walk = [&](auto& self, const fs::path& dir, const std::string& prefix, int depth) -> void {
     std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    fs::directory_iterator it(dir, ec), end;
+    // Below the root an unreadable directory is only not walked; the root itself is an error,
+    // not "0 runs".
+    QKV_CHECK(!ec || depth > 0, "{}: cannot list the runs: {}", dir.string(), ec.message());
+    for (; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (name.starts_with('.')) continue;
       const auto resolved = inside(it->path());

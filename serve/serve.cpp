@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "qkv/runtime.h"
+#include "loopback.h"
 #include "runs_dir.h"
 
 namespace qkv::serve {

@@ -4,11 +4,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <new>
 
+#include "front.h"
 #include "http_error.h"
+#include "loopback.h"
 #include "page.h"
 #include "server_state.h"
 
@@ -113,25 +116,32 @@ void answer_exception(const httplib::Request& req, httplib::Response& res, std::
   }
 }
 
-// The name a request's Host header gives this server, without its port.
-std::string host_name(const std::string& header) {
-  if (header.starts_with('[')) return header.substr(1, header.find(']') - 1);
-  return header.substr(0, header.find(':'));
+// What the front may read of a request. Every character of a prompt may take 12 bytes in the
+// URL (4 UTF-8 bytes, each %XX), so the request line grows with --max-text.
+FrontLimits front_limits(const Limits& l) {
+  FrontLimits f;
+  f.max_request_line = std::max<size_t>(f.max_request_line, size_t(12 * l.max_text + 2048));
+  // Every open event stream and every generation holds a worker; quick requests get the rest.
+  f.workers = size_t(l.max_streams + l.max_generations + 4);
+  return f;
+}
+
+std::string error_text(const httplib::Request& req, int status) {
+  switch (status) {
+    case 404:
+      return fmt::format("no such endpoint: {} {}", req.method, req.path);
+    case 400:
+      return "the request is malformed (its request line or a header)";
+    default:
+      return fmt::format("HTTP status {}", status);
+  }
 }
 
 }  // namespace
 
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
-}
-
 Server::Server(ServeOptions options)
     : state_(std::make_unique<State>(std::move(options))),
-      http_(std::make_unique<httplib::Server>()) {
-  const Limits& l = state_->options.limits;
-  // Every open event stream and every generation holds a thread; quick requests get the rest.
-  const size_t threads = size_t(l.max_streams + l.max_generations + 4);
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+      http_(std::make_unique<Front>(front_limits(state_->options.limits))) {
   // httplib's default also sets SO_REUSEPORT, which would let a second server share a port
   // that is taken; SO_REUSEADDR alone lets a restarted one bind at once.
   http_->set_socket_options([this](int sock) {
@@ -141,16 +151,14 @@ Server::Server(ServeOptions options)
   });
   http_->set_exception_handler(answer_exception);
   http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.body.empty())
-      send_json(res, {{"error", fmt::format("no such endpoint: {} {}", req.method, req.path)}},
-                res.status);
+    if (res.body.empty()) send_json(res, {{"error", error_text(req, res.status)}}, res.status);
   });
   // A page elsewhere can have a browser resolve its own name to 127.0.0.1 (DNS rebinding) and
   // read what a loopback server answers; a request that does not name this machine is refused.
   if (is_loopback(state_->options.host))
     http_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
       const std::string host = req.get_header_value("Host");
-      if (is_loopback(host_name(host))) return httplib::Server::HandlerResponse::Unhandled;
+      if (is_loopback_host_header(host)) return httplib::Server::HandlerResponse::Unhandled;
       send_json(res,
                 {{"error", fmt::format("Host '{}' is not this server: it answers only to "
                                        "127.0.0.1 and localhost",
@@ -187,11 +195,11 @@ int Server::bind() {
   return port;
 }
 
-void Server::run() { http_->listen_after_bind(); }
+void Server::run() { http_->serve(); }
 
 void Server::stop() {
   state_->stopping = true;
-  http_->stop();
+  http_->stop_serving();
 }
 
 }  // namespace qkv::serve

@@ -10,11 +10,9 @@
 
 #include "qkv/ops.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace qkv::serve {
+
+class Front;
 
 // What one request may ask for, each refused beyond with a 4xx and a JSON error.
 struct Limits {
@@ -35,9 +33,6 @@ struct ServeOptions {
   std::chrono::milliseconds poll_interval{250};  // how often event streams read metrics.jsonl
 };
 
-// Whether host names this machine only: localhost, 127.x.x.x or ::1.
-bool is_loopback(const std::string& host);
-
 class Server {
  public:
   // Throws qkv::Error when runs_dir is not a directory.
@@ -51,14 +46,15 @@ class Server {
   int bind();
   // Serves until stop(); call after bind().
   void run();
-  // Ends run() from any thread, closing open event streams and stopping generations.
+  // Ends run() from any thread, closing open event streams and stopping generations: run()
+  // returns within a second or so, whatever the clients do.
   void stop();
 
   struct State;
 
  private:
   std::unique_ptr<State> state_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<Front> http_;
   int listening_socket_ = -1;  // httplib's, once bound
 };
 

@@ -8,6 +8,7 @@
 #include "qkv/cost.h"
 #include "qkv/data/pair_dataset.h"
 #include "qkv/error.h"
+#include "qkv/generate.h"
 #include "qkv/inspect/exact_match.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/load.h"
@@ -36,8 +37,10 @@ void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env) 
                   "Batches per split (default: the run's train.eval_iters)")
       ->check(at_least(1));
   cmd->add_option("--beam", a->beam,
-                  "encoder_decoder: beam width of the exact-match decoding (default 1 = greedy)")
-      ->check(at_least(1));
+                  fmt::format("encoder_decoder: beam width of the exact-match decoding, 1 to {} "
+                              "(default 1 = greedy)",
+                              generate::kMaxBeam))
+      ->check(between(1, generate::kMaxBeam));
   add_length_penalty_option(*cmd, a->length_penalty);
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores)")->check(at_least(0));
   add_precision_option(*cmd, a->precision);

@@ -4,18 +4,19 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <ranges>
-#include <sstream>
 
 #include "commands.h"
 #include "qkv/cost.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
+#include "qkv/io/regular_file.h"
 #include "qkv/load.h"
 #include "qkv/nn/models.h"
 #include "qkv/runtime.h"
@@ -73,12 +74,19 @@ std::string shell_quote(std::string_view s) {
   return out + "'";
 }
 
+// Tokens stream as they come; once stdout refuses them (a full disk), generating more is
+// wasted: stop with the error main would give at the end.
+void flush_stdout() {
+  if (std::fflush(stdout) != 0)
+    throw Error(fmt::format("standard output: cannot write: {}", std::strerror(errno)));
+}
+
 std::string read_prompt_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  QKV_CHECK(in, "--prompt-file {}: cannot open", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  try {
+    return io::read_regular_file(path);
+  } catch (const Error& e) {
+    throw Error(fmt::format("--prompt-file {}", e.what()));
+  }
 }
 
 // Which model kinds each kind-specific option applies to; giving one to another kind is an error.
@@ -157,13 +165,13 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedM
   for (int64_t i = 0; i < a.num_samples; ++i) {
     if (i > 0) std::fputs("---------------\n", stdout);
     std::fputs(prompt.c_str(), stdout);
-    std::fflush(stdout);
+    flush_stdout();
     // Sample i draws from stream i, so it does not depend on how long the others ran.
     Rng rng(a.seed, uint64_t(i));
     const generate::Generation g =
         generate::sample(model, vocab, ids, options, rng, [](const generate::GeneratedToken& t) {
           std::fwrite(t.text.data(), 1, t.text.size(), stdout);
-          std::fflush(stdout);
+          flush_stdout();
         });
     const std::string& all = g.text.empty() ? prompt : g.text;
     if (all.back() != '\n') std::fputs("\n", stdout);
@@ -273,9 +281,11 @@ void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env
       ->check(CLI::IsMember({"exact", "chunked"}));
   cmd->add_option("--input", a->input, "encoder_decoder: the source text to decode");
   cmd->add_option("--beam", a->beam,
-                  "encoder_decoder: beam width (default 1 = greedy); the greedy output is "
-                  "always a candidate, so a beam never scores below it")
-      ->check(at_least(1));
+                  fmt::format("encoder_decoder: beam width, 1 to {} (default 1 = greedy); the "
+                              "greedy output is always a candidate, so a beam never scores below "
+                              "it",
+                              generate::kMaxBeam))
+      ->check(between(1, generate::kMaxBeam));
   add_length_penalty_option(*cmd, a->length_penalty);
   cmd->add_option("--max-length", a->max_length,
                   "encoder_decoder: output characters at most (default block_size - 1)");

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "qkv/generate.h"
 #include "serve.h"
 
 namespace qkv::cli {
@@ -17,7 +18,7 @@ void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env)
   cmd->add_option("runs_dir", o->runs_dir, "The directory of runs (or one run)")
       ->capture_default_str();
   cmd->add_option("--port", o->port, "TCP port, 0 to 65535 (0: any free one; default 8080)")
-      ->check(CLI::Range(0, 65535).description(""));
+      ->check(between(0, 65535));
   cmd->add_option("--host", o->host,
                   "Address to listen on; anything but loopback lets other machines read the runs")
       ->capture_default_str();
@@ -26,8 +27,9 @@ void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env)
                   fmt::format("Tokens one sample may ask for (default {})", l.max_tokens))
       ->check(at_least(1));
   cmd->add_option("--max-beam", o->limits.max_beam,
-                  fmt::format("Beam width one request may ask for (default {})", l.max_beam))
-      ->check(at_least(1));
+                  fmt::format("Beam width one request may ask for, 1 to {} (default {})",
+                              generate::kMaxBeam, l.max_beam))
+      ->check(between(1, generate::kMaxBeam));
   cmd->add_option("--max-text", o->limits.max_text,
                   fmt::format("Characters of a prompt or input (default {})", l.max_text))
       ->check(at_least(1));

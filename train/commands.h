@@ -29,16 +29,17 @@ void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env)
 
 // An integer option's lower bound, said plainly: CLI11's range validators print their upper
 // bound, DBL_MAX, in all its 309 digits, and an unsigned option would take -1 as 2^64-1.
-inline CLI::Validator at_least(int64_t lo) {
+inline CLI::Validator between(int64_t lo, int64_t hi) {
   return CLI::Validator(
-      [lo](std::string& v) -> std::string {
+      [lo, hi](std::string& v) -> std::string {
         int64_t x = 0;
         const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-        if (ec == std::errc() && end == v.data() + v.size() && x >= lo) return "";
-        return fmt::format("expected a whole number from {} to {}, got '{}'", lo, INT64_MAX, v);
+        if (ec == std::errc() && end == v.data() + v.size() && x >= lo && x <= hi) return "";
+        return fmt::format("expected a whole number from {} to {}, got '{}'", lo, hi, v);
       },
       "");
 }
+inline CLI::Validator at_least(int64_t lo) { return between(lo, INT64_MAX); }
 
 // --precision auto|fp32|bf16 (runtime.h), for the commands that run a model from a checkpoint.
 inline void add_precision_option(CLI::App& cmd, std::string& setting) {

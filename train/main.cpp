@@ -2,8 +2,11 @@
 // Errors from bad input (and bad usage) are one line ("error: ...") and exit code 1; bugs are
 // exit code 2. Logs go to stderr, so stdout holds only results (eval, info, --dump-config).
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <new>
 
 #include <CLI/CLI.hpp>
@@ -19,9 +22,37 @@
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 
+namespace {
+
+// A result that did not reach stdout (a full disk, /dev/full) is a failure, whatever the
+// command: `qkv eval RUN > file` must not exit 0 with the file empty. Returns the exit code.
+int check_stdout(int code) {
+  // std::cout writes through stdout (synced with stdio), so one fflush covers both; it comes
+  // first, for its errno: a write that failed earlier leaves only ferror() set.
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int err = flushed ? 0 : errno;
+  if (flushed && !std::ferror(stdout) && !std::cout.bad()) return code;
+  if (code != 0) return code;  // the command failed already, and said why
+  qkv::parallel::distributed().end_job_after_error(
+      1, fmt::format("error: standard output: cannot write{}",
+                     err ? fmt::format(": {}", std::strerror(err)) : ""));
+  return 1;
+}
+
+int run_command(int argc, char** argv, const qkv::Environment& env);
+
+}  // namespace
+
 int main(int argc, char** argv) {
   qkv::select_blas_kernel(argv);
   const qkv::Environment env = qkv::read_environment();
+  return check_stdout(run_command(argc, argv, env));
+}
+
+namespace {
+
+int run_command(int argc, char** argv, const qkv::Environment& env) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("qkv"));
   spdlog::set_pattern("[%H:%M:%S] %^%v%$");
 
@@ -75,3 +106,5 @@ int main(int argc, char** argv) {
     return 2;
   }
 }
+
+}  // namespace

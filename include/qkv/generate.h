@@ -109,6 +109,12 @@ struct BeamOptions {
   double length_penalty = 1.0;
 };
 
+// The widest beam the qkv command takes (--beam, and serve's --max-beam): each step scores beam
+// × vocabulary extensions, so the time a decode takes grows with it, and beyond a few the
+// outputs rarely change (README, "Three model kinds"). The library takes any width: a test
+// searches exhaustively with one.
+inline constexpr int64_t kMaxBeam = 64;
+
 // Throws qkv::Error for beam < 1, n_best outside [1, beam], or a negative or non-finite
 // length_penalty.
 void validate(const BeamOptions& options);

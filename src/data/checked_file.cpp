@@ -15,15 +15,18 @@
 #include "qkv/data/corpus.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::data {
 
 CheckedFile::CheckedFile(const std::string& path, int64_t expect_bytes,
                          const std::string& sums_sha256)
     : path_(path), size_(size_t(expect_bytes)) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  QKV_CHECK(fd_ >= 0, "{}: cannot open ({}); prepare the corpus again", path,
-            std::strerror(errno));
+  try {
+    fd_ = io::open_regular(path);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}; prepare the corpus again", e.what()));
+  }
   // The destructor does not run for a constructor that throws: close the file first.
   auto check = [&](bool ok, const std::string& message) {
     if (ok) return;

@@ -12,14 +12,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "data/checked_file.h"
 #include "data/corpus_files.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::data {
 
@@ -79,12 +78,14 @@ bool is_prepared_corpus(const std::string& dir) {
 
 Corpus Corpus::open(const std::string& dir) {
   const std::string where = dir + "/" + kCorpusHeader;
-  std::ifstream in(where, std::ios::binary);
-  QKV_CHECK(in, "{}: not a prepared corpus (no {}); make one with `qkv data prepare`", dir,
+  std::error_code ec;
+  QKV_CHECK(std::filesystem::exists(where, ec),
+            "{}: not a prepared corpus (no {}); make one with `qkv data prepare`", dir,
             kCorpusHeader);
+  const std::string text = io::read_regular_file(where);
   json file;
   try {
-    file = json::parse(in);
+    file = json::parse(text);
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: damaged, not JSON ({}); prepare the corpus again", where,
                             e.what()));

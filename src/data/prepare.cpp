@@ -35,6 +35,9 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs,
   auto add_file = [&](const fs::path& p, const std::string& input) {
     std::error_code ec;
     const auto st = fs::status(p, ec);
+    // A symlink loop or a directory that cannot be searched is no "does not exist".
+    QKV_CHECK(!ec || ec == std::errc::no_such_file_or_directory, "{} '{}' cannot be read: {}",
+              what, input, ec.message());
     QKV_CHECK(fs::exists(st), "{} '{}' does not exist; set {}, or make a corpus with a script in "
               "data/ (see data/README.md)", what, input, what);
     QKV_CHECK(fs::is_regular_file(st),

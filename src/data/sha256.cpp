@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::data {
 
@@ -53,8 +54,7 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::string sha256_file_hex(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  QKV_CHECK(fd >= 0, "{}: cannot open for reading ({})", path, std::strerror(errno));
+  const int fd = io::open_regular(path);
   Sha256 sha;
   std::vector<char> chunk(1 << 20);
   for (;;) {

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "generate/inference_mode.h"
+#include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
 
@@ -17,7 +18,10 @@ void validate(const SamplingOptions& o) {
   QKV_CHECK(o.top_k >= 0, "sample: top-k = {} is negative", o.top_k);
   QKV_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f,
             "sample: top-p = {} is outside (0, 1] (1 keeps every token)", o.top_p);
-  for (const std::string& s : o.stop) QKV_CHECK(!s.empty(), "sample: a stop string is empty");
+  for (const std::string& s : o.stop) {
+    QKV_CHECK(!s.empty(), "sample: a stop string is empty");
+    data::decode_utf8(s, "sample: stop string");  // generated text never holds invalid UTF-8
+  }
 }
 
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {

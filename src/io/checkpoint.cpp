@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <set>
@@ -19,6 +18,8 @@
 #include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
+#include "qkv/io/run_lock.h"
 #include "qkv/io/safetensors.h"
 
 namespace qkv::io {
@@ -157,13 +158,10 @@ void remove_leftovers(const fs::path& run, std::optional<int64_t> latest) {
 
 std::optional<int64_t> read_pointer(const std::string& run_dir, const std::string& pointer) {
   const fs::path p = fs::path(run_dir) / pointer;
-  std::ifstream in(p, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return std::nullopt;
-    throw_os_error(p.string(), "cannot open for reading", errno);
-  }
-  std::string text;
-  std::getline(in, text);
+  struct stat st {};
+  if (::lstat(p.c_str(), &st) != 0 && errno == ENOENT) return std::nullopt;
+  const std::string content = read_regular_file(p);
+  const std::string text = content.substr(0, content.find('\n'));
   const auto step = parse_dir_name(text);
   QKV_CHECK(step, "{}: expected 'checkpoint-<step>', found '{}'", p.string(), text.substr(0, 40));
   return step;
@@ -260,6 +258,10 @@ std::string resolve_checkpoint(const std::string& path) {
   for (const char* file : {kModel, kOptimizer, kTrainerState, kVocab})
     has_checkpoint_files = has_checkpoint_files || is_file(dir / file);
   QKV_CHECK(!has_checkpoint_files, "{}: not a checkpoint (no manifest.json)", path);
+  if (const pid_t trainer = is_file(dir / kConfig) ? RunLock::holder(path) : 0)
+    throw Error(fmt::format("{}: no checkpoint yet: qkv train (pid {}) is training this run and "
+                            "has not saved one; try again after its first save",
+                            path, trainer));
   QKV_CHECK(!is_file(dir / kConfig),
             "{}: no checkpoint yet: the run stopped before its first save; start it again with "
             "`qkv train {} --out {}`",

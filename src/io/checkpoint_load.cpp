@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <map>
 
@@ -12,6 +11,7 @@
 #include "qkv/io/durable_file.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 #include "qkv/io/checkpoint.h"
 #include "qkv/io/safetensors.h"
 
@@ -25,11 +25,7 @@ using nlohmann::json;
 constexpr const char* kRemedy = "resume from an earlier checkpoint";
 
 std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw_os_error(p.string(), "cannot open for reading", errno);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  QKV_CHECK(!in.bad(), "{}: read error", p.string());
-  return text;
+  return read_regular_file(p);
 }
 
 json read_json(const fs::path& p) {
@@ -98,6 +94,7 @@ void verify_file(const fs::path& p, const ManifestEntry& e) {
               kRemedy);
     throw_os_error(p.string(), "cannot read", errno);
   }
+  if (!S_ISREG(st.st_mode)) require_regular(p);  // says what it is rather than its size
   QKV_CHECK(uint64_t(st.st_size) == e.bytes,
             "{}: has {} bytes, the manifest records {}; the file is truncated or changed — {}",
             p.string(), st.st_size, e.bytes, kRemedy);

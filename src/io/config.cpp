@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -19,6 +18,7 @@
 #include "qkv/data/utf8.h"
 #include "qkv/did_you_mean.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::io {
 namespace {
@@ -238,12 +238,13 @@ Config parse_config(const std::string& text, const std::string& source,
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   // Opened here rather than by toml++, whose message for a missing file has no reason and a
   // line number of 0.
-  std::ifstream in(path, std::ios::binary);
-  QKV_CHECK(in && !std::filesystem::is_directory(path), "{}: cannot open the config file: {}", path,
-            in ? "it is a directory" : std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config(std::move(text).str(), path, overrides);
+  std::string text;
+  try {
+    text = io::read_regular_file(path);
+  } catch (const Error& e) {
+    throw Error(fmt::format("config file {}", e.what()));
+  }
+  return parse_config(std::move(text), path, overrides);
 }
 
 std::string to_toml(const Config& config) {

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::io {
 namespace {
@@ -65,21 +66,22 @@ void throw_os_error(const std::string& where, std::string_view what, int err) {
 }
 
 void write_file_synced(const fs::path& path, std::string_view bytes) {
-  write_synced(path, bytes, path.string());
+  write_synced(output_target(path), bytes, path.string());
 }
 
 void replace_file(const fs::path& path, std::string_view bytes) {
-  fs::path tmp = path;
+  const fs::path target = output_target(path);
+  fs::path tmp = target;
   tmp += ".tmp-" + std::to_string(::getpid());
   try {
     write_synced(tmp, bytes, path.string());
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
+    if (::rename(tmp.c_str(), target.c_str()) != 0)
       throw_os_error(path.string(), "cannot replace", errno);
   } catch (const Error&) {
     ::unlink(tmp.c_str());
     throw;
   }
-  sync_path(path.has_parent_path() ? path.parent_path() : fs::path("."));
+  sync_path(target.has_parent_path() ? target.parent_path() : fs::path("."));
 }
 
 void sync_path(const fs::path& path) { Fd(path, O_RDONLY, "cannot open to sync").sync(); }

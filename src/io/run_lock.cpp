@@ -4,12 +4,14 @@
 #include "qkv/io/run_lock.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::io {
 namespace {
@@ -63,8 +65,9 @@ void RunLock::check_free(const std::string& run_dir) {
 
 pid_t RunLock::holder(const std::string& run_dir) {
   const std::string path = lock_path(run_dir);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;  // no lock file: nobody ever locked it
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return 0;  // no lock file: nobody ever locked it
+  const int fd = open_regular(path);
   pid_t pid = 0;
   try {
     pid = lock_holder(fd, path);

@@ -2,9 +2,13 @@
 // writer whose layout matches the reference implementation (header padded to 8 bytes).
 #include "qkv/io/safetensors.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "qkv/error.h"
+#include "qkv/io/durable_file.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::io {
 
@@ -101,11 +107,32 @@ void check_no_overlap(const std::string& path, const std::vector<Entry>& sorted)
   }
 }
 
-void read_bytes(std::ifstream& in, const std::string& path, uint64_t pos, void* dst, uint64_t n) {
-  in.seekg(static_cast<std::streamoff>(pos));
-  in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
-  QKV_CHECK(in.good(), "{}: read of {} bytes at offset {} failed", path, n, pos);
+void read_bytes(int fd, const std::string& path, uint64_t pos, void* dst, uint64_t n) {
+  for (uint64_t got = 0; got < n;) {
+    const ssize_t r = ::pread(fd, static_cast<char*>(dst) + got, n - got, off_t(pos + got));
+    if (r < 0 && errno == EINTR) continue;
+    QKV_CHECK(r > 0, "{}: read of {} bytes at offset {} failed ({})", path, n, pos,
+              r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
+    got += uint64_t(r);
+  }
 }
+
+// Weights that are not numbers would make every output nan (eval would print "loss nan" and
+// succeed), so a file holding one is refused as damaged whatever wrote it.
+void check_finite(const std::string& path, const std::string& name, const Tensor& t) {
+  const float* p = t.data();
+  const auto bad = std::find_if(p, p + t.numel(), [](float x) { return !std::isfinite(x); });
+  QKV_CHECK(bad == p + t.numel(),
+            "{}: tensor '{}' holds {} at element {}; the file is damaged (or was saved from a "
+            "diverged run): use an earlier checkpoint",
+            path, name, *bad, bad - p);
+}
+
+// Closes the file however reading ends.
+struct FdCloser {
+  int fd;
+  ~FdCloser() { ::close(fd); }
+};
 
 }  // namespace
 
@@ -116,16 +143,15 @@ const Tensor* SafetensorsContents::find(const std::string& name) const {
 }
 
 SafetensorsContents read_safetensors(const std::string& path) {
-  std::error_code ec;
-  const uint64_t file_size = std::filesystem::file_size(path, ec);
-  QKV_CHECK(!ec, "{}: cannot read ({})", path, ec.message());
-  std::ifstream in(path, std::ios::binary);
-  QKV_CHECK(in.is_open(), "{}: cannot open for reading ({})", path, std::strerror(errno));
+  const FdCloser in{open_regular(path)};
+  struct stat st {};
+  if (::fstat(in.fd, &st) != 0) throw_os_error(path, "cannot read", errno);
+  const uint64_t file_size = uint64_t(st.st_size);
   QKV_CHECK(file_size >= 8, "{}: file has {} bytes, too few for the 8-byte header length", path,
             file_size);
 
   unsigned char len_bytes[8];
-  read_bytes(in, path, 0, len_bytes, 8);
+  read_bytes(in.fd, path, 0, len_bytes, 8);
   const uint64_t header_len = read_u64_le(len_bytes);
   QKV_CHECK(header_len <= file_size - 8,
             "{}: truncated: the header claims {} bytes but the file has only {} after the 8-byte "
@@ -135,7 +161,7 @@ SafetensorsContents read_safetensors(const std::string& path) {
   const uint64_t data_start = 8 + header_len, data_size = file_size - data_start;
 
   std::string text(header_len, '\0');
-  read_bytes(in, path, 8, text.data(), header_len);
+  read_bytes(in.fd, path, 8, text.data(), header_len);
   json header;
   try {
     header = json::parse(text);
@@ -172,11 +198,12 @@ SafetensorsContents read_safetensors(const std::string& path) {
     const uint64_t bytes = e.end - e.begin;
     if (e.is_int) {
       IntTensor t{.shape = e.shape, .values = std::vector<int32_t>(bytes / 4)};
-      if (bytes) read_bytes(in, path, data_start + e.begin, t.values.data(), bytes);
+      if (bytes) read_bytes(in.fd, path, data_start + e.begin, t.values.data(), bytes);
       out.int_tensors.emplace(e.name, std::move(t));
     } else {
       Tensor t = Tensor::empty(e.shape);
-      if (bytes) read_bytes(in, path, data_start + e.begin, t.data(), bytes);
+      if (bytes) read_bytes(in.fd, path, data_start + e.begin, t.data(), bytes);
+      check_finite(path, e.name, t);
       out.tensors.emplace_back(e.name, std::move(t));
     }
   }
@@ -208,7 +235,7 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   // The reference implementation pads with spaces so the data section starts 8-byte aligned.
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  std::ofstream out(output_target(path), std::ios::binary | std::ios::trunc);
   QKV_CHECK(out.is_open(), "{}: cannot open for writing ({})", path, std::strerror(errno));
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(text.size() >> (8 * i));

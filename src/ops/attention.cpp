@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "ops/attention_phases.h"
+#include "ops/pointwise.h"
 #include "qkv/autograd.h"
 
 namespace qkv {
@@ -204,8 +205,7 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   const int parts = d.N() * d.C * d.Fi >= kSplitMin ? omp_get_max_threads() : 1;
   Tensor out = Tensor::empty(x.shape()), scratch = Tensor::empty({parts, heads::kScratch});
   p.scratch = scratch.data();
-#pragma omp parallel num_threads(parts) if (parts > 1)
-  forward_phases(out.data(), p, omp_get_thread_num(), parts);
+  on_parts(parts, [&](int t, int n_parts) { forward_phases(out.data(), p, t, n_parts); });
   if (cache && !cross) cache->length += d.Tq;
   if (!grad) return out;
 

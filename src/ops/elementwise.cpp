@@ -110,9 +110,9 @@ void for_runs(const Broadcast& bc, int64_t r0, int64_t r1, F f) {
 template <class F>
 void binary_forward(float* y, const float* a, const float* b, const Broadcast& bc, F f) {
   const int64_t runs = num_runs(bc);
-#pragma omp parallel for schedule(static) if (bc.numel >= kParallelMin)
-  for (int64_t r = 0; r < runs; ++r)
+  for_index(runs, bc.numel >= kParallelMin, [=](int64_t r) {
     for_runs(bc, r, r + 1, [=](int64_t i, int64_t ia, int64_t ib) { y[i] = f(a[ia], b[ib]); });
+  });
 }
 
 // dx += g(dy, a, b) summed over the dims that x (a, or b when kB) was broadcast along; nx is

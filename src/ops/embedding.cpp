@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -12,8 +13,8 @@ namespace {
 
 // y[p, :] = weight[ids[p], :].   y: [P, C]; weight: [V, C]; ids: [P], each in [0, V).
 void embedding_forward(float* y, const float* weight, const int32_t* ids, int64_t P, int64_t C) {
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < P; ++p) std::copy_n(weight + int64_t{ids[p]} * C, C, y + p * C);
+  for_index(P, P * C >= kParallelMin,
+            [=](int64_t p) { std::copy_n(weight + int64_t{ids[p]} * C, C, y + p * C); });
 }
 
 // dweight[ids[p], :] += dy[p, :].
@@ -22,7 +23,7 @@ void embedding_forward(float* y, const float* weight, const int32_t* ids, int64_
 // has the same order for any thread count.
 void embedding_backward(float* dweight, const float* dy, const int32_t* ids, int64_t P, int64_t C) {
   constexpr int64_t kBlock = 16;  // one cache line of floats per block
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
     const int64_t c1 = std::min(C, c0 + kBlock);
     for (int64_t p = 0; p < P; ++p) {

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "ops/pointwise.h"
 #include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
@@ -19,7 +20,7 @@ namespace qkv {
 static double cross_entropy_forward(float* lse, double* row_loss, const float* logits,
                                     const int32_t* targets, int32_t ignore_index, int64_t N,
                                     int64_t V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V >= kParallelMin)
   for (int64_t n = 0; n < N; ++n) {
     if (targets[n] == ignore_index) {
       lse[n] = 0.0f;
@@ -43,7 +44,7 @@ static void cross_entropy_backward(GradOut dlogits, float dloss, const float* lo
                                    const float* lse, const int32_t* targets, int32_t ignore_index,
                                    int64_t n_valid, int64_t N, int64_t V) {
   const float scale = dloss / static_cast<float>(n_valid);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V >= kParallelMin)
   for (int64_t n = 0; n < N; ++n) {
     float* dr = dlogits.data + n * V;
     if (targets[n] == ignore_index) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "ops/gemm.h"
+#include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -77,14 +78,13 @@ void linear_forward(float* y, const T* x, const T* W, const float* bias, int64_t
                     int64_t O) {
   const int parts = N * O * I >= kSplitMin ? omp_get_max_threads() : 1;
   const bool by_rows = N >= 16 * parts;
-#pragma omp parallel num_threads(parts) if (parts > 1)
-  {
-    const auto [b0, b1] = block(by_rows ? N : O, omp_get_thread_num(), parts);
+  on_parts(parts, [=](int t, int n_parts) {
+    const auto [b0, b1] = block(by_rows ? N : O, t, n_parts);
     const int64_t n0 = by_rows ? b0 : 0, n1 = by_rows ? b1 : N;
     const int64_t o0 = by_rows ? 0 : b0, o1 = by_rows ? O : b1;
     gemm_ld(false, true, n1 - n0, o1 - o0, I, 1.0f, x + n0 * I, I, W + o0 * I, I, 0.0f,
             y + n0 * O + o0, O, bias ? bias + o0 : nullptr);
-  }
+  });
 }
 
 // dx[N,I] += dy·W;  dW[O,I] += dyᵀ·x;  db[O] += Σ_n dy[n, :]  (fresh grads are written).

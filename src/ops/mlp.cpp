@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "ops/pointwise.h"
 #include "ops/sublayer.h"
 #include "ops/vecmath.h"
 #include "qkv/autograd.h"
@@ -128,11 +129,10 @@ Tensor run(const Tensor& x, const MlpParams& m, int64_t N, int64_t C, int64_t F,
   p.b1 = sublayer::data_or_null(m.b_fc), p.b2 = sublayer::data_or_null(m.b_proj);
   p.h = h.data(), p.g = data_of<T>(g);
   const int parts = N * C * F >= kSplitMin ? omp_get_max_threads() : 1;
-#pragma omp parallel num_threads(parts) if (parts > 1)
-  {
-    const auto [r0, r1] = block(N, omp_get_thread_num(), parts);
+  on_parts(parts, [&](int t, int n_parts) {
+    const auto [r0, r1] = block(N, t, n_parts);
     rows_forward(out.data(), p, r0, r1);
-  }
+  });
   const DropoutMask drop = mask ? *mask : DropoutMask();
   record(out, "mlp", {x, res.ln_weight, res.ln_bias, m.w_fc, m.b_fc, m.w_proj, m.b_proj},
          [x, m, u, s, mean, rstd, h, g, p, drop, parts](const float* dout, GradOuts grads) {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ops/norm_rows.h"
+#include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -24,9 +25,9 @@ std::string describe(const char* role, const Tensor& t) {
 // x, y: [N, C]; w: [C]; b: [C] or null; mean, rstd: [N] (saved for the backward).
 static void layer_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                                const float* b, int64_t N, int64_t C, float eps) {
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n)
+  for_index(N, N * C >= kParallelMin, [=](int64_t n) {
     norm_rows::forward(y + n * C, mean + n, rstd + n, x + n * C, w, b, C, eps);
+  });
 }
 
 // The rows' backward (ops/norm_rows.h): dx += rstd·(g - mean(g) - xhat·mean(g·xhat)) with

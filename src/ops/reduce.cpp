@@ -116,15 +116,14 @@ Tensor reduce_dim(const char* op, const Tensor& x, int dim, bool keepdim, bool a
 // y[n] = max_c x[n, c] and a[n] = its first index.   x: [N, C]. NaN counts as the largest value,
 // as in PyTorch, so a diverged row shows up instead of being skipped.
 void max_last_forward(float* y, float* a, const float* x, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static) if (N * C >= kParallelMin)
-  for (int64_t n = 0; n < N; ++n) {
+  for_index(N, N * C >= kParallelMin, [=](int64_t n) {
     const float* row = x + n * C;
     int64_t best = 0;
     for (int64_t c = 1; c < C && !std::isnan(row[best]); ++c)
       if (row[c] > row[best] || std::isnan(row[c])) best = c;
     if (y) y[n] = row[best];
     if (a) a[n] = static_cast<float>(best);
-  }
+  });
 }
 
 Tensor max_last_impl(const char* op, const Tensor& x, bool want_index) {

@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -34,7 +35,7 @@ int64_t inner_size(const Shape& s, int dim) {
 
 // dx += dy.   dx, dy: [n]
 void add_into(float* dx, const float* dy, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
 }
 
@@ -45,8 +46,7 @@ template <bool kAccumulate>
 void copy_slab(float* dst, int64_t dst_d, int64_t dst_start, const float* src, int64_t src_d,
                int64_t src_start, int64_t outer, int64_t len, int64_t inner) {
   const int64_t block = len * inner;
-#pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < outer; ++o) {
+  for_index(outer, outer * block >= kParallelMin, [=](int64_t o) {
     float* d = dst + (o * dst_d + dst_start) * inner;
     const float* s = src + (o * src_d + src_start) * inner;
     if constexpr (kAccumulate) {
@@ -54,7 +54,7 @@ void copy_slab(float* dst, int64_t dst_d, int64_t dst_start, const float* src, i
     } else {
       std::memcpy(d, s, sizeof(float) * static_cast<size_t>(block));
     }
-  }
+  });
 }
 
 using Dims4 = std::array<int64_t, 4>;
@@ -62,7 +62,8 @@ using Dims4 = std::array<int64_t, 4>;
 // y[i0, i1, i2, i3] = x[Σ_k i_k · xstride[k]].   y: ys (contiguous); xstride[k] is x's stride
 // along the dim that becomes y's dim k.
 void permute_forward(float* y, const float* x, const Dims4& ys, const Dims4& xstride) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (ys[0] * ys[1] * ys[2] * ys[3] >= \
+                                                            kParallelMin)
   for (int64_t i0 = 0; i0 < ys[0]; ++i0)
     for (int64_t i1 = 0; i1 < ys[1]; ++i1) {
       float* yp = y + (i0 * ys[1] + i1) * ys[2] * ys[3];
@@ -75,7 +76,8 @@ void permute_forward(float* y, const float* x, const Dims4& ys, const Dims4& xst
 // dx[Σ_k i_k · xstride[k]] += dy[i0, i1, i2, i3]: the forward's index map, scattered. A
 // permutation is a bijection, so no two threads write the same element of dx.
 void permute_backward(float* dx, const float* dy, const Dims4& ys, const Dims4& xstride) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (ys[0] * ys[1] * ys[2] * ys[3] >= \
+                                                            kParallelMin)
   for (int64_t i0 = 0; i0 < ys[0]; ++i0)
     for (int64_t i1 = 0; i1 < ys[1]; ++i1) {
       const float* dyp = dy + (i0 * ys[1] + i1) * ys[2] * ys[3];

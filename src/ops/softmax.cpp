@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
@@ -20,8 +21,7 @@ void check_last_dim(const char* op, const Tensor& x) {
 
 // y[n, :] = exp(x[n, :] - max) / Σ exp(x[n, :] - max).   x, y: [N, C].
 static void softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
+  for_index(N, N * C >= kParallelMin, [=](int64_t n) {
     const float* xr = x + n * C;
     float* yr = y + n * C;
     const float mx = *std::max_element(xr, xr + C);
@@ -32,12 +32,12 @@ static void softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
     }
     const float inv = 1.0f / sum;
     for (int64_t c = 0; c < C; ++c) yr[c] *= inv;
-  }
+  });
 }
 
 // dx += y * (dy - Σ_c dy*y), per row.   dx, dy, y: [N, C].
 static void softmax_backward(float* dx, const float* dy, const float* y, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMin)
   for (int64_t n = 0; n < N; ++n) {
     const float* dyr = dy + n * C;
     const float* yr = y + n * C;
@@ -61,8 +61,7 @@ Tensor softmax(const Tensor& x) {
 
 // y[n, :] = x[n, :] - max - log Σ exp(x[n, :] - max).   x, y: [N, C].
 static void log_softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
+  for_index(N, N * C >= kParallelMin, [=](int64_t n) {
     const float* xr = x + n * C;
     float* yr = y + n * C;
     const float mx = *std::max_element(xr, xr + C);
@@ -70,12 +69,12 @@ static void log_softmax_forward(float* y, const float* x, int64_t N, int64_t C) 
     for (int64_t c = 0; c < C; ++c) sum += std::exp(xr[c] - mx);
     const float shift = mx + std::log(sum);
     for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] - shift;
-  }
+  });
 }
 
 // dx += dy - exp(y) * Σ_c dy, per row (exp(y) is the softmax).   dx, dy, y: [N, C].
 static void log_softmax_backward(float* dx, const float* dy, const float* y, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMin)
   for (int64_t n = 0; n < N; ++n) {
     const float* dyr = dy + n * C;
     const float* yr = y + n * C;

@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/io/regular_file.h"
 #include "svg.h"
 
 namespace qkv::plot {
@@ -75,8 +76,13 @@ double smallest_positive(const std::vector<LossCurves>& runs) {
 
 LossCurves read_loss_curves(const std::string& run_dir, std::string name) {
   const std::string path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
-  std::ifstream in(path);
-  QKV_CHECK(in.good(), "{}: cannot read (is {} a run directory?)", path, run_dir);
+  std::string text;
+  try {
+    text = io::read_regular_file(path);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{} (is {} a run directory?)", e.what(), run_dir));
+  }
+  std::istringstream in(std::move(text));
   LossCurves c{std::move(name), {}, {}};
   for (std::string line; std::getline(in, line);) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);

@@ -6,10 +6,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <fstream>
+#include <sstream>
 
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::train {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 // The lines a run resumed at from_iter keeps. A line cut short by a crash, or one without an
 // integer iter, is dropped: nothing reads it.
 std::string kept_lines(const std::string& path, int64_t from_iter, bool evaluated_at_from) {
-  std::ifstream in(path, std::ios::binary);
+  std::istringstream in(io::read_regular_file(path));
   std::string kept;
   for (std::string line; std::getline(in, line);) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -26,7 +27,6 @@ std::string kept_lines(const std::string& path, int64_t from_iter, bool evaluate
     const bool eval_kept = it < from_iter || (it == from_iter && evaluated_at_from);
     if (j.contains("val_loss") ? eval_kept : it < from_iter) kept += line + '\n';
   }
-  QKV_CHECK(!in.bad(), "{}: cannot read", path);
   return kept;
 }
 
@@ -34,9 +34,10 @@ std::string kept_lines(const std::string& path, int64_t from_iter, bool evaluate
 
 MetricsLog::MetricsLog(const std::string& path, int64_t from_iter, bool evaluated_at_from)
     : path_(path) {
-  if (::access(path.c_str(), F_OK) == 0)
+  const std::filesystem::path target = io::output_target(path);
+  if (::access(target.c_str(), F_OK) == 0)
     io::replace_file(path, kept_lines(path, from_iter, evaluated_at_from));
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  fd_ = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd_ < 0) io::throw_os_error(path, "cannot open for appending", errno);
 }
 

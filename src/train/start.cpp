@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <span>
 
 #include "parallel/checkpoint_broadcast.h"
+#include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/run_lock.h"
 
@@ -42,7 +44,43 @@ void check_options(const TrainOptions& options) {
   }
 }
 
+namespace {
+
+bool present(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+bool is_checkpoint(const fs::path& dir) {
+  return present(dir / "manifest.json") || present(dir / "model.safetensors");
+}
+bool is_run(const fs::path& dir) {
+  return io::holds_checkpoint(dir.string()) || present(dir / "metrics.jsonl") ||
+         present(dir / ".lock");
+}
+
+}  // namespace
+
 void check_no_checkpoint(const std::string& dir) {
+  QKV_CHECK(!dir.empty(),
+            "train.out_dir is empty; give the run directory with --out DIR or --set "
+            "train.out_dir=DIR");
+  std::error_code ec;
+  const fs::path path = fs::weakly_canonical(fs::absolute(dir, ec), ec);
+  QKV_CHECK(ec || !is_checkpoint(path),
+            "{}: is a checkpoint directory; a run needs a directory of its own: choose another "
+            "with --out or --set train.out_dir=...",
+            dir);
+  for (fs::path up = path.parent_path(); !ec && !up.empty(); up = up.parent_path()) {
+    QKV_CHECK(!is_checkpoint(up),
+              "{}: is inside the checkpoint {}; a run needs a directory of its own: choose "
+              "another with --out or --set train.out_dir=...",
+              dir, up.string());
+    QKV_CHECK(!is_run(up),
+              "{}: is inside the run directory {}; choose a directory outside it with --out or "
+              "--set train.out_dir=...",
+              dir, up.string());
+    if (up == up.parent_path()) break;
+  }
   QKV_CHECK(!io::holds_checkpoint(dir),
             "{}: already holds a run with checkpoints; continue it with `qkv train --resume {}`, "
             "or choose another directory with --out or --set train.out_dir=...",
@@ -62,8 +100,33 @@ int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_ac
   return m / group.size();
 }
 
+namespace {
+
+// Under an MPMD launch (`mpirun -np 1 qkv train --resume R : -np 1 qkv train C`) each rank
+// would take its own path to its first collective and wait there for ever: every rank first
+// agrees on the binary and on what it runs. Overrides are left to the config check, which names
+// the config as what differs.
+void agree_on_command(const TrainOptions& o, const parallel::Distributed& group) {
+  if (group.size() == 1) return;
+  group.check_same({{"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
+  std::string mine =
+      o.resume.empty() ? "qkv train " + o.config_path : "qkv train --resume " + o.resume;
+  if (!o.init_from.empty()) mine += " --init-from " + o.init_from;
+  std::string first = mine;
+  group.broadcast(first);
+  int32_t differs = first != mine ? group.rank() : 0;
+  group.max(std::span(&differs, 1));
+  QKV_CHECK(differs == 0,
+            "rank {} of {} runs another command than rank 0's `{}`; every process of a job must "
+            "run the same one",
+            differs, group.size(), first);
+}
+
+}  // namespace
+
 Start resolve_start(const TrainOptions& o, const parallel::Distributed& group) {
   check_options(o);
+  agree_on_command(o, group);
   Start s;
   if (!o.resume.empty()) {
     parallel::SharedCheckpoint shared = parallel::read_on_rank0(group, [&] {

@@ -28,8 +28,10 @@ struct Start {
 Start resolve_start(const TrainOptions& options, const parallel::Distributed& group);
 
 // A new run may use a directory that holds no checkpoint: a new one, or one whose run stopped
-// before its first save, where starting again loses nothing. Unreadable paths pass here:
-// creating the directory then reports them.
+// before its first save, where starting again loses nothing. Nor may it be a checkpoint or lie
+// inside one or inside another run's directory, whose checkpoints it would then rewrite (a
+// checkpoint's config.toml) and whose pruning and listing would take it for theirs.
+// Unreadable paths pass here: creating the directory then reports them.
 void check_no_checkpoint(const std::string& dir);
 
 // The grad_accum that keeps a resumed run's steps at the checkpoint's M micro-batches on this

@@ -91,7 +91,8 @@ TEST_CASE("page: the chart grows while a run trains, a prompt streams, a screens
   CHECK(live.wait().exit_code == 130);  // saved, then ended as by Ctrl-C
 }
 
-TEST_CASE("page: an encoder-decoder's beam, an encoder's fill, a damaged checkpoint's error") {
+TEST_CASE("page: an encoder-decoder's beam, an encoder's fill, a damaged checkpoint's error; "
+          "a first visit charts the runs with metrics") {
   TempDir dir("browser_kinds");
   const fs::path runs = dir.path() / "runs";
   const data::Vocab pairs = pair_vocab(), masked = mask_vocab(), text = text_vocab();
@@ -107,11 +108,16 @@ TEST_CASE("page: an encoder-decoder's beam, an encoder's fill, a damaged checkpo
     model.seekp(-1, std::ios::end);
     model.put('\x7f');
   }
+  std::ofstream(runs / "seq" / "metrics.jsonl") << "{\"iter\":0,\"loss\":3.5}\n";
   const TestServer server(runs);
   const int port = server.port();
   Chromium browser(fmt::format("http://127.0.0.1:{}/#try=seq", port), dir.path() / "profile");
 
   REQUIRE(browser.wait_for("document.getElementById('beam') !== null", 30));
+  // No #chart= in the address: the run with metrics is charted; the attention form says "all".
+  CHECK(browser.wait_for("[...state.charted.keys()].join() == 'seq'", 10));
+  CHECK(browser.evaluate("document.getElementById('att-layer').placeholder + "
+                         "document.getElementById('att-head').value") == "all");
   browser.evaluate(
       "document.getElementById('input').value = 'abcd';"
       "document.getElementById('beam').value = 3;"

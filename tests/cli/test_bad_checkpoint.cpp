@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <memory>
 
@@ -249,6 +250,20 @@ TEST_CASE("qkv info/eval/train --resume: a model.safetensors of the wrong dtype 
         dir.path(), run,
         {"error: " + model.string() + ": tensor '", "' has dtype I32; checkpoints hold only F32"});
   }
+}
+
+TEST_CASE("qkv info/eval/train --resume: weights that are not finite are refused") {
+  TempDir dir("cli_nan_weights");
+  const fs::path run = copy_of_trained_run(dir);
+  const fs::path ckpt = run / "checkpoint-5";
+  std::string name;
+  edit_model(ckpt, [&](NamedTensors& tensors) {
+    name = tensors.back().first;
+    tensors.back().second.data()[1] = std::nanf("");  // with a manifest that matches it
+  });
+  check_rejected(dir.path(), run,
+                 {"error: " + (ckpt / "model.safetensors").string() + ": tensor '" + name +
+                  "' holds nan at element 1; the file is damaged"});
 }
 
 TEST_CASE("qkv info/eval/train --resume: weights that do not fit config.toml name the tensors") {

@@ -133,8 +133,8 @@ TEST_CASE("qkv train: each config mistake is one error line naming the place and
       {"missing config file",
        "",
        {"train", (dir.path() / "nowhere.toml").string()},
-       (dir.path() / "nowhere.toml").string() +
-           ": cannot open the config file: No such file or directory"},
+       "config file " + (dir.path() / "nowhere.toml").string() +
+           ": cannot open: No such file or directory"},
       {"data.path that does not exist",
        "",
        {"train", kTinyConfig, "--set", "data.path=" + (dir.path() / "x.txt").string()},

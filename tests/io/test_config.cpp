@@ -147,7 +147,7 @@ TEST_CASE("config: the resolved TOML reads back to the same config") {
 TEST_CASE("config: a missing file is one clear error") {
   CHECK_THROWS_WITH_AS(
       load_config("/nonexistent/qkv.toml"),
-      "/nonexistent/qkv.toml: cannot open the config file: No such file or directory", Error);
+      "config file /nonexistent/qkv.toml: cannot open: No such file or directory", Error);
 }
 
 TEST_CASE("config: docs/config.md has every key's row as config_keys() gives it") {

@@ -70,6 +70,31 @@ TEST_CASE("mpirun qkv train: a rank started with another config is named, and no
   CHECK(!fs::exists(run));
 }
 
+TEST_CASE("mpirun qkv train: ranks started to resume and to start anew are refused, not stuck") {
+  TempDir dir("mpi_mpmd_modes");
+  const std::string data = dir.write("corpus.txt", generated_corpus(300));
+  const fs::path run = dir.path() / "run", other = dir.path() / "other";
+  const CommandResult trained = run_qkv(train_args(data, run, {"train.max_iters=2"}));
+  REQUIRE_MESSAGE(trained.exit_code == 0, trained.err);
+  const Snapshot before = snapshot(dir.path());
+  std::vector<std::string> argv = mpirun_options();
+  const std::vector<std::string> fresh = train_args(data, other, {"train.max_iters=2"});
+  argv.insert(argv.end(), {"-np", "1", kQkv, "train", "--resume", run.string(), "--threads", "1",
+                           ":", "-np", "1", kQkv});
+  argv.insert(argv.end(), fresh.begin(), fresh.end());
+  Process job(argv);
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (job.running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE_MESSAGE(!job.running(), "the job still runs 60 s after it started");
+  const CommandResult r = job.wait();
+  CHECK(r.exit_code != 0);
+  CHECK_MESSAGE(r.err.find("error: rank 1 of 2 runs another command than rank 0's `qkv train "
+                           "--resume " + run.string() + "`") != std::string::npos,
+                r.err);
+  CHECK(snapshot(dir.path()) == before);
+}
+
 TEST_CASE("mpirun qkv train: kill -9 of one rank ends the job in bounded time, latest intact") {
   TempDir dir("mpi_kill");
   const std::string data = dir.write("corpus.txt", generated_corpus(600));

@@ -33,7 +33,8 @@ struct CommandResult {
 // failing test leaves no process behind.
 class Process {
  public:
-  explicit Process(const std::vector<std::string>& argv) {
+  // stdout_to: a file stdout writes to instead of the capture (/dev/full, to test write errors).
+  explicit Process(const std::vector<std::string>& argv, const std::string& stdout_to = "") {
     static std::atomic<int> counter{0};
     const auto dir = std::filesystem::path(QKV_BINARY_DIR) / "test_tmp";
     std::filesystem::create_directories(dir);
@@ -45,7 +46,8 @@ class Process {
     posix_spawn_file_actions_t files;
     posix_spawn_file_actions_init(&files);
     posix_spawn_file_actions_addopen(&files, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&files, STDOUT_FILENO, out_path_.c_str(),
+    posix_spawn_file_actions_addopen(&files, STDOUT_FILENO,
+                                     stdout_to.empty() ? out_path_.c_str() : stdout_to.c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&files, STDERR_FILENO, err_path_.c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);

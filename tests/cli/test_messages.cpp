@@ -1,0 +1,86 @@
+// Messages that used to mislead: each bad input below is one error line that names the file or
+// option at fault and what is wrong with it, not a symptom further on.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <memory>
+
+#include "qkv_cli.h"
+
+using namespace qkv::testing;
+
+namespace {
+
+const fs::path& trained_run() {
+  static const auto dir = std::make_unique<TempDir>("cli_messages_source");
+  static const fs::path run = [] {
+    const std::string data = dir->write("corpus.txt", generated_corpus(300));
+    const fs::path r = dir->path() / "run";
+    const CommandResult t = run_qkv(train_args(data, r, {"train.max_iters=5"}));
+    REQUIRE_MESSAGE(t.exit_code == 0, t.err);
+    return r;
+  }();
+  return run;
+}
+
+// The command fails with one line: "error: <line>", or one starting so when `whole` is false.
+void check_error(const std::vector<std::string>& args, const std::string& line,
+                 bool whole = true) {
+  CAPTURE(args);
+  const CommandResult r = run_qkv(args);
+  CHECK_MESSAGE(is_one_error_line(r), r.err);
+  CHECK_MESSAGE(whole ? r.err == "error: " + line + "\n" : r.err.starts_with("error: " + line),
+                r.err);
+}
+
+}  // namespace
+
+TEST_CASE("qkv: inputs of the wrong kind are named with what they are") {
+  TempDir dir("cli_messages");
+  const fs::path run = dir.path() / "run";
+  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  const std::string data = dir.write("corpus.txt", generated_corpus(100));
+
+  fs::remove(run / "latest");
+  fs::create_directory(run / "latest");
+  check_error({"info", run.string()},
+              (run / "latest").string() + ": a directory, not a regular file");
+  check_error({"sample", trained_run().string(), "--prompt-file", dir.path().string()},
+              "--prompt-file " + dir.path().string() + ": a directory, not a regular file");
+  check_error({"sample", trained_run().string(), "--stop", "\xff"},
+              "sample: stop string: invalid UTF-8 at byte 0 (0xFF", false);
+
+  const fs::path loop = dir.path() / "loop.txt";
+  fs::create_symlink(loop, loop);
+  check_error(train_args(loop.string(), dir.path() / "new"),
+              "data.path '" + loop.string() +
+                  "' cannot be read: Too many levels of symbolic links");
+  check_error({"train", kTinyConfig, "--set", "data.path=" + data, "--set", "train.out_dir="},
+              "train.out_dir is empty; give the run directory with --out DIR or --set "
+              "train.out_dir=DIR");
+  check_error({"serve", dir.path().string(), "--port", "abc"},
+              "--port: expected a whole number from 0 to 65535, got 'abc'; see qkv --help");
+  check_error({"eval", trained_run().string(), "--beam", "100000"},
+              "--beam: expected a whole number from 1 to 64, got '100000'; see qkv --help");
+}
+
+TEST_CASE("qkv info/eval/sample: a run training toward its first checkpoint is not a stopped one") {
+  TempDir dir("cli_messages_training");
+  const std::string data = dir.write("corpus.txt", generated_corpus(300));
+  const fs::path run = dir.path() / "run";
+  std::vector<std::string> argv{kQkv};
+  for (const std::string& a : train_args(data, run, {"train.max_iters=1000000",
+                                                     "train.checkpoint_interval=1000000",
+                                                     "train.eval_interval=1000000"}))
+    argv.push_back(a);
+  Process trainer(argv);
+  REQUIRE(wait_until(trainer, [&] { return count_lines(run / "metrics.jsonl") >= 1; }));
+  for (const char* command : {"info", "eval", "sample"})
+    check_error({command, run.string()},
+                run.string() + ": no checkpoint yet: qkv train (pid " +
+                    std::to_string(trainer.pid()) +
+                    ") is training this run and has not saved one; try again after its first "
+                    "save");
+  trainer.send(SIGINT);
+  CHECK(trainer.wait().exit_code == 130);  // stopped, and saved
+}
