@@ -127,9 +127,8 @@ int main(int argc, char** argv) {
     qkv::set_num_threads(threads);
     const qkv::PrecisionChoice precision = qkv::choose_precision(
         c.train.precision, "train.precision", qkv::bf16_support(std::getenv("QKV_CPU_BF16")));
-    auto task = qkv::train::make_task(c);
+    auto task = qkv::train::make_task(c, std::nullopt, precision.precision);
     qkv::nn::Module& model = task->model();
-    model.set_precision(precision.precision);
     const auto params = model.named_parameters();
     qkv::optim::AdamW optimizer(params, {.beta1 = float(c.optim.beta1),
                                          .beta2 = float(c.optim.beta2),
@@ -255,8 +254,8 @@ int main(int argc, char** argv) {
         optimizer.zero_grad();
         qkv::op_profile::start();
         qkv::Rng data_rng = qkv::train::micro_batch_data_rng(seed, iter, 0);
-        task->dropout_rng() = qkv::train::micro_batch_dropout_rng(seed, iter, 0);
-        const auto p = task->predict(qkv::data::Split::train, data_rng);
+        qkv::Rng dropout_rng = qkv::train::micro_batch_dropout_rng(seed, iter, 0);
+        const auto p = task->predict(qkv::data::Split::train, data_rng, &dropout_rng);
         qkv::Tensor loss = qkv::softmax_cross_entropy(p.logits, p.targets);
         fwd += ms_since(t0);
         const auto t1 = Clock::now();

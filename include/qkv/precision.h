@@ -1,6 +1,7 @@
 // Precision, decided here and only here: what the GEMMs compute in, whether this CPU can run
 // bf16 GEMMs (and why, for the start-up log), and which of attention's GEMMs follow the choice.
-// A model receives the choice once (Module::set_precision) and passes it to its ops.
+// A model receives the choice once (set_precision, qkv/nn/models.h) and hands it to its layers
+// with each pass (qkv/nn/context.h), which give it to their ops.
 #pragma once
 
 #include <cstdint>

@@ -53,16 +53,6 @@ void Module::name_parameters() {
   for (auto& [name, t] : named_parameters()) t.set_name(name);
 }
 
-void Module::train(bool on) {
-  training_ = on;
-  for (auto& [name, child] : children_) child->train(on);
-}
-
-void Module::set_precision(Precision precision) {
-  precision_ = precision;
-  for (auto& [name, child] : children_) child->set_precision(precision);
-}
-
 NamedTensors Module::state_dict() const {
   NamedTensors out = named_parameters();
   for (auto& [name, t] : out) t = t.detach();

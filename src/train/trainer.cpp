@@ -83,8 +83,7 @@ void Trainer::build(std::optional<load::LoadedModel> loaded, const Environment& 
   set_num_threads(static_cast<int>(config_.train.threads));
   state_->precision =
       choose_precision(config_.train.precision, "train.precision", bf16_support(env));
-  task_ = make_task(config_, std::move(loaded));
-  task_->model().set_precision(state_->precision.precision);
+  task_ = make_task(config_, std::move(loaded), state_->precision.precision);
   nn::Module& model = task_->model();
   optimizer_ = std::make_unique<optim::AdamW>(
       model.named_parameters(),
