@@ -18,17 +18,17 @@ using namespace attention_phases;
 Dims check(const Tensor& x, const AttentionParams& a) {
   const char* op = "attention";
   QKV_CHECK(x.defined() && x.rank() == 3 && x.numel() > 0, "{}: {}; expected [B, T, C]", op,
-            sublayer::describe("x", x));
+            describe("x", x));
   const int64_t B = x.size(0), Tq = x.size(1), C = x.size(2);
   QKV_CHECK(a.n_head > 0 && C % a.n_head == 0,
             "{}: C = {} channels of {} do not split into n_head = {} heads", op, C,
-            sublayer::describe("x", x), a.n_head);
+            describe("x", x), a.n_head);
   sublayer::check_residual(op, a.residual, C);
   const bool cross = a.memory.defined();
   QKV_CHECK(!cross || (a.memory.rank() == 3 && a.memory.size(0) == B && a.memory.size(2) == C &&
                        a.memory.size(1) > 0),
             "{}: {} must be [B, Tk, C] = [{}, Tk, {}] for {}", op,
-            sublayer::describe("memory", a.memory), B, C, sublayer::describe("x", x));
+            describe("memory", a.memory), B, C, describe("x", x));
   const int64_t Fi = cross ? C : 3 * C;
   sublayer::check_shape(op, "w_in", a.w_in, {Fi, C});
   sublayer::check_shape(op, "b_in", a.b_in, {Fi}, true);
