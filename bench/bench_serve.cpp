@@ -58,8 +58,8 @@ void save_random_run(const fs::path& run, io::Config c) {
   io::CheckpointData d;
   d.model = model.state_dict();
   d.trainer_state = {{"iter", 0},
-                     {"data_rng", {0, 1}},
-                     {"dropout_rng", {0, 1}},
+                     {"micro_batches", 1},
+                     {"processes", 1},
                      {"best_val_loss", nullptr},
                      {"last_eval", nullptr},
                      {"model_kind", "decoder"}};

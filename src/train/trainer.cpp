@@ -108,12 +108,6 @@ void Trainer::restore(const io::CheckpointData& checkpoint, bool allow_data_chan
   const io::TrainerState s = io::read_trainer_state(checkpoint, dir);
   state_->iter = s.iter;
   config_.train.grad_accum = grad_accum_at_scale(s, config_.train.grad_accum, dir, state_->group);
-  // Checkpoints of qkv before keyed streams hold the state of sequential ones instead.
-  if (checkpoint.trainer_state.contains("data_rng"))
-    spdlog::info(
-        "{} was saved before per-step data streams: from iter {} on, batches and "
-        "dropout come from streams keyed by (seed, iter, micro-batch)",
-        dir, state_->iter);
   state_->best_val_loss = s.best_val_loss;
   state_->last_eval = s.last_eval;
   state_->last_saved = state_->iter;

@@ -60,8 +60,8 @@ inline std::string save_run(const std::filesystem::path& run, const io::Config& 
   io::CheckpointData d;
   d.model = model.state_dict();
   d.trainer_state = {{"iter", 0},
-                     {"data_rng", {0, 1}},
-                     {"dropout_rng", {0, 1}},
+                     {"micro_batches", 1},
+                     {"processes", 1},
                      {"best_val_loss", nullptr},
                      {"last_eval", nullptr},
                      {"model_kind", enum_name(config.model.kind)}};
