@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
     const int port = server.bind();
     std::thread http([&server] { server.run(); });
     std::printf("%s\n%s: %d clients x %d samples of %lld tokens, --max-generations %d\n",
-                runtime_summary().c_str(), config_path.c_str(), clients, requests,
-                (long long)tokens, max_generations);
+                runtime_summary(read_environment()).c_str(), config_path.c_str(), clients,
+                requests, (long long)tokens, max_generations);
 
     const double rss_before = rss_mb();
     std::mutex mutex;

@@ -40,6 +40,9 @@
 
 namespace {
 
+// This process only, as when started without a launcher.
+const qkv::parallel::Distributed alone{};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -154,7 +157,7 @@ int main(int argc, char** argv) {
     const double shape_bf16 = peak(Precision::bf16, B * T, 4 * C, C);
     const double peak_run = precision.precision == Precision::bf16 ? peak_bf16 : peak_f32;
 
-    fmt::print("{}\n", qkv::runtime_summary());
+    fmt::print("{}\n", qkv::runtime_summary(qkv::read_environment()));
     fmt::print(
         "OpenMP max threads {}, OpenBLAS threads {} (parallel mode {}: 2 = OpenMP), "
         "OMP_NUM_THREADS={}, OPENBLAS_NUM_THREADS={}\n",
@@ -170,7 +173,7 @@ int main(int argc, char** argv) {
     bool timing = false;
     auto step = [&] {
       const auto r = qkv::train::optimisation_step(
-          *task, optimizer, grads, qkv::parallel::distributed(), seed, iter, c.train.grad_accum,
+          *task, optimizer, grads, alone, seed, iter, c.train.grad_accum,
           float(c.optim.grad_clip), qkv::optim::lr_at(iter, sched));
       ++iter;
       last_loss = r.loss;

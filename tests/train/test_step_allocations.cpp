@@ -21,6 +21,9 @@ using qkv::testing::TempDir;
 
 namespace {
 
+// This process only, as when started without a launcher.
+const parallel::Distributed alone{};
+
 // Tensor-storage blocks obtained from the system by each of `steps` training steps (the step
 // of `qkv train`, train::optimisation_step).
 std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overrides, int steps) {
@@ -38,7 +41,7 @@ std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overri
   std::vector<int64_t> allocs;
   for (int s = 0; s < steps; ++s) {
     const int64_t before = allocator_stats().system_allocs;
-    train::optimisation_step(*task, optimizer, grads, parallel::distributed(), 1, s,
+    train::optimisation_step(*task, optimizer, grads, alone, 1, s,
                              c.train.grad_accum, 1.0f, 1e-3f);
     allocs.push_back(allocator_stats().system_allocs - before);
   }
