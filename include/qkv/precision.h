@@ -13,7 +13,7 @@
 namespace qkv {
 
 // What GEMMs compute in. bf16: inputs rounded to bfloat16 (a weight once per write of it, see
-// Tensor::bump_version), products accumulated in fp32, results fp32 (oneDNN, on CPUs with
+// Tensor::data), products accumulated in fp32, results fp32 (oneDNN, on CPUs with
 // AVX512_BF16). Everything else stays fp32 either way.
 enum class Precision { fp32, bf16 };
 constexpr EnumNames<2> enum_names(Precision) { return {"fp32", "bf16"}; }

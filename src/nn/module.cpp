@@ -86,7 +86,7 @@ void Module::load_state_dict(const NamedTensors& dict) {
 
   std::map<std::string, const Tensor*> given;
   for (const auto& [name, t] : dict) given.emplace(name, &t);
-  for (const auto& [name, p] : named_parameters()) {
+  for (auto& [name, p] : named_parameters()) {
     p.copy_from(*given.at(name));
   }
 }

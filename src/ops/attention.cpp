@@ -108,14 +108,14 @@ Buffers allocate(const AttentionParams& a, const Dims& d, bool project_memory) {
 
 // Points the phases at x, the params, the buffers and the cache. Masks: null without dropout.
 template <class T, class H>
-Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, const Buffers& b,
+Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, Buffers& b,
                      bool project_memory, const DropoutMask* attn_mask,
                      const DropoutMask* resid_mask) {
   constexpr bool f32 = sublayer::is_float<T>;
   const int64_t C = d.C;
   const bool cross = a.memory.defined();
   const Residual& res = a.residual;
-  const KVCache* cache = a.cache;
+  KVCache* cache = a.cache;
   Plan<T, H> p{};
   p.d = d;
   p.wrap = {res.norm,
@@ -195,7 +195,7 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   const bool cross = a.memory.defined();
   KVCache* cache = a.cache;
   const bool project_memory = cross && !(cache && cache->kv.defined());
-  const Buffers b = allocate<T, H>(a, d, project_memory);
+  Buffers b = allocate<T, H>(a, d, project_memory);
   if (cross && cache && project_memory) *cache = {b.kv, d.Tk};
   if (!cross && cache) reserve(*cache, d.B, d.C, d.Tq);
   if (a.probabilities) *a.probabilities = Tensor::empty({d.B, d.NH, d.Tq, d.Tk});

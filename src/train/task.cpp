@@ -157,7 +157,7 @@ class EncoderDecoderTask : public Task {
   Prediction predict(Split split, Rng& rng, Rng* dropout) override {
     data::PairBatch b = data_.get_batch(split, B_, rng);
     Tensor padding = Tensor::empty({b.B, b.Ts});
-    for (int64_t i = 0; i < b.B * b.Ts; ++i) padding.data()[i] = b.src_padding[i];
+    std::copy(b.src_padding.begin(), b.src_padding.end(), padding.data());
     return {rows(model_->logits(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding, dropout)),
             std::move(b.tgt_out), b.B * b.Tt, cost::training_flops(model_config_, b.B, b.Ts, b.Tt)};
   }

@@ -1,6 +1,6 @@
 // The training step asks the system for memory only in its first step: from then on every
 // tensor (activations, saved buffers, grads, optimizer scratch) is served by the caching
-// allocator.
+// allocator. And it reads its weights through const handles until AdamW writes them.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -62,4 +62,22 @@ TEST_CASE("train step: no system allocation for tensor storage after the first s
         allocations_per_step({"model.dropout=0.1", "train.grad_accum=2"}, 5);
     for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
   }
+}
+
+TEST_CASE("train step: forward and backward write no weight (a bf16 copy is made once a step)") {
+  TempDir dir("step_versions");
+  const io::Config c = io::load_config(
+      QKV_SOURCE_DIR "/configs/tiny.toml",
+      {"data.path=" + dir.write("corpus.txt", qkv::testing::generated_corpus(800)),
+       "model.dropout=0.1"});
+  auto task = train::make_task(c, std::nullopt,
+                               bf16_support(nullptr).usable ? Precision::bf16 : Precision::fp32);
+  const NamedTensors params = task->model().named_parameters();
+  std::vector<uint64_t> before;
+  for (const auto& [name, p] : params) before.push_back(p.impl()->storage->version);
+  Rng data(1, 2), dropout(1, 1);
+  const train::Task::Prediction p = task->predict(data::Split::train, data, &dropout);
+  softmax_cross_entropy(p.logits, p.targets).backward();
+  for (size_t i = 0; i < params.size(); ++i)
+    CHECK_MESSAGE(params[i].second.impl()->storage->version == before[i], params[i].first);
 }
