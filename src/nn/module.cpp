@@ -1,4 +1,4 @@
-// Module registry: parameter and child bookkeeping, modes, and state-dict loading.
+// Module registry: parameter and child bookkeeping, and state-dict loading.
 #include "qkv/nn/module.h"
 
 #include <fmt/ranges.h>
