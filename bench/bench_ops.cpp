@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   const std::string filter = argc > 2 ? argv[2] : "";
   const qkv::Precision precision =
       argc > 3 && std::string(argv[3]) == "bf16" ? qkv::Precision::bf16 : qkv::Precision::fp32;
-  fmt::print("{}\n", qkv::runtime_summary());
+  fmt::print("{}\n", qkv::runtime_summary(qkv::read_environment()));
   auto want = [&](const std::string& label) { return label.find(filter) != std::string::npos; };
 
   struct LinearCase {

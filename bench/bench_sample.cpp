@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     set_num_threads(threads);
-    std::printf("%s\n", runtime_summary().c_str());
+    std::printf("%s\n", runtime_summary(read_environment()).c_str());
 
     // 65 symbols, as tiny Shakespeare.
     std::vector<char32_t> chars(65);

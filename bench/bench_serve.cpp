@@ -58,8 +58,8 @@ void save_random_run(const fs::path& run, io::Config c) {
   io::CheckpointData d;
   d.model = model.state_dict();
   d.trainer_state = {{"iter", 0},
-                     {"data_rng", {0, 1}},
-                     {"dropout_rng", {0, 1}},
+                     {"micro_batches", 1},
+                     {"processes", 1},
                      {"best_val_loss", nullptr},
                      {"last_eval", nullptr},
                      {"model_kind", "decoder"}};
@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
     const int port = server.bind();
     std::thread http([&server] { server.run(); });
     std::printf("%s\n%s: %d clients x %d samples of %lld tokens, --max-generations %d\n",
-                runtime_summary().c_str(), config_path.c_str(), clients, requests,
-                (long long)tokens, max_generations);
+                runtime_summary(read_environment()).c_str(), config_path.c_str(), clients,
+                requests, (long long)tokens, max_generations);
 
     const double rss_before = rss_mb();
     std::mutex mutex;

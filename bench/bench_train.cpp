@@ -40,6 +40,9 @@
 
 namespace {
 
+// This process only, as when started without a launcher.
+const qkv::parallel::Distributed alone{};
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -127,9 +130,8 @@ int main(int argc, char** argv) {
     qkv::set_num_threads(threads);
     const qkv::PrecisionChoice precision = qkv::choose_precision(
         c.train.precision, "train.precision", qkv::bf16_support(std::getenv("QKV_CPU_BF16")));
-    auto task = qkv::train::make_task(c);
+    auto task = qkv::train::make_task(c, std::nullopt, precision.precision);
     qkv::nn::Module& model = task->model();
-    model.set_precision(precision.precision);
     const auto params = model.named_parameters();
     qkv::optim::AdamW optimizer(params, {.beta1 = float(c.optim.beta1),
                                          .beta2 = float(c.optim.beta2),
@@ -155,7 +157,7 @@ int main(int argc, char** argv) {
     const double shape_bf16 = peak(Precision::bf16, B * T, 4 * C, C);
     const double peak_run = precision.precision == Precision::bf16 ? peak_bf16 : peak_f32;
 
-    fmt::print("{}\n", qkv::runtime_summary());
+    fmt::print("{}\n", qkv::runtime_summary(qkv::read_environment()));
     fmt::print(
         "OpenMP max threads {}, OpenBLAS threads {} (parallel mode {}: 2 = OpenMP), "
         "OMP_NUM_THREADS={}, OPENBLAS_NUM_THREADS={}\n",
@@ -171,7 +173,7 @@ int main(int argc, char** argv) {
     bool timing = false;
     auto step = [&] {
       const auto r = qkv::train::optimisation_step(
-          *task, optimizer, grads, qkv::parallel::distributed(), seed, iter, c.train.grad_accum,
+          *task, optimizer, grads, alone, seed, iter, c.train.grad_accum,
           float(c.optim.grad_clip), qkv::optim::lr_at(iter, sched));
       ++iter;
       last_loss = r.loss;
@@ -255,8 +257,8 @@ int main(int argc, char** argv) {
         optimizer.zero_grad();
         qkv::op_profile::start();
         qkv::Rng data_rng = qkv::train::micro_batch_data_rng(seed, iter, 0);
-        task->dropout_rng() = qkv::train::micro_batch_dropout_rng(seed, iter, 0);
-        const auto p = task->predict(qkv::data::Split::train, data_rng);
+        qkv::Rng dropout_rng = qkv::train::micro_batch_dropout_rng(seed, iter, 0);
+        const auto p = task->predict(qkv::data::Split::train, data_rng, &dropout_rng);
         qkv::Tensor loss = qkv::softmax_cross_entropy(p.logits, p.targets);
         fwd += ms_since(t0);
         const auto t1 = Clock::now();

@@ -64,17 +64,18 @@ int num_threads() { return omp_get_max_threads(); }
 
 std::string blas_kernel() { return openblas_get_corename(); }
 
-std::string blas_kernel_origin() {
-  if (const char* m = std::getenv(kReexecMarker)) return fmt::format("selected by qkv: {}", m);
-  if (std::getenv("OPENBLAS_CORETYPE")) return "from OPENBLAS_CORETYPE";
+std::string blas_kernel_origin(const Environment& env) {
+  if (!env.blas_kernel_selected.empty())
+    return fmt::format("selected by qkv: {}", env.blas_kernel_selected);
+  if (!env.openblas_coretype.empty()) return "from OPENBLAS_CORETYPE";
   return "chosen by OpenBLAS";
 }
 
-std::string runtime_summary() {
+std::string runtime_summary(const Environment& env) {
   const bool blas_openmp = openblas_get_parallel() == 2;
   return fmt::format(
       "OpenBLAS kernel {} ({}); {} threads for OpenMP and {} for OpenBLAS{}; {} cores",
-      blas_kernel(), blas_kernel_origin(), omp_get_max_threads(), openblas_get_num_threads(),
+      blas_kernel(), blas_kernel_origin(env), omp_get_max_threads(), openblas_get_num_threads(),
       blas_openmp ? "" : " (WARNING: not the OpenMP build of OpenBLAS)", omp_get_num_procs());
 }
 

@@ -110,11 +110,10 @@ float Tensor::at(std::initializer_list<int64_t> index) const {
 
 std::vector<float> Tensor::to_vector() const { return {data(), data() + numel()}; }
 
-void Tensor::copy_from(const Tensor& src) const {
+void Tensor::copy_from(const Tensor& src) {
   QKV_CHECK(src.shape() == shape(), "copy_from: a tensor of shape {} into one of shape {}",
             src.shape(), shape());
   std::copy_n(src.data(), numel(), data());
-  bump_version();
 }
 
 Tensor& Tensor::set_requires_grad(bool on) {

@@ -49,12 +49,10 @@ void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env) 
       set_num_threads(a->threads);
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
-      load::LoadedModel m = load::load_model(
-          a->checkpoint,
-          {.overrides = overrides,
-           .precision = choose_precision(parse_precision(a->precision), "--precision",
-                                         bf16_support(env))
-                            .precision});
+      const Precision precision =
+          choose_precision(parse_precision(a->precision), "--precision", bf16_support(env))
+              .precision;
+      load::LoadedModel m = load::load_model(a->checkpoint, {.overrides = overrides});
       const std::string dir = m.dir;
       const io::Config config = m.config;
       const bool encoder_decoder = config.model.kind == nn::ModelKind::encoder_decoder;
@@ -63,7 +61,7 @@ void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env) 
                 enum_name(config.model.kind));
       cost::check_generation_fits(m.model_config, a->beam, config.model.block_size,
                                   fmt::format("--beam {}", a->beam));
-      auto task = train::make_task(config, std::move(m));
+      auto task = train::make_task(config, std::move(m), precision);
       const int64_t batches = a->batches > 0 ? a->batches : config.train.eval_iters;
       std::printf("checkpoint %s (step %lld), data %s, %lld batches of %lld\n", dir.c_str(),
                   static_cast<long long>(io::checkpoint_step(dir)),

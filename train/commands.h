@@ -15,10 +15,16 @@
 #include "qkv/environment.h"
 #include "qkv/runtime.h"
 
+namespace qkv::parallel {
+class Distributed;
+}
+
 namespace qkv::cli {
 
-// env: read once by main, which outlives every command.
-void add_train(CLI::App& app, std::function<int()>& run, const Environment& env);
+// env: read once by main, which outlives every command. group: set by `qkv train` once it has
+// joined the processes it was launched with, so that main's error path can end them all.
+void add_train(CLI::App& app, std::function<int()>& run, const Environment& env,
+               const parallel::Distributed*& group);
 void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env);
 void add_info(CLI::App& app, std::function<int()>& run);
 void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env);

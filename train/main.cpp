@@ -34,9 +34,9 @@ int check_stdout(int code) {
   const int err = flushed ? 0 : errno;
   if (flushed && !std::ferror(stdout) && !std::cout.bad()) return code;
   if (code != 0) return code;  // the command failed already, and said why
-  qkv::parallel::distributed().end_job_after_error(
-      1, fmt::format("error: standard output: cannot write{}",
-                     err ? fmt::format(": {}", std::strerror(err)) : ""));
+  // The command has ended on every process by now, so there is no job left to end with it.
+  std::fprintf(stderr, "error: standard output: cannot write%s\n",
+               err ? fmt::format(": {}", std::strerror(err)).c_str() : "");
   return 1;
 }
 
@@ -63,7 +63,16 @@ int run_command(int argc, char** argv, const qkv::Environment& env) {
   app.set_version_flag("--version", [&env] { return qkv::version_text(env); });
   app.require_subcommand(1);
   std::function<int()> run;
-  qkv::cli::add_train(app, run, env);
+  // The processes `qkv train` joined (under a launcher): an error on one must end them all.
+  const qkv::parallel::Distributed* group = nullptr;
+  auto fail = [&group](int exit_code, const std::string& line) {
+    if (group)
+      group->end_job_after_error(exit_code, line);
+    else
+      std::fprintf(stderr, "%s\n", line.c_str());
+    return exit_code;
+  };
+  qkv::cli::add_train(app, run, env, group);
   qkv::cli::add_eval(app, run, env);
   qkv::cli::add_info(app, run);
   qkv::cli::add_sample(app, run, env);
@@ -93,17 +102,12 @@ int run_command(int argc, char** argv, const qkv::Environment& env) {
   try {
     return run();
   } catch (const qkv::Error& e) {
-    qkv::parallel::distributed().end_job_after_error(1, fmt::format("error: {}", e.what()));
-    return 1;
+    return fail(1, fmt::format("error: {}", e.what()));
   } catch (const std::bad_alloc&) {  // outside a tensor, which says its size (qkv::Error)
-    qkv::parallel::distributed().end_job_after_error(
-        1, "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
-           "model.block_size) or train.batch_size");
-    return 1;
+    return fail(1, "error: out of memory; lower the model's sizes (model.n_layer, model.n_embd, "
+                   "model.block_size) or train.batch_size");
   } catch (const std::exception& e) {
-    qkv::parallel::distributed().end_job_after_error(2,
-                                                     fmt::format("internal error: {}", e.what()));
-    return 2;
+    return fail(2, fmt::format("internal error: {}", e.what()));
   }
 }
 

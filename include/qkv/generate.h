@@ -1,6 +1,6 @@
 // Using trained models: sampling text from a DecoderModel (with a KV cache), greedy and beam search
 // for an EncoderDecoderModel, and filling masked characters with an EncoderModel. Every function
-// runs without recording a graph and in eval mode (dropout off), then restores the model's mode.
+// runs without recording a graph and without dropout, at the precision the model was given.
 #pragma once
 
 #include <cstdint>

@@ -51,7 +51,7 @@ io::Config checkpoint_config(const io::CheckpointData& checkpoint, const std::st
 // seed (train.seed). Validated.
 nn::ModelConfig model_config(const io::Config& config, int64_t vocab_size);
 
-// A freshly initialised model of mc.kind, checked to fit in memory first.
-std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc);
+// A freshly initialised model of mc.kind computing in `precision`, checked to fit in memory first.
+std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc, Precision precision);
 
 }  // namespace qkv::load

@@ -119,7 +119,7 @@ struct Residual {
   float eps = 1e-5f;
   // Dropout on f's output, and in attention on the probabilities as well (nanoGPT's
   // resid_dropout and attn_dropout): masks drawn from *rng, attention's first; none when
-  // dropout is 0 or rng is null (the modules pass null in eval mode).
+  // dropout is 0 or rng is null (the modules pass null outside training).
   float dropout = 0.0f;
   Rng* rng = nullptr;
 };

@@ -1,6 +1,7 @@
 // Precision, decided here and only here: what the GEMMs compute in, whether this CPU can run
 // bf16 GEMMs (and why, for the start-up log), and which of attention's GEMMs follow the choice.
-// A model receives the choice once (Module::set_precision) and passes it to its ops.
+// A model receives the choice once (set_precision, qkv/nn/models.h) and hands it to its layers
+// with each pass (qkv/nn/context.h), which give it to their ops.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 namespace qkv {
 
 // What GEMMs compute in. bf16: inputs rounded to bfloat16 (a weight once per write of it, see
-// Tensor::bump_version), products accumulated in fp32, results fp32 (oneDNN, on CPUs with
+// Tensor::data), products accumulated in fp32, results fp32 (oneDNN, on CPUs with
 // AVX512_BF16). Everything else stays fp32 either way.
 enum class Precision { fp32, bf16 };
 constexpr EnumNames<2> enum_names(Precision) { return {"fp32", "bf16"}; }

@@ -2,6 +2,7 @@
 // plus the autograd fields. Copies of a handle share data; reshape/view share storage.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -26,7 +27,7 @@ struct Storage {
 
   float* data = nullptr;
   int64_t numel = 0;
-  uint64_t version = 0;  // moved on by every in-place write after first use (Tensor::bump_version)
+  std::atomic<uint64_t> version = 0;  // moved on by every writer (Tensor::data)
 };
 
 struct TensorImpl {
@@ -68,13 +69,15 @@ class Tensor {
   int64_t size(int dim) const;  // negative dims count from the end
   int64_t numel() const { return impl_->shape.numel(); }
 
-  // Shallow const, like a pointer: a const handle still reaches mutable data.
-  float* data() const { return impl_->storage->data + impl_->offset; }
-  // Writing in place data that may have been read already (a parameter) is either copy_from, or
-  // writes through data() followed by bump_version: copies made from the data (a weight's bf16
-  // copy) compare versions, and are remade when theirs is old.
-  void copy_from(const Tensor& src) const;  // same shape; then bumps the version
-  void bump_version() const { ++impl_->storage->version; }
+  // A const handle reads. A non-const handle's data() is for writing: it moves the storage's
+  // version on, so copies made from the data (a weight's bf16 copy, src/ops/bf16.h) are remade
+  // at their next use. Write through the pointer before the tensor is next used.
+  const float* data() const { return impl_->storage->data + impl_->offset; }
+  float* data() {
+    impl_->storage->version.fetch_add(1, std::memory_order_relaxed);
+    return impl_->storage->data + impl_->offset;
+  }
+  void copy_from(const Tensor& src);  // same shape
   float item() const;                                    // throws unless numel() == 1
   float at(std::initializer_list<int64_t> index) const;  // bounds-checked, for tests
   std::vector<float> to_vector() const;

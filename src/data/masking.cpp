@@ -54,8 +54,8 @@ void mask_rows(std::span<int32_t> inputs, std::span<int32_t> targets, int64_t T,
   }
 }
 
-MaskedBatch get_masked_batch(const TextDataset& data, Split split, int64_t B, int64_t T, Rng& rng,
-                             const MaskingOptions& options) {
+Batch get_masked_batch(const TextDataset& data, Split split, int64_t B, int64_t T, Rng& rng,
+                       const MaskingOptions& options) {
   QKV_CHECK(B > 0 && T > 0,
             "get_masked_batch: batch_size = {} and block_size = {} must be "
             "positive",
@@ -68,7 +68,7 @@ MaskedBatch get_masked_batch(const TextDataset& data, Split split, int64_t B, in
   check_split_length(split, n, T, "block_size");
   std::vector<int64_t> starts(static_cast<size_t>(B));
   for (int64_t& start : starts) start = int64_t(rng.below(uint64_t(n - T + 1)));
-  MaskedBatch batch{std::vector<int32_t>(size_t(B * T)), std::vector<int32_t>(size_t(B * T)), B, T};
+  Batch batch{std::vector<int32_t>(size_t(B * T)), std::vector<int32_t>(size_t(B * T)), B, T};
   for (int64_t b = 0; b < B; ++b)
     data.read(split, starts[size_t(b)], T, batch.inputs.data() + b * T);
   mask_rows(batch.inputs, batch.targets, T, data.vocab().special_id(kMask),

@@ -4,7 +4,8 @@
 #include <limits>
 #include <utility>
 
-#include "generate/inference_mode.h"
+#include "generate/check_vocab.h"
+#include "qkv/autograd.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
 #include "qkv/ops.h"
@@ -167,7 +168,7 @@ std::vector<Hypothesis> translate(nn::EncoderDecoderModel& model, const data::Vo
   std::vector<int32_t> banned;
   for (int32_t id = int32_t(vocab.num_chars()); id < vocab.size(); ++id)
     if (id != eos) banned.push_back(id);
-  InferenceMode inference(model);
+  NoGradGuard no_grad;
   const Tensor memory = model.encode(source, 1, int64_t(source.size()));
 
   // Per hypothesis: its decoder input (<bos> + tokens) and, with the cache, its KV cache.

@@ -2,8 +2,9 @@
 #include <algorithm>
 #include <numeric>
 
-#include "generate/inference_mode.h"
+#include "generate/check_vocab.h"
 #include "qkv/data/utf8.h"
+#include "qkv/autograd.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
 #include "qkv/ops.h"
@@ -36,7 +37,7 @@ Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_v
   std::vector<int32_t> ids = vocab.encode(known, "fill text");
   for (int64_t i : masked) ids[size_t(i)] = mask_id;
 
-  InferenceMode inference(model);
+  NoGradGuard no_grad;
   const Tensor probs = softmax(model.logits(ids, 1, T));  // [1, T, V]
   const int64_t V = probs.size(2), n_chars = vocab.num_chars();
   const int64_t k = std::min(top_k, n_chars);

@@ -4,7 +4,8 @@
 #include <cmath>
 #include <numeric>
 
-#include "generate/inference_mode.h"
+#include "generate/check_vocab.h"
+#include "qkv/autograd.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/generate.h"
@@ -144,7 +145,7 @@ Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
   validate(options);
   check_vocab("sample", vocab, model.config().vocab_size);
   QKV_CHECK(!prompt.empty(), "sample: the prompt is empty; give at least one character");
-  InferenceMode inference(model);
+  NoGradGuard no_grad;
   Generation out;
   if (options.max_new_tokens == 0) return out;
   Window window(model, prompt, options);

@@ -79,7 +79,6 @@ plot::AttentionChart probe_attention(nn::Module& model, const io::Config& config
   std::vector<Tensor> probs(size_t(m.n_layer));
   plot::AttentionChart chart;
   NoGradGuard no_grad;
-  model.eval();
   if (m.kind != nn::ModelKind::encoder_decoder) {
     const bool decoder = m.kind == nn::ModelKind::decoder;
     std::vector<int32_t> ids = decoder

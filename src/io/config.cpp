@@ -27,7 +27,6 @@ using detail::Field;
 using detail::fields;
 using detail::Range;
 
-
 const Field* find_field(std::string_view key) {
   for (const Field& f : fields())
     if (key == f.key) return &f;
@@ -72,55 +71,117 @@ void check_float_range(const Field& f, double v) {
             "out of range {}", f.key, v, as_float, range_text(f.range));
 }
 
+Error wrong(const Field& f, const toml::node& n, const char* expected) {
+  return Error(fmt::format("expected {} for '{}', got {}", expected, f.key, describe(n)));
+}
+
+// Each type a key can hold, in one place: its name in the key reference, how a TOML node becomes
+// one (checked; the Error has no location, the caller adds it), how one becomes a TOML node for
+// to_toml, and how a default shows in the reference.
+template <class T>
+struct Value;
+
+template <>
+struct Value<int64_t> {
+  static std::string type() { return "integer"; }
+  static int64_t read(const Field& f, const toml::node& n) {
+    if (!n.is_integer()) throw wrong(f, n, "an integer");
+    check_range(f, double(n.as_integer()->get()));
+    return n.as_integer()->get();
+  }
+  static int64_t node(int64_t v) { return v; }
+  static std::string text(int64_t v) { return std::to_string(v); }
+};
+
+template <>
+struct Value<double> {
+  static std::string type() { return "float"; }
+  static double read(const Field& f, const toml::node& n) {
+    if (!n.is_number()) throw wrong(f, n, "a number");
+    // value<double>() is empty for an integer that a double cannot hold exactly.
+    const double v =
+        n.is_integer() ? double(n.as_integer()->get()) : n.as_floating_point()->get();
+    check_float_range(f, v);
+    return v;
+  }
+  static double node(double v) { return v; }
+  static std::string text(double v) { return fmt::format("{}", v); }
+};
+
+template <>
+struct Value<bool> {
+  static std::string type() { return "bool"; }
+  static bool read(const Field& f, const toml::node& n) {
+    if (!n.is_boolean()) throw wrong(f, n, "true or false");
+    return n.as_boolean()->get();
+  }
+  static bool node(bool v) { return v; }
+  static std::string text(bool v) { return v ? "true" : "false"; }
+};
+
+template <>
+struct Value<std::string> {
+  static std::string type() { return "string"; }
+  static std::string read(const Field& f, const toml::node& n) {
+    if (!n.is_string()) throw wrong(f, n, "a string");
+    return n.as_string()->get();
+  }
+  static const std::string& node(const std::string& v) { return v; }
+  static std::string text(const std::string& v) { return "\"" + v + "\""; }
+};
+
+template <class E>
+  requires std::is_enum_v<E>
+struct Value<E> {
+  static std::string type() { return fmt::format("{}", fmt::join(enum_names(E{}), " | ")); }
+  static E read(const Field& f, const toml::node& n) {
+    if (!n.is_string()) throw wrong(f, n, "a string");
+    const std::string& s = n.as_string()->get();
+    const std::optional<E> v = parse_enum<E>(s);
+    if (!v)
+      throw Error(fmt::format("{} = '{}' is not one of: {}", f.key, s,
+                              fmt::join(enum_names(E{}), ", ")));
+    return *v;
+  }
+  static std::string node(E v) { return std::string(enum_name(v)); }
+  static std::string text(E v) { return fmt::format("\"{}\"", enum_name(v)); }
+};
+
+// Paths: one string or an array of them.
+template <>
+struct Value<std::vector<std::string>> {
+  static std::string type() { return "string or [strings]"; }
+  static std::vector<std::string> read(const Field& f, const toml::node& n) {
+    if (n.is_string()) return {n.as_string()->get()};
+    const toml::array* a = n.as_array();
+    if (!a) throw wrong(f, n, "a string or an array of strings");
+    std::vector<std::string> paths;
+    for (const toml::node& e : *a) {
+      if (!e.is_string()) throw wrong(f, n, "a string or an array of strings");
+      paths.push_back(e.as_string()->get());
+    }
+    return paths;
+  }
+  static toml::array node(const std::vector<std::string>& v) {
+    toml::array a;
+    for (const std::string& s : v) a.push_back(s);
+    return a;
+  }
+  static std::string text(const std::vector<std::string>&) { return "(required)"; }
+};
+
+// Calls use(member, Value<T>{}) with the member of c that f names: the one walk over the types
+// that reading, overriding, printing and documenting share.
+template <class Use>
+auto with_value(const Field& f, Config& c, Use&& use) {
+  return std::visit(
+      [&](auto ref) { return use(ref(c), Value<std::remove_reference_t<decltype(ref(c))>>{}); },
+      f.ref);
+}
+
 // Assigns node to the field's member, or throws an Error without location (the caller adds it).
 void assign(const Field& f, Config& c, const toml::node& n) {
-  auto wrong = [&](const char* expected) {
-    return Error(fmt::format("expected {} for '{}', got {}", expected, f.key, describe(n)));
-  };
-  std::visit(
-      [&](auto ref) {
-        using T = std::remove_reference_t<decltype(ref(c))>;
-        if constexpr (std::is_same_v<T, int64_t>) {
-          if (!n.is_integer()) throw wrong("an integer");
-          check_range(f, double(n.as_integer()->get()));
-          ref(c) = n.as_integer()->get();
-        } else if constexpr (std::is_same_v<T, double>) {
-          if (!n.is_number()) throw wrong("a number");
-          // value<double>() is empty for an integer that a double cannot hold exactly.
-          const double v = n.is_integer() ? double(n.as_integer()->get())
-                                          : n.as_floating_point()->get();
-          check_float_range(f, v);
-          ref(c) = v;
-        } else if constexpr (std::is_same_v<T, bool>) {
-          if (!n.is_boolean()) throw wrong("true or false");
-          ref(c) = n.as_boolean()->get();
-        } else if constexpr (std::is_same_v<T, std::string>) {
-          if (!n.is_string()) throw wrong("a string");
-          ref(c) = n.as_string()->get();
-        } else if constexpr (std::is_enum_v<T>) {
-          if (!n.is_string()) throw wrong("a string");
-          const std::string& s = n.as_string()->get();
-          const std::optional<T> v = parse_enum<T>(s);
-          if (!v)
-            throw Error(fmt::format("{} = '{}' is not one of: {}", f.key, s,
-                                    fmt::join(enum_names(T{}), ", ")));
-          ref(c) = *v;
-        } else {
-          std::vector<std::string> paths;
-          if (n.is_string()) {
-            paths.push_back(n.as_string()->get());
-          } else if (const toml::array* a = n.as_array()) {
-            for (const toml::node& e : *a) {
-              if (!e.is_string()) throw wrong("a string or an array of strings");
-              paths.push_back(e.as_string()->get());
-            }
-          } else {
-            throw wrong("a string or an array of strings");
-          }
-          ref(c) = std::move(paths);
-        }
-      },
-      f.ref);
+  with_value(f, c, [&](auto& member, auto value) { member = value.read(f, n); });
 }
 
 // Where each explicitly set key came from, for errors that involve several keys.
@@ -167,9 +228,9 @@ void apply_override(Config& c, const std::string& arg, Origins& origins) {
     parsed.insert("v", value);
   }
   // Numbers and bools are never words; strings, paths and enum names are.
-  const bool wants_string = std::visit(
-      [&](auto ref) { return !std::is_arithmetic_v<std::remove_reference_t<decltype(ref(c))>>; },
-      f->ref);
+  const bool wants_string = with_value(*f, c, [](auto& member, auto) {
+    return !std::is_arithmetic_v<std::decay_t<decltype(member)>>;
+  });
   if (wants_string && !parsed["v"].is_string() && !parsed["v"].is_array()) {
     parsed.insert_or_assign("v", value);
   }
@@ -187,12 +248,7 @@ void validate(const Config& c, const Origins& origins, const std::string& source
     return it != origins.end() ? it->second : source;
   };
   QKV_CHECK(!c.data.path.empty(), "{}: data.path is not set; point it at a text file", source);
-  QKV_CHECK(c.model.n_embd % c.model.n_head == 0,
-            "{}: model.n_embd = {} is not divisible by model.n_head = {}", at("model.n_head"),
-            c.model.n_embd, c.model.n_head);
-  QKV_CHECK(c.model.pos_encoding != nn::PosEncoding::sinusoidal || c.model.n_embd % 2 == 0,
-            "{}: sinusoidal positions need an even model.n_embd, got {}", at("model.n_embd"),
-            c.model.n_embd);
+  c.model.check_keys(at);
   QKV_CHECK(c.optim.min_lr <= c.optim.lr, "{}: optim.min_lr = {} is above optim.lr = {}",
             at("optim.min_lr"), c.optim.min_lr, c.optim.lr);
   QKV_CHECK(c.schedule.decay != optim::Decay::cosine ||
@@ -255,20 +311,7 @@ std::string to_toml(const Config& config) {
     const std::string section = key.substr(0, key.find('.')), name = key.substr(key.find('.') + 1);
     if (!root.contains(section)) root.insert(section, toml::table{});
     toml::table& t = *root[section].as_table();
-    std::visit(
-        [&](auto ref) {
-          using T = std::remove_reference_t<decltype(ref(c))>;
-          if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-            toml::array a;
-            for (const auto& s : ref(c)) a.push_back(s);
-            t.insert(name, std::move(a));
-          } else if constexpr (std::is_enum_v<T>) {
-            t.insert(name, std::string(enum_name(ref(c))));
-          } else {
-            t.insert(name, ref(c));
-          }
-        },
-        f.ref);
+    with_value(f, c, [&](auto& member, auto value) { t.insert(name, value.node(member)); });
   }
   std::ostringstream os;
   os << root << "\n";
@@ -280,25 +323,10 @@ std::vector<KeyDoc> config_keys() {
   std::vector<KeyDoc> out;
   for (const Field& f : fields()) {
     KeyDoc d{f.key, "", "", f.meaning};
-    std::visit(
-        [&](auto ref) {
-          using T = std::remove_reference_t<decltype(ref(c))>;
-          if constexpr (std::is_same_v<T, int64_t>) {
-            d.type = "integer", d.default_value = std::to_string(ref(c));
-          } else if constexpr (std::is_same_v<T, double>) {
-            d.type = "float", d.default_value = fmt::format("{}", ref(c));
-          } else if constexpr (std::is_same_v<T, bool>) {
-            d.type = "bool", d.default_value = ref(c) ? "true" : "false";
-          } else if constexpr (std::is_same_v<T, std::string>) {
-            d.type = "string", d.default_value = "\"" + ref(c) + "\"";
-          } else if constexpr (std::is_enum_v<T>) {
-            d.type = fmt::format("{}", fmt::join(enum_names(T{}), " | "));
-            d.default_value = fmt::format("\"{}\"", enum_name(ref(c)));
-          } else {
-            d.type = "string or [strings]", d.default_value = "(required)";
-          }
-        },
-        f.ref);
+    with_value(f, c, [&](auto& member, auto value) {
+      d.type = value.type();
+      d.default_value = value.text(member);
+    });
     if (f.range.lo != -INFINITY || f.range.hi != INFINITY) d.meaning += "; range " + range_text(f.range);
     out.push_back(std::move(d));
   }

@@ -52,12 +52,6 @@ class Reader {
     return v.get<int64_t>();
   }
 
-  void rng(const char* key) const {
-    const json& v = at(key);
-    check(v.is_array() && v.size() == 2 && v[0].is_number_unsigned() && v[1].is_number_unsigned(),
-          "'{}' is {}, expected [state, stream], two non-negative integers", key, v.dump());
-  }
-
   double loss_or_infinity(const json& v, const char* key) const {
     check(v.is_null() || (v.is_number() && std::isfinite(v.get<double>())),
           "'{}' is {}, expected a finite number or null", key, v.dump());
@@ -97,18 +91,12 @@ TrainerState read_trainer_state(const CheckpointData& checkpoint, const std::str
     r.check(s.iter == checkpoint.optimizer_step,
             "'iter' is {}, but optimizer.safetensors records step {}", s.iter,
             checkpoint.optimizer_step);
-  // Checkpoints of qkv before keyed data streams hold their sequential streams' states, unused
-  // now, and no scale: they ran in one process.
-  for (const char* key : {"data_rng", "dropout_rng"})
-    if (r.state().contains(key)) r.rng(key);
-  if (r.state().contains("micro_batches")) {
-    s.micro_batches = r.count("micro_batches");
-    s.processes = r.count("processes");
-    r.check(s.micro_batches > 0 && s.processes > 0 && s.micro_batches % s.processes == 0,
-            "'micro_batches' is {} and 'processes' {}, expected positive integers, the first a "
-            "multiple of the second",
-            s.micro_batches, s.processes);
-  }
+  s.micro_batches = r.count("micro_batches");
+  s.processes = r.count("processes");
+  r.check(s.micro_batches > 0 && s.processes > 0 && s.micro_batches % s.processes == 0,
+          "'micro_batches' is {} and 'processes' {}, expected positive integers, the first a "
+          "multiple of the second",
+          s.micro_batches, s.processes);
   s.best_val_loss = r.loss_or_infinity(r.at("best_val_loss"), "best_val_loss");
   s.last_eval = r.state().value("last_eval", json());
   const json& e = s.last_eval;

@@ -27,6 +27,13 @@ void load_weights(nn::Module& model, const io::CheckpointData& checkpoint, const
   model.load_state_dict(checkpoint.model);
 }
 
+template <class Model>
+std::unique_ptr<nn::Module> made(const nn::ModelConfig& mc, Precision precision) {
+  auto model = std::make_unique<Model>(mc);
+  model->set_precision(precision);
+  return model;
+}
+
 }  // namespace
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options) {
@@ -46,10 +53,9 @@ LoadedModel load_model(const io::CheckpointData& checkpoint, const std::string& 
   }
   m.vocab = data::Vocab::from_json(checkpoint.vocab, dir + "/vocab.json");
   m.model_config = model_config(m.config, m.vocab.size());
-  m.model = make_model(m.model_config);
+  m.model = make_model(m.model_config, options.precision);
   load_weights(*m.model, checkpoint, dir,
                options.config ? options.config_source : dir + "/config.toml");
-  m.model->set_precision(options.precision);
   return m;
 }
 
@@ -73,15 +79,15 @@ nn::ModelConfig model_config(const io::Config& c, int64_t vocab_size) {
   return m;
 }
 
-std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc) {
+std::unique_ptr<nn::Module> make_model(const nn::ModelConfig& mc, Precision precision) {
   cost::check_model_fits(mc);
   switch (mc.kind) {
     case nn::ModelKind::decoder:
-      return std::make_unique<nn::DecoderModel>(mc);
+      return made<nn::DecoderModel>(mc, precision);
     case nn::ModelKind::encoder:
-      return std::make_unique<nn::EncoderModel>(mc);
+      return made<nn::EncoderModel>(mc, precision);
     case nn::ModelKind::encoder_decoder:
-      return std::make_unique<nn::EncoderDecoderModel>(mc);
+      return made<nn::EncoderDecoderModel>(mc, precision);
   }
   throw Error("make_model: unknown model kind");
 }

@@ -10,15 +10,12 @@ MultiHeadAttention::MultiHeadAttention(int64_t C, int64_t n_head, bool causal, b
     : n_head_(n_head),
       causal_(causal),
       qkv_(submodule<Linear>("qkv", C, 3 * C, bias, init_rng)),
-      proj_(submodule<Linear>("proj", C, C, bias, init_rng, proj_stddev)) {
-  QKV_CHECK(n_head > 0 && C % n_head == 0, "attention: {} channels do not split into {} heads", C,
-            n_head);
-}
+      proj_(submodule<Linear>("proj", C, C, bias, init_rng, proj_stddev)) {}
 
-Tensor MultiHeadAttention::forward(const Tensor& x, const Residual& residual,
+Tensor MultiHeadAttention::forward(const Context& ctx, const Tensor& x, const Residual& residual,
                                    const Tensor& key_padding, KVCache* cache) const {
   return attention(x, {.n_head = n_head_,
-                       .precision = precision(),
+                       .precision = ctx.precision,
                        .residual = residual,
                        .w_in = qkv_.weight(),
                        .b_in = qkv_.bias(),
@@ -35,16 +32,14 @@ CrossAttention::CrossAttention(int64_t C, int64_t n_head, bool bias, Rng& init_r
     : n_head_(n_head),
       q_(submodule<Linear>("q", C, C, bias, init_rng)),
       kv_(submodule<Linear>("kv", C, 2 * C, bias, init_rng)),
-      proj_(submodule<Linear>("proj", C, C, bias, init_rng, proj_stddev)) {
-  QKV_CHECK(n_head > 0 && C % n_head == 0,
-            "cross-attention: {} channels do not split into {} heads", C, n_head);
-}
+      proj_(submodule<Linear>("proj", C, C, bias, init_rng, proj_stddev)) {}
 
-Tensor CrossAttention::forward(const Tensor& x, const Residual& residual, const Tensor& memory,
-                               const Tensor& memory_padding, KVCache* cache) const {
+Tensor CrossAttention::forward(const Context& ctx, const Tensor& x, const Residual& residual,
+                               const Tensor& memory, const Tensor& memory_padding,
+                               KVCache* cache) const {
   QKV_CHECK(memory.defined(), "cross-attention: no encoder memory given");
   return attention(x, {.n_head = n_head_,
-                       .precision = precision(),
+                       .precision = ctx.precision,
                        .residual = residual,
                        .w_in = q_.weight(),
                        .b_in = q_.bias(),

@@ -7,8 +7,8 @@ FeedForward::FeedForward(int64_t C, int64_t F, bool bias, Rng& init_rng, float p
     : fc_(submodule<Linear>("fc", C, F, bias, init_rng)),
       proj_(submodule<Linear>("proj", F, C, bias, init_rng, proj_stddev)) {}
 
-Tensor FeedForward::forward(const Tensor& x, const Residual& residual) const {
-  return mlp(x, {.precision = precision(),
+Tensor FeedForward::forward(const Context& ctx, const Tensor& x, const Residual& residual) const {
+  return mlp(x, {.precision = ctx.precision,
                  .residual = residual,
                  .w_fc = fc_.weight(),
                  .b_fc = fc_.bias(),

@@ -11,13 +11,13 @@ LayerNorm::LayerNorm(int64_t C, bool bias)
 
 Tensor LayerNorm::forward(const Tensor& x) const { return layer_norm(x, weight_, bias_, kEps); }
 
-Residual LayerNorm::residual(Norm norm, float dropout, Rng* rng) const {
+Residual LayerNorm::residual(const Context& ctx, Norm norm, float dropout) const {
   return {.norm = norm,
           .ln_weight = weight_,
           .ln_bias = bias_,
           .eps = kEps,
           .dropout = dropout,
-          .rng = is_training() ? rng : nullptr};
+          .rng = ctx.dropout};
 }
 
 }  // namespace qkv::nn

@@ -9,6 +9,8 @@ Linear::Linear(int64_t in, int64_t out, bool bias, Rng& init_rng, float stddev)
     : weight_(param("weight", {out, in}, Init::normal(init_rng, stddev))),
       bias_(bias ? param("bias", {out}, Init::zeros()) : Tensor()) {}
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight_, bias_, precision()); }
+Tensor Linear::forward(const Context& ctx, const Tensor& x) const {
+  return linear(x, weight_, bias_, ctx.precision);
+}
 
 }  // namespace qkv::nn

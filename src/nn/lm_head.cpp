@@ -10,6 +10,8 @@ LmHead::LmHead(const ModelConfig& c, const Embedding& tok_emb, Rng& init_rng)
                   ? tok_emb.weight()
                   : param("weight", {c.vocab_size, c.n_embd}, Init::normal(init_rng, 0.02f))) {}
 
-Tensor LmHead::forward(const Tensor& h) const { return linear(h, weight_, {}, precision()); }
+Tensor LmHead::forward(const Context& ctx, const Tensor& h) const {
+  return linear(h, weight_, {}, ctx.precision);
+}
 
 }  // namespace qkv::nn

@@ -1,4 +1,4 @@
-// Module registry: parameter and child bookkeeping, modes, and state-dict loading.
+// Module registry: parameter and child bookkeeping, and state-dict loading.
 #include "qkv/nn/module.h"
 
 #include <fmt/ranges.h>
@@ -53,16 +53,6 @@ void Module::name_parameters() {
   for (auto& [name, t] : named_parameters()) t.set_name(name);
 }
 
-void Module::train(bool on) {
-  training_ = on;
-  for (auto& [name, child] : children_) child->train(on);
-}
-
-void Module::set_precision(Precision precision) {
-  precision_ = precision;
-  for (auto& [name, child] : children_) child->set_precision(precision);
-}
-
 NamedTensors Module::state_dict() const {
   NamedTensors out = named_parameters();
   for (auto& [name, t] : out) t = t.detach();
@@ -96,7 +86,7 @@ void Module::load_state_dict(const NamedTensors& dict) {
 
   std::map<std::string, const Tensor*> given;
   for (const auto& [name, t] : dict) given.emplace(name, &t);
-  for (const auto& [name, p] : named_parameters()) {
+  for (auto& [name, p] : named_parameters()) {
     p.copy_from(*given.at(name));
   }
 }

@@ -9,11 +9,9 @@
 
 namespace qkv::nn {
 
-Layer::Layer(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng,
-             Rng* dropout_rng)
+Layer::Layer(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng)
     : norm_(c.norm),
       dropout_(c.dropout),
-      dropout_rng_(dropout_rng),
       ln1_(submodule<LayerNorm>("ln1", c.n_embd, c.bias)),
       attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, causal, c.bias, init_rng,
                                           c.residual_proj_stddev())),
@@ -26,31 +24,30 @@ Layer::Layer(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
                                   c.residual_proj_stddev())) {}
 
-Tensor Layer::forward(const Tensor& x, const Tensor& padding, const Tensor& memory,
-                      const Tensor& memory_padding, LayerCache* cache) const {
-  Tensor h = attn_.forward(x, ln1_.residual(norm_, dropout_, dropout_rng_), padding,
+Tensor Layer::forward(const Context& ctx, const Tensor& x, const Tensor& padding,
+                      const Tensor& memory, const Tensor& memory_padding, LayerCache* cache) const {
+  Tensor h = attn_.forward(ctx, x, ln1_.residual(ctx, norm_, dropout_), padding,
                            cache ? &cache->self : nullptr);
   if (cross_attn_)
-    h = cross_attn_->forward(h, ln_cross_->residual(norm_, dropout_, dropout_rng_), memory,
+    h = cross_attn_->forward(ctx, h, ln_cross_->residual(ctx, norm_, dropout_), memory,
                              memory_padding, cache ? &cache->cross : nullptr);
-  return mlp_.forward(h, ln2_.residual(norm_, dropout_, dropout_rng_));
+  return mlp_.forward(ctx, h, ln2_.residual(ctx, norm_, dropout_));
 }
 
-Stack::Stack(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng,
-             Rng* dropout_rng)
+Stack::Stack(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng)
     : block_size_(c.block_size),
       tok_emb_(submodule<Embedding>("tok_emb", c.vocab_size, c.n_embd, init_rng)),
       pos_emb_(submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size, c.n_embd,
                                              init_rng)),
-      drop_(submodule<Dropout>("drop", c.dropout, dropout_rng)) {
+      drop_(submodule<Dropout>("drop", c.dropout)) {
   for (int64_t i = 0; i < c.n_layer; ++i)
     blocks_.push_back(&submodule<Layer>("blocks." + std::to_string(i), c, causal, cross_attention,
-                                        init_rng, dropout_rng));
+                                        init_rng));
   if (c.norm == Norm::pre) ln_f_ = &submodule<LayerNorm>("ln_f", c.n_embd, c.bias);
 }
 
-Tensor Stack::run(const char* who, std::span<const int32_t> ids, int64_t B, int64_t T,
-                  int64_t pos_offset, const Tensor& padding, const Tensor& memory,
+Tensor Stack::run(const Context& ctx, const char* who, std::span<const int32_t> ids, int64_t B,
+                  int64_t T, int64_t pos_offset, const Tensor& padding, const Tensor& memory,
                   const Tensor& memory_padding, std::vector<LayerCache>* cache) const {
   QKV_CHECK(B > 0 && T > 0 && int64_t(ids.size()) == B * T,
             "{}: {} ids do not form a batch of B = {} sequences of T = {}", who, ids.size(), B, T);
@@ -62,27 +59,28 @@ Tensor Stack::run(const char* who, std::span<const int32_t> ids, int64_t B, int6
               "{}: KV cache holds {} positions but pos_offset is {}", who,
               (*cache)[0].self.length, pos_offset);
   }
-  Tensor x = drop_.forward(tok_emb_.forward(ids, {B, T}) + pos_emb_.forward(pos_offset, T));
+  Tensor x = drop_.forward(ctx, tok_emb_.forward(ids, {B, T}) + pos_emb_.forward(pos_offset, T));
   for (size_t i = 0; i < blocks_.size(); ++i)
-    x = blocks_[i]->forward(x, padding, memory, memory_padding, cache ? &(*cache)[i] : nullptr);
+    x = blocks_[i]->forward(ctx, x, padding, memory, memory_padding,
+                            cache ? &(*cache)[i] : nullptr);
   return ln_f_ ? ln_f_->forward(x) : x;
 }
 
-Tensor Encoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T,
+Tensor Encoder::forward(const Context& ctx, std::span<const int32_t> ids, int64_t B, int64_t T,
                         const Tensor& padding) const {
   QKV_CHECK(T <= block_size(), "encoder: sequence of T = {} exceeds block_size {}", T,
             block_size());
-  return run("encoder", ids, B, T, 0, padding, {}, {}, nullptr);
+  return run(ctx, "encoder", ids, B, T, 0, padding, {}, {}, nullptr);
 }
 
-Tensor Decoder::forward(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& memory,
-                        const Tensor& memory_padding, std::vector<LayerCache>* cache,
-                        int64_t pos_offset) const {
+Tensor Decoder::forward(const Context& ctx, std::span<const int32_t> ids, int64_t B, int64_t T,
+                        const Tensor& memory, const Tensor& memory_padding,
+                        std::vector<LayerCache>* cache, int64_t pos_offset) const {
   QKV_CHECK(pos_offset >= 0 && pos_offset + T <= block_size(),
             "decoder: positions {}..{} exceed block_size {}; start a new sequence (or crop the "
             "context) before reaching it",
             pos_offset, pos_offset + T - 1, block_size());
-  return run("decoder", ids, B, T, pos_offset, {}, memory, memory_padding, cache);
+  return run(ctx, "decoder", ids, B, T, pos_offset, {}, memory, memory_padding, cache);
 }
 
 }  // namespace qkv::nn

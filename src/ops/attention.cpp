@@ -19,17 +19,17 @@ using namespace attention_phases;
 Dims check(const Tensor& x, const AttentionParams& a) {
   const char* op = "attention";
   QKV_CHECK(x.defined() && x.rank() == 3 && x.numel() > 0, "{}: {}; expected [B, T, C]", op,
-            sublayer::describe("x", x));
+            describe("x", x));
   const int64_t B = x.size(0), Tq = x.size(1), C = x.size(2);
   QKV_CHECK(a.n_head > 0 && C % a.n_head == 0,
             "{}: C = {} channels of {} do not split into n_head = {} heads", op, C,
-            sublayer::describe("x", x), a.n_head);
+            describe("x", x), a.n_head);
   sublayer::check_residual(op, a.residual, C);
   const bool cross = a.memory.defined();
   QKV_CHECK(!cross || (a.memory.rank() == 3 && a.memory.size(0) == B && a.memory.size(2) == C &&
                        a.memory.size(1) > 0),
             "{}: {} must be [B, Tk, C] = [{}, Tk, {}] for {}", op,
-            sublayer::describe("memory", a.memory), B, C, sublayer::describe("x", x));
+            describe("memory", a.memory), B, C, describe("x", x));
   const int64_t Fi = cross ? C : 3 * C;
   sublayer::check_shape(op, "w_in", a.w_in, {Fi, C});
   sublayer::check_shape(op, "b_in", a.b_in, {Fi}, true);
@@ -109,14 +109,14 @@ Buffers allocate(const AttentionParams& a, const Dims& d, bool project_memory) {
 
 // Points the phases at x, the params, the buffers and the cache. Masks: null without dropout.
 template <class T, class H>
-Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, const Buffers& b,
+Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, Buffers& b,
                      bool project_memory, const DropoutMask* attn_mask,
                      const DropoutMask* resid_mask) {
   constexpr bool f32 = sublayer::is_float<T>;
   const int64_t C = d.C;
   const bool cross = a.memory.defined();
   const Residual& res = a.residual;
-  const KVCache* cache = a.cache;
+  KVCache* cache = a.cache;
   Plan<T, H> p{};
   p.d = d;
   p.wrap = {res.norm,
@@ -196,7 +196,7 @@ Tensor run(const Tensor& x, const AttentionParams& a, const Dims& d, DropoutMask
   const bool cross = a.memory.defined();
   KVCache* cache = a.cache;
   const bool project_memory = cross && !(cache && cache->kv.defined());
-  const Buffers b = allocate<T, H>(a, d, project_memory);
+  Buffers b = allocate<T, H>(a, d, project_memory);
   if (cross && cache && project_memory) *cache = {b.kv, d.Tk};
   if (!cross && cache) reserve(*cache, d.B, d.C, d.Tq);
   if (a.probabilities) *a.probabilities = Tensor::empty({d.B, d.NH, d.Tq, d.Tk});

@@ -36,7 +36,7 @@ inline Tensor empty_of(int64_t n) {
   return Tensor::empty({(n * int64_t(sizeof(T)) + 3) / 4});
 }
 template <class T>
-inline T* data_of(const Tensor& t) {
+inline T* data_of(Tensor t) {
   return t.defined() ? reinterpret_cast<T*>(t.data()) : nullptr;
 }
 
@@ -45,8 +45,8 @@ inline T* data_of(const Tensor& t) {
 const bf16* bf16_copy(const Tensor& w);
 
 // For a writer that updates w and its bf16 copy together (AdamW): the copy when it is current,
-// else null; having written both, it calls bump_version_with_bf16_copy(w), else w.bump_version().
+// else null; having written both, it calls bf16_copy_written(w).
 bf16* current_bf16_copy(const Tensor& w);
-void bump_version_with_bf16_copy(const Tensor& w);
+void bf16_copy_written(const Tensor& w);
 
 }  // namespace qkv

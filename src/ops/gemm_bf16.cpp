@@ -140,9 +140,6 @@ bf16* current_bf16_copy(const Tensor& w) {
                                                         : nullptr;
 }
 
-void bump_version_with_bf16_copy(const Tensor& w) {
-  w.bump_version();
-  w.impl()->bf16_version = w.impl()->storage->version;
-}
+void bf16_copy_written(const Tensor& w) { w.impl()->bf16_version = w.impl()->storage->version; }
 
 }  // namespace qkv

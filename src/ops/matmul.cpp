@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "ops/describe.h"
 #include "ops/gemm.h"
 #include "ops/pointwise.h"
 #include "qkv/error.h"
@@ -15,12 +16,6 @@
 
 namespace qkv {
 namespace {
-
-// "a [2, 3]" or "weight 'blocks.0.mlp.fc.weight' [384, 128]": how errors name a tensor.
-std::string describe(const char* role, const Tensor& t) {
-  if (t.name().empty()) return fmt::format("{} {}", role, t.shape());
-  return fmt::format("{} '{}' {}", role, t.name(), t.shape());
-}
 
 // C[M,N] = op(A)[M,K] · op(B)[K,N] + beta · C, over whole contiguous matrices (gemm.h).
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, const float* B,

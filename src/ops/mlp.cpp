@@ -165,11 +165,11 @@ Tensor run(const Tensor& x, const MlpParams& m, int64_t N, int64_t C, int64_t F,
 Tensor mlp(const Tensor& x, const MlpParams& m) {
   const char* op = "mlp";
   QKV_CHECK(x.defined() && x.rank() >= 1 && x.numel() > 0, "{}: {}; expected [..., C]", op,
-            sublayer::describe("x", x));
+            describe("x", x));
   const int64_t C = x.shape().back(), N = x.numel() / C;
   QKV_CHECK(m.w_fc.defined() && m.w_fc.rank() == 2 && m.w_fc.size(1) == C,
-            "{}: {} must be [F, {}] for {}", op, sublayer::describe("w_fc", m.w_fc), C,
-            sublayer::describe("x", x));
+            "{}: {} must be [F, {}] for {}", op, describe("w_fc", m.w_fc), C,
+            describe("x", x));
   const int64_t F = m.w_fc.size(0);
   sublayer::check_shape(op, "b_fc", m.b_fc, {F}, true);
   sublayer::check_shape(op, "w_proj", m.w_proj, {C, F});

@@ -6,20 +6,13 @@
 #include <cstdint>
 #include <string>
 
+#include "ops/describe.h"
 #include "ops/norm_rows.h"
 #include "ops/pointwise.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"
 
 namespace qkv {
-namespace {
-
-// "weight" or "weight 'blocks.0.ln_1.weight'", so shape errors point at the parameter.
-std::string describe(const char* role, const Tensor& t) {
-  return t.name().empty() ? std::string(role) : fmt::format("{} '{}'", role, t.name());
-}
-
-}  // namespace
 
 // Rows of layer norm (ops/norm_rows.h: y = (x - mean)·rstd·w + b, var biased as in PyTorch).
 // x, y: [N, C]; w: [C]; b: [C] or null; mean, rstd: [N] (saved for the backward).
@@ -64,11 +57,11 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, flo
             "layer_norm: input of shape {} has no last dim to normalise over", x.shape());
   const int64_t C = x.shape().back(), N = x.numel() / C;
   QKV_CHECK(weight.defined(), "layer_norm: weight is undefined (only the bias is optional)");
-  QKV_CHECK(weight.shape() == Shape{C}, "layer_norm: input {} has {} features, but {} has shape {}",
-            x.shape(), C, describe("weight", weight), weight.shape());
+  QKV_CHECK(weight.shape() == Shape{C}, "layer_norm: input {} has {} features, so {} must be [{}]",
+            x.shape(), C, describe("weight", weight), C);
   QKV_CHECK(!bias.defined() || bias.shape() == Shape{C},
-            "layer_norm: input {} has {} features, but {} has shape {}", x.shape(), C,
-            describe("bias", bias), bias.shape());
+            "layer_norm: input {} has {} features, so {} must be [{}]", x.shape(), C,
+            describe("bias", bias), C);
 
   Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
   layer_norm_forward(y.data(), mean.data(), rstd.data(), x.data(), weight.data(),

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "ops/bf16.h"
+#include "ops/describe.h"
 #include "ops/dropout_mask.h"
 #include "ops/gemm.h"
 #include "ops/norm_rows.h"
@@ -174,13 +175,6 @@ inline void norm_grads(GradOut dlw, GradOut dlb, const float* lnp, int parts, in
 }
 
 inline const float* data_or_null(const Tensor& t) { return t.defined() ? t.data() : nullptr; }
-
-// "w_in 'blocks.0.attn.qkv.weight' [384, 128]": how errors name a tensor.
-inline std::string describe(const char* role, const Tensor& t) {
-  if (!t.defined()) return fmt::format("{} (undefined)", role);
-  if (t.name().empty()) return fmt::format("{} {}", role, t.shape());
-  return fmt::format("{} '{}' {}", role, t.name(), t.shape());
-}
 
 // Checks a tensor's shape (an undefined one passes when optional).
 inline void check_shape(const char* op, const char* role, const Tensor& t, Shape expected,

@@ -80,14 +80,8 @@ void AdamW::step(float lr, float grad_scale) {
                                                        c.beta2, c.eps, step_size, bc2_sqrt);
     }
   }
-  for (size_t k = 0; k < slots_.size(); ++k) {
-    const Tensor& p = slots_[k].param;
-    if (!p.grad_data()) continue;
-    if (copies[k])
-      bump_version_with_bf16_copy(p);
-    else
-      p.bump_version();
-  }
+  for (size_t k = 0; k < slots_.size(); ++k)
+    if (copies[k]) bf16_copy_written(slots_[k].param);
 }
 
 NamedTensors AdamW::state() const {

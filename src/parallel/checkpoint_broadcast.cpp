@@ -59,8 +59,8 @@ SharedCheckpoint broadcast_checkpoint(const Distributed& dist,
                                      .vocab = h["vocab"],
                                      .data_fingerprint = h["data_fingerprint"]}};
   }
-  for (const NamedTensors* tensors : {&mine->data.model, &mine->data.optimizer})
-    for (const auto& [name, t] : *tensors) dist.broadcast(std::span(t.data(), size_t(t.numel())));
+  for (NamedTensors* tensors : {&mine->data.model, &mine->data.optimizer})
+    for (auto& [name, t] : *tensors) dist.broadcast(std::span(t.data(), size_t(t.numel())));
   return std::move(*mine);
 }
 

@@ -190,6 +190,4 @@ const Distributed& join_launched_processes(const Environment& env) {
 #endif
 }
 
-const Distributed& distributed() { return group(); }
-
 }  // namespace qkv::parallel

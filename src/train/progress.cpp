@@ -39,7 +39,7 @@ int64_t Progress::global_batch() const {
 
 void Progress::log_start(int64_t parameters, int64_t vocab_size, const std::string& run_dir) const {
   const auto& c = config_;
-  spdlog::info("{}", runtime_summary());
+  spdlog::info("{}", runtime_summary(env_));
   spdlog::info("{}", environment_summary(env_));
   if (num_threads() == 1) spdlog::warn("running on one thread; set train.threads or --threads");
   spdlog::info("precision {} ({}); measured GEMM peak {:.0f} GFLOP/s (1024^3, {} threads)",

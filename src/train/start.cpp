@@ -89,7 +89,7 @@ void check_no_checkpoint(const std::string& dir) {
 
 int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_accum,
                             const std::string& dir, const parallel::Distributed& group) {
-  const int64_t m = state.micro_batches > 0 ? state.micro_batches : saved_grad_accum;
+  const int64_t m = state.micro_batches;
   QKV_CHECK(m % group.size() == 0,
             "{}: its steps have {} micro-batches, which {} processes cannot share evenly; resume "
             "with a number of processes that divides {}",

@@ -35,7 +35,7 @@ Start resolve_start(const TrainOptions& options, const parallel::Distributed& gr
 void check_no_checkpoint(const std::string& dir);
 
 // The grad_accum that keeps a resumed run's steps at the checkpoint's M micro-batches on this
-// many processes. Checkpoints from before MPI record no micro_batches: theirs was grad_accum.
+// many processes (saved_grad_accum: the checkpoint config's, logged when it changes).
 int64_t grad_accum_at_scale(const io::TrainerState& state, int64_t saved_grad_accum,
                             const std::string& dir, const parallel::Distributed& group);
 

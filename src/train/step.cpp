@@ -84,8 +84,8 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
   OrderedSums sums(dist, m_total);  // loss, tokens, FLOPs of each micro-batch
   for (int64_t micro = first; micro < first + grad_accum; ++micro) {
     Rng data_rng = micro_batch_data_rng(seed, iter, micro);
-    task.dropout_rng() = micro_batch_dropout_rng(seed, iter, micro);
-    const Task::Prediction p = task.predict(data::Split::train, data_rng);
+    Rng dropout_rng = micro_batch_dropout_rng(seed, iter, micro);
+    const Task::Prediction p = task.predict(data::Split::train, data_rng, &dropout_rng);
     Tensor l = softmax_cross_entropy(p.logits, p.targets);
     sums.set(micro, l.item(), double(p.tokens), p.flops);
     Tensor scaled = mul_scalar(l, 1.0f / float(m_total));

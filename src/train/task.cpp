@@ -45,8 +45,7 @@ EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
 
 Task::BatchEval Task::evaluate_batch(Split split, Rng& rng) {
   NoGradGuard no_grad;
-  model().eval();
-  Prediction p = predict(split, rng);
+  Prediction p = predict(split, rng, nullptr);
   BatchEval b{.loss = softmax_cross_entropy(p.logits, p.targets).item()};
   const Tensor best = argmax_last(p.logits);
   for (size_t r = 0; r < p.targets.size(); ++r) {
@@ -54,7 +53,6 @@ Task::BatchEval Task::evaluate_batch(Split split, Rng& rng) {
     ++b.predicted;
     b.hits += static_cast<int32_t>(best.data()[r]) == p.targets[r];
   }
-  model().train();
   return b;
 }
 
@@ -67,21 +65,22 @@ data::CorpusOptions corpus_options(const io::Config& c, bool pairs) {
 
 namespace {
 
-// Both splits must hold one sequence of `need` characters: checked when the data is loaded,
-// before a run directory is made, rather than at the first batch.
-void check_splits(const data::TextDataset& d, int64_t need, std::string_view need_what) {
-  for (Split split : {Split::train, Split::val})
-    data::check_split_length(split, d.size(split), need, need_what);
-}
-
-// The checkpoint's model when there is one (make_task built the config's kind), else a new one.
+// The checkpoint's model when there is one (make_task built the config's kind), else a new one;
+// either computes in the run's precision.
 template <class Model>
-std::unique_ptr<Model> adopt(std::unique_ptr<nn::Module> loaded, const nn::ModelConfig& mc) {
-  if (!loaded) return std::make_unique<Model>(mc);
-  auto* model = dynamic_cast<Model*>(loaded.get());
-  QKV_CHECK(model, "make_task: the loaded model is not of model.kind {}", enum_name(mc.kind));
-  loaded.release();
-  return std::unique_ptr<Model>(model);
+std::unique_ptr<Model> adopt(std::unique_ptr<nn::Module> loaded, const nn::ModelConfig& mc,
+                             Precision precision) {
+  std::unique_ptr<Model> model;
+  if (!loaded) {
+    model = std::make_unique<Model>(mc);
+  } else {
+    auto* typed = dynamic_cast<Model*>(loaded.get());
+    QKV_CHECK(typed, "make_task: the loaded model is not of model.kind {}", enum_name(mc.kind));
+    loaded.release();
+    model.reset(typed);
+  }
+  model->set_precision(precision);
+  return model;
 }
 
 // Flattens [B, T, V] logits to [B·T, V] rows for the loss.
@@ -89,91 +88,78 @@ Tensor rows(const Tensor& logits) {
   return reshape(logits, {logits.size(0) * logits.size(1), logits.size(2)});
 }
 
-class DecoderTask : public Task {
- public:
-  DecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab,
-              std::unique_ptr<nn::Module> loaded)
-      : data_(data::TextDataset::load(c.data.path, {.val_fraction = c.data.val_fraction,
-                                                    .vocab = vocab,
-                                                    .corpus = corpus_options(c, false)})),
-        B_(c.train.batch_size),
-        T_(c.model.block_size) {
-    vocab_ = data_.vocab();
-    fingerprint_ = data_.fingerprint();
-    model_config_ = load::model_config(c, vocab_->size());
-    cost::check_training_fits(model_config_, B_);  // first: it bounds T_, so T_ + 1 cannot overflow
-    check_splits(data_, T_ + 1, "block_size+1");
-    model_ = adopt<nn::DecoderModel>(std::move(loaded), model_config_);
-  }
-  nn::Module& model() override { return *model_; }
-  Rng& dropout_rng() override { return model_->dropout_rng; }
-  Prediction predict(Split split, Rng& rng) override {
-    data::Batch b = data_.get_batch(split, B_, T_, rng);
-    return {rows(model_->logits(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
-            cost::training_flops(model_config_, B_, T_)};
-  }
+// Windows of text: the decoder predicts each next character (a window of block_size + 1), the
+// encoder the characters hidden in a window of block_size (masking.h).
+template <class Model>
+class TextTask : public Task {
+  static constexpr bool kMasked = std::is_same_v<Model, nn::EncoderModel>;
 
- private:
-  data::TextDataset data_;
-  int64_t B_, T_;
-  std::unique_ptr<nn::DecoderModel> model_;
-};
-
-class EncoderTask : public Task {
  public:
-  EncoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab,
-              std::unique_ptr<nn::Module> loaded)
+  TextTask(const io::Config& c, const std::optional<data::Vocab>& vocab,
+           std::unique_ptr<nn::Module> loaded, Precision precision)
       : data_(data::TextDataset::load(
             c.data.path,
             {.val_fraction = c.data.val_fraction,
-             .specials = {data::kMask},
+             .specials = kMasked ? std::vector<std::string>{data::kMask}
+                                 : std::vector<std::string>{},
              .vocab = vocab,
              .corpus = corpus_options(c, false)})),
         B_(c.train.batch_size),
         T_(c.model.block_size) {
     vocab_ = data_.vocab();
-    QKV_CHECK(vocab_->has_special(data::kMask),
+    QKV_CHECK(!kMasked || vocab_->has_special(data::kMask),
               "model.kind = encoder needs a vocabulary with the {} token", data::kMask);
     fingerprint_ = data_.fingerprint();
-    check_splits(data_, T_, "block_size");
     model_config_ = load::model_config(c, vocab_->size());
-    cost::check_training_fits(model_config_, B_);
-    model_ = adopt<nn::EncoderModel>(std::move(loaded), model_config_);
+    cost::check_training_fits(model_config_, B_);  // first: it bounds T_, so T_ + 1 cannot overflow
+    // Both splits must hold one window: checked when the data is loaded, before a run directory
+    // is made, rather than at the first batch.
+    const int64_t need = kMasked ? T_ : T_ + 1;
+    for (Split split : {Split::train, Split::val})
+      data::check_split_length(split, data_.size(split), need,
+                               kMasked ? "block_size" : "block_size+1");
+    model_ = adopt<Model>(std::move(loaded), model_config_, precision);
   }
   nn::Module& model() override { return *model_; }
-  Rng& dropout_rng() override { return model_->dropout_rng; }
-  Prediction predict(Split split, Rng& rng) override {
-    data::MaskedBatch b = data::get_masked_batch(data_, split, B_, T_, rng);
-    return {rows(model_->logits(b.inputs, B_, T_)), std::move(b.targets), B_ * T_,
+  Prediction predict(Split split, Rng& rng, Rng* dropout) override {
+    data::Batch b;
+    Tensor logits;
+    if constexpr (kMasked) {
+      b = data::get_masked_batch(data_, split, B_, T_, rng);
+      logits = model_->logits(b.inputs, B_, T_, {}, dropout);
+    } else {
+      b = data_.get_batch(split, B_, T_, rng);
+      logits = model_->logits(b.inputs, B_, T_, nullptr, 0, dropout);
+    }
+    return {rows(logits), std::move(b.targets), B_ * T_,
             cost::training_flops(model_config_, B_, T_)};
   }
 
  private:
   data::TextDataset data_;
   int64_t B_, T_;
-  std::unique_ptr<nn::EncoderModel> model_;
+  std::unique_ptr<Model> model_;
 };
 
 class EncoderDecoderTask : public Task {
  public:
   EncoderDecoderTask(const io::Config& c, const std::optional<data::Vocab>& vocab,
-                     std::unique_ptr<nn::Module> loaded)
+                     std::unique_ptr<nn::Module> loaded, Precision precision)
       : data_(load(c, vocab)), B_(c.train.batch_size) {
     vocab_ = data_.vocab();
     fingerprint_ = data_.corpus().fingerprint();
     model_config_ = load::model_config(c, vocab_->size());
     cost::check_training_fits(model_config_, B_);
-    model_ = adopt<nn::EncoderDecoderModel>(std::move(loaded), model_config_);
+    model_ = adopt<nn::EncoderDecoderModel>(std::move(loaded), model_config_, precision);
   }
   nn::Module& model() override { return *model_; }
-  Rng& dropout_rng() override { return model_->dropout_rng; }
   // Batches are as long as their longest pair: the FLOPs count the lengths computed.
-  Prediction predict(Split split, Rng& rng) override {
+  Prediction predict(Split split, Rng& rng, Rng* dropout) override {
     data::PairBatch b = data_.get_batch(split, B_, rng);
     Tensor padding = Tensor::empty({b.B, b.Ts});
-    for (int64_t i = 0; i < b.B * b.Ts; ++i) padding.data()[i] = b.src_padding[i];
-    return {rows(model_->logits(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding)), std::move(b.tgt_out),
-            b.B * b.Tt, cost::training_flops(model_config_, b.B, b.Ts, b.Tt)};
+    std::copy(b.src_padding.begin(), b.src_padding.end(), padding.data());
+    return {rows(model_->logits(b.src, b.tgt_in, b.B, b.Ts, b.Tt, padding, dropout)),
+            std::move(b.tgt_out), b.B * b.Tt, cost::training_flops(model_config_, b.B, b.Ts, b.Tt)};
   }
 
  private:
@@ -195,16 +181,17 @@ class EncoderDecoderTask : public Task {
 
 }  // namespace
 
-std::unique_ptr<Task> make_task(const io::Config& config, std::optional<load::LoadedModel> loaded) {
+std::unique_ptr<Task> make_task(const io::Config& config, std::optional<load::LoadedModel> loaded,
+                                Precision precision) {
   using enum nn::ModelKind;
   const std::optional<data::Vocab> vocab =
       loaded ? std::optional(std::move(loaded->vocab)) : std::nullopt;
   std::unique_ptr<nn::Module> model = loaded ? std::move(loaded->model) : nullptr;
   if (config.model.kind == decoder)
-    return std::make_unique<DecoderTask>(config, vocab, std::move(model));
+    return std::make_unique<TextTask<nn::DecoderModel>>(config, vocab, std::move(model), precision);
   if (config.model.kind == encoder)
-    return std::make_unique<EncoderTask>(config, vocab, std::move(model));
-  return std::make_unique<EncoderDecoderTask>(config, vocab, std::move(model));
+    return std::make_unique<TextTask<nn::EncoderModel>>(config, vocab, std::move(model), precision);
+  return std::make_unique<EncoderDecoderTask>(config, vocab, std::move(model), precision);
 }
 
 }  // namespace qkv::train

@@ -83,8 +83,7 @@ void Trainer::build(std::optional<load::LoadedModel> loaded, const Environment& 
   set_num_threads(static_cast<int>(config_.train.threads));
   state_->precision =
       choose_precision(config_.train.precision, "train.precision", bf16_support(env));
-  task_ = make_task(config_, std::move(loaded));
-  task_->model().set_precision(state_->precision.precision);
+  task_ = make_task(config_, std::move(loaded), state_->precision.precision);
   nn::Module& model = task_->model();
   optimizer_ = std::make_unique<optim::AdamW>(
       model.named_parameters(),
@@ -109,12 +108,6 @@ void Trainer::restore(const io::CheckpointData& checkpoint, bool allow_data_chan
   const io::TrainerState s = io::read_trainer_state(checkpoint, dir);
   state_->iter = s.iter;
   config_.train.grad_accum = grad_accum_at_scale(s, config_.train.grad_accum, dir, state_->group);
-  // Checkpoints of qkv before keyed streams hold the state of sequential ones instead.
-  if (checkpoint.trainer_state.contains("data_rng"))
-    spdlog::info(
-        "{} was saved before per-step data streams: from iter {} on, batches and "
-        "dropout come from streams keyed by (seed, iter, micro-batch)",
-        dir, state_->iter);
   state_->best_val_loss = s.best_val_loss;
   state_->last_eval = s.last_eval;
   state_->last_saved = state_->iter;

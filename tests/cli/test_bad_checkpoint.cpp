@@ -340,8 +340,6 @@ TEST_CASE("qkv info/eval/train --resume: trainer_state.json is checked: types, r
       {"iter", nlohmann::json::array({5}), "'iter' is [5], expected a non-negative integer"},
       {"iter", 7, "'iter' is 7, but the directory holds step 5"},
       {"iter", nullptr, "no 'iter'"},
-      {"data_rng", "x", "'data_rng' is \"x\", expected [state, stream]"},
-      {"dropout_rng", nlohmann::json::array({1, -2}), "'dropout_rng' is [1,-2], expected"},
       {"micro_batches", 0, "'micro_batches' is 0 and 'processes' 1, expected positive integers"},
       {"processes", nullptr, "no 'processes'"},
       {"best_val_loss", "low", "'best_val_loss' is \"low\", expected a finite number or null"},

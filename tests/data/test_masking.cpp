@@ -24,7 +24,7 @@ TEST_CASE("masking: selection and replacement rates match 15% and 80/10/10 on a 
   // 64 x 128 x 8 = 65536 positions: the binomial standard error of 15% is 0.14 points.
   int64_t total = 0, selected = 0, masked = 0, kept = 0, changed = 0;
   for (int rep = 0; rep < 8; ++rep) {
-    const MaskedBatch batch = get_masked_batch(ds, Split::train, 64, 128, rng);
+    const Batch batch = get_masked_batch(ds, Split::train, 64, 128, rng);
     for (size_t i = 0; i < batch.inputs.size(); ++i) {
       ++total;
       if (batch.targets[i] < 0) continue;
@@ -78,8 +78,8 @@ TEST_CASE("masking: every row has at least one position to predict") {
 TEST_CASE("masking: the same Rng state gives the same batch") {
   const TextDataset ds = TextDataset::from_text(alphabet_text(2000), {.specials = {kMask}});
   Rng a(17), b(17);
-  const MaskedBatch x = get_masked_batch(ds, Split::train, 8, 32, a);
-  const MaskedBatch y = get_masked_batch(ds, Split::train, 8, 32, b);
+  const Batch x = get_masked_batch(ds, Split::train, 8, 32, a);
+  const Batch y = get_masked_batch(ds, Split::train, 8, 32, b);
   CHECK(x.inputs == y.inputs);
   CHECK(x.targets == y.targets);
   CHECK(x.B == 8);

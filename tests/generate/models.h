@@ -32,8 +32,10 @@ inline io::Config tiny_config(nn::ModelKind kind) {
 // Every parameter redrawn from N(0, stddev²), in named_parameters() order.
 inline void randomize(nn::Module& model, uint64_t seed, float stddev = 0.3f) {
   Rng rng(seed);
-  for (const auto& [name, t] : model.named_parameters())
-    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = stddev * rng.normal();
+  for (auto& [name, t] : model.named_parameters()) {
+    float* data = t.data();
+    for (int64_t i = 0; i < t.numel(); ++i) data[i] = stddev * rng.normal();
+  }
 }
 
 // The vocabularies the tasks would build: text for the decoder, text + <mask> for the encoder,
@@ -60,8 +62,8 @@ inline std::string save_run(const std::filesystem::path& run, const io::Config& 
   io::CheckpointData d;
   d.model = model.state_dict();
   d.trainer_state = {{"iter", 0},
-                     {"data_rng", {0, 1}},
-                     {"dropout_rng", {0, 1}},
+                     {"micro_batches", 1},
+                     {"processes", 1},
                      {"best_val_loss", nullptr},
                      {"last_eval", nullptr},
                      {"model_kind", enum_name(config.model.kind)}};

@@ -22,6 +22,9 @@ using namespace qkv;
 
 namespace {
 
+// This process only, as when started without a launcher.
+const parallel::Distributed alone{};
+
 // The tiny config as an encoder-decoder, trained in fp32 for `iters` steps (a few seconds).
 std::unique_ptr<train::Task> train_task(const std::string& tsv_path, int64_t iters) {
   const io::Config c =
@@ -41,7 +44,7 @@ std::unique_ptr<train::Task> train_task(const std::string& tsv_path, int64_t ite
   const optim::ScheduleConfig schedule = train::schedule_config(c);
   optim::ExactGradSum grads(params);
   for (int64_t i = 0; i < iters; ++i)
-    train::optimisation_step(*task, optimizer, grads, parallel::distributed(),
+    train::optimisation_step(*task, optimizer, grads, alone,
                              uint64_t(c.train.seed), i, 1, float(c.optim.grad_clip),
                              optim::lr_at(i, schedule));
   return task;

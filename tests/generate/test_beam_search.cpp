@@ -274,7 +274,6 @@ namespace {
 std::vector<int32_t> naive_greedy(nn::EncoderDecoderModel& m, const data::Vocab& vocab,
                                   const std::vector<int32_t>& src) {
   NoGradGuard no_grad;
-  m.eval();
   const Tensor memory = m.encode(src, 1, int64_t(src.size()));
   std::vector<int32_t> in{vocab.special_id(data::kBos)}, out;
   while (int64_t(in.size()) <= m.config().block_size) {
@@ -318,7 +317,6 @@ TEST_CASE("translate: a wide enough beam finds the best outputs of an exhaustive
   for (uint64_t seed : {2, 5}) {
     auto model = testing::make_model<nn::EncoderDecoderModel>(c, vocab, seed);
     NoGradGuard no_grad;
-    model->eval();
     const std::vector<int32_t> src = vocab.encode("abcab");
     const Distribution next =
         decoder_distribution(*model, vocab, model->encode(src, 1, int64_t(src.size())));

@@ -23,7 +23,6 @@ struct Fixture {
   // Probabilities [T, V] for ids, computed directly.
   std::vector<float> probs(const std::vector<int32_t>& ids) {
     NoGradGuard no_grad;
-    model->eval();
     return softmax(model->logits(ids, 1, int64_t(ids.size()))).to_vector();
   }
 };

@@ -60,7 +60,6 @@ TEST_CASE("named_modules: dotted names in registration order") {
 
 TEST_CASE("record_probabilities: causal rows that sum to 1, the same logits, and off again") {
   DecoderModel dec(config(ModelKind::decoder));
-  dec.eval();
   const std::vector<int32_t> ids{1, 4, 2, 8, 0};
   const int64_t T = 5;
   NoGradGuard no_grad;
@@ -89,7 +88,6 @@ TEST_CASE("record_probabilities: causal rows that sum to 1, the same logits, and
 
 TEST_CASE("record_probabilities: cross-attention gives [B, NH, Tt, Ts] that ignore padding") {
   EncoderDecoderModel ed(config(ModelKind::encoder_decoder));
-  ed.eval();
   Tensor probs;
   auto& cross = module_named<CrossAttention>(ed, "decoder.blocks.0.cross_attn");
   cross.record_probabilities(&probs);

@@ -70,7 +70,6 @@ TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the f
       CAPTURE(int(norm));
       CAPTURE(int(pos));
       DecoderModel m(config(ModelKind::decoder, norm, pos));
-      m.eval();
       NoGradGuard no_grad;
       const int64_t B = 2, T = 11;
       const std::vector<int32_t> ids = ids_for(B * T, 13, 1);
@@ -96,7 +95,6 @@ TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode"
   for (Norm norm : {Norm::pre, Norm::post}) {
     CAPTURE(int(norm));
     EncoderDecoderModel m(config(ModelKind::encoder_decoder, norm, PosEncoding::learned));
-    m.eval();
     NoGradGuard no_grad;
     const int64_t B = 2, Ts = 9, Tt = 7;
     const std::vector<int32_t> src = ids_for(B * Ts, 13, 2), tgt = ids_for(B * Tt, 13, 3);
@@ -116,7 +114,6 @@ TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode"
 
 TEST_CASE("kv cache: a pos_offset that disagrees with the cache is an error") {
   DecoderModel m(config(ModelKind::decoder, Norm::pre, PosEncoding::learned));
-  m.eval();
   NoGradGuard no_grad;
   std::vector<LayerCache> cache;
   const std::vector<int32_t> ids = {1, 2, 3};

@@ -181,7 +181,7 @@ TEST_CASE("models: init is GPT-2's and the same seed gives identical weights") {
   CHECK(find(a, "blocks.0.attn.qkv.bias").to_vector() == std::vector<float>(192, 0.0f));
 }
 
-TEST_CASE("models: dropout acts in train mode only, and eval matches a dropout-free model") {
+TEST_CASE("models: dropout draws from the stream a forward is given; without one, none") {
   ModelConfig c = small(ModelKind::decoder);
   c.dropout = 0.5f;
   DecoderModel m(c);
@@ -189,15 +189,16 @@ TEST_CASE("models: dropout acts in train mode only, and eval matches a dropout-f
   DecoderModel plain(c);
   const std::vector<int32_t> ids = ids_for(2 * 6, c.vocab_size);
   NoGradGuard no_grad;
-  const std::vector<float> t1 = m.logits(ids, 2, 6).to_vector();
-  const std::vector<float> t2 = m.logits(ids, 2, 6).to_vector();
+  Rng dropout(5, 1);
+  const std::vector<float> t1 = m.logits(ids, 2, 6, nullptr, 0, &dropout).to_vector();
+  const std::vector<float> t2 = m.logits(ids, 2, 6, nullptr, 0, &dropout).to_vector();
   CHECK(t1 != t2);
-  m.eval();
+  Rng same(5, 1);
+  CHECK(m.logits(ids, 2, 6, nullptr, 0, &same).to_vector() == t1);  // masks come from the stream
   const std::vector<float> e1 = m.logits(ids, 2, 6).to_vector();
   CHECK(e1 == m.logits(ids, 2, 6).to_vector());
   CHECK(e1 == plain.logits(ids, 2, 6).to_vector());
-  m.train();
-  CHECK(m.logits(ids, 2, 6).to_vector() != e1);
+  CHECK(e1 != t1);
 }
 
 TEST_CASE("decoder: tied weights get the gradient of both the embedding and the head") {
@@ -265,7 +266,6 @@ TEST_CASE("models: a sequence longer than block_size is a clear error") {
 TEST_CASE("encoder: padding keys do not change the outputs of real positions") {
   ModelConfig c = small(ModelKind::encoder);
   EncoderModel m(c);
-  m.eval();
   NoGradGuard no_grad;
   std::vector<int32_t> a = ids_for(6, c.vocab_size), b = a;
   b[4] = (b[4] + 1) % 11;  // positions 4 and 5 are padding

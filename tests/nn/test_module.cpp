@@ -53,17 +53,6 @@ TEST_CASE("module: parameters are named leaves that require grad") {
   CHECK(t.right.a.name() == "blocks.0.a");
 }
 
-TEST_CASE("module: train and eval reach every descendant") {
-  Tree t;
-  CHECK(t.is_training());
-  t.eval();
-  CHECK(!t.is_training());
-  CHECK(!t.left.is_training());
-  CHECK(!t.right.is_training());
-  t.train();
-  CHECK(t.right.is_training());
-}
-
 TEST_CASE("module: state_dict shares data but not autograd state") {
   Tree t;
   NamedTensors sd = t.state_dict();

@@ -134,10 +134,11 @@ TEST_CASE("layer_norm: mismatched weight or bias is rejected with both shapes") 
   w.set_name("blocks.0.ln_1.weight");
   CHECK_THROWS_WITH_AS(
       layer_norm(x, w),
-      "layer_norm: input [2, 4] has 4 features, but weight 'blocks.0.ln_1.weight' has shape [3]",
+      "layer_norm: input [2, 4] has 4 features, so weight 'blocks.0.ln_1.weight' [3] must be [4]",
       Error);
   CHECK_THROWS_WITH_AS(layer_norm(x, Tensor::ones({4}), Tensor::ones({1, 4})),
-                       "layer_norm: input [2, 4] has 4 features, but bias has shape [1, 4]", Error);
+                       "layer_norm: input [2, 4] has 4 features, so bias [1, 4] must be [4]",
+                       Error);
   CHECK_THROWS_WITH_AS(layer_norm(x, Tensor()), doctest::Contains("weight is undefined"), Error);
   CHECK_THROWS_WITH_AS(layer_norm(Tensor::ones({}), Tensor::ones({1})),
                        doctest::Contains("layer_norm: input of shape []"), Error);

@@ -23,8 +23,8 @@ TEST_CASE("serve: checkpoints saved and pruned during requests never break an an
   std::atomic<bool> done{false};
   std::thread trainer([&] {
     for (int64_t step = 1; step <= 40; ++step) {
-      d.trainer_state = {{"iter", step},          {"data_rng", {0, 1}},
-                         {"dropout_rng", {0, 1}}, {"best_val_loss", nullptr},
+      d.trainer_state = {{"iter", step},          {"micro_batches", 1},
+                         {"processes", 1},        {"best_val_loss", nullptr},
                          {"last_eval", nullptr},  {"model_kind", "decoder"}};
       io::save_checkpoint((runs.root / "dec").string(), step, d);
       io::prune_checkpoints((runs.root / "dec").string(), 1);

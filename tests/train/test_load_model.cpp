@@ -14,6 +14,9 @@ using namespace qkv;
 
 namespace {
 
+// This process only, as when started without a launcher.
+const parallel::Distributed alone{};
+
 const std::string kTiny = QKV_SOURCE_DIR "/configs/tiny.toml";
 
 // Trains two steps of a model of `kind` in fp32 and returns its trainer, whose run holds the
@@ -27,16 +30,15 @@ std::unique_ptr<train::Trainer> trained(nn::ModelKind kind, const testing::TempD
       .overrides = {"model.kind=" + std::string(enum_name(kind)), "data.path=" + data,
                     "train.out_dir=" + (dir.path() / "run").string(), "train.max_iters=2",
                     "train.precision=fp32"}};
-  auto t = std::make_unique<train::Trainer>(o, parallel::distributed(), read_environment());
+  auto t = std::make_unique<train::Trainer>(o, alone, read_environment());
   REQUIRE(t->run(std::atomic<bool>{false}));
   return t;
 }
 
 std::vector<float> val_logits(train::Task& task) {
   NoGradGuard no_grad;
-  task.model().eval();
   Rng rng(7);
-  const Tensor logits = task.predict(data::Split::val, rng).logits;
+  const Tensor logits = task.predict(data::Split::val, rng, nullptr).logits;
   return {logits.data(), logits.data() + logits.numel()};
 }
 

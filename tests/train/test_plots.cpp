@@ -109,7 +109,7 @@ TEST_CASE("train: RUN/loss.svg is redrawn at each evaluation") {
   o.config_path = QKV_SOURCE_DIR "/configs/tiny.toml";
   o.overrides = {"data.path=" + data, "train.out_dir=" + (dir.path() / "run").string(),
                  "train.max_iters=20", "train.eval_interval=10", "schedule.lr_decay_iters=20"};
-  Trainer(o, parallel::distributed(), read_environment()).run(std::atomic<bool>{false});
+  Trainer(o, parallel::Distributed{}, read_environment()).run(std::atomic<bool>{false});
   const auto x = check_xml(read_file(dir.path() / "run" / "loss.svg"));
   REQUIRE_MESSAGE(x.ok(), x.error);
   CHECK(x["polyline.train"] == 1);

@@ -1,6 +1,6 @@
 // The training step asks the system for memory only in its first step: from then on every
 // tensor (activations, saved buffers, grads, optimizer scratch) is served by the caching
-// allocator.
+// allocator. And it reads its weights through const handles until AdamW writes them.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -21,6 +21,9 @@ using qkv::testing::TempDir;
 
 namespace {
 
+// This process only, as when started without a launcher.
+const parallel::Distributed alone{};
+
 // Tensor-storage blocks obtained from the system by each of `steps` training steps (the step
 // of `qkv train`, train::optimisation_step).
 std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overrides, int steps) {
@@ -38,7 +41,7 @@ std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overri
   std::vector<int64_t> allocs;
   for (int s = 0; s < steps; ++s) {
     const int64_t before = allocator_stats().system_allocs;
-    train::optimisation_step(*task, optimizer, grads, parallel::distributed(), 1, s,
+    train::optimisation_step(*task, optimizer, grads, alone, 1, s,
                              c.train.grad_accum, 1.0f, 1e-3f);
     allocs.push_back(allocator_stats().system_allocs - before);
   }
@@ -59,4 +62,22 @@ TEST_CASE("train step: no system allocation for tensor storage after the first s
         allocations_per_step({"model.dropout=0.1", "train.grad_accum=2"}, 5);
     for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
   }
+}
+
+TEST_CASE("train step: forward and backward write no weight (a bf16 copy is made once a step)") {
+  TempDir dir("step_versions");
+  const io::Config c = io::load_config(
+      QKV_SOURCE_DIR "/configs/tiny.toml",
+      {"data.path=" + dir.write("corpus.txt", qkv::testing::generated_corpus(800)),
+       "model.dropout=0.1"});
+  auto task = train::make_task(c, std::nullopt,
+                               bf16_support(nullptr).usable ? Precision::bf16 : Precision::fp32);
+  const NamedTensors params = task->model().named_parameters();
+  std::vector<uint64_t> before;
+  for (const auto& [name, p] : params) before.push_back(p.impl()->storage->version);
+  Rng data(1, 2), dropout(1, 1);
+  const train::Task::Prediction p = task->predict(data::Split::train, data, &dropout);
+  softmax_cross_entropy(p.logits, p.targets).backward();
+  for (size_t i = 0; i < params.size(); ++i)
+    CHECK_MESSAGE(params[i].second.impl()->storage->version == before[i], params[i].first);
 }

@@ -16,6 +16,9 @@ using qkv::testing::TempDir;
 
 namespace {
 
+// This process only, as when started without a launcher.
+const parallel::Distributed alone{};
+
 struct Steps {
   std::unique_ptr<train::Task> task;
   std::unique_ptr<optim::AdamW> optimizer;
@@ -35,7 +38,7 @@ Steps make_steps(const std::string& data, const std::vector<std::string>& settin
 
 // At lr 0 AdamW leaves the weights as they are, so two models stay equal whatever steps ran.
 double loss_at(Steps& s, int64_t iter, int64_t grad_accum) {
-  return train::optimisation_step(*s.task, *s.optimizer, *s.grads, parallel::distributed(), 1337,
+  return train::optimisation_step(*s.task, *s.optimizer, *s.grads, alone, 1337,
                                   iter, grad_accum, 1.0f, 0.0f)
       .loss;
 }

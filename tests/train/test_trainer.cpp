@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/runtime.h"
 #include "support/corpus.h"
@@ -16,10 +15,12 @@
 
 using namespace qkv;
 using namespace qkv::train;
-using qkv::data::sha256_file_hex;
 using qkv::testing::TempDir;
 
 namespace {
+
+// This process only, as when started without a launcher.
+const parallel::Distributed alone{};
 
 const std::string kTiny = QKV_SOURCE_DIR "/configs/tiny.toml";
 
@@ -52,7 +53,7 @@ bool run_training(const std::string& data, const std::filesystem::path& out,
     o.resume = resume;
   }
   o.overrides.insert(o.overrides.end(), extra.begin(), extra.end());
-  Trainer t(o, parallel::distributed(), read_environment());
+  Trainer t(o, alone, read_environment());
   return t.run(stop_requested);
 }
 
@@ -138,37 +139,6 @@ TEST_CASE("train: resume refuses changes to the model, and a changed training te
   const std::string other = dir.write("other.txt", qkv::testing::generated_corpus(500, 77));
   CHECK_THROWS_WITH_AS(run_training("", {}, {"data.path=" + other}, run.string()),
                        doctest::Contains("--allow-data-change"), Error);
-}
-
-TEST_CASE("train: a checkpoint holding sequential RNG states (older qkv) resumes, as one run") {
-  TempDir dir("train_old_checkpoint");
-  const std::string data = dir.write("corpus.txt", qkv::testing::generated_corpus(500));
-  const std::vector<std::string> settings{"model.dropout=0.1", "train.grad_accum=2",
-                                          "train.eval_interval=50"};
-  auto with = [&](std::string extra) {
-    auto v = settings;
-    v.push_back(std::move(extra));
-    return v;
-  };
-  const auto straight = dir.path() / "straight", split = dir.path() / "split";
-  REQUIRE(run_training(data, straight, with("train.max_iters=8")));
-  REQUIRE(run_training(data, split, with("train.max_iters=4")));
-  // Write the keys qkv saved before keyed streams, and the manifest entry that vouches for them.
-  const std::filesystem::path ckpt = split / "checkpoint-4";
-  const std::string state_path = (ckpt / "trainer_state.json").string();
-  nlohmann::json state = nlohmann::json::parse(std::ifstream(state_path));
-  REQUIRE(!state.contains("data_rng"));
-  state["data_rng"] = {1234567, 7};
-  state["dropout_rng"] = {7654321, 3};
-  std::ofstream(state_path, std::ios::trunc) << state.dump();
-  const std::string manifest_path = (ckpt / "manifest.json").string();
-  nlohmann::json manifest = nlohmann::json::parse(std::ifstream(manifest_path));
-  manifest["files"]["trainer_state.json"] = {
-      {"sha256", sha256_file_hex(state_path)},
-      {"bytes", std::filesystem::file_size(state_path)}};
-  std::ofstream(manifest_path, std::ios::trunc) << manifest.dump();
-  REQUIRE(run_training("", {}, {"train.max_iters=8"}, split.string()));
-  CHECK(read_metrics(straight).loss == read_metrics(split).loss);
 }
 
 TEST_CASE("train: checkpoints are saved every checkpoint_interval steps, between evaluations") {

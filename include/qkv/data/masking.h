@@ -19,13 +19,6 @@ struct MaskingOptions {
   double random_prob = 0.1;
 };
 
-// B rows of T ids, row-major [B, T]: inputs with masking applied; targets hold the original
-// id at chosen positions and -1 (the loss's ignore_index) everywhere else.
-struct MaskedBatch {
-  std::vector<int32_t> inputs, targets;
-  int64_t B = 0, T = 0;
-};
-
 // Masks rows of length T in place: inputs [B, T] in, inputs and targets [B, T] out. For each
 // row, each position draws rng.uniform() < select_prob; a row with none chosen gets one at
 // rng.below(T). Each chosen position then draws rng.uniform() for its replacement and, when
@@ -35,8 +28,10 @@ void mask_rows(std::span<int32_t> inputs, std::span<int32_t> targets, int64_t T,
                int64_t n_chars, Rng& rng, const MaskingOptions& options = {});
 
 // B random windows of T characters of a split (starts drawn first, each rng.below(n - T + 1)),
-// then mask_rows. The dataset's vocab must hold <mask> (TextDatasetOptions::specials).
-MaskedBatch get_masked_batch(const TextDataset& data, Split split, int64_t B, int64_t T, Rng& rng,
-                             const MaskingOptions& options = {});
+// then mask_rows: a Batch whose inputs have masking applied and whose targets hold the original
+// id at chosen positions and -1 (the loss's ignore_index) everywhere else. The dataset's vocab
+// must hold <mask> (TextDatasetOptions::specials).
+Batch get_masked_batch(const TextDataset& data, Split split, int64_t B, int64_t T, Rng& rng,
+                       const MaskingOptions& options = {});
 
 }  // namespace qkv::data

@@ -29,7 +29,8 @@ struct TextDatasetOptions {
   CorpusOptions corpus = {};
 };
 
-// B rows of T ids, row-major [B, T]; targets[i] is the character after inputs[i].
+// B rows of T ids, row-major [B, T], and the id each position is to predict (-1: none): the
+// next character (get_batch), or the hidden one (get_masked_batch in qkv/data/masking.h).
 struct Batch {
   std::vector<int32_t> inputs, targets;
   int64_t B = 0, T = 0;

@@ -26,7 +26,7 @@ struct AttentionRequest {
 };
 
 // model must be the model (qkv/nn/models.h) that config.model.kind names, built with
-// vocab; it is put in eval mode and run without grad. Panels are (layer, head), one grid row per
+// vocab; it runs without dropout and without grad. Panels are (layer, head), one grid row per
 // layer. Rows are query positions, columns keys; for cross-attention a row is labelled with the
 // output character it predicts. An encoder reads config.data.mask_char as <mask>. Throws qkv::Error
 // for an unknown character (naming it and its position), a text longer than the block size, or a

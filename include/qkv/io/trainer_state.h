@@ -15,7 +15,7 @@ namespace qkv::io {
 
 struct TrainerState {
   int64_t iter = 0;
-  int64_t micro_batches = 0;        // M of each step; 0: not recorded (before MPI: grad_accum)
+  int64_t micro_batches = 1;        // M of each step
   int64_t processes = 1;            // how many processes shared them
   double best_val_loss = INFINITY;  // INFINITY: no evaluation yet
   nlohmann::json last_eval;         // null, or {"iter", "val_loss", ...}

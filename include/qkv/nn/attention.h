@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "qkv/nn/context.h"
 #include "qkv/nn/linear.h"
 #include "qkv/nn/module.h"
 #include "qkv/ops.h"
@@ -23,8 +24,8 @@ class MultiHeadAttention : public Module {
   // [B, Tk] (nonzero = padding; Tk = T plus the cached positions) or undefined. With a cache, x
   // holds only the new positions: their keys and values are appended to it, and the causal mask
   // is aligned to the end of the sequence.
-  Tensor forward(const Tensor& x, const Residual& residual, const Tensor& key_padding = {},
-                 KVCache* cache = nullptr) const;
+  Tensor forward(const Context& ctx, const Tensor& x, const Residual& residual,
+                 const Tensor& key_padding = {}, KVCache* cache = nullptr) const;
 
   // When set, each forward also stores its attention probabilities [B, NH, Tq, Tk] in *out (no
   // dropout), for looking inside a model; nullptr (the default) stops it. *out must outlive the
@@ -48,8 +49,9 @@ class CrossAttention : public Module {
   // The sublayer over x: [B, T, C] attending to memory: [B, Ts, C] (memory_padding: [B, Ts] or
   // undefined) -> [B, T, C]. With a cache, the memory's keys and values are computed on the first
   // call and then read from it.
-  Tensor forward(const Tensor& x, const Residual& residual, const Tensor& memory,
-                 const Tensor& memory_padding = {}, KVCache* cache = nullptr) const;
+  Tensor forward(const Context& ctx, const Tensor& x, const Residual& residual,
+                 const Tensor& memory, const Tensor& memory_padding = {},
+                 KVCache* cache = nullptr) const;
 
   // As MultiHeadAttention::record_probabilities: [B, NH, T, Ts].
   void record_probabilities(Tensor* out) { probs_out_ = out; }

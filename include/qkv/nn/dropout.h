@@ -1,21 +1,20 @@
-// Dropout module: zeroes elements with probability p in training mode, identity in eval mode.
-// The masks come from an Rng owned by the model, so saving that Rng's state replays them.
+// Dropout module: zeroes elements with probability p when the pass is given a dropout stream
+// (training), the identity otherwise.
 #pragma once
 
+#include "qkv/nn/context.h"
 #include "qkv/nn/module.h"
 
 namespace qkv::nn {
 
 class Dropout : public Module {
  public:
-  // rng may be null only when p == 0.
-  Dropout(float p, Rng* rng);
+  explicit Dropout(float p);
 
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Context& ctx, const Tensor& x) const;
 
  private:
   float p_;
-  Rng* rng_;
 };
 
 }  // namespace qkv::nn

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "qkv/nn/context.h"
 #include "qkv/nn/linear.h"
 #include "qkv/nn/module.h"
 #include "qkv/ops.h"
@@ -18,7 +19,7 @@ class FeedForward : public Module {
   FeedForward(int64_t C, int64_t F, bool bias, Rng& init_rng, float proj_stddev);
 
   // The sublayer over x: [..., C] -> [..., C], wrapped as `residual` says.
-  Tensor forward(const Tensor& x, const Residual& residual) const;
+  Tensor forward(const Context& ctx, const Tensor& x, const Residual& residual) const;
 
  private:
   Linear& fc_;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "qkv/nn/context.h"
 #include "qkv/nn/module.h"
 #include "qkv/ops.h"
 
@@ -16,8 +17,8 @@ class LayerNorm : public Module {
 
   Tensor forward(const Tensor& x) const;
   // The wrapping of a sublayer (attention, MLP) whose norm this is, placed as `norm` says.
-  // Dropout draws from rng in training mode only: this module's mode, which its layer sets.
-  Residual residual(Norm norm, float dropout, Rng* rng) const;
+  // Dropout draws from the pass's stream (none without one).
+  Residual residual(const Context& ctx, Norm norm, float dropout) const;
 
  private:
   static constexpr float kEps = 1e-5f;

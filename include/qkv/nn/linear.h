@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "qkv/nn/context.h"
 #include "qkv/nn/module.h"
 
 namespace qkv::nn {
@@ -12,7 +13,7 @@ class Linear : public Module {
   // Weight ~ normal(0, stddev) from init_rng (GPT-2's 0.02 by default); bias zero.
   Linear(int64_t in, int64_t out, bool bias, Rng& init_rng, float stddev = 0.02f);
 
-  Tensor forward(const Tensor& x) const;  // x: [..., in] -> [..., out]
+  Tensor forward(const Context& ctx, const Tensor& x) const;  // x: [..., in] -> [..., out]
 
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }  // undefined without bias

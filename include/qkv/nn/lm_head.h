@@ -3,6 +3,7 @@
 // parameter).
 #pragma once
 
+#include "qkv/nn/context.h"
 #include "qkv/nn/embedding.h"
 #include "qkv/nn/model_config.h"
 #include "qkv/nn/module.h"
@@ -13,7 +14,7 @@ class LmHead : public Module {
  public:
   LmHead(const ModelConfig& config, const Embedding& tok_emb, Rng& init_rng);
 
-  Tensor forward(const Tensor& h) const;  // h: [..., C] -> [..., V]
+  Tensor forward(const Context& ctx, const Tensor& h) const;  // h: [..., C] -> [..., V]
 
  private:
   Tensor weight_;

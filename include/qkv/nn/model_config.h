@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "qkv/enum_names.h"
 #include "qkv/ops.h"
@@ -31,13 +33,16 @@ struct ModelConfig {
   Norm norm = Norm::pre;
   bool tie_weights = true;  // logits use tok_emb.weight; no lm_head parameter
   int64_t ffn_hidden = 0;   // 0 = 4·n_embd
-  uint64_t seed = 1337;     // init, and dropout on stream 1; train::model_config copies train.seed
+  uint64_t seed = 1337;     // of the init; train::model_config copies train.seed
 
   int64_t ffn() const { return ffn_hidden > 0 ? ffn_hidden : 4 * n_embd; }
   // GPT-2's init for the projections that feed the residual stream, which every layer adds to.
   float residual_proj_stddev() const { return 0.02f / std::sqrt(2.0f * float(n_layer)); }
-  // Throws qkv::Error naming the first bad key ("model.n_embd = 130 is not divisible by
-  // model.n_head = 6").
+  // The rules on the keys of a [model] table: throws qkv::Error naming the first bad key
+  // ("model.n_embd = 130 is not divisible by model.n_head = 6"), led by at(key) when given, where
+  // a config set it ("c.toml:9").
+  void check_keys(const std::function<std::string(const char* key)>& at = {}) const;
+  // check_keys, and a vocabulary (which a config file does not hold).
   void validate() const;
 };
 

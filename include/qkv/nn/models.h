@@ -2,9 +2,11 @@
 // stack plus the output head; the encoder-decoder holds one of each. Logits come from lm_head
 // (Linear(C, V), never a bias) or, with tie_weights, from the (decoder's) token embedding.
 // The weights are drawn from one Rng(config.seed), the stack's first and lm_head's last, so the
-// public constructor passes it to a private one that keeps it alive for both. Each model owns
-// `dropout_rng` (seed config.seed, stream 1): every dropout mask is drawn from it, so saving its
-// state makes a resumed run replay the same masks.
+// public constructor passes it to a private one that keeps it alive for both.
+// Each model holds what its GEMMs compute in, set once by whoever builds it for a run (fp32 until
+// then; bf16 is the caller's promise that choose_precision allowed it), and hands it to its
+// layers with each pass (qkv/nn/context.h). A forward given a dropout stream trains: every
+// dropout mask is drawn from it; without one there is no dropout.
 #pragma once
 
 #include <cstdint>
@@ -27,16 +29,18 @@ class DecoderModel : public Decoder {
   // ids: B·T ids -> logits [B, T, V]. With cache, ids are the new positions only and
   // pos_offset the number already cached (see Decoder::forward).
   Tensor logits(std::span<const int32_t> ids, int64_t B, int64_t T,
-                std::vector<LayerCache>* cache = nullptr, int64_t pos_offset = 0) const;
+                std::vector<LayerCache>* cache = nullptr, int64_t pos_offset = 0,
+                Rng* dropout = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
-  Rng dropout_rng;
+  void set_precision(Precision precision) { precision_ = precision; }
 
  private:
   DecoderModel(const ModelConfig& config, Rng init_rng);
 
   ModelConfig config_;
   LmHead* lm_head_ = nullptr;
+  Precision precision_ = Precision::fp32;
 };
 
 // BERT-like: tok_emb, [pos_emb], blocks.*, [ln_f], [lm_head]; bidirectional self-attention.
@@ -46,17 +50,18 @@ class EncoderModel : public Encoder {
   explicit EncoderModel(const ModelConfig& config) : EncoderModel(config, Rng(config.seed)) {}
 
   // ids: B·T ids; padding: [B, T] (nonzero = padding) or undefined -> logits [B, T, V].
-  Tensor logits(std::span<const int32_t> ids, int64_t B, int64_t T,
-                const Tensor& padding = {}) const;
+  Tensor logits(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& padding = {},
+                Rng* dropout = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
-  Rng dropout_rng;
+  void set_precision(Precision precision) { precision_ = precision; }
 
  private:
   EncoderModel(const ModelConfig& config, Rng init_rng);
 
   ModelConfig config_;
   LmHead* lm_head_ = nullptr;
+  Precision precision_ = Precision::fp32;
 };
 
 // Translation-like: encoder.*, decoder.* (with cross-attention), [lm_head]; one vocabulary,
@@ -78,10 +83,11 @@ class EncoderDecoderModel : public Module {
                 int64_t pos_offset = 0) const;
   // Teacher forcing: decode(encode(src), tgt).
   Tensor logits(std::span<const int32_t> src_ids, std::span<const int32_t> tgt_ids, int64_t B,
-                int64_t Ts, int64_t Tt, const Tensor& src_padding = {}) const;
+                int64_t Ts, int64_t Tt, const Tensor& src_padding = {},
+                Rng* dropout = nullptr) const;
 
   const ModelConfig& config() const { return config_; }
-  Rng dropout_rng;
+  void set_precision(Precision precision) { precision_ = precision; }
 
  private:
   EncoderDecoderModel(const ModelConfig& config, Rng init_rng);
@@ -90,6 +96,7 @@ class EncoderDecoderModel : public Module {
   Encoder& encoder_;
   Decoder& decoder_;
   LmHead* lm_head_ = nullptr;
+  Precision precision_ = Precision::fp32;
 };
 
 }  // namespace qkv::nn

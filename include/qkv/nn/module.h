@@ -52,16 +52,6 @@ class Module {
   // until then a parameter is named by its local name ("weight").
   void name_parameters();
 
-  // Recursive; Dropout and attention dropout act only in training mode (the default).
-  void train(bool on = true);
-  void eval() { train(false); }
-  bool is_training() const { return training_; }
-
-  // Recursive: what the GEMMs of this module and its children compute in (qkv/precision.h; fp32
-  // by default). Setting bf16 is the caller's promise that choose_precision allowed it.
-  void set_precision(Precision precision);
-  Precision precision() const { return precision_; }
-
   // name -> parameter, in named_parameters() order. The tensors share the parameters' data
   // but carry no autograd state (detached), as in PyTorch.
   NamedTensors state_dict() const;
@@ -77,10 +67,10 @@ class Module {
   // Registers a leaf tensor that requires grad, named `name` (no dots), filled by init.
   Tensor param(std::string name, Shape shape, const Init& init);
 
-  // Registers and returns a child module built from args, named `name` (not empty); it starts
-  // in this module's mode. One rule for keeping what it returns, in every module of nn/: a child
-  // that always exists is held by reference (`Linear& fc_;`), an optional one by pointer (null
-  // when absent), and repeated blocks ("blocks.0", "blocks.1", ...) in a vector of pointers.
+  // Registers and returns a child module built from args, named `name` (not empty). One rule for
+  // keeping what it returns, in every module of nn/: a child that always exists is held by
+  // reference (`Linear& fc_;`), an optional one by pointer (null when absent), and repeated
+  // blocks ("blocks.0", "blocks.1", ...) in a vector of pointers.
   // A model that is its stack plus a head derives from the stack, so the stack's names need no
   // prefix (DecoderModel, qkv/nn/models.h).
   template <class M, class... Args>
@@ -88,8 +78,6 @@ class Module {
     assert(!name.empty());
     auto child = std::make_unique<M>(std::forward<Args>(args)...);
     M& ref = *child;
-    ref.train(training_);
-    ref.set_precision(precision_);
     children_.emplace_back(std::move(name), std::move(child));
     return ref;
   }
@@ -101,8 +89,6 @@ class Module {
 
   NamedTensors params_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
-  bool training_ = true;
-  Precision precision_ = Precision::fp32;
 };
 
 }  // namespace qkv::nn

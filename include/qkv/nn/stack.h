@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "qkv/nn/attention.h"
+#include "qkv/nn/context.h"
 #include "qkv/nn/dropout.h"
 #include "qkv/nn/embedding.h"
 #include "qkv/nn/feed_forward.h"
@@ -31,19 +32,17 @@ struct LayerCache {
 // ln1, attn, [ln_cross, cross_attn], ln2, mlp.
 class Layer : public Module {
  public:
-  Layer(const ModelConfig& config, bool causal, bool cross_attention, Rng& init_rng,
-        Rng* dropout_rng);
+  Layer(const ModelConfig& config, bool causal, bool cross_attention, Rng& init_rng);
 
   // x: [B, T, C] (only the new positions when cache is set); padding: [B, T] (nonzero = padding
   // key) or undefined; memory: [B, Ts, C] and memory_padding: [B, Ts] for cross-attention,
   // ignored without it.
-  Tensor forward(const Tensor& x, const Tensor& padding, const Tensor& memory,
+  Tensor forward(const Context& ctx, const Tensor& x, const Tensor& padding, const Tensor& memory,
                  const Tensor& memory_padding, LayerCache* cache) const;
 
  private:
   Norm norm_;
   float dropout_;
-  Rng* dropout_rng_;
   // Declared in registration order: the initialisers register the children. The cross-attention
   // pair exists only in an encoder-decoder's decoder (null otherwise).
   LayerNorm& ln1_;
@@ -59,15 +58,14 @@ class Stack : public Module {
   const Embedding& tok_emb() const { return tok_emb_; }
 
  protected:
-  // Weights drawn from init_rng; dropout masks from *dropout_rng, which the model owns.
-  Stack(const ModelConfig& config, bool causal, bool cross_attention, Rng& init_rng,
-        Rng* dropout_rng);
+  // Weights drawn from init_rng.
+  Stack(const ModelConfig& config, bool causal, bool cross_attention, Rng& init_rng);
 
   // ids: B·T ids at positions [pos_offset, pos_offset + T) (within block_size: the caller
   // checks); the rest as in Layer::forward, cache one per layer (or null). `who` names the
   // stack in errors.
-  Tensor run(const char* who, std::span<const int32_t> ids, int64_t B, int64_t T,
-             int64_t pos_offset, const Tensor& padding, const Tensor& memory,
+  Tensor run(const Context& ctx, const char* who, std::span<const int32_t> ids, int64_t B,
+             int64_t T, int64_t pos_offset, const Tensor& padding, const Tensor& memory,
              const Tensor& memory_padding, std::vector<LayerCache>* cache) const;
 
   int64_t block_size() const { return block_size_; }
@@ -86,27 +84,27 @@ class Stack : public Module {
 // EncoderDecoderModel holds one as "encoder".
 class Encoder : public Stack {
  public:
-  Encoder(const ModelConfig& config, Rng& init_rng, Rng* dropout_rng)
-      : Stack(config, false, false, init_rng, dropout_rng) {}
+  Encoder(const ModelConfig& config, Rng& init_rng) : Stack(config, false, false, init_rng) {}
 
   // ids: B·T ids; padding: [B, T] (nonzero = padding) or undefined -> hidden states [B, T, C].
   // Throws for T > block_size.
-  Tensor forward(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& padding) const;
+  Tensor forward(const Context& ctx, std::span<const int32_t> ids, int64_t B, int64_t T,
+                 const Tensor& padding) const;
 };
 
 // Causal self-attention. DecoderModel is this stack plus the output head; EncoderDecoderModel
 // holds one, with cross-attention, as "decoder".
 class Decoder : public Stack {
  public:
-  Decoder(const ModelConfig& config, bool cross_attention, Rng& init_rng, Rng* dropout_rng)
-      : Stack(config, true, cross_attention, init_rng, dropout_rng) {}
+  Decoder(const ModelConfig& config, bool cross_attention, Rng& init_rng)
+      : Stack(config, true, cross_attention, init_rng) {}
 
   // ids: B·T ids at positions [pos_offset, pos_offset + T), which must fit in block_size ->
   // hidden states [B, T, C]. memory, memory_padding: as in Layer::forward. cache: null,
   // or empty, or one LayerCache per layer holding exactly pos_offset positions (checked).
-  Tensor forward(std::span<const int32_t> ids, int64_t B, int64_t T, const Tensor& memory,
-                 const Tensor& memory_padding, std::vector<LayerCache>* cache,
-                 int64_t pos_offset) const;
+  Tensor forward(const Context& ctx, std::span<const int32_t> ids, int64_t B, int64_t T,
+                 const Tensor& memory, const Tensor& memory_padding,
+                 std::vector<LayerCache>* cache, int64_t pos_offset) const;
 };
 
 }  // namespace qkv::nn

@@ -60,7 +60,4 @@ class Distributed : public optim::CrossProcess {
 // train the same run into the same directory.
 const Distributed& join_launched_processes(const Environment& env);
 
-// The group joined, or one process when join_launched_processes was not called (tests).
-const Distributed& distributed();
-
 }  // namespace qkv::parallel

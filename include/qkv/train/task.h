@@ -29,19 +29,19 @@ class Task {
  public:
   virtual ~Task() = default;
   virtual nn::Module& model() = 0;
-  virtual Rng& dropout_rng() = 0;
   // Logits [N, V] of one random micro-batch of `split`, drawn from rng, the N targets (-1 = not
   // predicted), and what the batch computed: its N positions, and the FLOPs of its forward and
   // backward in nanoGPT's count (6 per weight per token, 12·C per query per key of attention),
-  // with the batch's real lengths. Records the graph in grad mode.
+  // with the batch's real lengths. Records the graph in grad mode. With a dropout stream the
+  // pass trains, drawing every dropout mask from it; without one it has no dropout.
   struct Prediction {
     Tensor logits;
     std::vector<int32_t> targets;
     int64_t tokens = 0;
     double flops = 0;
   };
-  virtual Prediction predict(data::Split split, Rng& rng) = 0;
-  // Mean loss and accuracy over `batches` random batches of `split`, in eval mode, no grad.
+  virtual Prediction predict(data::Split split, Rng& rng, Rng* dropout) = 0;
+  // Mean loss and accuracy over `batches` random batches of `split`: no dropout, no grad.
   EvalResult evaluate(data::Split split, int64_t batches, Rng& rng);
   // One of those batches: its mean loss and its predicted characters, and how many were right.
   struct BatchEval {
@@ -66,10 +66,12 @@ void log_prepare_progress(const data::PrepareProgress& progress);
 // How config's data.path is opened: raw text prepared into data.cache_dir, with progress lines.
 data::CorpusOptions corpus_options(const io::Config& config, bool pairs);
 
-// Loads the data named by config.data.path and builds the model for config.model.kind.
-// loaded: train that model (a checkpoint's, load.h) over its vocabulary instead of a new one
-// over the corpus's own; an unknown character is then an error naming it and its position.
+// Loads the data named by config.data.path and builds the model for config.model.kind, whose
+// GEMMs compute in `precision`. loaded: train that model (a checkpoint's, load.h) over its
+// vocabulary instead of a new one over the corpus's own; an unknown character is then an error
+// naming it and its position.
 std::unique_ptr<Task> make_task(const io::Config& config,
-                                std::optional<load::LoadedModel> loaded = std::nullopt);
+                                std::optional<load::LoadedModel> loaded = std::nullopt,
+                                Precision precision = Precision::fp32);
 
 }  // namespace qkv::train
