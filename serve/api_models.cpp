@@ -71,7 +71,10 @@ void use_generation_threads(const State& state) {
 // The request's checkpoint, loaded. One that vanished while it was looked up, or whose manifest
 // is gone once it failed to load, was pruned meanwhile (its trainer saved a newer one; pruning
 // deletes the manifest first): it is looked up again, so a run being written fails no request.
+// Each retry means a newer checkpoint was saved meanwhile, so only a run that keeps saving
+// faster than a load finishes (a test's trainer, a load slowed by a sanitizer) reaches the bound.
 LoadedModel load_requested(State& state, const Run& run, const httplib::Request& req) {
+  constexpr int kAttempts = 20;
   for (int attempt = 1;; ++attempt) {
     std::string dir;
     try {
@@ -81,7 +84,7 @@ LoadedModel load_requested(State& state, const Run& run, const httplib::Request&
       std::error_code ec;
       const bool pruned =
           dir.empty() || !std::filesystem::exists(std::filesystem::path(dir) / "manifest.json", ec);
-      if (attempt == 5 || !pruned) {
+      if (attempt == kAttempts || !pruned) {
         if (dynamic_cast<const HttpError*>(&e)) throw;
         throw HttpError(500, e.what());  // the checkpoint's own error names the file at fault
       }
