@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,6 +122,21 @@ bool wait_until(Process& process, Ready ready,
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+// A decoder trained 5 steps in its own temp directory `name`, once per test process, for the
+// cases that only read a run.
+inline const fs::path& trained_decoder_run(const std::string& name) {
+  static std::map<std::string, std::pair<std::unique_ptr<TempDir>, fs::path>> runs;
+  auto& [dir, run] = runs[name];
+  if (!dir) {
+    dir = std::make_unique<TempDir>(name);
+    const std::string data = dir->write("corpus.txt", generated_corpus(300));
+    run = dir->path() / "run";
+    const CommandResult t = run_qkv(train_args(data, run, {"train.max_iters=5"}));
+    REQUIRE_MESSAGE(t.exit_code == 0, t.err);
+  }
+  return run;
 }
 
 }  // namespace qkv::testing

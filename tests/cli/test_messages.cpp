@@ -11,18 +11,6 @@ using namespace qkv::testing;
 
 namespace {
 
-const fs::path& trained_run() {
-  static const auto dir = std::make_unique<TempDir>("cli_messages_source");
-  static const fs::path run = [] {
-    const std::string data = dir->write("corpus.txt", generated_corpus(300));
-    const fs::path r = dir->path() / "run";
-    const CommandResult t = run_qkv(train_args(data, r, {"train.max_iters=5"}));
-    REQUIRE_MESSAGE(t.exit_code == 0, t.err);
-    return r;
-  }();
-  return run;
-}
-
 // The command fails with one line: "error: <line>", or one starting so when `whole` is false.
 void check_error(const std::vector<std::string>& args, const std::string& line,
                  bool whole = true) {
@@ -38,16 +26,16 @@ void check_error(const std::vector<std::string>& args, const std::string& line,
 TEST_CASE("qkv: inputs of the wrong kind are named with what they are") {
   TempDir dir("cli_messages");
   const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  fs::copy(trained_decoder_run("cli_messages_source"), run, fs::copy_options::recursive);
   const std::string data = dir.write("corpus.txt", generated_corpus(100));
 
   fs::remove(run / "latest");
   fs::create_directory(run / "latest");
   check_error({"info", run.string()},
               (run / "latest").string() + ": a directory, not a regular file");
-  check_error({"sample", trained_run().string(), "--prompt-file", dir.path().string()},
+  check_error({"sample", trained_decoder_run("cli_messages_source").string(), "--prompt-file", dir.path().string()},
               "--prompt-file " + dir.path().string() + ": a directory, not a regular file");
-  check_error({"sample", trained_run().string(), "--stop", "\xff"},
+  check_error({"sample", trained_decoder_run("cli_messages_source").string(), "--stop", "\xff"},
               "sample: stop string: invalid UTF-8 at byte 0 (0xFF", false);
 
   const fs::path loop = dir.path() / "loop.txt";
@@ -60,7 +48,7 @@ TEST_CASE("qkv: inputs of the wrong kind are named with what they are") {
               "train.out_dir=DIR");
   check_error({"serve", dir.path().string(), "--port", "abc"},
               "--port: expected a whole number from 0 to 65535, got 'abc'; see qkv --help");
-  check_error({"eval", trained_run().string(), "--beam", "100000"},
+  check_error({"eval", trained_decoder_run("cli_messages_source").string(), "--beam", "100000"},
               "--beam: expected a whole number from 1 to 64, got '100000'; see qkv --help");
 }
 

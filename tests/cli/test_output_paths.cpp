@@ -15,19 +15,6 @@ using namespace qkv::testing;
 
 namespace {
 
-// One trained decoder run shared by the cases, which only read it.
-const fs::path& trained_run() {
-  static const auto dir = std::make_unique<TempDir>("cli_output_paths_source");
-  static const fs::path run = [] {
-    const std::string data = dir->write("corpus.txt", generated_corpus(300));
-    const fs::path r = dir->path() / "run";
-    const CommandResult t = run_qkv(train_args(data, r, {"train.max_iters=5"}));
-    REQUIRE_MESSAGE(t.exit_code == 0, t.err);
-    return r;
-  }();
-  return run;
-}
-
 // `qkv args...`, which must end within 20 s (a read of a FIFO would block forever).
 CommandResult run_bounded(const std::vector<std::string>& args) {
   std::vector<std::string> argv{kQkv};
@@ -42,7 +29,7 @@ CommandResult run_bounded(const std::vector<std::string>& args) {
 
 // The commands that write a chart to -o, given where.
 std::vector<std::vector<std::string>> chart_commands(const fs::path& out) {
-  const std::string run = trained_run().string();
+  const std::string run = trained_decoder_run("cli_output_paths_source").string();
   return {{"plot", run, "-o", out.string()},
           {"attention", run, "--prompt", "the cat", "--threads", "1", "-o", out.string()}};
 }
@@ -106,7 +93,7 @@ TEST_CASE("qkv plot/attention -o: a character device is refused and left as it w
 TEST_CASE("qkv train --out: a checkpoint or a directory inside a run is refused") {
   TempDir dir("cli_out_nested");
   const fs::path run = dir.path() / "run";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  fs::copy(trained_decoder_run("cli_output_paths_source"), run, fs::copy_options::recursive);
   const std::string data = dir.write("corpus.txt", generated_corpus(100));
   const Snapshot before = snapshot(dir.path());
   for (const auto& [out, says] : std::vector<std::pair<fs::path, std::string>>{
@@ -129,10 +116,10 @@ TEST_CASE("qkv train/sample: a FIFO given as an input file is refused at once") 
   REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
   const std::string is_fifo = fifo.string() + ": a FIFO, not a regular file\n";
   CHECK(run_bounded({"train", fifo.string()}).err == "error: config file " + is_fifo);
-  CHECK(run_bounded({"sample", trained_run().string(), "--prompt-file", fifo.string()}).err ==
+  CHECK(run_bounded({"sample", trained_decoder_run("cli_output_paths_source").string(), "--prompt-file", fifo.string()}).err ==
         "error: --prompt-file " + is_fifo);
   const fs::path run = dir.path() / "run", model = run / "checkpoint-5" / "model.safetensors";
-  fs::copy(trained_run(), run, fs::copy_options::recursive);
+  fs::copy(trained_decoder_run("cli_output_paths_source"), run, fs::copy_options::recursive);
   fs::remove(model);
   REQUIRE(::mkfifo(model.c_str(), 0644) == 0);
   CHECK(run_bounded({"info", run.string()}).err ==
