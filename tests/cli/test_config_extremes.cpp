@@ -57,10 +57,19 @@ std::string last_line(const std::string& text) {
   return t.substr(t.rfind('\n') == std::string::npos ? 0 : t.rfind('\n') + 1);
 }
 
+// The working directory for a scope: a relative value (data.cache_dir = "x") then lands in the
+// test's directory, wherever the test binary was started from.
+struct InDirectory {
+  const fs::path before = fs::current_path();
+  explicit InDirectory(const fs::path& dir) { fs::current_path(dir); }
+  ~InDirectory() { fs::current_path(before); }
+};
+
 }  // namespace
 
 TEST_CASE("qkv train: every config key at an extreme value: no crash, no exit 2, no dead end") {
   TempDir dir("cli_config_extremes");
+  const InDirectory in_test_dir(dir.path());
   const std::string data = dir.write("corpus.txt", generated_corpus(300));
   const std::vector<std::string> values{"0",   "-1",  "9223372036854775807", "1e300", "nan",
                                         "inf", "\"\"", "[1, 2]",             "true",  "\"x\""};
