@@ -247,10 +247,20 @@ void validate(const Config& c, const Origins& origins, const std::string& source
     auto it = origins.find(key);
     return it != origins.end() ? it->second : source;
   };
-  QKV_CHECK(!c.data.path.empty(), "{}: data.path is not set; point it at a text file", source);
+  QKV_CHECK(!c.data.path.empty(), "{}: data.path {}; point it at a text file", at("data.path"),
+            origins.contains("data.path") ? "is an empty list" : "is not set");
   c.model.check_keys(at);
   QKV_CHECK(c.optim.min_lr <= c.optim.lr, "{}: optim.min_lr = {} is above optim.lr = {}",
             at("optim.min_lr"), c.optim.min_lr, c.optim.lr);
+  // Decoupled decay scales each weight by 1 - lr·weight_decay per step: at 1 or more it zeroes or
+  // flips every weight, which training cannot recover from. The blame goes to a --set of either.
+  const bool lr_to_blame =
+      at("optim.lr").starts_with("--set") && !at("optim.weight_decay").starts_with("--set");
+  QKV_CHECK(c.optim.lr * c.optim.weight_decay < 1,
+            "{}: optim.weight_decay = {} with optim.lr = {} would scale every weight by {:.3g} "
+            "each step; it must keep lr·weight_decay below 1",
+            at(lr_to_blame ? "optim.lr" : "optim.weight_decay"), c.optim.weight_decay, c.optim.lr,
+            1 - c.optim.lr * c.optim.weight_decay);
   QKV_CHECK(c.schedule.decay != optim::Decay::cosine ||
                 c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
             "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",

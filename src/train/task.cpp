@@ -83,6 +83,12 @@ std::unique_ptr<Model> adopt(std::unique_ptr<nn::Module> loaded, const nn::Model
   return model;
 }
 
+// The data a message is about: "data.path 'a.txt'", or "data.path 'a.txt' and 2 more files".
+std::string data_named(const std::vector<std::string>& paths) {
+  const std::string first = fmt::format("data.path '{}'", paths.empty() ? "" : paths.front());
+  return paths.size() <= 1 ? first : fmt::format("{} and {} more files", first, paths.size() - 1);
+}
+
 // Flattens [B, T, V] logits to [B·T, V] rows for the loss.
 Tensor rows(const Tensor& logits) {
   return reshape(logits, {logits.size(0) * logits.size(1), logits.size(2)});
@@ -115,9 +121,13 @@ class TextTask : public Task {
     // Both splits must hold one window: checked when the data is loaded, before a run directory
     // is made, rather than at the first batch.
     const int64_t need = kMasked ? T_ : T_ + 1;
-    for (Split split : {Split::train, Split::val})
-      data::check_split_length(split, data_.size(split), need,
-                               kMasked ? "block_size" : "block_size+1");
+    try {
+      for (Split split : {Split::train, Split::val})
+        data::check_split_length(split, data_.size(split), need,
+                                 kMasked ? "block_size" : "block_size+1");
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", data_named(c.data.path), e.what()));
+    }
     model_ = adopt<Model>(std::move(loaded), model_config_, precision);
   }
   nn::Module& model() override { return *model_; }
@@ -147,6 +157,10 @@ class EncoderDecoderTask : public Task {
                      std::unique_ptr<nn::Module> loaded, Precision precision)
       : data_(load(c, vocab)), B_(c.train.batch_size) {
     vocab_ = data_.vocab();
+    for (Split split : {Split::train, Split::val})
+      QKV_CHECK(data_.size(split) > 0, "{}: the {} split has no pairs; {} data.val_fraction",
+                data_named(c.data.path), data::split_name(split),
+                split == Split::val ? "raise" : "lower");
     fingerprint_ = data_.corpus().fingerprint();
     model_config_ = load::model_config(c, vocab_->size());
     cost::check_training_fits(model_config_, B_);

@@ -13,12 +13,15 @@ using namespace qkv::testing;
 namespace {
 
 // `qkv train` with `settings` is one error line starting with `expected` and creates nothing.
+// A "{data}" in `expected` stands for the data file's path.
 void check_refused_before_creating(const std::vector<std::string>& settings,
-                                   const std::string& expected) {
+                                   std::string expected) {
   TempDir dir("cli_bad_input");
   std::string text;  // 500 characters: 450 train, 50 val
   for (int i = 0; i < 50; ++i) text += "abcdefghi\n";
   const std::string data = dir.write("corpus.txt", text);
+  if (const size_t at = expected.find("{data}"); at != std::string::npos)
+    expected.replace(at, 6, data);
   const fs::path run = dir.path() / "run";
   const CommandResult r = run_qkv(train_args(data, run, settings));
   CHECK_MESSAGE(is_one_error_line(r), r.err);
@@ -39,10 +42,13 @@ TEST_CASE("qkv train: a data.path that is not a regular file is refused without 
 
 TEST_CASE("qkv train: splits shorter than a sequence are refused before the run directory") {
   check_refused_before_creating({"model.block_size=100"},
+                                "data.path '{data}': "
                                 "val split has 50 characters, needs at least block_size+1 = 101");
   check_refused_before_creating({"model.block_size=495", "data.val_fraction=0.01"},
+                                "data.path '{data}': "
                                 "train split has 495 characters, needs at least block_size+1 = 496");
   check_refused_before_creating({"model.kind=encoder", "model.block_size=60"},
+                                "data.path '{data}': "
                                 "val split has 50 characters, needs at least block_size = 60");
 }
 

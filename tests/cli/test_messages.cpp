@@ -52,6 +52,39 @@ TEST_CASE("qkv: inputs of the wrong kind are named with what they are") {
               "--beam: expected a whole number from 1 to 64, got '100000'; see qkv --help");
 }
 
+TEST_CASE("qkv train: a message names the setting or the file that is at fault") {
+  TempDir dir("cli_messages_blame");
+  const std::string data = dir.write("corpus.txt", generated_corpus(100));
+  const std::string run = (dir.path() / "run").string();
+  check_error({"train", kTinyConfig, "--set", "data.path=[]", "--out", run},
+              "--set data.path=[]: data.path is an empty list; point it at a text file");
+  // tiny.toml sets both lr and weight_decay: the --set of either one is named.
+  check_error({"train", kTinyConfig, "--set", "data.path=" + data, "--set",
+               "optim.weight_decay=1e30", "--out", run},
+              "--set optim.weight_decay=1e30: optim.weight_decay = 1e+30 with optim.lr = 0.003 "
+              "would scale every weight by -3e+27 each step; it must keep lr·weight_decay below 1");
+  check_error({"train", kTinyConfig, "--set", "data.path=" + data, "--set", "optim.lr=20",
+               "--out", run},
+              "--set optim.lr=20: optim.weight_decay = 0.1 with optim.lr = 20 would scale every "
+              "weight by -1 each step; it must keep lr·weight_decay below 1");
+
+  const std::string short_text = dir.write("short.txt", "abcdefgh");
+  check_error(train_args(short_text, run),
+              "data.path '" + short_text +
+                  "': train split has 7 characters, needs at least block_size+1 = 17; use a "
+                  "longer corpus, or lower data.val_fraction or block_size");
+  const std::string more = dir.write("more.txt", "ijk");
+  check_error({"train", kTinyConfig, "--set",
+               "data.path=[\"" + short_text + "\", \"" + more + "\"]", "--out", run},
+              "data.path '" + short_text + "' and 1 more files: train split has", false);
+  const std::string one_pair = dir.write("one.tsv", "ab\tba\n");
+  check_error({"train", kTinyConfig, "--set", "data.path=" + one_pair, "--set",
+               "model.kind=encoder_decoder", "--out", run},
+              "data.path '" + one_pair +
+                  "': the train split has no pairs; lower data.val_fraction");
+  CHECK_FALSE(fs::exists(run));
+}
+
 TEST_CASE("qkv info/eval/sample: a run training toward its first checkpoint is not a stopped one") {
   TempDir dir("cli_messages_training");
   const std::string data = dir.write("corpus.txt", generated_corpus(300));

@@ -183,7 +183,8 @@ TEST_CASE("qkv train: a loss that diverges before the first checkpoint says so a
   TempDir dir("cli_nan_before_checkpoint");
   const std::string data = dir.write("corpus.txt", generated_corpus(1000));
   const fs::path run = dir.path() / "run";
-  const CommandResult diverged = run_qkv(train_args(data, run, {"optim.lr=1e30"}));
+  const CommandResult diverged =
+      run_qkv(train_args(data, run, {"optim.lr=1e30", "optim.weight_decay=0"}));
   CHECK(diverged.exit_code == 1);  // after the start-up log on stderr
   CHECK_MESSAGE(std::regex_search(diverged.err,
                                   std::regex("error: training loss became (-?nan|-?inf) at iter 1; "
@@ -203,7 +204,8 @@ TEST_CASE("qkv train: a loss that diverges after a checkpoint names it") {
   const std::string data = dir.write("corpus.txt", generated_corpus(1000));
   const fs::path run = dir.path() / "run";
   const CommandResult diverged =
-      run_qkv(train_args(data, run, {"optim.lr=1e30", "train.checkpoint_interval=1"}));
+      run_qkv(train_args(
+          data, run, {"optim.lr=1e30", "optim.weight_decay=0", "train.checkpoint_interval=1"}));
   CHECK(diverged.exit_code == 1);
   CHECK_MESSAGE(diverged.err.ends_with("the last checkpoint is " + (run / "checkpoint-1").string() +
                                        "; continue from it with `qkv train --resume " +

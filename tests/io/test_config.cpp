@@ -83,7 +83,23 @@ TEST_CASE("config: a float is checked as the float32 training computes in") {
         "--set optim.eps=1e-50: optim.eps = 1e-50 is 0 in float32, which training computes in; "
         "out of range (0, inf]");
   CHECK(error_of("optim.beta2=0.999") == "");
-  CHECK(error_of("optim.lr=1e30") == "");
+  CHECK(error_of("optim.lr=1e30").starts_with("--set optim.lr=1e30: optim.weight_decay = 0.1"));
+}
+
+TEST_CASE("config: decoupled weight decay keeps every weight's sign") {
+  auto error_of = [](const std::vector<std::string>& settings) {
+    try {
+      parse_config(kBase, "c.toml", settings);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(error_of({"optim.lr=1e30", "optim.weight_decay=0"}) == "");
+  CHECK(error_of({"optim.lr=1", "optim.weight_decay=0.999"}) == "");
+  CHECK(error_of({"optim.lr=1", "optim.weight_decay=1"}) ==
+        "--set optim.weight_decay=1: optim.weight_decay = 1 with optim.lr = 1 would scale every "
+        "weight by 0 each step; it must keep lr·weight_decay below 1");
 }
 
 TEST_CASE("config: data.mask_char is one character, counted in UTF-8") {
