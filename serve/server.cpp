@@ -161,7 +161,7 @@ Server::Server(ServeOptions options)
       if (is_loopback_host_header(host)) return httplib::Server::HandlerResponse::Unhandled;
       send_json(res,
                 {{"error", fmt::format("Host '{}' is not this server: it answers only to "
-                                       "127.0.0.1 and localhost",
+                                       "localhost, 127.x.y.z and [::1]",
                                        host)}},
                 403);
       return httplib::Server::HandlerResponse::Handled;

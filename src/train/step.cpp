@@ -1,6 +1,7 @@
 // The step and the evaluation of `qkv train`, at any number of processes.
 #include "qkv/train/step.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -114,16 +115,23 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
   return r;
 }
 
-EvalResult evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter, int64_t batches,
-                       const parallel::Distributed& dist) {
+std::optional<EvalResult> evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter,
+                                      int64_t batches, const parallel::Distributed& dist,
+                                      const std::atomic<bool>& stop) {
   OrderedSums sums(dist, batches);  // loss, hits, predicted of each batch
-  for (int64_t i = dist.rank(); i < batches; i += dist.size()) {
-    Rng rng = keyed_rng(seed, iter, i, split == data::Split::train ? 3 : 4);
-    const Task::BatchEval b = task.evaluate_batch(split, rng);
-    sums.set(i, b.loss, double(b.hits), double(b.predicted));
+  EvalProgress progress(split, batches);
+  for (int64_t round = 0; round * dist.size() < batches; ++round) {
+    const int64_t i = round * dist.size() + dist.rank();
+    if (i < batches) {
+      Rng rng = keyed_rng(seed, iter, i, split == data::Split::train ? 3 : 4);
+      const Task::BatchEval b = task.evaluate_batch(split, rng);
+      sums.set(i, b.loss, double(b.hits), double(b.predicted));
+    }
+    if (dist.any(stop)) return std::nullopt;
+    if (dist.writes()) progress.done(std::min(batches, (round + 1) * dist.size()));
   }
   const auto [loss, hits, predicted] = sums.total();
-  return {loss / double(batches), predicted > 0 ? hits / predicted : 0.0};
+  return EvalResult{loss / double(batches), predicted > 0 ? hits / predicted : 0.0};
 }
 
 }  // namespace qkv::train

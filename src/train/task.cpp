@@ -31,14 +31,31 @@ void log_prepare_progress(const data::PrepareProgress& p) {
                rate > 0 ? (total - mb) / rate : 0.0);
 }
 
+EvalProgress::EvalProgress(Split split, int64_t batches)
+    : split_(split), batches_(batches), start_(std::chrono::steady_clock::now()),
+      last_said_(start_) {}
+
+void EvalProgress::done(int64_t batches_done) {
+  constexpr auto kEvery = std::chrono::seconds(5);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_said_ < kEvery || batches_done <= 0) return;
+  last_said_ = now;
+  const double seconds = std::chrono::duration<double>(now - start_).count();
+  spdlog::info("evaluating the {} split: {} of {} batches, about {:.0f} s left",
+               data::split_name(split_), batches_done, batches_,
+               seconds / double(batches_done) * double(batches_ - batches_done));
+}
+
 EvalResult Task::evaluate(Split split, int64_t batches, Rng& rng) {
   double loss = 0;
   int64_t hits = 0, predicted = 0;
+  EvalProgress progress(split, batches);
   for (int64_t i = 0; i < batches; ++i) {
     const BatchEval b = evaluate_batch(split, rng);
     loss += b.loss;
     hits += b.hits;
     predicted += b.predicted;
+    progress.done(i + 1);
   }
   return {loss / double(batches), predicted ? double(hits) / double(predicted) : 0.0};
 }

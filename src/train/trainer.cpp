@@ -141,22 +141,24 @@ bool Trainer::evaluated_at(int64_t iter) const {
   return state_->last_eval.is_object() && state_->last_eval.value("iter", int64_t{-1}) == iter;
 }
 
-bool Trainer::evaluate(int64_t iter) {
+std::optional<bool> Trainer::evaluate(int64_t iter, const std::atomic<bool>& stop) {
   const auto& c = config_;
   const auto seed = static_cast<uint64_t>(c.train.seed);
-  const EvalResult train =
-      evaluate_at(*task_, data::Split::train, seed, iter, c.train.eval_iters, state_->group);
-  const EvalResult val =
-      evaluate_at(*task_, data::Split::val, seed, iter, c.train.eval_iters, state_->group);
+  const std::optional<EvalResult> train = evaluate_at(*task_, data::Split::train, seed, iter,
+                                                      c.train.eval_iters, state_->group, stop);
+  if (!train) return std::nullopt;
+  const std::optional<EvalResult> val = evaluate_at(*task_, data::Split::val, seed, iter,
+                                                    c.train.eval_iters, state_->group, stop);
+  if (!val) return std::nullopt;
   const double ln2 = std::log(2.0);
   spdlog::info(
       "eval iter {}: train loss {:.4f}, val loss {:.4f} ({:.3f} bits/char, accuracy {:.1f}%)", iter,
-      train.loss, val.loss, val.loss / ln2, 100 * val.accuracy);
+      train->loss, val->loss, val->loss / ln2, 100 * val->accuracy);
   state_->last_eval = {{"iter", iter},
-                       {"train_loss", train.loss},
-                       {"val_loss", val.loss},
-                       {"val_bpc", val.loss / ln2},
-                       {"val_accuracy", val.accuracy}};
+                       {"train_loss", train->loss},
+                       {"val_loss", val->loss},
+                       {"val_bpc", val->loss / ln2},
+                       {"val_accuracy", val->accuracy}};
   if (state_->metrics) {
     state_->metrics->append(state_->last_eval);
     try {
@@ -168,8 +170,8 @@ bool Trainer::evaluate(int64_t iter) {
   // A checkpoint of this step saved before the evaluation (on Ctrl-C) does not record it: save
   // the step again, so that resuming from it does not evaluate again.
   if (state_->last_saved == iter) state_->last_saved = -1;
-  const bool best = val.loss < state_->best_val_loss;
-  if (best) state_->best_val_loss = val.loss;
+  const bool best = val->loss < state_->best_val_loss;
+  if (best) state_->best_val_loss = val->loss;
   return best;
 }
 
@@ -223,8 +225,18 @@ bool Trainer::run(const std::atomic<bool>& stop) {
   for (int64_t iter = start;; ++iter) {
     state_->iter = iter;
     bool best = false;
-    if ((iter % c.train.eval_interval == 0 || iter == c.train.max_iters) && !evaluated_at(iter))
-      best = evaluate(iter);
+    if ((iter % c.train.eval_interval == 0 || iter == c.train.max_iters) && !evaluated_at(iter)) {
+      const std::optional<bool> evaluated = evaluate(iter, stop);
+      if (!evaluated) {  // a long evaluation is not waited for: resuming evaluates again
+        const bool saved = state_->last_saved == iter;
+        const std::string path = saved ? "" : save(iter);
+        spdlog::warn("stopped while evaluating at iter {}; {}; continue with `qkv train --resume "
+                     "{}`",
+                     iter, saved ? "its checkpoint was saved" : "saved " + path, run_dir_);
+        return false;
+      }
+      best = *evaluated;
+    }
     if (iter >= c.train.max_iters) break;  // the end-of-run save below marks best itself
     if (iter > 0 && state_->last_saved != iter &&
         (best || iter % c.train.checkpoint_interval == 0)) {

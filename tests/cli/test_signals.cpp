@@ -53,6 +53,42 @@ TEST_CASE("qkv train: Ctrl-C saves a checkpoint, says where and how to resume, e
   CHECK(read_metrics(run).iters == range(step + 3));
 }
 
+TEST_CASE("qkv train: a long evaluation says how far it is, and one Ctrl-C stops it") {
+  TempDir dir("cli_sigint_eval");
+  const std::string data = dir.write("corpus.txt", generated_corpus(1000));
+  const fs::path run = dir.path() / "run";
+  Process train({kQkv, "train", kTinyConfig, "--set", "data.path=" + data, "--set",
+                 "train.eval_iters=100000000", "--out", run.string(), "--threads", "1"});
+  REQUIRE_MESSAGE(wait_until(train,
+                             [&] {
+                               return read_file(train.err_path())
+                                          .find("evaluating the train split: ") !=
+                                      std::string::npos;
+                             }),
+                  train.wait().err);
+  train.send(SIGINT);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (train.running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE_FALSE(train.running());
+  const CommandResult r = train.wait();
+  CHECK(r.exit_code == 130);
+  CHECK(std::regex_search(r.err, std::regex(R"(evaluating the train split: \d+ of 100000000 )"
+                                            R"(batches, about \d+ s left)")));
+  CHECK_MESSAGE(r.err.find("stopped while evaluating at iter 0; saved " +
+                           (run / "checkpoint-0").string() + "; continue with `qkv train "
+                           "--resume " + run.string() + "`") != std::string::npos,
+                r.err);
+  CHECK(read_metrics(run).val_loss.empty());
+
+  // The evaluation that was cut short is made again on resume.
+  const CommandResult resume =
+      run_qkv({"train", "--resume", run.string(), "--set", "train.eval_iters=2", "--set",
+               "train.max_iters=2", "--threads", "1"});
+  REQUIRE_MESSAGE(resume.exit_code == 0, resume.err);
+  CHECK(read_metrics(run).eval_iters == std::vector<int64_t>{0, 2});
+}
+
 TEST_CASE("qkv train: a second Ctrl-C exits at once and leaves the checkpoints intact") {
   TempDir dir("cli_sigint_twice");
   const std::string data = dir.write("corpus.txt", generated_corpus(1000));

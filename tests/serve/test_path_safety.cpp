@@ -119,6 +119,6 @@ TEST_CASE("serve: a loopback server answers only requests that name this machine
   REQUIRE(r);
   CHECK(r->status == 403);
   CHECK(nlohmann::json::parse(r->body)["error"] ==
-        "Host 'rebind.example:8080' is not this server: it answers only to 127.0.0.1 and "
-        "localhost");
+        "Host 'rebind.example:8080' is not this server: it answers only to localhost, "
+        "127.x.y.z and [::1]");
 }

@@ -3,7 +3,9 @@
 // over the processes of a Distributed, and are combined exactly, in index order.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 
 #include "qkv/optim/adamw.h"
 #include "qkv/optim/exact_grad_sum.h"
@@ -40,8 +42,10 @@ StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGr
 
 // Mean loss and accuracy over `batches` batches of `split` at iteration iter, batch i from a
 // stream keyed by (seed, iter, i). The batches are dealt round-robin over the processes and
-// combined in batch order, so the result is the same at any scale.
-EvalResult evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter, int64_t batches,
-                       const parallel::Distributed& dist);
+// combined in batch order, so the result is the same at any scale. Nothing when `stop` was set
+// on any process: checked after each round of batches, the same rounds on every process.
+std::optional<EvalResult> evaluate_at(Task& task, data::Split split, uint64_t seed, int64_t iter,
+                                      int64_t batches, const parallel::Distributed& dist,
+                                      const std::atomic<bool>& stop);
 
 }  // namespace qkv::train

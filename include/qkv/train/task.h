@@ -3,6 +3,7 @@
 // encoder_decoder: source -> target pairs from a TSV.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -23,6 +24,19 @@ namespace qkv::train {
 struct EvalResult {
   double loss = 0;      // mean cross-entropy (nats per predicted character)
   double accuracy = 0;  // fraction of predicted characters that are the argmax
+};
+
+// Log lines for an evaluation long enough to wonder about: how many batches are done and about
+// how long the rest takes, every few seconds; nothing for one that ends sooner.
+class EvalProgress {
+ public:
+  EvalProgress(data::Split split, int64_t batches);
+  void done(int64_t batches_done);
+
+ private:
+  data::Split split_;
+  int64_t batches_;
+  std::chrono::steady_clock::time_point start_, last_said_;
 };
 
 class Task {

@@ -45,7 +45,8 @@ class Trainer {
   void build(std::optional<load::LoadedModel> loaded, const Environment& env);
   void restore(const io::CheckpointData& checkpoint, bool allow_data_change);
   bool evaluated_at(int64_t iter) const;
-  bool evaluate(int64_t iter);  // true when the val loss is the best so far
+  // Whether the val loss is the best so far; nothing when `stop` was set during the evaluation.
+  std::optional<bool> evaluate(int64_t iter, const std::atomic<bool>& stop);
   void train_step(int64_t iter);
   std::string save(int64_t iter);
   void finish(int64_t start, double minutes);
