@@ -251,7 +251,7 @@ void validate(const Config& c, const Origins& origins, const std::string& source
   c.model.check_keys(at);
   QKV_CHECK(c.optim.min_lr <= c.optim.lr, "{}: optim.min_lr = {} is above optim.lr = {}",
             at("optim.min_lr"), c.optim.min_lr, c.optim.lr);
-  QKV_CHECK(c.schedule.decay != optim::Decay::cosine ||
+  QKV_CHECK(c.schedule.decay == optim::Decay::constant ||
                 c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
             "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",
             at("schedule.lr_decay_iters"), c.schedule.lr_decay_iters, c.schedule.warmup_iters);

@@ -36,7 +36,7 @@ const std::vector<Field>& fields() {
       {"model.tie_weights", QKV_REF(model.tie_weights),
        "share the token embedding with the output head"},
       {"optim.lr", QKV_REF(optim.lr), "peak learning rate", kPositive},
-      {"optim.min_lr", QKV_REF(optim.min_lr), "learning rate at the end of the cosine decay",
+      {"optim.min_lr", QKV_REF(optim.min_lr), "learning rate at the end of the decay",
        kNonNegative},
       {"optim.beta1", QKV_REF(optim.beta1), "AdamW beta1", kUnitOpenTop},
       {"optim.beta2", QKV_REF(optim.beta2), "AdamW beta2", kUnitOpenTop},
@@ -51,7 +51,11 @@ const std::vector<Field>& fields() {
       {"schedule.warmup_iters", QKV_REF(schedule.warmup_iters), "linear warmup iterations",
        kNonNegative},
       {"schedule.lr_decay_iters", QKV_REF(schedule.lr_decay_iters),
-       "iteration at which the cosine decay reaches min_lr", kNonNegative},
+       "iteration at which the decay (cosine or wsd) reaches min_lr", kNonNegative},
+      // Warmup-stable-decay (issue 23).
+      {"schedule.decay_fraction", QKV_REF(schedule.decay_fraction),
+       "wsd: the last share of lr_decay_iters, over which lr falls linearly to min_lr",
+       {0, 1, true, false}},
       {"train.batch_size", QKV_REF(train.batch_size), "sequences per micro-batch", kAtLeastOne},
       {"train.max_iters", QKV_REF(train.max_iters), "optimizer steps to train for", kNonNegative},
       // Bounded so that batch_size × grad_accum × processes (the global batch) stays an int64.

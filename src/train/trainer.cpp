@@ -48,7 +48,8 @@ optim::ScheduleConfig schedule_config(const io::Config& c) {
           .min_lr = float(c.optim.min_lr),
           .decay = c.schedule.decay,
           .warmup_iters = c.schedule.warmup_iters,
-          .lr_decay_iters = c.schedule.lr_decay_iters};
+          .lr_decay_iters = c.schedule.lr_decay_iters,
+          .decay_fraction = c.schedule.decay_fraction};
 }
 
 Trainer::~Trainer() = default;

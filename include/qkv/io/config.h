@@ -29,6 +29,7 @@ struct OptimSection {
 struct ScheduleSection {
   optim::Decay decay = optim::Decay::cosine;
   int64_t warmup_iters = 100, lr_decay_iters = 2000;
+  double decay_fraction = 0.2;  // wsd
 };
 
 struct TrainSection {
