@@ -47,6 +47,15 @@ const std::vector<Field>& fields() {
        "clip gradients to this global L2 norm; 0 turns clipping off", kNonNegative},
       {"optim.decay_all", QKV_REF(optim.decay_all),
        "decay every parameter; false decays only matrices and embeddings (nanoGPT)"},
+      // Muon for the hidden matrices (issue 23).
+      {"optim.kind", QKV_REF(optim.kind),
+       "adamw: AdamW for every parameter; muon: Muon for the matrices inside the blocks "
+       "(attention and MLP), AdamW at lr for the rest (embeddings, lm_head, norms, biases)"},
+      {"optim.muon_lr", QKV_REF(optim.muon_lr),
+       "muon: Muon's peak learning rate; the schedule scales it by the factor it scales lr by",
+       kPositive},
+      {"optim.muon_momentum", QKV_REF(optim.muon_momentum), "muon: Muon's (Nesterov) momentum",
+       kUnitOpenTop},
       {"schedule.decay", QKV_REF(schedule.decay), "learning-rate decay after warmup"},
       {"schedule.warmup_iters", QKV_REF(schedule.warmup_iters), "linear warmup iterations",
        kNonNegative},

@@ -43,3 +43,26 @@ TEST_CASE("config: wsd, like cosine, needs lr_decay_iters at or after the end of
             .schedule.decay == optim::Decay::constant);
 }
 
+TEST_CASE("config: optim.kind, muon_lr and muon_momentum are read; adamw is the default") {
+  const Config d = parse("");
+  CHECK(d.optim.kind == optim::OptimizerKind::adamw);
+  CHECK(d.optim.muon_lr == 0.02);
+  CHECK(d.optim.muon_momentum == 0.95);
+  const Config c = parse("[optim]\nkind = 'muon'\nmuon_lr = 0.05\nmuon_momentum = 0.9\n");
+  CHECK(c.optim.kind == optim::OptimizerKind::muon);
+  CHECK(c.optim.muon_lr == 0.05);
+  CHECK(c.optim.muon_momentum == 0.9);
+}
+
+TEST_CASE("config: a bad optim.kind, muon_lr or muon_momentum is one line naming the key") {
+  CHECK_THROWS_WITH_AS(parse("[optim]\nkind = 'sgd'\n"),
+                       "c.toml:4: optim.kind = 'sgd' is not one of: adamw, muon", Error);
+  CHECK_THROWS_WITH_AS(parse("[optim]\nmuon_lr = 0\n"),
+                       "c.toml:4: optim.muon_lr = 0 is out of range (0, inf]", Error);
+  CHECK_THROWS_WITH_AS(parse("[optim]\nmuon_lr = -0.02\n"),
+                       "c.toml:4: optim.muon_lr = -0.02 is out of range (0, inf]", Error);
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath = 'a'\n", "c.toml", {"optim.muon_lr=0"}),
+                       "--set optim.muon_lr=0: optim.muon_lr = 0 is out of range (0, inf]", Error);
+  CHECK_THROWS_WITH_AS(parse("[optim]\nmuon_momentum = 1\n"),
+                       "c.toml:4: optim.muon_momentum = 1 is out of range [0, 1)", Error);
+}
