@@ -2,6 +2,8 @@
 // jobs share the threads.
 #include "qkv/optim/muon.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -31,8 +33,7 @@ void Muon::zero_grad() {
 namespace {
 
 // One part [r, c] of a weight: its grad g, momentum M and weight p (and the weight's bf16 copy
-// p16, or null), each at the part's first row. U: [r, c] scratch that receives the Nesterov
-// momentum and then its orthogonalisation. step: -lr · sqrt(max(1, r/c)).
+// p16, or null), each at the part's first row. step: -lr · sqrt(max(1, r/c)).
 struct Part {
   const float* g;
   float* M;
@@ -40,23 +41,25 @@ struct Part {
   bf16* p16;
   int64_t r, c;
   float step;
-  float* U;
-  float* scratch;
 };
 
+int64_t scratch_floats(const Part& t) { return t.r * t.c + newton_schulz_scratch(t.r, t.c); }
+
 // torch's M.mul_(μ).add_(G, alpha=1-μ) and U = G.mul(1-μ).add_(M, alpha=μ), element by
-// element, then p.add_(O, alpha=-lr·scale).
+// element, then p.add_(O, alpha=-lr·scale). scratch: scratch_floats(t), the thread's own; U,
+// the Nesterov momentum and then its orthogonalisation, is its first [r, c].
 void update_part(const Part& t, float grad_scale, float mu, float one_minus_mu,
-                 Precision precision) {
+                 Precision precision, float* scratch) {
   const int64_t n = t.r * t.c;
+  float* U = scratch;
   for (int64_t i = 0; i < n; ++i) {
     const float g = t.g[i] * grad_scale;
     t.M[i] = t.M[i] * mu + one_minus_mu * g;
-    t.U[i] = g * one_minus_mu + mu * t.M[i];
+    U[i] = g * one_minus_mu + mu * t.M[i];
   }
-  newton_schulz(t.U, t.U, t.r, t.c, precision, t.scratch);
+  newton_schulz(U, U, t.r, t.c, precision, scratch + n);
   for (int64_t i = 0; i < n; ++i) {
-    t.p[i] += t.step * t.U[i];
+    t.p[i] += t.step * U[i];
     if (t.p16) t.p16[i] = bf16(t.p[i]);
   }
 }
@@ -67,7 +70,7 @@ void Muon::step(double lr, float grad_scale) {
   const auto mu = float(config_.momentum), one_minus_mu = float(1.0 - config_.momentum);
   std::vector<Part> parts;
   std::vector<bf16*> copies;  // current bf16 copies, written alongside the weights
-  std::vector<Tensor> scratch;
+  int64_t most = 0;           // scratch floats of the largest part
   for (Slot& s : slots_) {
     const float* g = s.p.param.grad_data();
     copies.push_back(g ? current_bf16_copy(s.p.param) : nullptr);
@@ -77,10 +80,9 @@ void Muon::step(double lr, float grad_scale) {
     float* p = s.p.param.data();
     for (int64_t k = 0; k < s.p.parts; ++k) {
       const int64_t off = k * r * c;
-      Tensor& work = scratch.emplace_back(Tensor::empty({r * c + newton_schulz_scratch(r, c)}));
       parts.push_back({g + off, s.momentum.data() + off, p + off,
-                       copies.back() ? copies.back() + off : nullptr, r, c, step, work.data(),
-                       work.data() + r * c});
+                       copies.back() ? copies.back() + off : nullptr, r, c, step});
+      most = std::max(most, scratch_floats(parts.back()));
     }
   }
   // The largest first, so that no thread is left with a big one at the end.
@@ -89,11 +91,17 @@ void Muon::step(double lr, float grad_scale) {
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return parts[a].r * parts[a].c > parts[b].r * parts[b].c;
   });
+  // A part's job overwrites its scratch before reading it, so which thread's it uses does not
+  // matter; one per thread keeps the scratch at a few parts' size, not all of theirs.
   const auto jobs = static_cast<int64_t>(order.size());
+  const int threads = omp_get_max_threads();
+  Tensor scratch = Tensor::empty({std::max<int64_t>(1, most * threads)});
+  float* const base = scratch.data();
 #pragma omp parallel for schedule(dynamic, 1) if (jobs > 1)
   for (int64_t j = 0; j < jobs; ++j) {
     const size_t i = order[size_t(j)];
-    update_part(parts[i], grad_scale, mu, one_minus_mu, config_.precision);
+    update_part(parts[i], grad_scale, mu, one_minus_mu, config_.precision,
+                base + most * omp_get_thread_num());
   }
   for (size_t k = 0; k < slots_.size(); ++k)
     if (copies[k]) bf16_copy_written(slots_[k].p.param);
