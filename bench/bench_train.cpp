@@ -31,7 +31,7 @@
 #include "qkv/allocator.h"
 #include "qkv/error.h"
 #include "qkv/io/config.h"
-#include "qkv/optim/adamw.h"
+#include "qkv/optim/optimizer.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
 #include "qkv/train/step.h"
@@ -133,11 +133,8 @@ int main(int argc, char** argv) {
     auto task = qkv::train::make_task(c, std::nullopt, precision.precision);
     qkv::nn::Module& model = task->model();
     const auto params = model.named_parameters();
-    qkv::optim::AdamW optimizer(params, {.beta1 = float(c.optim.beta1),
-                                         .beta2 = float(c.optim.beta2),
-                                         .eps = float(c.optim.eps),
-                                         .weight_decay = float(c.optim.weight_decay),
-                                         .decay_all = c.optim.decay_all});
+    qkv::optim::Optimizer optimizer(params,
+                                    qkv::train::optimizer_config(c, precision.precision));
     const qkv::optim::ScheduleConfig sched = qkv::train::schedule_config(c);
     qkv::optim::ExactGradSum grads(params);
     const auto seed = static_cast<uint64_t>(c.train.seed);
@@ -246,7 +243,7 @@ int main(int argc, char** argv) {
         enum_name(precision.precision), peak_f32, peak_bf16);
     if (profile_steps > 0) {
       // The same math as optimisation_step, phase by phase, with the op timer on.
-      double fwd = 0, bwd = 0, clip = 0, adamw = 0, wall = 0;
+      double fwd = 0, bwd = 0, clip = 0, update = 0, wall = 0;
       using Clock = std::chrono::steady_clock;
       auto ms_since = [](Clock::time_point t) {
         return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -271,14 +268,15 @@ int main(int argc, char** argv) {
         const auto t3 = Clock::now();
         optimizer.step(qkv::optim::lr_at(iter++, sched),
                        qkv::optim::clip_factor(norm, float(c.optim.grad_clip)));
-        adamw += ms_since(t3);
+        update += ms_since(t3);
         wall += ms_since(t0);
       }
       const double n = profile_steps;
       fmt::print(
           "\nprofile over {} steps (ms per step): forward {:.2f}, backward {:.2f}, grad norm "
-          "{:.2f}, AdamW (with the clip) {:.2f}, total {:.2f}\n",
-          profile_steps, fwd / n, bwd / n, clip / n, adamw / n, wall / n);
+          "{:.2f}, {} (with the clip) {:.2f}, total {:.2f}\n",
+          profile_steps, fwd / n, bwd / n, clip / n, qkv::enum_name(c.optim.kind), update / n,
+          wall / n);
       fmt::print("{:<40} {:>8} {:>9} {:>9} {:>7}\n", "op", "calls", "fwd ms", "bwd ms", "% step");
       double fwd_ops = 0, bwd_ops = 0;
       for (const auto& e : qkv::op_profile::take()) {
@@ -290,8 +288,8 @@ int main(int argc, char** argv) {
       fmt::print("{:<40} {:>8} {:>9.3f} {:>9.3f} {:>6.1f}%\n", "(outside ops: data, engine)", "",
                  (fwd - fwd_ops) / n, (bwd - bwd_ops) / n,
                  100 * ((fwd - fwd_ops) + (bwd - bwd_ops)) / wall);
-      fmt::print("{:<40} {:>8} {:>9.3f} {:>9} {:>6.1f}%\n", "grad norm + clip + AdamW", "",
-                 (clip + adamw) / n, "", 100 * (clip + adamw) / wall);
+      fmt::print("{:<40} {:>8} {:>9.3f} {:>9} {:>6.1f}%\n", "grad norm + clip + optimizer", "",
+                 (clip + update) / n, "", 100 * (clip + update) / wall);
     }
   } catch (const qkv::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -41,9 +41,13 @@ void add_info(CLI::App& app, std::function<int()>& run) {
           loss(s.value("last_eval", nlohmann::json::object()).value("val_loss", nlohmann::json())));
       fmt::print("data         {} (SHA-256 {}...)\n", fmt::join(c.data.path, ", "),
                  ck.data_fingerprint.substr(0, 16));
-      fmt::print("optim        lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}\n",
-                 c.optim.lr, c.optim.min_lr, enum_name(c.schedule.decay), c.train.batch_size,
-                 c.train.grad_accum, c.optim.weight_decay);
+      fmt::print("optim        {} lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}{}\n",
+                 enum_name(c.optim.kind), c.optim.lr, c.optim.min_lr, enum_name(c.schedule.decay),
+                 c.train.batch_size, c.train.grad_accum, c.optim.weight_decay,
+                 c.optim.kind == optim::OptimizerKind::muon
+                     ? fmt::format(", muon_lr {} (momentum {})", c.optim.muon_lr,
+                                   c.optim.muon_momentum)
+                     : "");
       // Checkpoints from before MPI record no scale: they ran in one process.
       const int64_t processes = s.value("processes", int64_t{1});
       const int64_t micro_batches = s.value("micro_batches", c.train.grad_accum);

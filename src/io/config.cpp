@@ -261,7 +261,7 @@ void validate(const Config& c, const Origins& origins, const std::string& source
             "each step; it must keep lr·weight_decay below 1",
             at(lr_to_blame ? "optim.lr" : "optim.weight_decay"), c.optim.weight_decay, c.optim.lr,
             1 - c.optim.lr * c.optim.weight_decay);
-  QKV_CHECK(c.schedule.decay != optim::Decay::cosine ||
+  QKV_CHECK(c.schedule.decay == optim::Decay::constant ||
                 c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
             "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",
             at("schedule.lr_decay_iters"), c.schedule.lr_decay_iters, c.schedule.warmup_iters);

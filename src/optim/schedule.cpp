@@ -11,6 +11,13 @@ float lr_at(int64_t it, const ScheduleConfig& c) {
   if (it < c.warmup_iters) return c.lr * float(it + 1) / float(c.warmup_iters + 1);
   if (c.decay == Decay::constant) return c.lr;
   if (it > c.lr_decay_iters) return c.min_lr;
+  if (c.decay == Decay::wsd) {
+    const double end = double(c.lr_decay_iters), start = end - c.decay_fraction * end;
+    if (double(it) < start) return c.lr;
+    // end == start only when lr_decay_iters is 0, and then only it = 0 gets here: the end.
+    const double ratio = end > start ? (double(it) - start) / (end - start) : 1.0;
+    return static_cast<float>(c.lr + ratio * (double(c.min_lr) - c.lr));
+  }
   const double span = double(c.lr_decay_iters - c.warmup_iters);
   const double ratio = span > 0 ? double(it - c.warmup_iters) / span : 1.0;
   const double coeff = 0.5 * (1.0 + std::cos(std::numbers::pi * ratio));

@@ -52,6 +52,13 @@ void Progress::log_start(int64_t parameters, int64_t vocab_size, const std::stri
       "grad_accum {})",
       global_batch(), c.model.block_size, c.train.grad_accum * processes_, c.train.batch_size,
       processes_, processes_ > 1 ? "es" : "", c.train.grad_accum);
+  if (c.optim.kind == optim::OptimizerKind::muon)
+    spdlog::info("optimizer muon: Muon for the blocks' matrices (muon_lr {}, momentum {}, "
+                 "Newton-Schulz in {}), AdamW at lr {} for the rest; schedule {}",
+                 c.optim.muon_lr, c.optim.muon_momentum, enum_name(precision_.precision),
+                 c.optim.lr, enum_name(c.schedule.decay));
+  else
+    spdlog::info("optimizer adamw at lr {}; schedule {}", c.optim.lr, enum_name(c.schedule.decay));
   spdlog::info("run directory: {}", run_dir);
 }
 

@@ -76,7 +76,7 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch) {
   return keyed_rng(seed, iter, micro_batch, 1);
 }
 
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
+StepResult optimisation_step(Task& task, optim::Optimizer& optimizer, optim::ExactGradSum& grads,
                              const parallel::Distributed& dist, uint64_t seed, int64_t iter,
                              int64_t grad_accum, float grad_clip, float lr, bool overlap) {
   // This process runs micro-batches [first, first + grad_accum) of the step's M.

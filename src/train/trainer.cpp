@@ -48,7 +48,20 @@ optim::ScheduleConfig schedule_config(const io::Config& c) {
           .min_lr = float(c.optim.min_lr),
           .decay = c.schedule.decay,
           .warmup_iters = c.schedule.warmup_iters,
-          .lr_decay_iters = c.schedule.lr_decay_iters};
+          .lr_decay_iters = c.schedule.lr_decay_iters,
+          .decay_fraction = c.schedule.decay_fraction};
+}
+
+optim::OptimizerConfig optimizer_config(const io::Config& c, Precision precision) {
+  return {.kind = c.optim.kind,
+          .lr = float(c.optim.lr),
+          .adamw = {.beta1 = float(c.optim.beta1),
+                    .beta2 = float(c.optim.beta2),
+                    .eps = float(c.optim.eps),
+                    .weight_decay = float(c.optim.weight_decay),
+                    .decay_all = c.optim.decay_all},
+          .muon = {.lr = c.optim.muon_lr, .momentum = c.optim.muon_momentum,
+                   .precision = precision}};
 }
 
 Trainer::~Trainer() = default;
@@ -78,20 +91,15 @@ Trainer::Trainer(const TrainOptions& o, const parallel::Distributed& group, cons
       measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3));
 }
 
-// The data, the model at the run's precision, AdamW and the schedule.
+// The data, the model at the run's precision, the optimizer and the schedule.
 void Trainer::build(std::optional<load::LoadedModel> loaded, const Environment& env) {
   set_num_threads(static_cast<int>(config_.train.threads));
   state_->precision =
       choose_precision(config_.train.precision, "train.precision", bf16_support(env));
   task_ = make_task(config_, std::move(loaded), state_->precision.precision);
   nn::Module& model = task_->model();
-  optimizer_ = std::make_unique<optim::AdamW>(
-      model.named_parameters(),
-      optim::AdamWConfig{.beta1 = float(config_.optim.beta1),
-                         .beta2 = float(config_.optim.beta2),
-                         .eps = float(config_.optim.eps),
-                         .weight_decay = float(config_.optim.weight_decay),
-                         .decay_all = config_.optim.decay_all});
+  optimizer_ = std::make_unique<optim::Optimizer>(
+      model.named_parameters(), optimizer_config(config_, state_->precision.precision));
   state_->grads = std::make_unique<optim::ExactGradSum>(
       model.named_parameters(), std::max<int64_t>(1, int64_t(config_.train.bucket_mb * 1e6 / 8)));
   state_->schedule = schedule_config(config_);

@@ -2,6 +2,7 @@
 // created.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 
@@ -39,6 +40,7 @@ TEST_CASE("qkv train, info, eval and train --resume: a run from start to resumed
   REQUIRE_MESSAGE(info.exit_code == 0, info.err);
   CHECK(info.out.find((run / "checkpoint-30").string()) != std::string::npos);
   CHECK(info.out.find("verified") != std::string::npos);
+  CHECK(info.out.find("optim        adamw lr") != std::string::npos);
   CHECK(info.out.find("model        decoder: 2 layers, 2 heads, 32 embd, block 16") !=
         std::string::npos);
   CHECK(number_after(info.out, "step") == 30);
@@ -82,6 +84,28 @@ TEST_CASE("qkv train, info, eval and train --resume: a run from start to resumed
   CHECK(again.err.find("--set train.max_iters=N") != std::string::npos);
   CHECK(read_metrics(run).iters == expected);
   CHECK(read_metrics(run).eval_iters == std::vector<int64_t>{0, 30, 40});
+}
+
+TEST_CASE("qkv train with optim.kind = muon: said at start and by info; the kind stays on resume") {
+  TempDir dir("cli_muon");
+  const std::string data = dir.write("corpus.txt", generated_corpus(300));
+  const fs::path run = dir.path() / "run";
+  const CommandResult train = run_qkv(
+      train_args(data, run, {"train.max_iters=3", "optim.kind=muon", "schedule.decay=wsd"}));
+  REQUIRE_MESSAGE(train.exit_code == 0, train.err);
+  CHECK(train.err.find("optimizer muon: Muon for the blocks' matrices (muon_lr 0.02, momentum "
+                       "0.95, Newton-Schulz in ") != std::string::npos);
+  const CommandResult info = run_qkv({"info", run.string()});
+  REQUIRE_MESSAGE(info.exit_code == 0, info.err);
+  CHECK(info.out.find("optim        muon lr 0.003 -> 0.0003 (wsd)") != std::string::npos);
+  CHECK(info.out.find("muon_lr 0.02 (momentum 0.95)") != std::string::npos);
+  const CommandResult changed =
+      run_qkv({"train", "--resume", run.string(), "--set", "optim.kind=adamw"});
+  CHECK(changed.exit_code == 1);
+  CHECK(changed.err.starts_with(
+      "error: --set optim.kind=adamw: 'optim.kind' cannot change when resuming"));
+  CHECK(std::count(changed.err.begin(), changed.err.end(), '\n') == 1);
+  CHECK(latest_step(run) == 3);
 }
 
 TEST_CASE("qkv train: an output directory that cannot be created is one error, nothing written") {

@@ -9,7 +9,7 @@
 #include "qkv/generate.h"
 #include "qkv/io/config.h"
 #include "qkv/nn/models.h"
-#include "qkv/optim/adamw.h"
+#include "qkv/optim/optimizer.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
 #include "qkv/train/step.h"
@@ -36,11 +36,7 @@ std::unique_ptr<train::Task> train_task(const std::string& tsv_path, int64_t ite
   set_num_threads(int(c.train.threads));
   auto task = train::make_task(c);
   const auto params = task->model().named_parameters();
-  optim::AdamW optimizer(params, {.beta1 = float(c.optim.beta1),
-                                  .beta2 = float(c.optim.beta2),
-                                  .eps = float(c.optim.eps),
-                                  .weight_decay = float(c.optim.weight_decay),
-                                  .decay_all = c.optim.decay_all});
+  optim::Optimizer optimizer(params, train::optimizer_config(c, Precision::fp32));
   const optim::ScheduleConfig schedule = train::schedule_config(c);
   optim::ExactGradSum grads(params);
   for (int64_t i = 0; i < iters; ++i)

@@ -31,6 +31,41 @@ TEST_CASE("schedule: constant decay keeps lr after warmup") {
   CHECK(lr_at(1000, c) == doctest::Approx(3e-4));
 }
 
+TEST_CASE("schedule: wsd warms up, holds lr, then falls in a straight line to min_lr") {
+  // bench/ref_optim.py's lr_at with warmup_iters 10, lr_decay_iters 100, decay_fraction 0.2:
+  // the decay starts at 100 - 0.2 * 100 = 80.
+  const ScheduleConfig c{.lr = 1e-3f, .min_lr = 1e-4f, .decay = Decay::wsd, .warmup_iters = 10,
+                         .lr_decay_iters = 100, .decay_fraction = 0.2};
+  CHECK(lr_at(0, c) == doctest::Approx(1e-3 / 11.0));
+  CHECK(lr_at(9, c) == doctest::Approx(1e-3 * 10 / 11.0));
+  CHECK(lr_at(10, c) == 1e-3f);  // the stable phase is lr itself, not a value near it
+  CHECK(lr_at(79, c) == 1e-3f);
+  CHECK(lr_at(80, c) == 1e-3f);  // the decay's first step: ratio 0
+  CHECK(lr_at(81, c) == doctest::Approx(1e-3 - 0.05 * 9e-4));
+  CHECK(lr_at(90, c) == doctest::Approx(5.5e-4));
+  CHECK(lr_at(100, c) == doctest::Approx(1e-4));
+  CHECK(lr_at(101, c) == 1e-4f);
+  CHECK(lr_at(100000, c) == 1e-4f);
+  for (int64_t it = 81; it <= 100; ++it) CHECK(lr_at(it, c) < lr_at(it - 1, c));
+}
+
+TEST_CASE("schedule: wsd at decay_fraction 1 decays over the whole run, after warmup") {
+  const ScheduleConfig c{.lr = 1.0f, .min_lr = 0.0f, .decay = Decay::wsd, .warmup_iters = 0,
+                         .lr_decay_iters = 50, .decay_fraction = 1.0};
+  CHECK(lr_at(0, c) == 1.0f);
+  CHECK(lr_at(25, c) == doctest::Approx(0.5));
+  CHECK(lr_at(50, c) == 0.0f);
+  // A fraction whose start is not a whole step: start = 10 - 0.25 * 10 = 7.5.
+  const ScheduleConfig q{.lr = 1.0f, .min_lr = 0.0f, .decay = Decay::wsd, .warmup_iters = 0,
+                         .lr_decay_iters = 10, .decay_fraction = 0.25};
+  CHECK(lr_at(7, q) == 1.0f);
+  CHECK(lr_at(8, q) == doctest::Approx(0.8));  // (8 - 7.5) / 2.5 of the way
+  // lr_decay_iters 0: the only step left of the decay is its end.
+  const ScheduleConfig z{.lr = 1.0f, .min_lr = 0.25f, .decay = Decay::wsd, .warmup_iters = 0,
+                         .lr_decay_iters = 0, .decay_fraction = 0.2};
+  CHECK(lr_at(0, z) == 0.25f);
+}
+
 TEST_CASE("clip_grad_norm: scales grads to the max norm and returns the norm before") {
   Tensor a = Tensor::zeros({2}, true), b = Tensor::zeros({1}, true);
   a.backward(Tensor::from_vector({2}, {3, 0}));

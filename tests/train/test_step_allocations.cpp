@@ -8,7 +8,7 @@
 
 #include "qkv/allocator.h"
 #include "qkv/io/config.h"
-#include "qkv/optim/adamw.h"
+#include "qkv/optim/optimizer.h"
 #include "qkv/runtime.h"
 #include "qkv/train/step.h"
 #include "qkv/train/task.h"
@@ -35,7 +35,7 @@ std::vector<int64_t> allocations_per_step(const std::vector<std::string>& overri
   set_num_threads(static_cast<int>(c.train.threads));
   auto task = train::make_task(c);
   const auto params = task->model().named_parameters();
-  optim::AdamW optimizer(params, {});
+  optim::Optimizer optimizer(params, train::optimizer_config(c, Precision::fp32));
   optim::ExactGradSum grads(params);
   empty_allocator_cache();  // earlier tests' blocks must not serve the first step
   std::vector<int64_t> allocs;
@@ -60,6 +60,10 @@ TEST_CASE("train step: no system allocation for tensor storage after the first s
   SUBCASE("with dropout and gradient accumulation") {
     const std::vector<int64_t> a =
         allocations_per_step({"model.dropout=0.1", "train.grad_accum=2"}, 5);
+    for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
+  }
+  SUBCASE("with Muon (its Newton-Schulz scratch too)") {
+    const std::vector<int64_t> a = allocations_per_step({"optim.kind=muon"}, 5);
     for (size_t s = 1; s < a.size(); ++s) CHECK_MESSAGE(a[s] == 0, "step " << s + 1);
   }
 }

@@ -21,7 +21,7 @@ const parallel::Distributed alone{};
 
 struct Steps {
   std::unique_ptr<train::Task> task;
-  std::unique_ptr<optim::AdamW> optimizer;
+  std::unique_ptr<optim::Optimizer> optimizer;
   std::unique_ptr<optim::ExactGradSum> grads;
 };
 
@@ -31,7 +31,7 @@ Steps make_steps(const std::string& data, const std::vector<std::string>& settin
   const io::Config c = io::load_config(QKV_SOURCE_DIR "/configs/tiny.toml", all);
   Steps s{train::make_task(c), nullptr, nullptr};
   const NamedTensors params = s.task->model().named_parameters();
-  s.optimizer = std::make_unique<optim::AdamW>(params, optim::AdamWConfig{});
+  s.optimizer = std::make_unique<optim::Optimizer>(params, optim::OptimizerConfig{});
   s.grads = std::make_unique<optim::ExactGradSum>(params);
   return s;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "qkv/nn/model_config.h"
+#include "qkv/optim/optimizer.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/runtime.h"
 
@@ -24,11 +25,15 @@ struct OptimSection {
   double lr = 1e-3, min_lr = 1e-4, beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.1;
   double grad_clip = 1.0;  // 0 turns clipping off
   bool decay_all = false;  // false: nanoGPT's groups (only rank >= 2 tensors decay)
+  // Muon for the hidden matrices (issue 23).
+  optim::OptimizerKind kind = optim::OptimizerKind::adamw;
+  double muon_lr = 0.02, muon_momentum = 0.95;
 };
 
 struct ScheduleSection {
   optim::Decay decay = optim::Decay::cosine;
   int64_t warmup_iters = 100, lr_decay_iters = 2000;
+  double decay_fraction = 0.2;  // wsd
 };
 
 struct TrainSection {

@@ -8,9 +8,9 @@
 
 namespace qkv::optim {
 
-enum class Decay { cosine, constant };
+enum class Decay { cosine, constant, wsd };
 // The names of schedule.decay (see qkv/enum_names.h).
-constexpr EnumNames<2> enum_names(Decay) { return {"cosine", "constant"}; }
+constexpr EnumNames<3> enum_names(Decay) { return {"cosine", "constant", "wsd"}; }
 
 struct ScheduleConfig {
   float lr = 1e-3f;
@@ -18,10 +18,16 @@ struct ScheduleConfig {
   Decay decay = Decay::cosine;
   int64_t warmup_iters = 100;
   int64_t lr_decay_iters = 2000;
+  // wsd: the share of lr_decay_iters, at its end, over which lr falls to min_lr. A double, as
+  // bench/ref_optim.py computes the decay's start, so both sides start it at the same step.
+  double decay_fraction = 0.2;
 };
 
 // Linear warmup lr·(it+1)/(warmup_iters+1) for it < warmup_iters; then (cosine) a half cosine
-// from lr down to min_lr at lr_decay_iters and min_lr after it, or (constant) lr.
+// from lr down to min_lr at lr_decay_iters and min_lr after it, or (constant) lr, or (wsd,
+// warmup-stable-decay) lr until start = lr_decay_iters·(1 - decay_fraction), then a straight
+// line from lr at start to min_lr at lr_decay_iters, and min_lr after it. wsd is
+// bench/ref_optim.py's lr_at, step for step.
 float lr_at(int64_t it, const ScheduleConfig& config);
 
 // Scales every grad so their global L2 norm is at most max_norm (PyTorch's clip_grad_norm_:

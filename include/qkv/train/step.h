@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "qkv/optim/adamw.h"
 #include "qkv/optim/exact_grad_sum.h"
+#include "qkv/optim/optimizer.h"
 #include "qkv/parallel/distributed.h"
 #include "qkv/rng.h"
 #include "qkv/train/task.h"
@@ -26,7 +26,7 @@ Rng micro_batch_dropout_rng(uint64_t seed, int64_t iter, int64_t micro_batch);
 // streams of (seed, iter, m), each loss scaled by 1/M), after dropping the grads. Their
 // gradients are summed exactly over all processes (ExactGradSum: the bits do not depend on
 // how the micro-batches are grouped), the global grad norm is clipped to grad_clip, and every
-// process takes the same AdamW update at lr. With overlap, the sum across processes runs in
+// process takes the same optimizer update at lr. With overlap, the sum across processes runs in
 // buckets during the backward of this process's last micro-batch (ExactGradSum's note), with
 // the same bits. Shared with bench/bench_train.
 struct StepResult {
@@ -36,7 +36,7 @@ struct StepResult {
   double flops = 0;
   double reduce_ms = 0;  // spent summing gradients after the backward: what overlap did not hide
 };
-StepResult optimisation_step(Task& task, optim::AdamW& optimizer, optim::ExactGradSum& grads,
+StepResult optimisation_step(Task& task, optim::Optimizer& optimizer, optim::ExactGradSum& grads,
                              const parallel::Distributed& dist, uint64_t seed, int64_t iter,
                              int64_t grad_accum, float grad_clip, float lr, bool overlap = true);
 

@@ -11,7 +11,7 @@
 
 #include "qkv/environment.h"
 #include "qkv/io/config.h"
-#include "qkv/optim/adamw.h"
+#include "qkv/optim/optimizer.h"
 #include "qkv/optim/schedule.h"
 #include "qkv/parallel/distributed.h"
 #include "qkv/train/options.h"
@@ -21,6 +21,8 @@ namespace qkv::train {
 
 // The learning-rate schedule of a run: optim.lr and optim.min_lr shaped by [schedule].
 optim::ScheduleConfig schedule_config(const io::Config& config);
+// The optimizer of a run: [optim], with Muon's Newton–Schulz in the run's precision.
+optim::OptimizerConfig optimizer_config(const io::Config& config, Precision precision);
 
 class Trainer {
  public:
@@ -54,7 +56,7 @@ class Trainer {
   io::Config config_;
   std::string run_dir_;
   std::unique_ptr<Task> task_;
-  std::unique_ptr<optim::AdamW> optimizer_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<State> state_;
 };
 
