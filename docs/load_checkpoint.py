@@ -65,7 +65,7 @@ def build_torch_model(ckpt):
         vocab = json.load(f)
     vocab_size = len(vocab["chars"]) + len(vocab["specials"])
     twin.set_dims(cfg["n_embd"], cfg["n_head"], cfg["n_layer"], vocab_size,
-                  cfg["ffn_hidden"] or 4 * cfg["n_embd"], cfg["block_size"])
+                  twin.ffn_hidden(cfg), cfg["block_size"])
     kind = cfg["kind"]
     model = twin.EncoderDecoder(cfg) if kind == "encoder_decoder" else twin.LanguageModel(cfg)
     # With tie_weights there is no lm_head.weight on either side; a model whose lm_head shares

@@ -27,11 +27,15 @@ void add_info(CLI::App& app, std::function<int()>& run) {
         return j.is_number() ? fmt::format("{:.4f}", j.get<double>()) : std::string("-");
       };
       fmt::print("checkpoint   {} (verified against its manifest)\n", dir);
+      const nn::ModelConfig& m = c.model;
       fmt::print(
-          "model        {}: {} layers, {} heads, {} embd, block {}, {} positions, {}-LN{}{}\n",
-          enum_name(c.model.kind), c.model.n_layer, c.model.n_head, c.model.n_embd,
-          c.model.block_size, enum_name(c.model.pos_encoding), enum_name(c.model.norm),
-          c.model.tie_weights ? ", tied embeddings" : "", c.model.bias ? ", biases" : "");
+          "model        {}: {} layers, {} heads, {} embd, block {}, {} positions, {}-{}, {}{}{}{}"
+          "{}\n",
+          enum_name(m.kind), m.n_layer, m.n_head, m.n_embd, m.block_size,
+          enum_name(m.pos_encoding), enum_name(m.norm),
+          m.norm_type == nn::NormType::rmsnorm ? "RMSNorm" : "LN", enum_name(m.activation),
+          m.qk_norm ? ", qk_norm" : "", m.zero_init_proj ? ", zero-init projections" : "",
+          m.tie_weights ? ", tied embeddings" : "", m.bias ? ", biases" : "");
       fmt::print("parameters   {} ({:.2f}M) in {} tensors\n", params, double(params) / 1e6,
                  ck.model.size());
       fmt::print("step         {} of max_iters {}\n", s.value("iter", int64_t{0}),

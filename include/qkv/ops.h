@@ -89,6 +89,11 @@ Tensor log_softmax(const Tensor& x);
 // Over the last dim; weight: [C]; bias: [C] or undefined (nanoGPT's bias=False).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
                   float eps = 1e-5f);
+// RMSNorm (Zhang & Sennrich, 2019): x / sqrt(mean(x²) + eps)·weight, over the last dim, no bias.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps = 1e-5f);
+// Which of the two a model normalises with (model.norm_type).
+enum class NormType { layernorm, rmsnorm };
+constexpr EnumNames<2> enum_names(NormType) { return {"layernorm", "rmsnorm"}; }
 
 // ---- dropout (src/ops/dropout.cpp) ----
 // Zeroes each element with probability p and scales the rest by 1/(1-p); identity when
@@ -103,9 +108,10 @@ Tensor softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> targ
                              int32_t ignore_index = -1);
 
 // ---- transformer sublayers (src/ops/attention.cpp, src/ops/mlp.cpp) ----
-// A sublayer wraps its core f (attention, or the MLP) in a layer norm, dropout and a residual:
-//   Norm::pre (GPT-2):                  out = x + dropout(f(layer_norm(x)))
-//   Norm::post (Vaswani et al., 2017):  out = layer_norm(x + dropout(f(x)))
+// A sublayer wraps its core f (attention, or the MLP) in a norm, dropout and a residual:
+//   Norm::pre (GPT-2):                  out = x + dropout(f(norm(x)))
+//   Norm::post (Vaswani et al., 2017):  out = norm(x + dropout(f(x)))
+// where norm is layer_norm, or rms_norm (NormType::rmsnorm, which takes no bias).
 // Each is one node with one forward and one backward for all of its options. Threads split the
 // rows, heads and blocks of query rows inside it; for a fixed thread count the results repeat
 // exactly, and they do not depend on how the batch is split between the threads.
@@ -115,7 +121,8 @@ constexpr EnumNames<2> enum_names(Norm) { return {"pre", "post"}; }
 
 struct Residual {
   Norm norm = Norm::pre;
-  Tensor ln_weight, ln_bias;  // [C]; the bias may be undefined
+  NormType norm_type = NormType::layernorm;
+  Tensor ln_weight, ln_bias;  // [C]; the bias may be undefined (and must be, for rmsnorm)
   float eps = 1e-5f;
   // Dropout on f's output, and in attention on the probabilities as well (nanoGPT's
   // resid_dropout and attn_dropout): masks drawn from *rng, attention's first; none when
@@ -133,6 +140,15 @@ struct KVCache {
   int64_t length = 0;
 };
 
+// Rotary position embedding (Su et al., 2021): at position p, the channels (i, i + HS/2) of each
+// head of q and k are turned by the angle p·base^(-2i/HS), i < HS/2 (bench/ref_model.py's
+// convention). cos, sin: [positions, HS/2], computed in double and stored as float.
+struct Rotary {
+  Tensor cos, sin;
+  bool defined() const { return cos.defined(); }
+};
+Rotary rotary_table(int64_t positions, int64_t head_size, double base);
+
 struct AttentionParams {
   int64_t n_head = 1;
   Precision precision = Precision::fp32;
@@ -146,6 +162,11 @@ struct AttentionParams {
   Tensor key_padding;        // [B, Tk], nonzero marks a key no query sees; or undefined
   KVCache* cache = nullptr;  // decoding (never with grad); see KVCache
   Tensor* probabilities = nullptr;  // receives softmax(q·kᵀ/√HS) [B, NH, Tq, Tk], no dropout
+  // q and k of each head as the heads see them: RMS-normalised without parameters (eps 1e-5),
+  // when qk_norm, then rotated (self-attention only) when rotary is defined. A query or key at
+  // row i of x is at position i + the cached positions; a cache keeps its keys rotated.
+  bool qk_norm = false;
+  Rotary rotary;
 };
 // Multi-head attention as a sublayer: x [B, Tq, C] -> [B, Tq, C]. Head h owns channels
 // [h·HS, (h+1)·HS) of q, k and v (PyTorch's view(B, T, NH, HS)); a query that sees no key gets
@@ -153,14 +174,21 @@ struct AttentionParams {
 // backward recomputes them block by block: memory grows linearly with T.
 Tensor attention(const Tensor& x, const AttentionParams& params);
 
+// The MLP's nonlinearity (model.activation): gelu(h) with the exact erf; relu2: relu(h)²;
+// swiglu (Shazeer, 2020): silu(h)·(x·w_gateᵀ + b_gate), silu(h) = h·sigmoid(h).
+enum class Activation { gelu, relu2, swiglu };
+constexpr EnumNames<3> enum_names(Activation) { return {"gelu", "relu2", "swiglu"}; }
+
 struct MlpParams {
   Precision precision = Precision::fp32;
   Residual residual;
+  Activation activation = Activation::gelu;
   Tensor w_fc, b_fc;      // [F, C], [F] or undefined
   Tensor w_proj, b_proj;  // [C, F], [C] or undefined
+  Tensor w_gate, b_gate;  // swiglu only: [F, C], [F] or undefined
 };
-// The MLP as a sublayer: f(x) = gelu(x·w_fcᵀ + b_fc)·w_projᵀ + b_proj with the exact (erf)
-// GELU; x [..., C] -> [..., C].
+// The MLP as a sublayer: f(x) = act(h)·w_projᵀ + b_proj with h = x·w_fcᵀ + b_fc and act as
+// `activation` says; x [..., C] -> [..., C].
 Tensor mlp(const Tensor& x, const MlpParams& params);
 
 }  // namespace qkv

@@ -35,20 +35,29 @@ double layers(const nn::ModelConfig& m) {
 
 // ModelConfig::ffn() in double: in int64 it would overflow for the sizes this file refuses.
 double ffn(const nn::ModelConfig& m) {
-  return m.ffn_hidden > 0 ? double(m.ffn_hidden) : 4.0 * double(m.n_embd);
+  if (m.ffn_hidden > 0) return double(m.ffn_hidden);
+  if (m.activation == nn::Activation::swiglu) return std::ceil(8.0 * double(m.n_embd) / 192) * 64;
+  return 4.0 * double(m.n_embd);
+}
+
+// The MLP's matrices of C·F weights: fc and proj, and swiglu's gate.
+double mlp_matrices(const nn::ModelConfig& m) {
+  return m.activation == nn::Activation::swiglu ? 3 : 2;
 }
 
 double parameters(const nn::ModelConfig& m) {
   const double C = double(m.n_embd), V = double(m.vocab_size), T = double(m.block_size);
   const double cross = m.kind == nn::ModelKind::encoder_decoder ? double(m.n_layer) * 4 * C * C : 0;
-  return layers(m) * (4 * C * C + 2 * C * ffn(m)) + cross + V * C * (m.tie_weights ? 1 : 2) + T * C;
+  const double positions = m.pos_encoding == nn::PosEncoding::rope ? 0 : T * C;
+  return layers(m) * (4 * C * C + mlp_matrices(m) * C * ffn(m)) + cross +
+         V * C * (m.tie_weights ? 1 : 2) + positions;
 }
 
 // One stack of n_layer layers over B sequences of T tokens: attention's 4C² and the MLP's 2CF
-// weights per token, and attention's 12·C per query per key.
+// (swiglu: 3CF) weights per token, and attention's 12·C per query per key.
 double stack_flops(const nn::ModelConfig& m, int64_t B, int64_t T) {
   const double C = double(m.n_embd), F = ffn(m), N = double(B * T);
-  return N * double(m.n_layer) * (6.0 * (4 * C * C + 2 * C * F) + 12.0 * C * double(T));
+  return N * double(m.n_layer) * (6.0 * (4 * C * C + mlp_matrices(m) * C * F) + 12.0 * C * double(T));
 }
 
 // The output head's: V·C weights per predicted token.
@@ -93,7 +102,7 @@ double model_bytes(const nn::ModelConfig& m) { return kFloat * parameters(m); }
 double training_bytes(const nn::ModelConfig& m, int64_t batch_size) {
   const double C = double(m.n_embd), V = double(m.vocab_size);
   const double positions = double(batch_size) * double(m.block_size);
-  const double per_position = layers(m) * (10 * C + 3 * ffn(m)) + 3 * V + 2 * C;
+  const double per_position = layers(m) * (10 * C + (mlp_matrices(m) + 1) * ffn(m)) + 3 * V + 2 * C;
   return 4 * model_bytes(m) + kFloat * positions * per_position;
 }
 

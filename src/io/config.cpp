@@ -138,9 +138,12 @@ struct Value<E> {
     if (!n.is_string()) throw wrong(f, n, "a string");
     const std::string& s = n.as_string()->get();
     const std::optional<E> v = parse_enum<E>(s);
-    if (!v)
-      throw Error(fmt::format("{} = '{}' is not one of: {}", f.key, s,
-                              fmt::join(enum_names(E{}), ", ")));
+    if (!v) {
+      const auto table = enum_names(E{});
+      const std::vector<std::string> names(table.begin(), table.end());
+      throw Error(fmt::format("{} = '{}' is not one of: {}{}", f.key, s, fmt::join(names, ", "),
+                              qkv::did_you_mean(s, names)));
+    }
     return *v;
   }
   static std::string node(E v) { return std::string(enum_name(v)); }

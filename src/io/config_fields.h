@@ -14,7 +14,7 @@ using Ref = T& (*)(Config&);
 using AnyRef = std::variant<Ref<int64_t>, Ref<double>, Ref<bool>, Ref<std::string>,
                             Ref<std::vector<std::string>>, Ref<nn::ModelKind>, Ref<nn::PosEncoding>,
                             Ref<nn::Norm>, Ref<optim::Decay>, Ref<PrecisionSetting>,
-                            Ref<optim::OptimizerKind>>;
+                            Ref<optim::OptimizerKind>, Ref<nn::NormType>, Ref<nn::Activation>>;
 
 struct Range {
   double lo = -INFINITY, hi = INFINITY;

@@ -6,7 +6,8 @@
 namespace qkv::nn {
 
 Linear::Linear(int64_t in, int64_t out, bool bias, Rng& init_rng, float stddev)
-    : weight_(param("weight", {out, in}, Init::normal(init_rng, stddev))),
+    : weight_(param("weight", {out, in},
+                    stddev > 0.0f ? Init::normal(init_rng, stddev) : Init::zeros())),
       bias_(bias ? param("bias", {out}, Init::zeros()) : Tensor()) {}
 
 Tensor Linear::forward(const Context& ctx, const Tensor& x) const {

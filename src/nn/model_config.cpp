@@ -23,6 +23,12 @@ void ModelConfig::check_keys(const std::function<std::string(const char* key)>& 
   check(pos_encoding != PosEncoding::sinusoidal || n_embd % 2 == 0, "model.n_embd",
         fmt::format("model.n_embd = {} must be even for sinusoidal positions (sin/cos pairs)",
                     n_embd));
+  check(pos_encoding != PosEncoding::rope || head_size() % 2 == 0, "model.pos_encoding",
+        fmt::format("model.pos_encoding = \"rope\" turns channel pairs of each head, so the head "
+                    "size must be even; model.n_embd / model.n_head = {}",
+                    head_size()));
+  check(rope_base > 1.0, "model.rope_base",
+        fmt::format("model.rope_base = {} must be greater than 1", rope_base));
 }
 
 void ModelConfig::validate() const {

@@ -9,20 +9,22 @@
 
 namespace qkv::nn {
 
-Layer::Layer(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng)
+Layer::Layer(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng,
+             const Rotary& rotary)
     : norm_(c.norm),
       dropout_(c.dropout),
-      ln1_(submodule<LayerNorm>("ln1", c.n_embd, c.bias)),
+      ln1_(submodule<NormLayer>("ln1", c.n_embd, c.norm_type, c.bias)),
       attn_(submodule<MultiHeadAttention>("attn", c.n_embd, c.n_head, causal, c.bias, init_rng,
-                                          c.residual_proj_stddev())),
-      ln_cross_(cross_attention ? &submodule<LayerNorm>("ln_cross", c.n_embd, c.bias) : nullptr),
+                                          c.residual_proj_stddev(), c.qk_norm, rotary)),
+      ln_cross_(cross_attention ? &submodule<NormLayer>("ln_cross", c.n_embd, c.norm_type, c.bias)
+                                : nullptr),
       cross_attn_(cross_attention
                       ? &submodule<CrossAttention>("cross_attn", c.n_embd, c.n_head, c.bias,
-                                                   init_rng, c.residual_proj_stddev())
+                                                   init_rng, c.residual_proj_stddev(), c.qk_norm)
                       : nullptr),
-      ln2_(submodule<LayerNorm>("ln2", c.n_embd, c.bias)),
+      ln2_(submodule<NormLayer>("ln2", c.n_embd, c.norm_type, c.bias)),
       mlp_(submodule<FeedForward>("mlp", c.n_embd, c.ffn(), c.bias, init_rng,
-                                  c.residual_proj_stddev())) {}
+                                  c.residual_proj_stddev(), c.activation)) {}
 
 Tensor Layer::forward(const Context& ctx, const Tensor& x, const Tensor& padding,
                       const Tensor& memory, const Tensor& memory_padding, LayerCache* cache) const {
@@ -37,13 +39,19 @@ Tensor Layer::forward(const Context& ctx, const Tensor& x, const Tensor& padding
 Stack::Stack(const ModelConfig& c, bool causal, bool cross_attention, Rng& init_rng)
     : block_size_(c.block_size),
       tok_emb_(submodule<Embedding>("tok_emb", c.vocab_size, c.n_embd, init_rng)),
-      pos_emb_(submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size, c.n_embd,
-                                             init_rng)),
+      pos_emb_(c.pos_encoding == PosEncoding::rope
+                   ? nullptr
+                   : &submodule<PositionalEncoding>("pos_emb", c.pos_encoding, c.block_size,
+                                                    c.n_embd, init_rng)),
       drop_(submodule<Dropout>("drop", c.dropout)) {
+  // One table for every layer: positions 0..block_size-1.
+  const Rotary rotary = c.pos_encoding == PosEncoding::rope
+                            ? rotary_table(c.block_size, c.head_size(), c.rope_base)
+                            : Rotary{};
   for (int64_t i = 0; i < c.n_layer; ++i)
     blocks_.push_back(&submodule<Layer>("blocks." + std::to_string(i), c, causal, cross_attention,
-                                        init_rng));
-  if (c.norm == Norm::pre) ln_f_ = &submodule<LayerNorm>("ln_f", c.n_embd, c.bias);
+                                        init_rng, rotary));
+  if (c.norm == Norm::pre) ln_f_ = &submodule<NormLayer>("ln_f", c.n_embd, c.norm_type, c.bias);
 }
 
 Tensor Stack::run(const Context& ctx, const char* who, std::span<const int32_t> ids, int64_t B,
@@ -59,7 +67,9 @@ Tensor Stack::run(const Context& ctx, const char* who, std::span<const int32_t> 
               "{}: KV cache holds {} positions but pos_offset is {}", who,
               (*cache)[0].self.length, pos_offset);
   }
-  Tensor x = drop_.forward(ctx, tok_emb_.forward(ids, {B, T}) + pos_emb_.forward(pos_offset, T));
+  Tensor x = tok_emb_.forward(ids, {B, T});
+  if (pos_emb_) x = x + pos_emb_->forward(pos_offset, T);
+  x = drop_.forward(ctx, x);
   for (size_t i = 0; i < blocks_.size(); ++i)
     x = blocks_[i]->forward(ctx, x, padding, memory, memory_padding,
                             cache ? &(*cache)[i] : nullptr);

@@ -49,6 +49,17 @@ Dims check(const Tensor& x, const AttentionParams& a) {
     QKV_CHECK(a.cache->kv.rank() == 3 && a.cache->kv.size(0) == B && a.cache->kv.size(2) == 2 * C,
               "{}: the KV cache holds {}, expected [B, positions, 2C] = [{}, ·, {}]", op,
               a.cache->kv.shape(), B, 2 * C);
+  if (a.rotary.defined()) {
+    const int64_t HS = C / a.n_head, positions = a.rotary.cos.defined() ? a.rotary.cos.size(0) : 0;
+    QKV_CHECK(!cross, "{}: rotary is for self-attention; cross-attention's keys are the memory", op);
+    QKV_CHECK(HS % 2 == 0, "{}: rotary needs an even head size, got {}", op, HS);
+    sublayer::check_shape(op, "rotary.cos", a.rotary.cos, {positions, HS / 2});
+    sublayer::check_shape(op, "rotary.sin", a.rotary.sin, {positions, HS / 2});
+    const int64_t first = a.cache ? a.cache->length : 0;
+    QKV_CHECK(first + Tq <= positions,
+              "{}: positions {}..{} are past the rotary table's {}", op, first, first + Tq - 1,
+              positions);
+  }
   QKV_CHECK(!a.key_padding.defined() || a.key_padding.shape() == Shape({B, Tk}),
             "{}: key_padding is {}, expected [B, Tk] = [{}, {}]", op,
             a.key_padding.defined() ? a.key_padding.shape() : Shape{}, B, Tk);
@@ -85,6 +96,7 @@ void reserve(KVCache& cache, int64_t B, int64_t C, int64_t T) {
 struct Buffers {
   Tensor u, s, mean, rstd;  // the residual wrap's (sublayer::Wrap)
   Tensor qi, kv, memory_t, y, y_t, lse;
+  Tensor q_rstd, k_rstd;  // qk_norm's
 };
 
 template <class T, class H>
@@ -104,6 +116,11 @@ Buffers allocate(const AttentionParams& a, const Dims& d, bool project_memory) {
   b.y = Tensor::empty({N, C});
   if (!f32) b.y_t = empty_of<T>(N * C);
   b.lse = Tensor::empty({d.B, d.NH, d.Tq});
+  if (a.qk_norm) {
+    b.q_rstd = Tensor::empty({N, d.NH});
+    if (!a.memory.defined()) b.k_rstd = Tensor::empty({N, d.NH});
+    if (project_memory) b.k_rstd = Tensor::empty({d.M(), d.NH});
+  }
   return b;
 }
 
@@ -120,6 +137,7 @@ Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, B
   Plan<T, H> p{};
   p.d = d;
   p.wrap = {res.norm,
+            res.norm_type,
             C,
             res.ln_weight.data(),
             sublayer::data_or_null(res.ln_bias),
@@ -146,6 +164,8 @@ Plan<T, H> make_plan(const Tensor& x, const AttentionParams& a, const Dims& d, B
   p.y = b.y.data(), p.lse = b.lse.data();
   p.y_t = f32 ? reinterpret_cast<T*>(b.y.data()) : data_of<T>(b.y_t);
   p.probabilities = a.probabilities ? a.probabilities->data() : nullptr;
+  p.qk = {a.qk_norm, sublayer::data_or_null(a.rotary.cos), sublayer::data_or_null(a.rotary.sin)};
+  p.q_rstd = data_of<float>(b.q_rstd), p.k_rstd = data_of<float>(b.k_rstd);
   // q, k and v in place: from qi (self), or q from qi and k, v from the memory's projection or
   // the cache (ld 2C, one batch element every capacity rows of a cache).
   const H* keys = cross ? data_of<H>(b.kv) : data_of<H>(b.qi) + C;

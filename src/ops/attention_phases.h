@@ -1,7 +1,8 @@
 // Internal: the attention node's kernels (ops/attention.cpp). The forward has three phases, each
 // split over the threads in contiguous blocks (Share):
 //   1. rows of x: the norm (pre) and x's projection (q, k, v, or q); rows of the memory: its
-//      projection (k, v); with a cache, the new keys and values are appended to it;
+//      projection (k, v); q and k normalised and rotated (ops/attention_qk.h) when asked; with a
+//      cache, the new keys and values are appended to it;
 //   2. blocks of query rows of every head (attention_heads.h);
 //   3. rows: the output projection, dropout, the residual add and the norm (post).
 // The backward runs them in reverse, each head whole on one thread, then the weight gradients
@@ -15,6 +16,7 @@
 #include <utility>
 
 #include "ops/attention_heads.h"
+#include "ops/attention_qk.h"
 #include "ops/sublayer.h"
 #include "qkv/autograd.h"
 
@@ -53,6 +55,8 @@ struct Plan {
   heads::Layout layout;
   heads::Inputs<H> inputs;
   float* scratch;  // [threads, heads::kScratch]
+  attention_qk::Transform qk;  // q and k between the projections and the heads
+  float *q_rstd, *k_rstd;      // qk_norm: [N, NH], [keys projected here, NH]; else null
 };
 
 // Rows [r0, r1) of out = in·Wᵀ + b: [rows, N] (of type O) from in: [rows, I], W: [N, I],
@@ -86,6 +90,31 @@ Item item(const Dims& d, int64_t it, int64_t per) {
   return {it / (d.NH * per), it / per % d.NH, it % per};
 }
 
+// Where q and k of a projection are (ops/attention_qk.h): x's projection qi [N, Fi] (q; k at
+// channel C in self-attention), the memory's kv [B·Tk, 2C] (k).
+template <class T, class H>
+attention_qk::Rows qi_rows(const Plan<T, H>& p) {
+  return {p.d.Fi, p.d.NH, p.d.C / p.d.NH, p.d.Tq, p.cached};
+}
+template <class T, class H>
+attention_qk::Rows kv_rows(const Plan<T, H>& p) {
+  return {2 * p.d.C, p.d.NH, p.d.C / p.d.NH, p.d.Tk, 0};
+}
+
+// Head (b, h) of the q/k transform's backward: dqi's q (and k) columns, or dkv's k columns
+// (cross-attention, no rotation), turned into the projections' gradients in place.
+template <class T, class H>
+void qk_backward(float* dqi, float* dkv, const Plan<T, H>& p, int64_t b, int64_t h) {
+  const Dims& d = p.d;
+  attention_qk::backward_head(dqi, p.qi, p.q_rstd, qi_rows(p), p.qk, h, b * d.Tq, (b + 1) * d.Tq);
+  if (dkv)
+    attention_qk::backward_head(dkv, p.kv, p.k_rstd, kv_rows(p), p.qk.without_rotation(), h,
+                                b * d.Tk, (b + 1) * d.Tk);
+  else
+    attention_qk::backward_head(dqi + d.C, p.qi + d.C, p.k_rstd, qi_rows(p), p.qk, h, b * d.Tq,
+                                (b + 1) * d.Tq);
+}
+
 template <class T, class H>
 void forward_phases(float* out, const Plan<T, H>& p, int t, int parts) {
   const Dims& d = p.d;
@@ -95,15 +124,22 @@ void forward_phases(float* out, const Plan<T, H>& p, int t, int parts) {
   {
     sublayer::input_forward(p.wrap, p.x, r0, r1);
     project(p.qi, p.in, p.w_in, p.b_in, C, d.Fi, r0, r1);
+    if (p.qk.any()) {  // before the cache keeps the keys
+      attention_qk::forward(p.qi, p.q_rstd, qi_rows(p), p.qk, r0, r1);
+      if (d.Fi != C) attention_qk::forward(p.qi + C, p.k_rstd, qi_rows(p), p.qk, r0, r1);
+    }
     if constexpr (sublayer::is_float<H>)  // a cache holds fp32 (see Plan)
       if (p.cache)
         for (int64_t r = r0; r < r1; ++r)
           std::copy_n(p.qi + r * d.Fi + C, 2 * C,
                       p.cache + ((r / d.Tq) * p.capacity + r % d.Tq) * 2 * C);
     const auto [m0, m1] = share.of(d.Tk);
-    if (p.memory)
+    if (p.memory) {
       project(p.kv, sublayer::operand(p.memory, p.memory_t, C, m0, m1), p.w_mem, p.b_mem, C, 2 * C,
               m0, m1);
+      if (p.qk.norm)
+        attention_qk::forward(p.kv, p.k_rstd, kv_rows(p), p.qk.without_rotation(), m0, m1);
+    }
   }
   if (share.fenced()) {
 #pragma omp barrier
@@ -171,6 +207,7 @@ void backward_phases(const Grads<T, H>& g, const float* dout, const Plan<T, H>& 
       const Item i = item(d, it, 1);
       heads::backward(g.dqi, dk, dk + C, g.dy, p.y, p.lse, p.inputs, p.layout, i.b, i.h,
                       p.scratch + t * heads::kScratch);
+      if (p.qk.any()) qk_backward(g.dqi, g.dkv, p, i.b, i.h);
     }
   }
   if (share.fenced()) {

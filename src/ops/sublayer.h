@@ -56,6 +56,7 @@ inline const T* operand(const float* from, T* to, int64_t n, int64_t r0, int64_t
 template <class T>
 struct Wrap {
   Norm norm;
+  NormType type;
   int64_t C;
   const float *lw, *lb;  // [C], [C] or null
   float eps;
@@ -69,7 +70,8 @@ template <class T>
 inline const T* input_forward(const Wrap<T>& w, const float* x, int64_t r0, int64_t r1) {
   if (w.norm == Norm::post) return operand(x, w.u, w.C, r0, r1);
   for (int64_t r = r0; r < r1; ++r)
-    norm_rows::forward(w.u + r * w.C, w.mean + r, w.rstd + r, x + r * w.C, w.lw, w.lb, w.C, w.eps);
+    norm_rows::forward(w.u + r * w.C, w.mean + r, w.rstd + r, x + r * w.C, w.lw, w.lb, w.C, w.eps,
+                       w.type);
   return w.u;
 }
 
@@ -100,7 +102,8 @@ inline void output_forward(float* out, const float* x, const Wrap<T>& w, int64_t
     for (int64_t e = r0 * C; e < r1 * C; ++e) w.s[e] = x[e] + out[e];
   }
   for (int64_t r = r0; r < r1; ++r)
-    norm_rows::forward(out + r * C, w.mean + r, w.rstd + r, w.s + r * C, w.lw, w.lb, C, w.eps);
+    norm_rows::forward(out + r * C, w.mean + r, w.rstd + r, w.s + r * C, w.lw, w.lb, C, w.eps,
+                       w.type);
 }
 
 // Rows [r0, r1) of the backward from dout: dres, the gradient of the residual sum (pre: dout;
@@ -117,7 +120,7 @@ inline std::pair<const float*, const float*> output_backward(float* dres_buf, fl
   if (w.norm == Norm::post) {
     for (int64_t r = r0; r < r1; ++r)
       norm_rows::backward({dres_buf + r * C, true}, lnp, lnp ? lnp + C : nullptr, dout + r * C,
-                          w.s + r * C, w.lw, w.mean[r], w.rstd[r], C, nullptr);
+                          w.s + r * C, w.lw, w.mean[r], w.rstd[r], C, nullptr, w.type);
     dres = dres_buf;
   }
   if (!w.mask) return {dres, dres};
@@ -135,7 +138,7 @@ inline void input_backward(GradOut dx, float* lnp, const float* d_in, const floa
   if (w.norm == Norm::pre) {
     for (int64_t r = r0; r < r1; ++r)
       norm_rows::backward(dx.at(r * C), lnp, lnp ? lnp + C : nullptr, d_in + r * C, x + r * C, w.lw,
-                          w.mean[r], w.rstd[r], C, dres + r * C);
+                          w.mean[r], w.rstd[r], C, dres + r * C, w.type);
   } else if (dx.overwrite) {
     for (int64_t e = r0 * C; e < r1 * C; ++e) dx.data[e] = dres[e] + d_in[e];
   } else if (dx) {
@@ -187,6 +190,8 @@ inline void check_shape(const char* op, const char* role, const Tensor& t, Shape
 inline void check_residual(const char* op, const Residual& r, int64_t C) {
   check_shape(op, "ln_weight", r.ln_weight, {C});
   check_shape(op, "ln_bias", r.ln_bias, {C}, true);
+  QKV_CHECK(r.norm_type == NormType::layernorm || !r.ln_bias.defined(),
+            "{}: rmsnorm takes no bias, but ln_bias is given", op);
   QKV_CHECK(r.dropout >= 0.0f && r.dropout < 1.0f, "{}: dropout must be in [0, 1), got {}", op,
             r.dropout);
 }

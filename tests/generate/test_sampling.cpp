@@ -109,9 +109,13 @@ TEST_CASE("sample_token: top-k and top-p keep only the most likely tokens") {
   CHECK((c[2] > 0 && c[0] > 0 && c[1] > 0 && c[3] == 0));
 }
 
-TEST_CASE("sample: the KV cache gives the uncached windows' tokens and logits, past block_size") {
+namespace {
+
+// The cached and uncached samples of both window policies, past block_size, against the
+// windows recomputed from scratch.
+void check_cache_past_window(const io::Config& config) {
   const data::Vocab vocab = text_vocab();
-  auto model = make_model<nn::DecoderModel>(tiny_config(nn::ModelKind::decoder), vocab, 3);
+  auto model = make_model<nn::DecoderModel>(config, vocab, 3);
   const int64_t block = model->config().block_size;
   // block_size 16: 3 x 16 new tokens slide the window many times; the 40-character prompt is
   // cropped before the first token.
@@ -141,6 +145,19 @@ TEST_CASE("sample: the KV cache gives the uncached windows' tokens and logits, p
       CHECK(worst_cache <= 1e-5f);
       CHECK(worst_window <= 1e-5f);
     }
+}
+
+}  // namespace
+
+TEST_CASE("sample: the KV cache gives the uncached windows' tokens and logits, past block_size") {
+  check_cache_past_window(tiny_config(nn::ModelKind::decoder));
+}
+
+TEST_CASE("sample: with rope and qk_norm, cached decoding equals uncached, past block_size") {
+  io::Config c = tiny_config(nn::ModelKind::decoder);
+  c.model.pos_encoding = nn::PosEncoding::rope;
+  c.model.qk_norm = true;
+  check_cache_past_window(c);
 }
 
 TEST_CASE("sample: past block_size, the two window policies give different text") {

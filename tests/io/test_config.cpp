@@ -58,6 +58,19 @@ TEST_CASE("config: a wrong type or an out-of-range value is one line with the ke
                        "c.toml:4: model.kind = 'gpt' is not one of: decoder, encoder, "
                        "encoder_decoder",
                        Error);
+  CHECK_THROWS_WITH_AS(
+      parse_config("[data]\npath='a'\n[model]\nactivation = \"swiglue\"\n", "c.toml"),
+      "c.toml:4: model.activation = 'swiglue' is not one of: gelu, relu2, swiglu (did you mean "
+      "'swiglu'?)",
+      Error);
+  CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[model]\nrope_base = 1\n", "c.toml"),
+                       "c.toml:4: model.rope_base = 1 is out of range (1, inf]", Error);
+  CHECK_THROWS_WITH_AS(
+      parse_config("[data]\npath='a'\n[model]\npos_encoding = \"rope\"\nn_embd = 6\nn_head = 2\n",
+                   "c.toml"),
+      doctest::Contains("c.toml:4: model.pos_encoding = \"rope\" turns channel pairs of each "
+                        "head, so the head size must be even; model.n_embd / model.n_head = 3"),
+      Error);
   CHECK_THROWS_WITH_AS(parse_config("[data]\npath='a'\n[train]\nbatch_size = 0\n", "c.toml"),
                        doctest::Contains("train.batch_size = 0 is out of range [1, inf]"), Error);
 }

@@ -21,7 +21,7 @@ namespace {
 // only; 1e-5 is far below the O(0.1) effect of a wrong mask or position.
 constexpr float kTol = 1e-5f;
 
-ModelConfig config(ModelKind kind, Norm norm, PosEncoding pos) {
+ModelConfig config(ModelKind kind, Norm norm, PosEncoding pos, bool qk_norm = false) {
   return {.kind = kind,
           .vocab_size = 13,
           .n_layer = 2,
@@ -31,7 +31,8 @@ ModelConfig config(ModelKind kind, Norm norm, PosEncoding pos) {
           .bias = true,
           .pos_encoding = pos,
           .norm = norm,
-          .seed = 5};
+          .seed = 5,
+          .qk_norm = qk_norm};
 }
 
 std::vector<int32_t> ids_for(int64_t n, int64_t vocab, int32_t salt) {
@@ -65,11 +66,12 @@ void check_matches(const Tensor& step, const Tensor& full, int64_t t0) {
 }  // namespace
 
 TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the full pass") {
+  // rope: the cache keeps keys rotated at their own positions, and a query is rotated at its.
   for (Norm norm : {Norm::pre, Norm::post})
-    for (PosEncoding pos : {PosEncoding::learned, PosEncoding::sinusoidal}) {
+    for (PosEncoding pos : {PosEncoding::learned, PosEncoding::sinusoidal, PosEncoding::rope}) {
       CAPTURE(int(norm));
       CAPTURE(int(pos));
-      DecoderModel m(config(ModelKind::decoder, norm, pos));
+      DecoderModel m(config(ModelKind::decoder, norm, pos, pos == PosEncoding::rope));
       NoGradGuard no_grad;
       const int64_t B = 2, T = 11;
       const std::vector<int32_t> ids = ids_for(B * T, 13, 1);
@@ -94,7 +96,10 @@ TEST_CASE("kv cache: decoder, one position at a time and in chunks, equals the f
 TEST_CASE("kv cache: encoder-decoder decode step by step equals the full decode") {
   for (Norm norm : {Norm::pre, Norm::post}) {
     CAPTURE(int(norm));
-    EncoderDecoderModel m(config(ModelKind::encoder_decoder, norm, PosEncoding::learned));
+    // Post-norm with rope and qk_norm (the cross-attention's cached keys normalised once).
+    const bool rope = norm == Norm::post;
+    EncoderDecoderModel m(config(ModelKind::encoder_decoder, norm,
+                                 rope ? PosEncoding::rope : PosEncoding::learned, rope));
     NoGradGuard no_grad;
     const int64_t B = 2, Ts = 9, Tt = 7;
     const std::vector<int32_t> src = ids_for(B * Ts, 13, 2), tgt = ids_for(B * Tt, 13, 3);

@@ -53,7 +53,13 @@ Diff compare(const std::string& what, const Tensor& ours, const Tensor& ref) {
 }
 
 // The spec's fill: value(i) = base + 0.1·sin(0.37·i + 1.3·k + 0.5), in double, then float.
-Tensor spec_fill(const std::string& name, Shape shape, int64_t k) {
+// With zero_init_proj, the output projections keep the zeros the model starts with (checked).
+Tensor spec_fill(const std::string& name, const Tensor& initial, int64_t k, bool zero_init_proj) {
+  if (zero_init_proj && name.ends_with("proj.weight")) {
+    for (float v : initial.to_vector()) REQUIRE_MESSAGE(v == 0.0f, name << " does not start at 0");
+    return Tensor::zeros(initial.shape());
+  }
+  const Shape shape = initial.shape();
   const bool ln_weight = name.ends_with("ln1.weight") || name.ends_with("ln2.weight") ||
                          name.ends_with("ln_cross.weight") || name.ends_with("ln_f.weight");
   const double base = ln_weight ? 1.0 : 0.0;
@@ -73,9 +79,12 @@ std::string meta_value(const std::map<std::string, std::string>& meta, const std
   return v;
 }
 
-// The same for a value in the config file's names (kind, pos_encoding, norm).
+// The same for a value in the config file's names (kind, pos_encoding, norm, ...); `fallback`
+// for a key the fixture leaves out (the ones before issue 23's options).
 template <class E>
-E meta_enum(const std::map<std::string, std::string>& meta, const std::string& key) {
+E meta_enum(const std::map<std::string, std::string>& meta, const std::string& key,
+            E fallback = E{}) {
+  if (!meta.contains(key)) return fallback;
   const std::optional<E> v = parse_enum<E>(meta.at(key));
   REQUIRE_MESSAGE(v, "fixture metadata " << key << " = '" << meta.at(key) << "'");
   return *v;
@@ -92,16 +101,28 @@ void run_case(const std::string& name) {
   const io::SafetensorsContents f = io::read_safetensors(
       std::string(QKV_SOURCE_DIR) + "/tests/fixtures/" + name + ".safetensors");
   const auto& meta = f.metadata;
+  // The first five fixtures have n_embd 32 and an MLP of 128 and leave their dims out.
+  auto number = [&](const char* key, double fallback) {
+    return meta.contains(key) ? std::stod(meta.at(key)) : fallback;
+  };
+  auto flag = [&](const char* key) {
+    return meta.contains(key) && meta_value(meta, key, {"true", "false"}) == "true";
+  };
   ModelConfig c{.kind = meta_enum<ModelKind>(meta, "kind"),
                 .vocab_size = 11,
-                .n_layer = 2,
-                .n_head = 2,
-                .n_embd = 32,
+                .n_layer = int64_t(number("n_layer", 2)),
+                .n_head = int64_t(number("n_head", 2)),
+                .n_embd = int64_t(number("n_embd", 32)),
                 .block_size = 8,
                 .dropout = 0.0f,
                 .pos_encoding = meta_enum<PosEncoding>(meta, "pos_encoding"),
                 .norm = meta_enum<Norm>(meta, "norm"),
-                .ffn_hidden = 128};
+                .ffn_hidden = int64_t(number("ffn_hidden", 128)),
+                .rope_base = number("rope_base", 10000.0),
+                .norm_type = meta_enum<NormType>(meta, "norm_type"),
+                .qk_norm = flag("qk_norm"),
+                .activation = meta_enum<Activation>(meta, "activation"),
+                .zero_init_proj = flag("zero_init_proj")};
   c.bias = meta_value(meta, "bias", {"true", "false"}) == "true";
   c.tie_weights = meta_value(meta, "tie_weights", {"true", "false"}) == "true";
 
@@ -136,7 +157,7 @@ void run_case(const std::string& name) {
   NamedTensors dict;
   for (size_t k = 0; k < params.size(); ++k) {
     const auto& [pname, p] = params[k];
-    Tensor t = spec_fill(pname, p.shape(), int64_t(k));
+    Tensor t = spec_fill(pname, p, int64_t(k), c.zero_init_proj);
     const Tensor* sum = f.find("checksum." + pname);
     REQUIRE_MESSAGE(sum, "fixture has no checksum." << pname);
     double ours = 0;
@@ -212,4 +233,16 @@ TEST_CASE("parity: encoder-decoder, sinusoidal positions, pre-LN, source padding
 }
 TEST_CASE("parity: encoder-decoder, learned positions, post-LN, tied, source padding") {
   run_case("encdec_learned_post");
+}
+TEST_CASE("parity: decoder, rope, RMSNorm, qk_norm, SwiGLU, biases (none on the norms)") {
+  run_case("decoder_rope_rms_qknorm_swiglu");
+}
+TEST_CASE("parity: decoder, rope with base 500, relu2, zero-initialised projections, untied") {
+  run_case("decoder_rope_relu2_zero_init");
+}
+TEST_CASE("parity: encoder, rope, post-LN, qk_norm, SwiGLU, padding") {
+  run_case("encoder_rope_swiglu_padding");
+}
+TEST_CASE("parity: encoder-decoder, rope, post-RMSNorm, qk_norm in self- and cross-attention, relu2") {
+  run_case("encdec_rope_relu2_rms_qknorm");
 }

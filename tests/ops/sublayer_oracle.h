@@ -1,6 +1,6 @@
 // The sublayer ops (qkv::attention, qkv::mlp) composed from the generic ops one by one
-// (layer_norm -> linear -> matmul, softmax, masked_fill -> linear -> dropout -> add): the test
-// oracle. The same math through different kernels, drawing dropout masks from the rng in the
+// (layer_norm or RMSNorm -> linear -> [qk_norm, rotation] -> matmul, softmax, masked_fill ->
+// linear -> dropout -> add): the test oracle. The same math through different kernels, drawing dropout masks from the rng in the
 // same order (attention's probabilities first, then the output), so the values and gradients
 // must agree to rounding.
 #pragma once
@@ -17,13 +17,32 @@
 
 namespace qkv::testing {
 
-// out = x + dropout(f(layer_norm(x))) (pre) or layer_norm(x + dropout(f(x))) (post).
+// x / sqrt(mean(x²) + eps) over the last dim, composed (rms_norm's oracle, and qk_norm's).
+inline Tensor rms_oracle(const Tensor& x, float eps) {
+  const int last = int(x.rank()) - 1;
+  return x * pow(add_scalar(mean(x * x, last, true), eps), -0.5f);
+}
+
+// out = x + dropout(f(norm(x))) (pre) or norm(x + dropout(f(x))) (post).
 inline Tensor wrap_oracle(const Tensor& x, const Residual& r,
                           const std::function<Tensor(const Tensor&)>& f) {
   const bool drop = r.dropout > 0.0f && r.rng;
   auto dropped = [&](const Tensor& z) { return drop ? dropout(z, r.dropout, true, *r.rng) : z; };
-  if (r.norm == Norm::pre) return x + dropped(f(layer_norm(x, r.ln_weight, r.ln_bias, r.eps)));
-  return layer_norm(x + dropped(f(x)), r.ln_weight, r.ln_bias, r.eps);
+  auto norm = [&](const Tensor& t) {
+    return r.norm_type == NormType::rmsnorm ? rms_oracle(t, r.eps) * r.ln_weight
+                                            : layer_norm(t, r.ln_weight, r.ln_bias, r.eps);
+  };
+  if (r.norm == Norm::pre) return x + dropped(f(norm(x)));
+  return norm(x + dropped(f(x)));
+}
+
+// t: [B, NH, T, HS] at positions [first, first + T): the pair (i, i + HS/2) turned by the table's
+// angle.
+inline Tensor rotate_oracle(const Tensor& t, const Rotary& r, int64_t first) {
+  const int64_t T = t.size(2), half = t.size(3) / 2;
+  const Tensor c = narrow(r.cos, 0, first, T), s = narrow(r.sin, 0, first, T);
+  const Tensor a = narrow(t, 3, 0, half), b = narrow(t, 3, half, half);
+  return concat({a * c - b * s, b * c + a * s}, 3);
 }
 
 // [B, T, NH·HS] -> [B, NH, T, HS]
@@ -60,8 +79,10 @@ inline Tensor attention_oracle(const Tensor& x, const AttentionParams& a) {
     }
     const int64_t Tk = k.size(1);
     const Tensor hidden = hidden_keys(B, Tq, Tk, a.causal, a.key_padding);
-    const Tensor s = mul_scalar(matmul(split_heads(q, NH), split_heads(k, NH), false, true),
-                                1.0f / std::sqrt(float(C / NH)));
+    Tensor qh = split_heads(q, NH), kh = split_heads(k, NH);
+    if (a.qk_norm) qh = rms_oracle(qh, 1e-5f), kh = rms_oracle(kh, 1e-5f);
+    if (a.rotary.defined()) qh = rotate_oracle(qh, a.rotary, 0), kh = rotate_oracle(kh, a.rotary, 0);
+    const Tensor s = mul_scalar(matmul(qh, kh, false, true), 1.0f / std::sqrt(float(C / NH)));
     // A row that sees no key: -1e9 everywhere gives a uniform softmax, which 1 - hidden zeroes.
     Tensor p = softmax(masked_fill(s, hidden, -1e9f)) * add_scalar(neg(hidden), 1.0f);
     if (a.probabilities) *a.probabilities = p.detach();
@@ -75,7 +96,12 @@ inline Tensor attention_oracle(const Tensor& x, const AttentionParams& a) {
 
 inline Tensor mlp_oracle(const Tensor& x, const MlpParams& m) {
   return wrap_oracle(x, m.residual, [&](const Tensor& in) {
-    return linear(gelu(linear(in, m.w_fc, m.b_fc)), m.w_proj, m.b_proj);
+    const Tensor h = linear(in, m.w_fc, m.b_fc);
+    Tensor g;
+    if (m.activation == Activation::gelu) g = gelu(h);
+    if (m.activation == Activation::relu2) g = relu(h) * relu(h);
+    if (m.activation == Activation::swiglu) g = h * sigmoid(h) * linear(in, m.w_gate, m.b_gate);
+    return linear(g, m.w_proj, m.b_proj);
   });
 }
 

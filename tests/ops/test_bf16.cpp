@@ -114,7 +114,7 @@ TEST_CASE("gemm_ld: bf16 into bf16 is the fp32 result rounded once") {
 // errors of ~2^-9 relative per product, mostly cancelling over K terms; a sublayer chains three
 // or four GEMMs. Measured on these inputs: at most 0.7% of a tensor's largest element. 3% is the
 // bound (check_close's scale), while a wrong kernel is off by O(1).
-TEST_CASE("ops: bf16 twins of linear, attention and mlp match fp32") {
+TEST_CASE("ops: bf16 twins of linear, attention and mlp match fp32, every option") {
   if (skip_without_bf16()) return;
   // Heads of 16 channels run in fp32, heads of 64 in bf16 (ops/attention.cpp): both are checked.
   for (const int64_t C : {32, 128}) {
@@ -178,6 +178,49 @@ TEST_CASE("ops: bf16 twins of linear, attention and mlp match fp32") {
                           .w_fc = t[3],
                           .w_proj = t[4]});
       });
+      // The modern recipe: q and k normalised and rotated in the projection's type (bf16 where
+      // the heads are), RMSNorm, and the two other activations.
+      const Rotary rotary = rotary_table(T, C / NH, 10000.0);
+      const Residual rms{.norm = norm, .norm_type = NormType::rmsnorm};
+      twins("self-attention, qk_norm, rope, rmsnorm", {x, lw, w_in, b_in, w_out},
+            [&](const std::vector<Tensor>& t, Precision p) {
+              Residual r = rms;
+              r.ln_weight = t[1];
+              return attention(t[0], {.n_head = NH,
+                                      .precision = p,
+                                      .residual = r,
+                                      .w_in = t[2],
+                                      .b_in = t[3],
+                                      .w_out = t[4],
+                                      .causal = true,
+                                      .qk_norm = true,
+                                      .rotary = rotary});
+            });
+      twins("cross-attention, qk_norm", {x, lw, wq, wm, w_out, mem},
+            [&](const std::vector<Tensor>& t, Precision p) {
+              return attention(t[0], {.n_head = NH,
+                                      .precision = p,
+                                      .residual = {.norm = norm, .ln_weight = t[1]},
+                                      .w_in = t[2],
+                                      .w_mem = t[3],
+                                      .w_out = t[4],
+                                      .memory = t[5],
+                                      .qk_norm = true});
+            });
+      for (Activation act : {Activation::relu2, Activation::swiglu}) {
+        CAPTURE(enum_name(act));
+        const Tensor wg = leaf({4 * C, C}, w);
+        twins("mlp, rmsnorm", {x, lw, w1, w2, wg}, [&](const std::vector<Tensor>& t, Precision p) {
+          Residual r = rms;
+          r.ln_weight = t[1];
+          return mlp(t[0], {.precision = p,
+                            .residual = r,
+                            .activation = act,
+                            .w_fc = t[2],
+                            .w_proj = t[3],
+                            .w_gate = act == Activation::swiglu ? t[4] : Tensor()});
+        });
+      }
     }
   }
 }

@@ -1,4 +1,4 @@
-// layer_norm over the last dim.
+// layer_norm and rms_norm over the last dim.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -142,4 +142,32 @@ TEST_CASE("layer_norm: mismatched weight or bias is rejected with both shapes") 
   CHECK_THROWS_WITH_AS(layer_norm(x, Tensor()), doctest::Contains("weight is undefined"), Error);
   CHECK_THROWS_WITH_AS(layer_norm(Tensor::ones({}), Tensor::ones({1})),
                        doctest::Contains("layer_norm: input of shape []"), Error);
+}
+
+TEST_CASE("rms_norm: gradients match finite differences") {
+  Rng rng(7);
+  Tensor x = Tensor::randn({3, 5, 8}, rng, 1.0f, true), w = Tensor::randn({8}, rng, 1.0f, true);
+  check_gradients("rms_norm", [&] { return rms_norm(x, w); }, {x, w});
+  Tensor v = Tensor::randn({6}, rng, 1.0f, true);
+  check_gradients("rms_norm", [&] { return rms_norm(v, v); }, {v});  // one tensor in two roles
+}
+
+TEST_CASE("rms_norm: known values for a row computed by hand, and no mean taken out") {
+  // x = [1, 3, -1, 5]: mean(x²) = 9, so y = x / sqrt(9 + eps)·w.
+  const Tensor x = Tensor::from_vector({4}, {1, 3, -1, 5});
+  const Tensor w = Tensor::from_vector({4}, {1, 2, 1, 0.5f});
+  const std::vector<float> y = rms_norm(x, w, 0.0f).to_vector();
+  const std::vector<float> expected = {1.0f / 3, 2.0f, -1.0f / 3, 2.5f / 3};
+  for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == doctest::Approx(expected[i]).epsilon(1e-6));
+}
+
+TEST_CASE("rms_norm: NoGradGuard records no node; a mismatched weight names the op") {
+  Rng rng(3);
+  Tensor x = Tensor::randn({2, 4}, rng, 1.0f, true), w = Tensor::randn({4}, rng, 1.0f, true);
+  {
+    NoGradGuard no_grad;
+    CHECK_FALSE(rms_norm(x, w).requires_grad());
+  }
+  CHECK_THROWS_WITH_AS(rms_norm(x, Tensor::zeros({3})), doctest::Contains("rms_norm: input"),
+                       Error);
 }

@@ -14,11 +14,12 @@
 namespace qkv::nn {
 
 // Self-attention: `qkv` = Linear(C, 3C) gives q, k and v (channels [0,C), [C,2C), [2C,3C));
-// `proj` = Linear(C, C) projects the heads' output.
+// `proj` = Linear(C, C) projects the heads' output. With qk_norm, q and k of each head are
+// RMS-normalised; with a rotary table (undefined: none), they are then rotated by position.
 class MultiHeadAttention : public Module {
  public:
   MultiHeadAttention(int64_t C, int64_t n_head, bool causal, bool bias, Rng& init_rng,
-                     float proj_stddev);
+                     float proj_stddev, bool qk_norm = false, Rotary rotary = {});
 
   // The sublayer over x: [B, T, C] -> [B, T, C], wrapped as `residual` says. key_padding:
   // [B, Tk] (nonzero = padding; Tk = T plus the cached positions) or undefined. With a cache, x
@@ -34,17 +35,20 @@ class MultiHeadAttention : public Module {
 
  private:
   int64_t n_head_;
-  bool causal_;
+  bool causal_, qk_norm_;
+  Rotary rotary_;
   Linear& qkv_;
   Linear& proj_;
   Tensor* probs_out_ = nullptr;
 };
 
 // Cross-attention: `q` = Linear(C, C) on x, `kv` = Linear(C, 2C) on the encoder memory (k, v =
-// channels [0,C), [C,2C)), no causal mask, `proj` = Linear(C, C).
+// channels [0,C), [C,2C)), no causal mask, `proj` = Linear(C, C). qk_norm as in
+// MultiHeadAttention; never a rotation (the keys are the encoder's, not positions of x).
 class CrossAttention : public Module {
  public:
-  CrossAttention(int64_t C, int64_t n_head, bool bias, Rng& init_rng, float proj_stddev);
+  CrossAttention(int64_t C, int64_t n_head, bool bias, Rng& init_rng, float proj_stddev,
+                 bool qk_norm = false);
 
   // The sublayer over x: [B, T, C] attending to memory: [B, Ts, C] (memory_padding: [B, Ts] or
   // undefined) -> [B, T, C]. With a cache, the memory's keys and values are computed on the first
@@ -58,6 +62,7 @@ class CrossAttention : public Module {
 
  private:
   int64_t n_head_;
+  bool qk_norm_;
   Linear& q_;
   Linear& kv_;
   Linear& proj_;

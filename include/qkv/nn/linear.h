@@ -10,7 +10,8 @@ namespace qkv::nn {
 
 class Linear : public Module {
  public:
-  // Weight ~ normal(0, stddev) from init_rng (GPT-2's 0.02 by default); bias zero.
+  // Weight ~ normal(0, stddev) from init_rng (GPT-2's 0.02 by default), or zeros, drawing
+  // nothing, for stddev 0; bias zero.
   Linear(int64_t in, int64_t out, bool bias, Rng& init_rng, float stddev = 0.02f);
 
   Tensor forward(const Context& ctx, const Tensor& x) const;  // x: [..., in] -> [..., out]

@@ -15,7 +15,8 @@ Tensor sinusoidal_table(int64_t n, int64_t C);
 
 class PositionalEncoding : public Module {
  public:
-  // learned: normal(0, 0.02) from init_rng; sinusoidal: init_rng is not used.
+  // learned: normal(0, 0.02) from init_rng; sinusoidal: init_rng is not used. (rope adds no
+  // position vectors: a rope stack has no PositionalEncoding.)
   PositionalEncoding(PosEncoding kind, int64_t block_size, int64_t C, Rng& init_rng);
 
   // Vectors of positions [offset, offset + T): [T, C]. Throws past block_size.

@@ -1,6 +1,7 @@
 // The transformer stacks: Layer, self-attention (bidirectional or causal) + optional
-// cross-attention to an encoder memory + MLP, and Stack, tok_emb + pos_emb -> drop ->
-// blocks.0..L-1 -> [ln_f], which turns ids into hidden states [B, T, C]. Encoder (BERT-like; the
+// cross-attention to an encoder memory + MLP, and Stack, tok_emb [+ pos_emb] -> drop ->
+// blocks.0..L-1 -> [ln_f], which turns ids into hidden states [B, T, C] (rope: no pos_emb; the
+// self-attentions rotate q and k by position instead). Encoder (BERT-like; the
 // first half of an encoder-decoder) and Decoder (GPT-like; the second half, optionally one
 // position at a time against a KV cache) are its two uses. Each sublayer is wrapped in its layer
 // norm, dropout and residual as model.norm says (qkv::Residual); ln_f exists only for pre-norm
@@ -16,9 +17,9 @@
 #include "qkv/nn/dropout.h"
 #include "qkv/nn/embedding.h"
 #include "qkv/nn/feed_forward.h"
-#include "qkv/nn/layer_norm.h"
 #include "qkv/nn/model_config.h"
 #include "qkv/nn/module.h"
+#include "qkv/nn/norm_layer.h"
 #include "qkv/nn/positional.h"
 
 namespace qkv::nn {
@@ -32,7 +33,9 @@ struct LayerCache {
 // ln1, attn, [ln_cross, cross_attn], ln2, mlp.
 class Layer : public Module {
  public:
-  Layer(const ModelConfig& config, bool causal, bool cross_attention, Rng& init_rng);
+  // rotary: the self-attention's table (undefined without rope).
+  Layer(const ModelConfig& config, bool causal, bool cross_attention, Rng& init_rng,
+        const Rotary& rotary);
 
   // x: [B, T, C] (only the new positions when cache is set); padding: [B, T] (nonzero = padding
   // key) or undefined; memory: [B, Ts, C] and memory_padding: [B, Ts] for cross-attention,
@@ -45,11 +48,11 @@ class Layer : public Module {
   float dropout_;
   // Declared in registration order: the initialisers register the children. The cross-attention
   // pair exists only in an encoder-decoder's decoder (null otherwise).
-  LayerNorm& ln1_;
+  NormLayer& ln1_;
   MultiHeadAttention& attn_;
-  LayerNorm* ln_cross_;
+  NormLayer* ln_cross_;
   CrossAttention* cross_attn_;
-  LayerNorm& ln2_;
+  NormLayer& ln2_;
   FeedForward& mlp_;
 };
 
@@ -74,10 +77,10 @@ class Stack : public Module {
   int64_t block_size_;
   // Declared in registration order, as in Layer; the constructor adds blocks_ and ln_f_.
   Embedding& tok_emb_;
-  PositionalEncoding& pos_emb_;
+  PositionalEncoding* pos_emb_;  // null with rope
   Dropout& drop_;
   std::vector<Layer*> blocks_;
-  LayerNorm* ln_f_ = nullptr;
+  NormLayer* ln_f_ = nullptr;
 };
 
 // Bidirectional self-attention. EncoderModel is this stack plus the output head;

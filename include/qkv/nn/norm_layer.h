@@ -1,6 +1,7 @@
-// LayerNorm over the last dim (eps 1e-5, biased variance, as PyTorch): `weight` [C] (init 1),
-// `bias` [C] (init 0) only when bias is true; and the wrapping (qkv::Residual) it gives a
-// transformer sublayer it normalises.
+// NormLayer: the norm of a transformer sublayer, or the stack's last one (ln_f), over the last
+// dim with eps 1e-5: LayerNorm (biased variance, as PyTorch), with `weight` [C] (init 1) and
+// `bias` [C] (init 0) only when bias is true; or RMSNorm, `weight` alone. It also gives the
+// sublayer it normalises its wrapping (qkv::Residual).
 #pragma once
 
 #include <cstdint>
@@ -11,9 +12,9 @@
 
 namespace qkv::nn {
 
-class LayerNorm : public Module {
+class NormLayer : public Module {
  public:
-  LayerNorm(int64_t C, bool bias);
+  NormLayer(int64_t C, NormType type, bool bias);
 
   Tensor forward(const Tensor& x) const;
   // The wrapping of a sublayer (attention, MLP) whose norm this is, placed as `norm` says.
@@ -22,6 +23,7 @@ class LayerNorm : public Module {
 
  private:
   static constexpr float kEps = 1e-5f;
+  NormType type_;
   Tensor weight_, bias_;
 };
 
