@@ -86,6 +86,17 @@ def main():
     ap.add_argument("--seed", type=int, default=None, help="override train.seed")
     ap.add_argument("--final-eval-iters", type=int, default=200,
                     help="batches per split for the extra evaluation after the last step (--train)")
+    ap.add_argument("--to-loss", type=float, default=0.0,
+                    help="train until the val loss (--eval-batches batches, every --eval-every "
+                         "steps) reaches this, the training time passes --budget-s, or max_iters "
+                         "ends (bench/time_to_loss.sh)")
+    ap.add_argument("--eval-every", type=int, default=50,
+                    help="steps between --to-loss evaluations")
+    ap.add_argument("--eval-batches", type=int, default=200,
+                    help="batches per --to-loss evaluation")
+    ap.add_argument("--budget-s", type=float, default=2400.0,
+                    help="--to-loss gives up after this much training time (evaluations are not "
+                         "counted)")
     args = ap.parse_args()
     malloc = args.malloc
     if malloc == "keep" and not keep_freed_memory():
@@ -126,16 +137,18 @@ def main():
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def evaluate(it, batches):
+    def split_loss(split, batches):
         model.eval()
-        losses = {}
-        for name, split in (("train", train), ("val", val)):
-            total = 0.0
-            for _ in range(batches):
-                with autocast():
-                    total += model(*get_batch(split)).item()
-            losses[name] = total / batches
+        total = 0.0
+        for _ in range(batches):
+            with autocast():
+                total += model(*get_batch(split)).item()
         model.train()
+        return total / batches
+
+    def evaluate(it, batches):
+        losses = {name: split_loss(split, batches)
+                  for name, split in (("train", train), ("val", val))}
         print(f"EVAL iter={it} batches={batches} train_loss={losses['train']:.4f} "
               f"val_loss={losses['val']:.4f}", flush=True)
 
@@ -157,6 +170,20 @@ def main():
         return loss
 
     model.train()
+    if args.to_loss > 0:
+        # Training time only: each step is timed on its own, the evaluations are not.
+        seconds, it = 0.0, 0
+        while True:
+            if it % args.eval_every == 0 or it == t["max_iters"]:
+                loss = split_loss(val, args.eval_batches)
+                print(f"TTL iter={it} seconds={seconds:.3f} tokens={it * B * T} "
+                      f"val_loss={loss:.4f}", flush=True)
+                if loss <= args.to_loss or seconds > args.budget_s or it == t["max_iters"]:
+                    return
+            t0 = time.perf_counter()
+            train_step(it)
+            seconds += time.perf_counter() - t0
+            it += 1
     if args.train:
         # nanoGPT's loop: evaluate before the step of every eval_interval-th iteration, and
         # after the last step (iteration max_iters).

@@ -196,8 +196,11 @@ void Trainer::train_step(int64_t iter) {
         std::isfinite(state_->last_loss)
             ? fmt::format(
                   "it was {:.4f} at iter {}, so the updates diverged: a lower optim.lr "
-                  "(the peak is {}) or optim.grad_clip usually helps",
-                  state_->last_loss, iter - 1, c.optim.lr)
+                  "(the peak is {}){} or optim.grad_clip usually helps",
+                  state_->last_loss, iter - 1, c.optim.lr,
+                  c.optim.kind == optim::OptimizerKind::muon
+                      ? fmt::format(", a lower optim.muon_lr (it is {})", c.optim.muon_lr)
+                      : std::string())
             : "it was not finite at the first step, before this process updated anything, so "
               "optim.* is not the cause: look at the model.* sizes and the data";
     throw Error(

@@ -197,6 +197,15 @@ TEST_CASE("qkv train: a loss that diverges before the first checkpoint says so a
   const CommandResult again = run_qkv(train_args(data, run, {"train.max_iters=3"}));
   CHECK_MESSAGE(again.exit_code == 0, again.err);
   CHECK(read_metrics(run).iters == range(3));
+
+  // With Muon, its own rate is the other suspect.
+  const CommandResult muon = run_qkv(train_args(
+      data, dir.path() / "muon", {"optim.kind=muon", "optim.muon_lr=1e30"}));
+  CHECK(muon.exit_code == 1);
+  CHECK_MESSAGE(muon.err.find("so the updates diverged: a lower optim.lr (the peak is 0.003), a "
+                              "lower optim.muon_lr (it is 1e+30) or optim.grad_clip") !=
+                    std::string::npos,
+                muon.err);
 }
 
 TEST_CASE("qkv train: a loss that diverges after a checkpoint names it") {
