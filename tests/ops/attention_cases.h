@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "qkv/ops.h"
+#include "qkv/runtime.h"
 #include "sublayer_oracle.h"
+#include "support/gradcheck.h"
 
 namespace qkv::testing::attention_cases {
 
@@ -119,6 +121,31 @@ inline void check_against_oracle(const Case& k) {
   const std::vector<Tensor> la = a.leaves(), lb = b.leaves();
   for (size_t i = 0; i < la.size(); ++i)
     check_close(la[i].grad(), lb[i].grad(), fmt::format("gradient of input {}", i));
+}
+
+// check_against_oracle for every case at each thread count, then the default count again.
+inline void check_on_threads(const std::vector<Case>& cases, std::initializer_list<int> threads) {
+  for (int t : threads) {
+    CAPTURE(t);
+    set_num_threads(t);
+    for (const Case& k : cases) check_against_oracle(k);
+  }
+  set_num_threads(0);
+}
+
+// The op's gradients against finite differences, with the same dropout masks at every
+// evaluation.
+inline void check_gradients(const Case& k) {
+  CAPTURE(describe(k));
+  Rng rng(8);
+  const Inputs in = make_inputs(k, rng);
+  testing::check_gradients(
+      "attention",
+      [&] {
+        Rng drop(11);
+        return attention(in.x, params(in, k, &drop));
+      },
+      in.leaves());
 }
 
 }  // namespace qkv::testing::attention_cases

@@ -43,12 +43,7 @@ std::vector<Case> option_cases() {
 }  // namespace
 
 TEST_CASE("attention: equals the composed ops for every option, on any thread count") {
-  for (int threads : {1, 2, 3}) {
-    CAPTURE(threads);
-    set_num_threads(threads);
-    for (const Case& k : option_cases()) check_against_oracle(k);
-  }
-  set_num_threads(0);
+  check_on_threads(option_cases(), {1, 2, 3});
 }
 
 TEST_CASE("attention: equals the composed ops across blocks and tiles, and when Tq != Tk") {
@@ -78,34 +73,22 @@ TEST_CASE("attention: equals the composed ops across blocks and tiles, and when 
 }
 
 TEST_CASE("attention: gradients match finite differences") {
-  auto check = [](const Case& k) {
-    CAPTURE(describe(k));
-    Rng rng(8);
-    const Inputs in = make_inputs(k, rng);
-    testing::check_gradients(
-        "attention",
-        [&] {
-          Rng drop(11);  // the same masks at every evaluation
-          return attention(in.x, params(in, k, &drop));
-        },
-        in.leaves());
-  };
   const Case small{.B = 2, .Tq = 5, .Tk = 5, .C = 4, .NH = 2};
-  SUBCASE("pre-norm, causal self-attention with biases") { check(small); }
+  SUBCASE("pre-norm, causal self-attention with biases") { check_gradients(small); }
   SUBCASE("post-norm, bidirectional, padding, no biases") {
     Case k = small;
     k.norm = Norm::post, k.causal = false, k.padded = true, k.bias = false;
-    check(k);
+    check_gradients(k);
   }
   SUBCASE("cross-attention with padding, Tq != Tk") {
     Case k = small;
     k.cross = true, k.causal = false, k.padded = true, k.Tk = 3;
-    check(k);
+    check_gradients(k);
   }
   SUBCASE("dropout on the probabilities and the output") {
     Case k = small;
     k.p = 0.3f;
-    check(k);
+    check_gradients(k);
   }
 }
 

@@ -42,48 +42,31 @@ std::vector<Case> qk_cases() {
 }  // namespace
 
 TEST_CASE("attention: qk_norm, rope and rmsnorm equal the composed ops, on any thread count") {
-  for (int threads : {1, 2, 3}) {
-    CAPTURE(threads);
-    set_num_threads(threads);
-    for (const Case& k : qk_cases()) check_against_oracle(k);
-  }
-  set_num_threads(0);
+  check_on_threads(qk_cases(), {1, 2, 3});
 }
 
 TEST_CASE("attention: qk_norm, rope and rmsnorm gradients match finite differences") {
-  auto check = [](const Case& k) {
-    CAPTURE(describe(k));
-    Rng rng(8);
-    const Inputs in = make_inputs(k, rng);
-    testing::check_gradients(
-        "attention",
-        [&] {
-          Rng drop(11);
-          return attention(in.x, params(in, k, &drop));
-        },
-        in.leaves());
-  };
   const Case small{.B = 2, .Tq = 5, .Tk = 5, .C = 8, .NH = 2};
   SUBCASE("rope, causal, with biases") {
     Case k = small;
     k.rope = true;
-    check(k);
+    check_gradients(k);
   }
   SUBCASE("qk_norm then rope, bidirectional, padding, dropout") {
     Case k = small;
     k.qk_norm = k.rope = true, k.causal = false, k.padded = true, k.p = 0.2f;
-    check(k);
+    check_gradients(k);
   }
   SUBCASE("qk_norm in cross-attention, the memory's keys too") {
     Case k = small;
     k.cross = true, k.causal = false, k.Tk = 3, k.qk_norm = true;
-    check(k);
+    check_gradients(k);
   }
   SUBCASE("rmsnorm before the sublayer and after it") {
     for (Norm norm : {Norm::pre, Norm::post}) {
       Case k = small;
       k.norm = norm, k.norm_type = kRms, k.qk_norm = k.rope = true;
-      check(k);
+      check_gradients(k);
     }
   }
 }
