@@ -6,11 +6,12 @@
 # other, each on all --threads, so only figures from one invocation compare.
 #
 #   bench/time_to_loss.sh CORPUS RUN... [--target 1.65] [--eval-every 50] [--eval-batches 200]
-#                         [--budget-s 2400] [--threads 2] [--out DIR] [--rt]
+#                         [--budget-s 2400] [--threads 2] [--out DIR] [--rt] [--kernel NAME|best]
 #   RUN is qkv:CONFIG[,key=value...] (qkv train with those --set) or
 #          torch:CONFIG[,bf16] (pytorch_ref.py, with CPU autocast bf16 when ",bf16")
 #   e.g. bench/time_to_loss.sh ../shared/data/tinyshakespeare.txt --rt \
 #          torch:configs/shakespeare_char.toml,bf16 qkv:configs/shakespeare_char_fast.toml
+# --kernel runs both sides on that OpenBLAS kernel (best: the one for this CPU), as compare.sh's.
 # PyTorch runs with its fastest thread setting from bench/compare.sh (torch.set_num_threads =
 # --threads; OpenBLAS on as many). Prints one line per run (reached or not, training seconds,
 # steps, tokens, last val loss) and writes DIR/<n>-<side>.csv (seconds,val_loss per evaluation)
@@ -22,10 +23,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${BUILD:-$root/build/release}
 usage="usage: time_to_loss.sh CORPUS RUN... [--target L] [--eval-every K] [--eval-batches N]
-                        [--budget-s S] [--threads N] [--out DIR] [--rt]"
+                        [--budget-s S] [--threads N] [--out DIR] [--rt] [--kernel NAME|best]"
 corpus=$(realpath "${1:?$usage}")
 shift
-target=1.65 every=50 batches=200 budget=2400 threads=2 out=runs/time_to_loss rt=() runs=()
+target=1.65 every=50 batches=200 budget=2400 threads=2 out=runs/time_to_loss rt=() runs=() kernel=
 while (($#)); do
   case $1 in
     --target) target=$2; shift ;;
@@ -35,6 +36,7 @@ while (($#)); do
     --threads) threads=$2; shift ;;
     --out) out=$2; shift ;;
     --rt) rt=(chrt -f 10) ;;
+    --kernel) kernel=$2; shift ;;
     qkv:* | torch:*) runs+=("$1") ;;
     *) echo "time_to_loss.sh: unknown argument $1" >&2; echo "$usage" >&2; exit 1 ;;
   esac
@@ -43,6 +45,10 @@ done
 ((${#runs[@]})) || { echo "$usage" >&2; exit 1; }
 [[ -x $build/qkv ]] || { echo "no $build/qkv: build the release preset first" >&2; exit 1; }
 source "$here/openblas_kernel.sh"
+if [[ -n $kernel ]]; then
+  [[ $kernel == best ]] && kernel=${blas_best:?time_to_loss.sh: no known kernel for this CPU}
+  export OPENBLAS_CORETYPE=$kernel
+fi
 mkdir -p "$out"
 echo "target val loss $target ($batches batches every $every steps), budget ${budget} s of" \
      "training, $threads threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, load average" \
@@ -80,7 +86,7 @@ run_qkv() {
     sleep 0.5
     [[ -f $dir/metrics.jsonl ]] || continue
     if qkv_evals "$dir/metrics.jsonl" |
-         awk -v t="$target" -v b="$budget" '$4 <= t || $2 > b { found = 1 } END { exit !found }'; then
+         awk -v t="$target" -v b="$budget" '$4 <= t || $2 > b { hit = 1 } END { exit !hit }'; then
       kill -INT "$pid"
       break
     fi
@@ -96,7 +102,7 @@ run_torch() {
   "${rt[@]}" env OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" /usr/bin/python3 \
     "$here/pytorch_ref.py" "$config" "$corpus" --torch-threads "$threads" --autocast "$autocast" \
     --to-loss "$target" --eval-every "$every" --eval-batches "$batches" --budget-s "$budget" |
-    sed -nE 's/^TTL iter=([0-9]+) seconds=([0-9.]+) tokens=([0-9]+) val_loss=([0-9.]+)/\1 \2 \3 \4/p'
+    sed -nE 's/^TTL iter=(\S+) seconds=(\S+) tokens=(\S+) val_loss=(\S+)/\1 \2 \3 \4/p'
 }
 
 n=0
