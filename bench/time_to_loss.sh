@@ -8,7 +8,9 @@
 #   bench/time_to_loss.sh CORPUS RUN... [--target 1.65] [--eval-every 50] [--eval-batches 200]
 #                         [--budget-s 2400] [--threads 2] [--out DIR] [--rt] [--kernel NAME|best]
 #   RUN is qkv:CONFIG[,key=value...] (qkv train with those --set) or
-#          torch:CONFIG[,bf16] (pytorch_ref.py, with CPU autocast bf16 when ",bf16")
+#          torch:CONFIG[,bf16][,key=value...] (pytorch_ref.py, with CPU autocast bf16 when
+#          ",bf16", on the config qkv resolves from CONFIG and those --set: both sides read the
+#          same settings)
 #   e.g. bench/time_to_loss.sh ../shared/data/tinyshakespeare.txt --rt \
 #          torch:configs/shakespeare_char.toml,bf16 qkv:configs/shakespeare_char_fast.toml
 # --kernel runs both sides on that OpenBLAS kernel (best: the one for this CPU), as compare.sh's.
@@ -96,11 +98,18 @@ run_qkv() {
 }
 
 run_torch() {
-  local config=$1 opts=$2
-  local autocast=off
-  [[ $opts == bf16 ]] && autocast=bf16
+  local config=$1 opts=$2 resolved=$3
+  local autocast=off args=(train "$config") s
+  IFS=, read -ra s <<<"$opts"
+  for kv in "${s[@]}"; do
+    case $kv in
+      bf16) autocast=bf16 ;;
+      ?*) args+=(--set "$kv") ;;
+    esac
+  done
+  "$build/qkv" "${args[@]}" --dump-config > "$resolved"
   "${rt[@]}" env OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" /usr/bin/python3 \
-    "$here/pytorch_ref.py" "$config" "$corpus" --torch-threads "$threads" --autocast "$autocast" \
+    "$here/pytorch_ref.py" "$resolved" "$corpus" --torch-threads "$threads" --autocast "$autocast" \
     --to-loss "$target" --eval-every "$every" --eval-batches "$batches" --budget-s "$budget" |
     sed -nE 's/^TTL iter=(\S+) seconds=(\S+) tokens=(\S+) val_loss=(\S+)/\1 \2 \3 \4/p'
 }
@@ -114,7 +123,7 @@ for r in "${runs[@]}"; do
   if [[ $side == qkv ]]; then
     evals=$(run_qkv "$config" "$extra" "$out/$n-qkv")
   else
-    evals=$(run_torch "$config" "$extra")
+    evals=$(run_torch "$config" "$extra" "$out/$n-torch.toml")
   fi
   [[ -n $evals ]] || { echo "run $n ($r): no evaluation" >&2; exit 1; }
   awk '{ print $2 "," $4 }' <<<"$evals" | sed '1i seconds,val_loss' > "$out/$n-$side.csv"

@@ -74,7 +74,7 @@ double smallest_positive(const std::vector<LossCurves>& runs) {
 
 }  // namespace
 
-LossCurves read_loss_curves(const std::string& run_dir, std::string name) {
+LossCurves read_loss_curves(const std::string& run_dir, std::string name, XAxis x) {
   const std::string path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
   std::string text;
   try {
@@ -84,21 +84,43 @@ LossCurves read_loss_curves(const std::string& run_dir, std::string name) {
   }
   std::istringstream in(std::move(text));
   LossCurves c{std::move(name), {}, {}};
+  double seconds = 0;  // of the steps so far: an evaluation sits at the time before it
   for (std::string line; std::getline(in, line);) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object() || !j.contains("iter") || !j["iter"].is_number()) continue;
-    const double iter = j["iter"].get<double>();
+    if (j.contains("ms") && j["ms"].is_number()) seconds += j["ms"].get<double>() * 1e-3;
+    const double at = x == XAxis::seconds ? seconds : j["iter"].get<double>();
     if (j.contains("loss") && j["loss"].is_number())
-      c.train.emplace_back(iter, j["loss"].get<double>());
+      c.train.emplace_back(at, j["loss"].get<double>());
     if (j.contains("val_loss") && j["val_loss"].is_number())
-      c.val.emplace_back(iter, j["val_loss"].get<double>());
+      c.val.emplace_back(at, j["val_loss"].get<double>());
   }
   QKV_CHECK(!c.train.empty() || !c.val.empty(), "{}: holds no losses yet", path);
   return c;
 }
 
+LossCurves read_val_csv(const std::string& path, std::string name, XAxis x) {
+  std::istringstream in(io::read_regular_file(path));
+  const std::string want = x == XAxis::seconds ? "seconds,val_loss" : "iter,val_loss";
+  std::string line;
+  std::getline(in, line);
+  QKV_CHECK(line == want, "{}:1: the header is '{}', this chart needs '{}'{}", path, line, want,
+            x == XAxis::seconds ? "" : " (--x seconds plots a time column)");
+  LossCurves c{std::move(name), {}, {}};
+  for (int n = 2; std::getline(in, line); ++n) {
+    double at = 0, loss = 0;
+    char comma = 0, rest = 0;
+    std::istringstream row(line);
+    QKV_CHECK(row >> at >> comma >> loss && comma == ',' && !(row >> rest),
+              "{}:{}: '{}' is not two numbers", path, n, line);
+    c.val.emplace_back(at, loss);
+  }
+  QKV_CHECK(!c.val.empty(), "{}: holds no losses", path);
+  return c;
+}
+
 std::string loss_chart_svg(const std::vector<LossCurves>& runs, std::string_view title,
-                           bool log_y) {
+                           bool log_y, XAxis x) {
   constexpr double kW = 880, kH = 520, kLeft = 70, kTop = 50, kBottom = kH - 60;
   const double right = kW - 220;  // the legend goes beyond
   const double floor_y = smallest_positive(runs);
@@ -126,7 +148,9 @@ std::string loss_chart_svg(const std::vector<LossCurves>& runs, std::string_view
     svg.text(kLeft - 8, py(t) + 4, fmt::format("{:g}", t), {.size = 11, .anchor = "end"});
   }
   svg.rect(kLeft, kTop, right - kLeft, kBottom - kTop, "none", "#444");
-  svg.text((kLeft + right) / 2, kH - 18, "iteration", {.size = 13, .anchor = "middle"});
+  svg.text((kLeft + right) / 2, kH - 18,
+           x == XAxis::seconds ? "seconds of training (evaluations not counted)" : "iteration",
+           {.size = 13, .anchor = "middle"});
   svg.text(22, (kTop + kBottom) / 2,
            log_y ? "loss (nats per character, log scale)" : "loss (nats per character)",
            {.size = 13, .anchor = "middle", .rotate = -90});
@@ -154,9 +178,11 @@ std::string loss_chart_svg(const std::vector<LossCurves>& runs, std::string_view
     svg.text(lx + 32, ly + 4, runs[i].name, {.size = 12});
   }
   ly += 14;
-  svg.line(lx, ly, lx + 24, ly, "#555", 1);
-  svg.text(lx + 32, ly + 4, "train (each iteration)", {.size = 11, .fill = "#555"});
-  ly += 20;
+  if (std::any_of(runs.begin(), runs.end(), [](const LossCurves& r) { return !r.train.empty(); })) {
+    svg.line(lx, ly, lx + 24, ly, "#555", 1);
+    svg.text(lx + 32, ly + 4, "train (each step)", {.size = 11, .fill = "#555"});
+    ly += 20;
+  }
   svg.line(lx, ly, lx + 24, ly, "#555", 2.5);
   svg.circle(lx + 12, ly, 3.5, "#555");
   svg.text(lx + 32, ly + 4, "val (each evaluation)", {.size = 11, .fill = "#555"});

@@ -105,3 +105,22 @@ TEST_CASE("qkv info/eval/sample: a run training toward its first checkpoint is n
   trainer.send(SIGINT);
   CHECK(trainer.wait().exit_code == 130);  // stopped, and saved
 }
+
+TEST_CASE("qkv plot: a run and another program's CSV on one time axis, and what it refuses") {
+  TempDir dir("cli_messages_plot");
+  const std::string run = trained_decoder_run("cli_messages_source").string();
+  const std::string csv = dir.write("torch.csv", "seconds,val_loss\n0,4.2\n3.5,2.5\n");
+  const std::string svg = (dir.path() / "t.svg").string();
+  const CommandResult ok = run_qkv({"plot", run, csv, "--x", "seconds", "--label", "qkv",
+                                    "--label", "PyTorch", "-o", svg});
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+  const std::string chart = read_file(svg);
+  CHECK(chart.find(">PyTorch<") != std::string::npos);
+  CHECK(chart.find("seconds of training") != std::string::npos);
+
+  check_error({"plot", run, csv, "--label", "qkv", "-o", svg},
+              "--label given 1 times for 2 inputs: give one per input, in order");
+  check_error({"plot", csv, "-o", svg},
+              csv + ":1: the header is 'seconds,val_loss', this chart needs 'iter,val_loss' "
+                    "(--x seconds plots a time column)");
+}

@@ -102,6 +102,34 @@ TEST_CASE("loss curves: read from metrics.jsonl, skipping a line cut short") {
                        doctest::Contains("holds no losses yet"), Error);
 }
 
+TEST_CASE("loss curves: against seconds of training, from metrics.jsonl or a CSV") {
+  TempDir dir("plot_seconds");
+  dir.write("metrics.jsonl",
+            "{\"iter\":0,\"loss\":4.0,\"ms\":500}\n"
+            "{\"iter\":1,\"loss\":3.5,\"ms\":250}\n"
+            "{\"iter\":2,\"val_loss\":3.25}\n"
+            "{\"iter\":2,\"loss\":3.0,\"ms\":250}\n");
+  const LossCurves c = read_loss_curves(dir.path().string(), "r", XAxis::seconds);
+  CHECK(c.train == std::vector<std::pair<double, double>>{{0.5, 4.0}, {0.75, 3.5}, {1.0, 3.0}});
+  CHECK(c.val == std::vector<std::pair<double, double>>{{0.75, 3.25}});
+
+  const std::string csv = dir.write("torch.csv", "seconds,val_loss\n0,4.2\n12.5,2.75\n");
+  const LossCurves t = read_val_csv(csv, "torch", XAxis::seconds);
+  CHECK(t.train.empty());
+  CHECK(t.val == std::vector<std::pair<double, double>>{{0, 4.2}, {12.5, 2.75}});
+  CHECK_THROWS_WITH_AS(read_val_csv(csv, "torch", XAxis::iteration),
+                       doctest::Contains("torch.csv:1: the header is 'seconds,val_loss', this "
+                                         "chart needs 'iter,val_loss'"),
+                       Error);
+  const std::string bad = dir.write("bad.csv", "seconds,val_loss\n1,2\n3;4\n");
+  CHECK_THROWS_WITH_AS(read_val_csv(bad, "b", XAxis::seconds),
+                       doctest::Contains("bad.csv:3: '3;4' is not two numbers"), Error);
+  const std::string svg = loss_chart_svg({c, t}, "t", false, XAxis::seconds);
+  check_xml(svg);
+  CHECK(svg.find("seconds of training") != std::string::npos);
+  CHECK(svg.find(">iteration<") == std::string::npos);
+}
+
 TEST_CASE("train: RUN/loss.svg is redrawn at each evaluation") {
   TempDir dir("plot_train");
   const std::string data = dir.write("corpus.txt", qkv::testing::generated_corpus(800));
