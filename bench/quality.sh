@@ -5,8 +5,11 @@
 # iteration: nanoGPT's 20-batch estimate and a 200-batch one, then mean and spread per side.
 #
 #   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR] [--precision auto|fp32|bf16]
-#                    [--torch-autocast bf16]
+#                    [--torch-autocast bf16] [--set KEY=VALUE]...
 #   e.g. bench/quality.sh ../shared/data/tinyshakespeare.txt
+#        bench/quality.sh ../shared/data/tinyshakespeare.txt --set optim.kind=muon
+# --set changes the config on both sides: PyTorch reads the config qkv resolves with those --set
+# (qkv train --dump-config), so a recipe option (docs/config.md) is compared like for like.
 # --precision sets qkv's train.precision and eval --precision (default auto: bf16 where the CPU
 # has it); --torch-autocast bf16 trains the PyTorch side under CPU autocast bf16
 # (pytorch_ref.py --autocast).
@@ -21,9 +24,10 @@ build=${BUILD:-$root/build/release}
 corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR] [--precision P] [--torch-autocast bf16]}
 corpus=$(realpath "$corpus")
 shift
-seeds="1337 1 2 3 4" out=runs/quality autocast=off precision=auto
+seeds="1337 1 2 3 4" out=runs/quality autocast=off precision=auto sets=()
 while (($#)); do
   case $1 in
+    --set) sets+=(--set "$2"); shift ;;
     --seeds) seeds=$2; shift ;;
     --out) out=$2; shift ;;
     --torch-autocast) autocast=$2; shift ;;
@@ -33,10 +37,11 @@ while (($#)); do
   shift
 done
 [[ -x $build/qkv ]] || { echo "no $build/qkv: build the release preset first" >&2; exit 1; }
-config=$root/configs/shakespeare_char.toml
 source "$here/openblas_kernel.sh"
 blas_kernel_check || true
 mkdir -p "$out"
+config=$out/config.toml
+"$build/qkv" train "$root/configs/shakespeare_char.toml" "${sets[@]}" --dump-config > "$config"
 
 # seed -> "val20 val200" per side
 declare -A qkv torch

@@ -89,7 +89,7 @@ run_qkv() {
     [[ -f $dir/metrics.jsonl ]] || continue
     if qkv_evals "$dir/metrics.jsonl" |
          awk -v t="$target" -v b="$budget" '$4 <= t || $2 > b { hit = 1 } END { exit !hit }'; then
-      kill -INT "$pid"
+      kill -INT "$pid" 2> /dev/null || true  # it may have ended at max_iters meanwhile
       break
     fi
   done

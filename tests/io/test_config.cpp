@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -193,4 +194,19 @@ TEST_CASE("config: docs/config.md has every key's row as config_keys() gives it"
                     k.default_value, k.meaning);
     CHECK_MESSAGE(doc.find(row) != std::string::npos, "docs/config.md lacks the row " << row);
   }
+}
+
+TEST_CASE("config: every config the project ships loads, and says what it trains") {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(QKV_SOURCE_DIR "/configs")) {
+    if (e.path().extension() != ".toml") continue;
+    CAPTURE(e.path().string());
+    std::ifstream in(e.path());
+    std::string first;
+    std::getline(in, first);
+    CHECK(first.starts_with("# "));  // the header comment: what the config is and how to run it
+    CHECK_NOTHROW(load_config(e.path().string()));
+    ++n;
+  }
+  CHECK(n >= 7);
 }
