@@ -10,6 +10,7 @@
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/text_dataset.h"
 #include "qkv/error.h"
+#include "qkv/error_context.h"
 #include "qkv/nn/models.h"
 #include "qkv/ops.h"
 
@@ -138,13 +139,11 @@ class TextTask : public Task {
     // Both splits must hold one window: checked when the data is loaded, before a run directory
     // is made, rather than at the first batch.
     const int64_t need = kMasked ? T_ : T_ + 1;
-    try {
+    in_context(data_named(c.data.path) + ": ", [&] {
       for (Split split : {Split::train, Split::val})
         data::check_split_length(split, data_.size(split), need,
                                  kMasked ? "block_size" : "block_size+1");
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}", data_named(c.data.path), e.what()));
-    }
+    });
     model_ = adopt<Model>(std::move(loaded), model_config_, precision);
   }
   nn::Module& model() override { return *model_; }
