@@ -88,17 +88,12 @@ namespace {
 template <class Model>
 std::unique_ptr<Model> adopt(std::unique_ptr<nn::Module> loaded, const nn::ModelConfig& mc,
                              Precision precision) {
-  std::unique_ptr<Model> model;
-  if (!loaded) {
-    model = std::make_unique<Model>(mc);
-  } else {
-    auto* typed = dynamic_cast<Model*>(loaded.get());
-    QKV_CHECK(typed, "make_task: the loaded model is not of model.kind {}", enum_name(mc.kind));
-    loaded.release();
-    model.reset(typed);
-  }
-  model->set_precision(precision);
-  return model;
+  if (!loaded) loaded = load::make_model(mc, precision);
+  auto* typed = dynamic_cast<Model*>(loaded.get());
+  QKV_CHECK(typed, "make_task: the loaded model is not of model.kind {}", enum_name(mc.kind));
+  loaded.release();
+  typed->set_precision(precision);
+  return std::unique_ptr<Model>(typed);
 }
 
 // The data a message is about: "data.path 'a.txt'", or "data.path 'a.txt' and 2 more files".
