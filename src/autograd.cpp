@@ -171,20 +171,14 @@ void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, Back
   if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 
-void Tensor::backward() const {
-  QKV_CHECK(numel() == 1,
-            "backward: tensor of shape {} is not a scalar; pass a seed gradient of that shape",
-            shape());
-  const float one = 1.0f;
-  run_backward(impl_, &one, nullptr);
-}
+void Tensor::backward() const { backward(LeafDone()); }
 
 void Tensor::backward(const LeafDone& leaf_done) const {
   QKV_CHECK(numel() == 1,
             "backward: tensor of shape {} is not a scalar; pass a seed gradient of that shape",
             shape());
   const float one = 1.0f;
-  run_backward(impl_, &one, &leaf_done);
+  run_backward(impl_, &one, leaf_done ? &leaf_done : nullptr);
 }
 
 void Tensor::backward(const Tensor& seed) const {

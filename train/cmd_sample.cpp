@@ -15,6 +15,7 @@
 #include "qkv/cost.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
+#include "qkv/error_context.h"
 #include "qkv/generate.h"
 #include "qkv/io/regular_file.h"
 #include "qkv/load.h"
@@ -81,14 +82,6 @@ void flush_stdout() {
     throw Error(fmt::format("standard output: cannot write: {}", std::strerror(errno)));
 }
 
-std::string read_prompt_file(const std::string& path) {
-  try {
-    return io::read_regular_file(path);
-  } catch (const Error& e) {
-    throw Error(fmt::format("--prompt-file {}", e.what()));
-  }
-}
-
 // Which model kinds each kind-specific option applies to; giving one to another kind is an error.
 void check_options_fit(const CLI::App& cmd, nn::ModelKind kind) {
   using enum nn::ModelKind;
@@ -138,7 +131,7 @@ int sample_decoder(const SampleArgs& a, const CLI::App& cmd, const load::LoadedM
   generate::validate(options);
   std::string prompt = a.prompt, prompt_setting;
   if (cmd.count("--prompt-file")) {
-    prompt = read_prompt_file(a.prompt_file);
+    prompt = in_context("--prompt-file ", [&] { return io::read_regular_file(a.prompt_file); });
     prompt_setting = "--prompt-file " + shell_quote(a.prompt_file);
   } else {
     if (!cmd.count("--prompt")) {

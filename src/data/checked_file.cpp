@@ -15,6 +15,7 @@
 #include "qkv/data/corpus.h"
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
+#include "qkv/error_context.h"
 #include "qkv/io/regular_file.h"
 
 namespace qkv::data {
@@ -22,11 +23,7 @@ namespace qkv::data {
 CheckedFile::CheckedFile(const std::string& path, int64_t expect_bytes,
                          const std::string& sums_sha256)
     : path_(path), size_(size_t(expect_bytes)) {
-  try {
-    fd_ = io::open_regular(path);
-  } catch (const Error& e) {
-    throw Error(fmt::format("{}; prepare the corpus again", e.what()));
-  }
+  fd_ = in_context("", [&] { return io::open_regular(path); }, "; prepare the corpus again");
   // The destructor does not run for a constructor that throws: close the file first.
   auto check = [&](bool ok, const std::string& message) {
     if (ok) return;

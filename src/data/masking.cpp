@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "qkv/data/utf8.h"
 #include "qkv/error.h"
 
 namespace qkv::data {
@@ -74,6 +75,18 @@ Batch get_masked_batch(const TextDataset& data, Split split, int64_t B, int64_t 
   mask_rows(batch.inputs, batch.targets, T, data.vocab().special_id(kMask),
             data.vocab().num_chars(), rng, options);
   return batch;
+}
+
+std::vector<int32_t> encode_masked(const Vocab& vocab, std::string_view text, char32_t mask,
+                                   std::string_view what) {
+  const int32_t mask_id = vocab.special_id(kMask);
+  const std::u32string chars = decode_utf8(text, what);
+  std::vector<int32_t> ids(chars.size());
+  for (size_t i = 0; i < chars.size(); ++i) {
+    ids[i] = chars[i] == mask ? mask_id : vocab.id_of(chars[i]);
+    if (ids[i] < 0) vocab.throw_unknown(chars[i], int64_t(i), what);
+  }
+  return ids;
 }
 
 }  // namespace qkv::data

@@ -18,10 +18,6 @@ namespace qkv::data {
 
 namespace {
 
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The file's bytes, hashed as they pass.
 class RawFile {
  public:
@@ -188,13 +184,13 @@ class JsonLinesSource : public TextSource {
 
 std::unique_ptr<TextSource> TextSource::open(const std::string& path,
                                              const std::string& jsonl_field) {
-  const bool zst = ends_with(path, ".zst");
+  const bool zst = path.ends_with(".zst");
   std::unique_ptr<TextSource> bytes;
   if (zst)
     bytes = std::make_unique<ZstdSource>(path);
   else
     bytes = std::make_unique<PlainSource>(path);
-  if (ends_with(path, ".jsonl") || ends_with(path, ".jsonl.zst"))
+  if (path.ends_with(".jsonl") || path.ends_with(".jsonl.zst"))
     return std::make_unique<JsonLinesSource>(std::move(bytes), path, jsonl_field);
   return bytes;
 }

@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "generate/check_vocab.h"
+#include "qkv/data/masking.h"
 #include "qkv/data/utf8.h"
 #include "qkv/autograd.h"
 #include "qkv/error.h"
@@ -16,26 +17,18 @@ Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_v
   check_vocab("fill", vocab, model.config().vocab_size);
   QKV_CHECK(top_k >= 1, "fill: top-k = {} must be at least 1", top_k);
   QKV_CHECK(vocab.num_chars() > 0, "fill: the vocabulary has no characters");
-  const int32_t mask_id = vocab.special_id(data::kMask);
   const std::u32string chars = data::decode_utf8(text, "fill text");
   const auto T = int64_t(chars.size());
   QKV_CHECK(T <= model.config().block_size,
             "fill: the text has {} characters, more than the model's block_size = {}", T,
             model.config().block_size);
 
-  // Encode with every mask character swapped for a known one, so an unknown character's error
-  // names its true position; the masked positions then get <mask>.
-  std::string known;
   std::vector<int64_t> masked;
-  for (int64_t i = 0; i < T; ++i) {
-    const bool is_mask = chars[size_t(i)] == mask_char;
-    if (is_mask) masked.push_back(i);
-    data::append_utf8(known, is_mask ? vocab.chars().front() : chars[size_t(i)]);
-  }
+  for (int64_t i = 0; i < T; ++i)
+    if (chars[size_t(i)] == mask_char) masked.push_back(i);
   QKV_CHECK(!masked.empty(), "fill: the text has no mask character {} to fill",
             data::describe_char(mask_char));
-  std::vector<int32_t> ids = vocab.encode(known, "fill text");
-  for (int64_t i : masked) ids[size_t(i)] = mask_id;
+  const std::vector<int32_t> ids = data::encode_masked(vocab, text, mask_char, "fill text");
 
   NoGradGuard no_grad;
   const Tensor probs = softmax(model.logits(ids, 1, T));  // [1, T, V]

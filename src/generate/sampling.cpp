@@ -133,10 +133,6 @@ class Window {
   std::vector<float> last_;
 };
 
-bool ends_with(std::string_view text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
-
 }  // namespace
 
 Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
@@ -157,7 +153,7 @@ Generation sample(nn::DecoderModel& model, const data::Vocab& vocab,
     out.text += piece;
     if (on_token) on_token({id, piece, window.logits()});
     for (const std::string& s : options.stop)
-      if (ends_with(out.text, s)) {
+      if (out.text.ends_with(s)) {
         out.stop = s;
         return out;
       }

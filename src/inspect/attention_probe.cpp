@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "qkv/autograd.h"
+#include "qkv/data/masking.h"
 #include "qkv/data/utf8.h"
 #include "qkv/error.h"
 #include "qkv/nn/attention.h"
@@ -53,19 +54,6 @@ void check_length(int64_t n, int64_t limit, std::string_view what, int64_t block
             what, n, limit, block_size);
 }
 
-// Ids of an encoder prompt, in which mask_char stands for <mask>.
-std::vector<int32_t> masked_ids(const std::string& text, const std::string& name,
-                                const std::string& mask_char, const data::Vocab& vocab) {
-  const std::u32string chars = data::decode_utf8(text, name);
-  const char32_t mask = data::decode_utf8(mask_char).front();
-  std::string plain;  // the mask replaced by a known character, so errors keep their positions
-  for (char32_t c : chars) data::append_utf8(plain, c == mask ? vocab.chars().front() : c);
-  std::vector<int32_t> ids = vocab.encode(plain, name);
-  for (size_t i = 0; i < chars.size(); ++i)
-    if (chars[i] == mask) ids[i] = vocab.special_id(data::kMask);
-  return ids;
-}
-
 }  // namespace
 
 plot::AttentionChart probe_attention(nn::Module& model, const io::Config& config,
@@ -81,9 +69,11 @@ plot::AttentionChart probe_attention(nn::Module& model, const io::Config& config
   NoGradGuard no_grad;
   if (m.kind != nn::ModelKind::encoder_decoder) {
     const bool decoder = m.kind == nn::ModelKind::decoder;
-    std::vector<int32_t> ids = decoder
-                                   ? vocab.encode(r.text, name.text)
-                                   : masked_ids(r.text, name.text, config.data.mask_char, vocab);
+    // An encoder's prompt marks the positions to fill with data.mask_char.
+    std::vector<int32_t> ids =
+        decoder ? vocab.encode(r.text, name.text)
+                : data::encode_masked(vocab, r.text, data::decode_utf8(config.data.mask_char)[0],
+                                      name.text);
     const int64_t T = int64_t(ids.size());
     check_length(T, m.block_size, name.text, m.block_size);
     Recording recording(model, "", "attn", probs);

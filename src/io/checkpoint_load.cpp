@@ -24,13 +24,9 @@ using nlohmann::json;
 
 constexpr const char* kRemedy = "resume from an earlier checkpoint";
 
-std::string read_text(const fs::path& p) {
-  return read_regular_file(p);
-}
-
 json read_json(const fs::path& p) {
   try {
-    return json::parse(read_text(p));
+    return json::parse(read_regular_file(p));
   } catch (const json::exception& e) {
     // nlohmann prefixes "[json.exception.parse_error.101] "; users need only the rest.
     const std::string what = e.what();
@@ -140,7 +136,7 @@ CheckpointData load_checkpoint(const std::string& path, bool with_optimizer) {
     out.optimizer_step = parse_step(dir / kOptimizer, opt.metadata);
   }
   out.trainer_state = read_json(dir / kTrainerState);
-  out.config_toml = read_text(dir / kConfig);
+  out.config_toml = read_regular_file(dir / kConfig);
   out.vocab = read_json(dir / kVocab);
   out.data_fingerprint = manifest.data_fingerprint;
   out.manifest_step = manifest.step;

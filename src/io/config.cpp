@@ -18,6 +18,7 @@
 #include "qkv/data/utf8.h"
 #include "qkv/did_you_mean.h"
 #include "qkv/error.h"
+#include "qkv/error_context.h"
 #include "qkv/io/regular_file.h"
 
 namespace qkv::io {
@@ -207,11 +208,7 @@ void apply_table(Config& c, const toml::table& root, const std::string& file, Or
       const std::string key = section_name + "." + std::string(k.str());
       const Field* f = find_field(key);
       if (!f) throw Error(fmt::format("{}: unknown key '{}'{}", where(node), key, did_you_mean(key)));
-      try {
-        assign(*f, c, node);
-      } catch (const Error& e) {
-        throw Error(fmt::format("{}: {}", where(node), e.what()));
-      }
+      in_context(where(node) + ": ", [&] { assign(*f, c, node); });
       origins[key] = where(node);
     }
   }
@@ -237,11 +234,7 @@ void apply_override(Config& c, const std::string& arg, Origins& origins) {
   if (wants_string && !parsed["v"].is_string() && !parsed["v"].is_array()) {
     parsed.insert_or_assign("v", value);
   }
-  try {
-    assign(*f, c, *parsed.get("v"));
-  } catch (const Error& e) {
-    throw Error(fmt::format("--set {}: {}", arg, e.what()));
-  }
+  in_context("--set " + arg + ": ", [&] { assign(*f, c, *parsed.get("v")); });
   origins[key] = "--set " + arg;
 }
 
@@ -268,12 +261,9 @@ void validate(const Config& c, const Origins& origins, const std::string& source
                 c.schedule.lr_decay_iters >= c.schedule.warmup_iters,
             "{}: schedule.lr_decay_iters = {} is before the end of warmup ({})",
             at("schedule.lr_decay_iters"), c.schedule.lr_decay_iters, c.schedule.warmup_iters);
-  std::u32string mask;
-  try {
-    mask = data::decode_utf8(c.data.mask_char, "data.mask_char");
-  } catch (const Error& e) {
-    throw Error(fmt::format("{}: {}", at("data.mask_char"), e.what()));
-  }
+  const std::u32string mask = in_context(at("data.mask_char") + ": ", [&] {
+    return data::decode_utf8(c.data.mask_char, "data.mask_char");
+  });
   QKV_CHECK(mask.size() == 1, "{}: data.mask_char must be a single character, got '{}' ({})",
             at("data.mask_char"), c.data.mask_char,
             mask.empty() ? "empty" : fmt::format("{} characters", mask.size()));
@@ -307,13 +297,8 @@ Config parse_config(const std::string& text, const std::string& source,
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   // Opened here rather than by toml++, whose message for a missing file has no reason and a
   // line number of 0.
-  std::string text;
-  try {
-    text = io::read_regular_file(path);
-  } catch (const Error& e) {
-    throw Error(fmt::format("config file {}", e.what()));
-  }
-  return parse_config(std::move(text), path, overrides);
+  return parse_config(in_context("config file ", [&] { return io::read_regular_file(path); }),
+                      path, overrides);
 }
 
 std::string to_toml(const Config& config) {

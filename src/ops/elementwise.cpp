@@ -173,6 +173,19 @@ Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f, GA ga, GB g
   return y;
 }
 
+// y = f(x) for f with slope k (neg, add_scalar, mul_scalar);   dx += k · dy
+template <class F>
+Tensor affine(const char* op, const Tensor& x, float k, F f) {
+  Tensor y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float* py = y.data();
+  pointwise(x.numel(), [=](int64_t i) { py[i] = f(px[i]); });
+  record(y, op, {x}, [n = x.numel(), k](const float* dy, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] += k * dy[i]; });
+  });
+  return y;
+}
+
 }  // namespace
 
 // y = a + b;   da += dy, db += dy (each summed over its broadcast dims)
@@ -204,40 +217,13 @@ Tensor div(const Tensor& a, const Tensor& b) {
       [](float g, float x, float y) { return -g * x / (y * y); });
 }
 
-// y = -x;   dx -= dy
-Tensor neg(const Tensor& x) {
-  Tensor y = Tensor::empty(x.shape());
-  const float* px = x.data();
-  float* py = y.data();
-  pointwise(x.numel(), [=](int64_t i) { py[i] = -px[i]; });
-  record(y, "neg", {x}, [n = x.numel()](const float* dy, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] -= dy[i]; });
-  });
-  return y;
-}
-
-// y = x + s;   dx += dy
+// y = -x, x + s, x · s;   dx -= dy, dx += dy, dx += s · dy
+Tensor neg(const Tensor& x) { return affine("neg", x, -1.0f, [](float v) { return -v; }); }
 Tensor add_scalar(const Tensor& x, float s) {
-  Tensor y = Tensor::empty(x.shape());
-  const float* px = x.data();
-  float* py = y.data();
-  pointwise(x.numel(), [=](int64_t i) { py[i] = px[i] + s; });
-  record(y, "add_scalar", {x}, [n = x.numel()](const float* dy, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] += dy[i]; });
-  });
-  return y;
+  return affine("add_scalar", x, 1.0f, [s](float v) { return v + s; });
 }
-
-// y = x · s;   dx += s · dy
 Tensor mul_scalar(const Tensor& x, float s) {
-  Tensor y = Tensor::empty(x.shape());
-  const float* px = x.data();
-  float* py = y.data();
-  pointwise(x.numel(), [=](int64_t i) { py[i] = px[i] * s; });
-  record(y, "mul_scalar", {x}, [n = x.numel(), s](const float* dy, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], n)) pointwise(n, [=](int64_t i) { dx[i] += s * dy[i]; });
-  });
-  return y;
+  return affine("mul_scalar", x, s, [s](float v) { return v * s; });
 }
 
 // y = x^p;   dx += dy · p · x^(p-1), and 0 for p = 0 (PyTorch's convention; avoids 0·inf at x = 0)

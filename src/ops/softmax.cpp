@@ -9,15 +9,6 @@
 #include "qkv/ops.h"
 
 namespace qkv {
-namespace {
-
-// Both ops need a non-empty last dim: a scalar has none, and C = 0 would make N = numel / C.
-void check_last_dim(const char* op, const Tensor& x) {
-  QKV_CHECK(x.rank() >= 1 && x.shape().back() > 0,
-            "{}: input of shape {} has no last dim to normalise over", op, x.shape());
-}
-
-}  // namespace
 
 // y[n, :] = exp(x[n, :] - max) / Σ exp(x[n, :] - max).   x, y: [N, C].
 static void softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
@@ -48,17 +39,6 @@ static void softmax_backward(float* dx, const float* dy, const float* y, int64_t
   }
 }
 
-Tensor softmax(const Tensor& x) {
-  check_last_dim("softmax", x);
-  const int64_t C = x.shape().back(), N = x.numel() / C;
-  Tensor out = Tensor::empty(x.shape());
-  softmax_forward(out.data(), x.data(), N, C);
-  record(out, "softmax", {x}, [y = out.detach(), N, C](const float* dout, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], N * C)) softmax_backward(dx, dout, y.data(), N, C);
-  });
-  return out;
-}
-
 // y[n, :] = x[n, :] - max - log Σ exp(x[n, :] - max).   x, y: [N, C].
 static void log_softmax_forward(float* y, const float* x, int64_t N, int64_t C) {
   for_index(N, N * C >= kParallelMin, [=](int64_t n) {
@@ -85,15 +65,27 @@ static void log_softmax_backward(float* dx, const float* dy, const float* y, int
   }
 }
 
-Tensor log_softmax(const Tensor& x) {
-  check_last_dim("log_softmax", x);
+// Runs forward over the rows and records backward(dx, dy, y) from the saved output.
+static Tensor over_rows(const char* op, const Tensor& x,
+                        void (*forward)(float*, const float*, int64_t, int64_t),
+                        void (*backward)(float*, const float*, const float*, int64_t, int64_t)) {
+  // A scalar has no last dim, and C = 0 would make N = numel / C.
+  QKV_CHECK(x.rank() >= 1 && x.shape().back() > 0,
+            "{}: input of shape {} has no last dim to normalise over", op, x.shape());
   const int64_t C = x.shape().back(), N = x.numel() / C;
   Tensor out = Tensor::empty(x.shape());
-  log_softmax_forward(out.data(), x.data(), N, C);
-  record(out, "log_softmax", {x}, [y = out.detach(), N, C](const float* dout, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], N * C)) log_softmax_backward(dx, dout, y.data(), N, C);
+  forward(out.data(), x.data(), N, C);
+  record(out, op, {x}, [y = out.detach(), N, C, backward](const float* dout, GradOuts g) {
+    if (float* dx = zero_if_fresh(g[0], N * C)) backward(dx, dout, y.data(), N, C);
   });
   return out;
+}
+
+Tensor softmax(const Tensor& x) {
+  return over_rows("softmax", x, softmax_forward, softmax_backward);
+}
+Tensor log_softmax(const Tensor& x) {
+  return over_rows("log_softmax", x, log_softmax_forward, log_softmax_backward);
 }
 
 }  // namespace qkv

@@ -5,10 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <vector>
 
 #include "ops/bf16.h"
+#include "optim/named_state.h"
 #include "qkv/error.h"
 
 namespace qkv::optim {
@@ -94,33 +94,8 @@ NamedTensors AdamW::state() const {
 }
 
 void AdamW::load_state(const NamedTensors& state, int64_t step_count) {
-  std::map<std::string, Tensor> given(state.begin(), state.end());
-  std::string problems;
-  auto note = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
-  for (Slot& s : slots_) {
-    for (auto [prefix, dst] : {std::pair{"m.", &s.m}, std::pair{"v.", &s.v}}) {
-      auto it = given.find(prefix + s.name);
-      if (it == given.end()) {
-        note(fmt::format("missing '{}{}'", prefix, s.name));
-        continue;
-      }
-      if (!(it->second.shape() == dst->shape()))
-        note(fmt::format("'{}' is {}, parameter expects {}", it->first, it->second.shape(),
-                         dst->shape()));
-      given.erase(it);
-    }
-  }
-  for (const auto& [name, t] : given) note(fmt::format("unexpected '{}'", name));
-  QKV_CHECK(problems.empty(), "optimizer state: {}", problems);
+  load_named_state(state, this->state());
   QKV_CHECK(step_count >= 0, "optimizer state: negative step count {}", step_count);
-
-  std::map<std::string, Tensor> by_name(state.begin(), state.end());
-  for (Slot& s : slots_) {
-    const Tensor& m = by_name.at("m." + s.name);
-    const Tensor& v = by_name.at("v." + s.name);
-    std::copy_n(m.data(), m.numel(), s.m.data());
-    std::copy_n(v.data(), v.numel(), s.v.data());
-  }
   step_ = step_count;
 }
 

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 #include <utility>
 
 #include "ops/bf16.h"
+#include "optim/named_state.h"
 #include "qkv/error.h"
 #include "qkv/optim/newton_schulz.h"
 
@@ -113,27 +113,6 @@ NamedTensors Muon::state() const {
   return out;
 }
 
-void Muon::load_state(const NamedTensors& state) {
-  std::map<std::string, Tensor> given(state.begin(), state.end());
-  std::string problems;
-  auto note = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
-  std::vector<std::pair<Tensor*, Tensor>> copies;
-  for (Slot& s : slots_) {
-    auto it = given.find("momentum." + s.p.name);
-    if (it == given.end()) {
-      note(fmt::format("missing 'momentum.{}'", s.p.name));
-      continue;
-    }
-    if (it->second.shape() == s.momentum.shape())
-      copies.emplace_back(&s.momentum, it->second);
-    else
-      note(fmt::format("'{}' is {}, parameter expects {}", it->first, it->second.shape(),
-                       s.momentum.shape()));
-    given.erase(it);
-  }
-  for (const auto& [name, t] : given) note(fmt::format("unexpected '{}'", name));
-  QKV_CHECK(problems.empty(), "optimizer state: {}", problems);
-  for (auto& [dst, src] : copies) std::copy_n(std::as_const(src).data(), src.numel(), dst->data());
-}
+void Muon::load_state(const NamedTensors& state) { load_named_state(state, this->state()); }
 
 }  // namespace qkv::optim

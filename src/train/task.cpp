@@ -10,6 +10,7 @@
 #include "qkv/data/pair_dataset.h"
 #include "qkv/data/text_dataset.h"
 #include "qkv/error.h"
+#include "qkv/error_context.h"
 #include "qkv/nn/models.h"
 #include "qkv/ops.h"
 
@@ -87,17 +88,12 @@ namespace {
 template <class Model>
 std::unique_ptr<Model> adopt(std::unique_ptr<nn::Module> loaded, const nn::ModelConfig& mc,
                              Precision precision) {
-  std::unique_ptr<Model> model;
-  if (!loaded) {
-    model = std::make_unique<Model>(mc);
-  } else {
-    auto* typed = dynamic_cast<Model*>(loaded.get());
-    QKV_CHECK(typed, "make_task: the loaded model is not of model.kind {}", enum_name(mc.kind));
-    loaded.release();
-    model.reset(typed);
-  }
-  model->set_precision(precision);
-  return model;
+  if (!loaded) loaded = load::make_model(mc, precision);
+  auto* typed = dynamic_cast<Model*>(loaded.get());
+  QKV_CHECK(typed, "make_task: the loaded model is not of model.kind {}", enum_name(mc.kind));
+  loaded.release();
+  typed->set_precision(precision);
+  return std::unique_ptr<Model>(typed);
 }
 
 // The data a message is about: "data.path 'a.txt'", or "data.path 'a.txt' and 2 more files".
@@ -138,13 +134,11 @@ class TextTask : public Task {
     // Both splits must hold one window: checked when the data is loaded, before a run directory
     // is made, rather than at the first batch.
     const int64_t need = kMasked ? T_ : T_ + 1;
-    try {
+    in_context(data_named(c.data.path) + ": ", [&] {
       for (Split split : {Split::train, Split::val})
         data::check_split_length(split, data_.size(split), need,
                                  kMasked ? "block_size" : "block_size+1");
-    } catch (const Error& e) {
-      throw Error(fmt::format("{}: {}", data_named(c.data.path), e.what()));
-    }
+    });
     model_ = adopt<Model>(std::move(loaded), model_config_, precision);
   }
   nn::Module& model() override { return *model_; }

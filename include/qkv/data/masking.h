@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "qkv/data/text_dataset.h"
@@ -33,5 +34,9 @@ void mask_rows(std::span<int32_t> inputs, std::span<int32_t> targets, int64_t T,
 // must hold <mask> (TextDatasetOptions::specials).
 Batch get_masked_batch(const TextDataset& data, Split split, int64_t B, int64_t T, Rng& rng,
                        const MaskingOptions& options = {});
+
+// An encoder's prompt as ids: vocab.encode(text, what) with each `mask` character <mask>.
+std::vector<int32_t> encode_masked(const Vocab& vocab, std::string_view text, char32_t mask,
+                                   std::string_view what);
 
 }  // namespace qkv::data
