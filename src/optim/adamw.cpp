@@ -94,8 +94,8 @@ NamedTensors AdamW::state() const {
 }
 
 void AdamW::load_state(const NamedTensors& state, int64_t step_count) {
-  load_named_state(state, this->state());
   QKV_CHECK(step_count >= 0, "optimizer state: negative step count {}", step_count);
+  load_named_state(state, this->state());
   step_ = step_count;
 }
 

@@ -76,6 +76,18 @@ TEST_CASE("adamw: loading state reports every missing, unexpected and mis-shaped
                        Error);
 }
 
+TEST_CASE("adamw: a refused state leaves the moments as they were") {
+  Tensor p = Tensor::ones({2}, true);
+  AdamW opt({{"p", p}}, {});
+  const NamedTensors good{{"m.p", Tensor::full({2}, 5.0f)}, {"v.p", Tensor::full({2}, 7.0f)}};
+  CHECK_THROWS_WITH_AS(opt.load_state(good, -1), "optimizer state: negative step count -1", Error);
+  for (const auto& [name, t] : opt.state()) {
+    CAPTURE(name);
+    CHECK(t.to_vector() == std::vector<float>{0, 0});
+  }
+  CHECK(opt.step_count() == 0);
+}
+
 TEST_CASE("adamw: the clip folded into step equals clip_grad_norm then step, bit for bit") {
   // Several tensors, one larger than a thread's share, so the update's split crosses tensors.
   Rng rng(8);
