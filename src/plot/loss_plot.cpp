@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "qkv/error.h"
+#include "qkv/error_context.h"
 #include "qkv/io/durable_file.h"
 #include "qkv/io/regular_file.h"
 #include "svg.h"
@@ -76,13 +77,8 @@ double smallest_positive(const std::vector<LossCurves>& runs) {
 
 LossCurves read_loss_curves(const std::string& run_dir, std::string name, XAxis x) {
   const std::string path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
-  std::string text;
-  try {
-    text = io::read_regular_file(path);
-  } catch (const Error& e) {
-    throw Error(fmt::format("{} (is {} a run directory?)", e.what(), run_dir));
-  }
-  std::istringstream in(std::move(text));
+  std::istringstream in(in_context("", [&] { return io::read_regular_file(path); },
+                                   fmt::format(" (is {} a run directory?)", run_dir)));
   LossCurves c{std::move(name), {}, {}};
   double seconds = 0;  // of the steps so far: an evaluation sits at the time before it
   for (std::string line; std::getline(in, line);) {
