@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Does qkv learn what nanoGPT learns? Trains configs/shakespeare_char.toml (nanoGPT's CPU "baby"
-# config) with qkv and with bench/pytorch_ref.py (nanoGPT's model and loop in PyTorch) for each
-# seed, one thread each, the two side by side on the two cores, and prints val loss at the last
-# iteration: nanoGPT's 20-batch estimate and a 200-batch one, then mean and spread per side.
+# config; --config picks another) with qkv and with bench/pytorch_ref.py (nanoGPT's model and
+# loop in PyTorch) for each seed, one thread each, the two side by side on the two cores, and
+# prints val loss at the last iteration: nanoGPT's 20-batch estimate and a 200-batch one, then
+# mean and spread per side.
 #
 #   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR] [--precision auto|fp32|bf16]
-#                    [--torch-autocast bf16] [--set KEY=VALUE]...
+#                    [--torch-autocast bf16] [--config FILE] [--set KEY=VALUE]...
 #   e.g. bench/quality.sh ../shared/data/tinyshakespeare.txt
 #        bench/quality.sh ../shared/data/tinyshakespeare.txt --set optim.kind=muon
+#        bench/quality.sh CORPUS --config configs/shakespeare_char_fast.toml
 # --set changes the config on both sides: PyTorch reads the config qkv resolves with those --set
 # (qkv train --dump-config), so a recipe option (docs/config.md) is compared like for like.
 # --precision sets qkv's train.precision and eval --precision (default auto: bf16 where the CPU
@@ -25,9 +27,11 @@ corpus=${1:?usage: quality.sh CORPUS [--seeds "S1 S2 ..."] [--out DIR] [--precis
 corpus=$(realpath "$corpus")
 shift
 seeds="1337 1 2 3 4" out=runs/quality autocast=off precision=auto sets=()
+base_config=$root/configs/shakespeare_char.toml
 while (($#)); do
   case $1 in
     --set) sets+=(--set "$2"); shift ;;
+    --config) base_config=$2; shift ;;
     --seeds) seeds=$2; shift ;;
     --out) out=$2; shift ;;
     --torch-autocast) autocast=$2; shift ;;
@@ -41,7 +45,7 @@ source "$here/openblas_kernel.sh"
 blas_kernel_check || true
 mkdir -p "$out"
 config=$out/config.toml
-"$build/qkv" train "$root/configs/shakespeare_char.toml" "${sets[@]}" --dump-config > "$config"
+"$build/qkv" train "$base_config" "${sets[@]}" --dump-config > "$config"
 
 # seed -> "val20 val200" per side
 declare -A qkv torch
