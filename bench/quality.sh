@@ -2,8 +2,8 @@
 # Does qkv learn what nanoGPT learns? Trains configs/shakespeare_char.toml (nanoGPT's CPU "baby"
 # config; --config picks another) with qkv and with bench/pytorch_ref.py (nanoGPT's model and
 # loop in PyTorch) for each seed, one thread each, the two side by side on the two cores, and
-# prints val loss at the last iteration: nanoGPT's 20-batch estimate and a 200-batch one, then
-# mean and spread per side.
+# prints val loss at the last iteration: the config's own estimate (eval_iters batches; 20 in the
+# baby config) and a 200-batch one, then mean and spread per side.
 #
 #   bench/quality.sh CORPUS [--seeds "1337 1 2 3 4"] [--out DIR] [--precision auto|fp32|bf16]
 #                    [--torch-autocast bf16] [--config FILE] [--set KEY=VALUE]...
@@ -46,8 +46,9 @@ blas_kernel_check || true
 mkdir -p "$out"
 config=$out/config.toml
 "$build/qkv" train "$base_config" "${sets[@]}" --dump-config > "$config"
+n=$(sed -nE 's/^eval_iters = ([0-9]+).*/\1/p' "$config")  # the config's own estimate's batches
 
-# seed -> "val20 val200" per side
+# seed -> "val_n val200" per side
 declare -A qkv torch
 for seed in $seeds; do
   run=$out/qkv-seed$seed
@@ -55,33 +56,34 @@ for seed in $seeds; do
   (
     "$build/qkv" train "$config" --set "data.path=$corpus" --set "train.seed=$seed" --out "$run" \
       --set "train.precision=$precision" --threads 1 2> "$run.log"
-    "$build/qkv" eval "$run" --batches 200 --threads 1 --precision "$precision" > "$run.eval"
+    "$build/qkv" eval "$run" --batches 200 --threads 1 --precision "$precision" > "$run.eval" \
+      2>> "$run.log"
   ) &
   env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$here/pytorch_ref.py" "$config" \
     "$corpus" --train --seed "$seed" --torch-threads 1 --autocast "$autocast" \
     > "$out/torch-seed$seed.log"
   wait
   last=$(grep '"val_loss"' "$run/metrics.jsonl" | tail -1)
-  q20=$(sed -E 's/.*"val_loss":([0-9.eE+-]+).*/\1/' <<<"$last")
+  qn=$(sed -E 's/.*"val_loss":([0-9.eE+-]+).*/\1/' <<<"$last")
   q200=$(awk '$1 == "val" {print $3}' "$run.eval")
-  t20=$(grep '^EVAL' "$out/torch-seed$seed.log" | grep -v 'batches=200' | tail -1 |
-        sed -E 's/.*val_loss=([0-9.]+).*/\1/')
-  t200=$(grep '^EVAL.*batches=200' "$out/torch-seed$seed.log" | sed -E 's/.*val_loss=([0-9.]+).*/\1/')
-  qkv[$seed]="$q20 $q200" torch[$seed]="$t20 $t200"
-  printf 'seed %-6s qkv val %.4f (20 batches) %.4f (200)   PyTorch val %.4f (20) %.4f (200)\n' \
-    "$seed" "$q20" "$q200" "$t20" "$t200"
+  # pytorch_ref.py's last two EVAL lines: the config's estimate at max_iters, then 200 batches.
+  evals=$(grep '^EVAL' "$out/torch-seed$seed.log" | sed -E 's/.*val_loss=([0-9.]+).*/\1/' | tail -2)
+  tn=$(head -1 <<<"$evals") t200=$(tail -1 <<<"$evals")
+  qkv[$seed]="$qn $q200" torch[$seed]="$tn $t200"
+  printf 'seed %-6s qkv val %.4f (%d batches) %.4f (200)   PyTorch val %.4f (%d) %.4f (200)\n' \
+    "$seed" "$qn" "$n" "$q200" "$tn" "$n" "$t200"
 done
 
-summary() {  # name, then "val20 val200" pairs
+summary() {  # name, then "val_n val200" pairs
   local name=$1; shift
-  printf '%s\n' "$@" | awk -v n="$name" '
+  printf '%s\n' "$@" | awk -v name="$name" -v n="$n" '
     { a[NR] = $1; b[NR] = $2; sa += $1; sb += $2 }
     END {
       ma = sa / NR; mb = sb / NR
       for (i = 1; i <= NR; ++i) { va += (a[i] - ma) ^ 2; vb += (b[i] - mb) ^ 2 }
       d = NR > 1 ? NR - 1 : 1
-      printf "%-8s mean val %.4f (20 batches, sd %.4f)  %.4f (200 batches, sd %.4f)  over %d seeds\n",
-             n, ma, sqrt(va / d), mb, sqrt(vb / d), NR }'
+      printf "%-8s mean val %.4f (%d batches, sd %.4f)  %.4f (200 batches, sd %.4f)  over %d seeds\n",
+             name, ma, n, sqrt(va / d), mb, sqrt(vb / d), NR }'
 }
 echo
 summary qkv "${qkv[@]}"
