@@ -2,8 +2,11 @@
 // uses too. A primitive is made once per shape, layout and epilogue and kept per thread (making
 // one costs far more than running it: docs/kernels.md), so each thread's row blocks of a
 // model's few shapes reuse them from the second step on.
+#include <omp.h>
+
 #include <bit>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -71,7 +74,25 @@ Primitive make(const Key& k) {
   return p;
 }
 
+// The calling thread's OpenMP team size set to 1 for the lifetime of this object.
+class OneThread {
+ public:
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(before_); }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  int before_ = omp_get_max_threads();
+};
+
 void run(const Key& k, const bf16* A, const bf16* B, void* C, const float* bias) {
+  // The ops split their GEMMs over the threads themselves (gemm.h), so one that reaches here
+  // outside a parallel region was left whole because it is small; oneDNN would split it again
+  // over every thread, which it decides when it makes the primitive. Made and run on one thread,
+  // a decoding step no longer wakes the team for each of its small products.
+  std::optional<OneThread> one;
+  if (!omp_in_parallel()) one.emplace();
   thread_local std::unordered_map<Key, Primitive, KeyHash> cache;
   thread_local dnnl::stream stream(engine());
   auto it = cache.find(k);

@@ -126,13 +126,15 @@ void linear_backward(GradOut dx, GradOut dW, float* db, const float* dy, const T
   }
 }
 
-// n floats rounded to bf16, in parallel blocks.
+// n floats rounded to bf16, in parallel blocks when there are many.
 Tensor rounded(const float* from, int64_t n) {
   Tensor t = empty_of<bf16>(n);
   bf16* to = data_of<bf16>(t);
   constexpr int64_t kBlock = 4096;
-#pragma omp parallel for schedule(static) if (n >= 16 * kBlock)
-  for (int64_t i = 0; i < n; i += kBlock) convert(to + i, from + i, std::min(kBlock, n - i));
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  for_index(blocks, blocks >= 16, [=](int64_t i) {
+    convert(to + i * kBlock, from + i * kBlock, std::min(kBlock, n - i * kBlock));
+  });
   return t;
 }
 

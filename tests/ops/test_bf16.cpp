@@ -2,6 +2,7 @@
 // rounded inputs allow, and each op that takes a precision against its fp32 twin. The bf16 cases
 // need a CPU with AVX512_BF16 and say so when it has none.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -108,6 +109,24 @@ TEST_CASE("gemm_ld: bf16 into bf16 is the fp32 result rounded once") {
   for (size_t i = 0; i < c32.size(); ++i)
     off += std::abs(float(c16[i]) - c32[i]) > std::abs(c32[i]) / 128 + 1e-6f;
   CHECK(off == 0);
+}
+
+// A product outside a parallel region runs on the calling thread alone (oneDNN would otherwise
+// split it over the team again): the thread count it set for that is put back, whatever it was.
+TEST_CASE("gemm_ld: a bf16 product outside a parallel region leaves the thread count as it was") {
+  if (skip_without_bf16()) return;
+  Rng rng(5);
+  const int64_t M = 8, N = 16, K = 32;
+  const std::vector<bf16> A16 = rounded(random(M * K, rng)), B16 = rounded(random(K * N, rng));
+  std::vector<float> c(size_t(M * N));
+  const int before = omp_get_max_threads();
+  for (int threads : {3, 1, 2}) {
+    CAPTURE(threads);
+    omp_set_num_threads(threads);
+    gemm_ld(false, false, M, N, K, 1.0f, A16.data(), K, B16.data(), N, 0.0f, c.data(), N);
+    CHECK(omp_get_max_threads() == threads);
+  }
+  omp_set_num_threads(before);
 }
 
 // The ops in bf16 against fp32 on the same inputs: outputs and every gradient. Each GEMM adds
