@@ -1,8 +1,14 @@
 // Distributed: the processes of one `mpirun -np N qkv train` (Open MPI, or any launcher MPI
 // supports): which one this is, and the exact reductions a step needs across them. A process
 // started alone is rank 0 of 1, and every reduction is then the identity.
+//   Every collective waits for the others without blocking inside MPI: once a stop is requested
+// (the signal handler's flag), a process that has waited kStopGrace for the others ends the
+// whole job, so that a peer that hangs or runs something else cannot keep the job alive past a
+// SIGTERM or Ctrl-C.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -17,6 +23,10 @@ namespace qkv::parallel {
 
 class Distributed : public optim::CrossProcess {
  public:
+  // Time for the others to reach a collective after a stop request: a step or a save on the
+  // way there, well within a batch scheduler's grace before SIGKILL (Slurm's KillWait is 30 s).
+  static constexpr std::chrono::seconds kStopGrace{5};
+
   int rank() const { return rank_; }
   int size() const { return size_; }
   // Rank 0 alone writes the run directory (checkpoints, metrics.jsonl, loss.svg) and logs.
@@ -50,14 +60,17 @@ class Distributed : public optim::CrossProcess {
   void end_job_after_error(int exit_code, const std::string& line) const;
 
  private:
-  friend const Distributed& join_launched_processes(const Environment& env);
+  friend const Distributed& join_launched_processes(const Environment& env,
+                                                    const std::atomic<bool>& stop);
   int rank_ = 0, size_ = 1;
   bool reduces_during_backward_ = false;
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 // Joins the processes this one was launched with (MPI_Init), once; alone, it is one process.
-// Throws qkv::Error when a launcher started N > 1 copies of a qkv built without MPI: each would
-// train the same run into the same directory.
-const Distributed& join_launched_processes(const Environment& env);
+// `stop`: the stop request that bounds every wait in a collective (see the top of this file); it
+// must outlive the process group. Throws qkv::Error when a launcher started N > 1 copies of a
+// qkv built without MPI: each would train the same run into the same directory.
+const Distributed& join_launched_processes(const Environment& env, const std::atomic<bool>& stop);
 
 }  // namespace qkv::parallel
