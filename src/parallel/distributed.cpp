@@ -43,20 +43,20 @@ class Pending {
   Pending(const Distributed& group, const std::atomic<bool>* stop) : group_(group), stop_(stop) {}
   MPI_Request* add() { return &requests_.emplace_back(); }
 
-  // Whether every request completed. Once a stop was requested, kStopGrace of this returning
+  // Whether every request completed. Once a stop was requested, stop_grace() of this returning
   // false ends the job.
   bool done() {
     int flag = 0;
     MPI_Testall(int(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE);
     if (flag != 0 || stop_ == nullptr || !stop_->load(std::memory_order_relaxed)) return flag != 0;
     const auto now = std::chrono::steady_clock::now();
-    if (deadline_ == kNever) deadline_ = now + Distributed::kStopGrace;
+    if (deadline_ == kNever) deadline_ = now + group_.stop_grace();
     if (now >= deadline_)
       group_.end_job_after_error(
           130, fmt::format("error: stopped while rank {} of {} waited for the other processes, "
                            "which did not come within {} s; ended the whole job (checkpoints "
                            "saved so far are intact)",
-                           group_.rank(), group_.size(), Distributed::kStopGrace.count()));
+                           group_.rank(), group_.size(), group_.stop_grace().count()));
     return false;
   }
   void wait() {

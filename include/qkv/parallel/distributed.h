@@ -2,7 +2,7 @@
 // supports): which one this is, and the exact reductions a step needs across them. A process
 // started alone is rank 0 of 1, and every reduction is then the identity.
 //   Every collective waits for the others without blocking inside MPI: once a stop is requested
-// (the signal handler's flag), a process that has waited kStopGrace for the others ends the
+// (the signal handler's flag), a process that has waited stop_grace() for the others ends the
 // whole job, so that a peer that hangs or runs something else cannot keep the job alive past a
 // SIGTERM or Ctrl-C.
 #pragma once
@@ -23,10 +23,6 @@ namespace qkv::parallel {
 
 class Distributed : public optim::CrossProcess {
  public:
-  // Time for the others to reach a collective after a stop request: a step or a save on the
-  // way there, well within a batch scheduler's grace before SIGKILL (Slurm's KillWait is 30 s).
-  static constexpr std::chrono::seconds kStopGrace{5};
-
   int rank() const { return rank_; }
   int size() const { return size_; }
   // Rank 0 alone writes the run directory (checkpoints, metrics.jsonl, loss.svg) and logs.
@@ -34,6 +30,10 @@ class Distributed : public optim::CrossProcess {
   // Whether a thread other than the main one may reduce (the MPI library allows it), so that
   // a step can overlap its reduction with its backward.
   bool reduces_during_backward() const { return size_ > 1 && reduces_during_backward_; }
+  // How long this process waits in a collective for the others after a stop request: rank 0
+  // for processes that only compute, as it does; the others also for rank 0 writing a
+  // checkpoint. Both end a job well before a batch scheduler's SIGKILL (Slurm's KillWait: 30 s).
+  std::chrono::seconds stop_grace() const { return std::chrono::seconds(rank_ == 0 ? 5 : 20); }
 
   // Element-wise across all processes, in place; the same result on every process.
   void max(std::span<int32_t> values) const override;
