@@ -19,9 +19,10 @@ namespace {
 
 // First Ctrl-C (or SIGTERM): finish the step, save, exit (while starting: exit before writing
 // anything). Second: leave at once; checkpoints are written atomically, so nothing on disk is
-// left half-written. A signal handler can only reach globals: these two are the trainer's
-// stop request and whether this process says so (under mpirun every process gets the signal,
-// and rank 0 alone speaks).
+// left half-written. A signal handler can only reach globals: these two are the stop request
+// (the trainer's, and the process group's, which bounds any wait for the other processes by it)
+// and whether this process says so (under mpirun every process gets the signal, and rank 0
+// alone speaks).
 std::atomic<bool> g_stop_requested{false};
 volatile std::sig_atomic_t g_announce_stop = 1;
 
@@ -71,7 +72,7 @@ void add_train(CLI::App& app, std::function<int()>& run, const Environment& env,
         std::cout << io::to_toml(dump_config(*opts));
         return 0;
       }
-      group = &parallel::join_launched_processes(env);
+      group = &parallel::join_launched_processes(env, g_stop_requested);
       g_announce_stop = group->writes();
       // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
       std::signal(SIGINT, on_signal);

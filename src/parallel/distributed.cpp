@@ -32,44 +32,98 @@ Distributed& group() {
 }
 
 #ifdef QKV_HAVE_MPI
-// MPI counts elements in int: larger buffers go in chunks.
+// MPI counts elements in int: larger buffers go in chunks, a request each.
 constexpr size_t kChunk = size_t{1} << 30;
 
-template <class T>
-void allreduce(std::span<T> values, MPI_Datatype type, MPI_Op op) {
-  for (size_t i = 0; i < values.size(); i += kChunk)
-    MPI_Allreduce(MPI_IN_PLACE, values.data() + i, int(std::min(kChunk, values.size() - i)), type,
-                  op, MPI_COMM_WORLD);
-}
-
-template <class T>
-void broadcast_chunks(std::span<T> values, MPI_Datatype type) {
-  for (size_t i = 0; i < values.size(); i += kChunk)
-    MPI_Bcast(values.data() + i, int(std::min(kChunk, values.size() - i)), type, 0, MPI_COMM_WORLD);
-}
-
-// A started reduction: its chunks' requests, done when MPI_Testall says so.
-class StartedMpi : public optim::CrossProcess::Started {
+// A started collective: its requests, tested rather than waited for inside MPI, so that a stop
+// request is seen while the others do not come (see the header). Open MPI moves the data inside
+// MPI_Testall, as it would inside a blocking call.
+class Pending {
  public:
-  template <class T>
-  StartedMpi(std::span<T> values, MPI_Datatype type, MPI_Op op) {
-    for (size_t i = 0; i < values.size(); i += kChunk)
-      MPI_Iallreduce(MPI_IN_PLACE, values.data() + i, int(std::min(kChunk, values.size() - i)),
-                     type, op, MPI_COMM_WORLD, &requests_.emplace_back());
-  }
-  bool done() override {
+  Pending(const Distributed& group, const std::atomic<bool>* stop) : group_(group), stop_(stop) {}
+  MPI_Request* add() { return &requests_.emplace_back(); }
+
+  // Whether every request completed. Once a stop was requested, stop_grace() of this returning
+  // false ends the job.
+  bool done() {
     int flag = 0;
     MPI_Testall(int(requests_.size()), requests_.data(), &flag, MPI_STATUSES_IGNORE);
-    return flag != 0;
+    if (flag != 0 || stop_ == nullptr || !stop_->load(std::memory_order_relaxed)) return flag != 0;
+    const auto now = std::chrono::steady_clock::now();
+    if (deadline_ == kNever) deadline_ = now + group_.stop_grace();
+    if (now >= deadline_)
+      group_.end_job_after_error(
+          130, fmt::format("error: stopped while rank {} of {} waited for the other processes, "
+                           "which did not come within {} s; ended the whole job (checkpoints "
+                           "saved so far are intact)",
+                           group_.rank(), group_.size(), group_.stop_grace().count()));
+    return false;
+  }
+  void wait() {
+    while (!done()) {
+    }
   }
 
  private:
+  const Distributed& group_;
+  const std::atomic<bool>* stop_;
   std::vector<MPI_Request> requests_;
+  static constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point deadline_ = kNever;  // set when a stop is first seen
 };
 
-// MPI_Finalize at exit, after every reduction; MPI_Abort (end_job_after_error) skips it.
+template <class T>
+void start_allreduce(Pending& pending, std::span<T> values, MPI_Datatype type, MPI_Op op) {
+  for (size_t i = 0; i < values.size(); i += kChunk)
+    MPI_Iallreduce(MPI_IN_PLACE, values.data() + i, int(std::min(kChunk, values.size() - i)), type,
+                   op, MPI_COMM_WORLD, pending.add());
+}
+
+template <class T>
+void allreduce(const Distributed& group, const std::atomic<bool>* stop, std::span<T> values,
+               MPI_Datatype type, MPI_Op op) {
+  Pending pending(group, stop);
+  start_allreduce(pending, values, type, op);
+  pending.wait();
+}
+
+template <class T>
+void broadcast_from_rank0(const Distributed& group, const std::atomic<bool>* stop,
+                          std::span<T> values, MPI_Datatype type) {
+  Pending pending(group, stop);
+  for (size_t i = 0; i < values.size(); i += kChunk)
+    MPI_Ibcast(values.data() + i, int(std::min(kChunk, values.size() - i)), type, 0, MPI_COMM_WORLD,
+               pending.add());
+  pending.wait();
+}
+
+// A reduction started for the caller to poll (ExactGradSum's reducer thread).
+class StartedMpi : public optim::CrossProcess::Started {
+ public:
+  template <class T>
+  StartedMpi(const Distributed& group, const std::atomic<bool>* stop, std::span<T> values,
+             MPI_Datatype type, MPI_Op op)
+      : pending_(group, stop) {
+    start_allreduce(pending_, values, type, op);
+  }
+  bool done() override { return pending_.done(); }
+
+ private:
+  Pending pending_;
+};
+
+// MPI_Finalize at exit, after every reduction; MPI_Abort (end_job_after_error) skips it. It
+// waits for every process inside MPI, so a barrier comes first: a process that a stopped run
+// leaves waiting there for one that hangs still ends the job.
 struct Finalizer {
-  ~Finalizer() { MPI_Finalize(); }
+  const Distributed& group;
+  const std::atomic<bool>& stop;
+  ~Finalizer() {
+    Pending all_here(group, &stop);
+    MPI_Ibarrier(MPI_COMM_WORLD, all_here.add());
+    all_here.wait();
+    MPI_Finalize();
+  }
 };
 #endif
 
@@ -77,26 +131,26 @@ struct Finalizer {
 
 void Distributed::max(std::span<int32_t> values) const {
 #ifdef QKV_HAVE_MPI
-  if (size_ > 1) allreduce(values, MPI_INT32_T, MPI_MAX);
+  if (size_ > 1) allreduce(*this, stop_, values, MPI_INT32_T, MPI_MAX);
 #endif
 }
 
 void Distributed::sum(std::span<int64_t> values) const {
 #ifdef QKV_HAVE_MPI
-  if (size_ > 1) allreduce(values, MPI_INT64_T, MPI_SUM);
+  if (size_ > 1) allreduce(*this, stop_, values, MPI_INT64_T, MPI_SUM);
 #endif
 }
 
 void Distributed::sum(std::span<double> values) const {
 #ifdef QKV_HAVE_MPI
-  if (size_ > 1) allreduce(values, MPI_DOUBLE, MPI_SUM);
+  if (size_ > 1) allreduce(*this, stop_, values, MPI_DOUBLE, MPI_SUM);
 #endif
 }
 
 std::unique_ptr<optim::CrossProcess::Started> Distributed::start_max(
     std::span<int32_t> values) const {
 #ifdef QKV_HAVE_MPI
-  if (size_ > 1) return std::make_unique<StartedMpi>(values, MPI_INT32_T, MPI_MAX);
+  if (size_ > 1) return std::make_unique<StartedMpi>(*this, stop_, values, MPI_INT32_T, MPI_MAX);
 #endif
   return CrossProcess::start_max(values);
 }
@@ -104,7 +158,7 @@ std::unique_ptr<optim::CrossProcess::Started> Distributed::start_max(
 std::unique_ptr<optim::CrossProcess::Started> Distributed::start_sum(
     std::span<int64_t> values) const {
 #ifdef QKV_HAVE_MPI
-  if (size_ > 1) return std::make_unique<StartedMpi>(values, MPI_INT64_T, MPI_SUM);
+  if (size_ > 1) return std::make_unique<StartedMpi>(*this, stop_, values, MPI_INT64_T, MPI_SUM);
 #endif
   return CrossProcess::start_sum(values);
 }
@@ -113,15 +167,15 @@ void Distributed::broadcast(std::string& bytes) const {
 #ifdef QKV_HAVE_MPI
   if (size_ == 1) return;
   uint64_t size = bytes.size();
-  MPI_Bcast(&size, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+  broadcast_from_rank0(*this, stop_, std::span(&size, 1), MPI_UINT64_T);
   bytes.resize(size);
-  broadcast_chunks(std::span(bytes.data(), bytes.size()), MPI_CHAR);
+  broadcast_from_rank0(*this, stop_, std::span(bytes.data(), bytes.size()), MPI_CHAR);
 #endif
 }
 
 void Distributed::broadcast(std::span<float> values) const {
 #ifdef QKV_HAVE_MPI
-  if (size_ > 1) broadcast_chunks(values, MPI_FLOAT);
+  if (size_ > 1) broadcast_from_rank0(*this, stop_, values, MPI_FLOAT);
 #endif
 }
 
@@ -137,8 +191,10 @@ void Distributed::check_same(const std::vector<std::pair<std::string, std::strin
   for (const auto& [what, digest] : facts) mine += digest;
   std::string all(mine.size() * size_t(size_), '\0');
 #ifdef QKV_HAVE_MPI
-  MPI_Allgather(mine.data(), int(mine.size()), MPI_CHAR, all.data(), int(mine.size()), MPI_CHAR,
-                MPI_COMM_WORLD);
+  Pending gathered(*this, stop_);
+  MPI_Iallgather(mine.data(), int(mine.size()), MPI_CHAR, all.data(), int(mine.size()), MPI_CHAR,
+                 MPI_COMM_WORLD, gathered.add());
+  gathered.wait();
 #endif
   for (int r = 1; r < size_; ++r) {
     size_t at = 0;
@@ -162,11 +218,12 @@ void Distributed::end_job_after_error(int exit_code, const std::string& line) co
 #endif
 }
 
-const Distributed& join_launched_processes(const Environment& env) {
+const Distributed& join_launched_processes(const Environment& env, const std::atomic<bool>& stop) {
   Distributed& g = group();
   if (env.launched == 1) return g;
 #ifdef QKV_HAVE_MPI
-  static Finalizer finalizer;
+  g.stop_ = &stop;
+  static Finalizer finalizer{g, stop};
   int provided = 0;
   // One thread calls MPI at a time: the main thread, or during a step's backward the thread
   // that reduces its gradient buckets (ExactGradSum); OpenMP's threads only compute.

@@ -1,11 +1,13 @@
 // `mpirun -np N qkv train` when something is wrong: ranks that disagree are refused at start,
-// and a rank killed mid-run ends the whole job, leaving the run resumable.
+// a rank killed mid-run ends the whole job, leaving the run resumable, and a SIGTERM ends the
+// job in bounded time even while a rank waits for one that hangs.
 #include <doctest/doctest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,7 +49,113 @@ bool kill_ends_job(Process& job, int rank) {
   return !job.running() && job.wait().exit_code != 0;
 }
 
+// Whether `pid` has a handler for `signal` (SigCgt in /proc): qkv sets its own once it has
+// joined the job; a SIGTERM before that ends it by the default action, proving nothing.
+bool catches(pid_t pid, int signal) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("SigCgt:"))
+      return (std::stoull(line.substr(7), nullptr, 16) >> (signal - 1)) & 1;
+  return false;
+}
+
+// A job stopped by SIGTERM to one rank: whether it ended in time, and how.
+struct Stopped {
+  bool in_time = false;
+  CommandResult result;
+};
+
+// SIGTERM to `signalled`, then the job's end. A job still running after `bound` is killed, with
+// its ranks (a stopped or hung one would outlive mpirun), and is not in time.
+Stopped sigterm_and_wait(Process& job, pid_t signalled, const std::vector<pid_t>& ranks,
+                         std::chrono::seconds bound) {
+  ::kill(signalled, SIGTERM);
+  const auto sent = std::chrono::steady_clock::now();
+  while (job.running() && std::chrono::steady_clock::now() - sent < bound)
+    std::this_thread::sleep_for(10ms);
+  Stopped s{.in_time = !job.running()};
+  if (!s.in_time)
+    for (pid_t rank : ranks) ::kill(rank, SIGKILL);
+  s.result = job.wait();
+  return s;
+}
+
+// The lines of `text` that start with "error: " (mpirun adds its own lines after an abort).
+std::vector<std::string> error_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("error: ")) out.push_back(line);
+  return out;
+}
+
+// What the waiting rank says: rank 0 gives the others 5 s, the others give rank 0 20 s.
+std::string stopped_waiting(int rank) {
+  return "error: stopped while rank " + std::to_string(rank) +
+         " of 2 waited for the other processes, which did not come within " +
+         (rank == 0 ? "5" : "20") + " s; ended the whole job";
+}
+
 }  // namespace
+
+TEST_CASE("mpirun qkv train: SIGTERM ends the job in bounded time while a rank never comes") {
+  TempDir dir("mpi_stop_hung_peer");
+  const std::string data = dir.write("corpus.txt", generated_corpus(300));
+  const fs::path run = dir.path() / "run";
+  // One rank joins the job and then never reaches a collective: qkv's rank waits in its first
+  // one, the check that every rank runs the same command.
+  for (const int waiting : {0, 1}) {
+    CAPTURE(waiting);
+    std::vector<std::string> qkv{"-np", "1", kQkv};
+    const std::vector<std::string> args = train_args(data, run);
+    qkv.insert(qkv.end(), args.begin(), args.end());
+    const std::vector<std::string> hung{"-np", "1", QKV_HUNG_PEER};
+    std::vector<std::string> argv = mpirun_options();
+    for (const auto& part :
+         {waiting == 0 ? qkv : hung, std::vector<std::string>{":"}, waiting == 0 ? hung : qkv})
+      argv.insert(argv.end(), part.begin(), part.end());
+    Process job(argv);
+    pid_t waiter = -1, peer = -1;
+    REQUIRE(wait_until(job, [&] {
+      waiter = rank_pid(job.pid(), waiting);
+      peer = rank_pid(job.pid(), 1 - waiting);
+      return waiter > 0 && peer > 0 && catches(waiter, SIGTERM);
+    }));
+    // Its grace (5 or 20 s), and 3 s more for a rank other than 0 to let rank 0 speak first.
+    const Stopped s = sigterm_and_wait(job, waiter, {waiter, peer}, waiting == 0 ? 15s : 35s);
+    CHECK_MESSAGE(s.in_time, "the job went on after SIGTERM to the rank that waits");
+    CHECK(s.result.exit_code == 130);
+    CHECK_MESSAGE(error_lines(s.result.err).size() == 1, s.result.err);
+    CHECK_MESSAGE(s.result.err.find(stopped_waiting(waiting)) != std::string::npos, s.result.err);
+    CHECK(!fs::exists(run));
+  }
+}
+
+TEST_CASE("mpirun qkv train: SIGTERM ends the job in bounded time when a rank stops mid-run") {
+  TempDir dir("mpi_stop_mid_run");
+  const std::string data = dir.write("corpus.txt", generated_corpus(600));
+  // Rank 0 then waits in the gradient sum: its reducer thread's (buckets of 6250 elements,
+  // several for the tiny model) or, without overlap, the main thread's.
+  for (const std::string reduce : {"train.bucket_mb=0.05", "train.overlap=false"}) {
+    CAPTURE(reduce);
+    const fs::path run = dir.path() / reduce.substr(6);
+    Process job(mpirun_argv(2, train_args(data, run,
+                                          {"train.max_iters=100000", "train.eval_interval=100000",
+                                           "train.checkpoint_interval=2", reduce})));
+    REQUIRE(wait_until(job, [&] { return latest_step(run) >= 2; }));
+    const pid_t rank0 = rank_pid(job.pid(), 0), rank1 = rank_pid(job.pid(), 1);
+    REQUIRE((rank0 > 0 && rank1 > 0));
+    ::kill(rank1, SIGSTOP);  // alive, so mpirun does not end the job, but never answering
+    const Stopped s = sigterm_and_wait(job, rank0, {rank0, rank1}, 15s);
+    CHECK_MESSAGE(s.in_time, "the job went on 15 s after SIGTERM to rank 0");
+    CHECK(s.result.exit_code == 130);
+    CHECK_MESSAGE(error_lines(s.result.err).size() == 1, s.result.err);
+    CHECK_MESSAGE(s.result.err.find(stopped_waiting(0)) != std::string::npos, s.result.err);
+    // `latest` names a complete checkpoint.
+    const CommandResult info = run_qkv({"info", run.string()});
+    CHECK_MESSAGE(info.exit_code == 0, info.err);
+  }
+}
 
 TEST_CASE("mpirun qkv train: a rank started with another config is named, and nothing is written") {
   TempDir dir("mpi_mismatch");

@@ -2,6 +2,7 @@
 // it is rank 0 of 1, whose reductions change nothing.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -34,7 +35,8 @@ TEST_CASE("distributed: each launcher's process count is read from its environme
 }
 
 TEST_CASE("distributed: a process started alone is rank 0 of 1 and reduces to itself") {
-  const Distributed& d = join_launched_processes(qkv::read_environment());
+  static const std::atomic<bool> stop{false};  // as long as the group: the process
+  const Distributed& d = join_launched_processes(qkv::read_environment(), stop);
   CHECK(d.rank() == 0);
   CHECK(d.size() == 1);
   CHECK(d.writes());

@@ -1,5 +1,5 @@
 // The interface ExactGradSum reduces across processes through; the MPI process group
-// implements it (train/distributed.cpp), tests with threads.
+// implements it (parallel::Distributed), tests with threads.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,8 @@ class CrossProcess {
 
   // The same reductions, started without waiting for them: poll done() until it is true, and
   // only then read the values. Every process starts them in the same order, from one thread at a
-  // time. By default they complete before they return.
+  // time. By default they complete before they return. (The MPI group's done() may instead end
+  // the whole job: a stop was requested and the others did not come.)
   class Started {
    public:
     virtual ~Started() = default;

@@ -1,8 +1,14 @@
 // Distributed: the processes of one `mpirun -np N qkv train` (Open MPI, or any launcher MPI
 // supports): which one this is, and the exact reductions a step needs across them. A process
 // started alone is rank 0 of 1, and every reduction is then the identity.
+//   Every collective waits for the others without blocking inside MPI: once a stop is requested
+// (the signal handler's flag), a process that has waited stop_grace() for the others ends the
+// whole job, so that a peer that hangs or runs something else cannot keep the job alive past a
+// SIGTERM or Ctrl-C.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -24,6 +30,10 @@ class Distributed : public optim::CrossProcess {
   // Whether a thread other than the main one may reduce (the MPI library allows it), so that
   // a step can overlap its reduction with its backward.
   bool reduces_during_backward() const { return size_ > 1 && reduces_during_backward_; }
+  // How long this process waits in a collective for the others after a stop request: rank 0
+  // for processes that only compute, as it does; the others also for rank 0 writing a
+  // checkpoint. Both end a job well before a batch scheduler's SIGKILL (Slurm's KillWait: 30 s).
+  std::chrono::seconds stop_grace() const { return std::chrono::seconds(rank_ == 0 ? 5 : 20); }
 
   // Element-wise across all processes, in place; the same result on every process.
   void max(std::span<int32_t> values) const override;
@@ -50,14 +60,17 @@ class Distributed : public optim::CrossProcess {
   void end_job_after_error(int exit_code, const std::string& line) const;
 
  private:
-  friend const Distributed& join_launched_processes(const Environment& env);
+  friend const Distributed& join_launched_processes(const Environment& env,
+                                                    const std::atomic<bool>& stop);
   int rank_ = 0, size_ = 1;
   bool reduces_during_backward_ = false;
+  const std::atomic<bool>* stop_ = nullptr;
 };
 
 // Joins the processes this one was launched with (MPI_Init), once; alone, it is one process.
-// Throws qkv::Error when a launcher started N > 1 copies of a qkv built without MPI: each would
-// train the same run into the same directory.
-const Distributed& join_launched_processes(const Environment& env);
+// `stop`: the stop request that bounds every wait in a collective (see the top of this file); it
+// must outlive the process group. Throws qkv::Error when a launcher started N > 1 copies of a
+// qkv built without MPI: each would train the same run into the same directory.
+const Distributed& join_launched_processes(const Environment& env, const std::atomic<bool>& stop);
 
 }  // namespace qkv::parallel
