@@ -21,6 +21,7 @@ struct Key {
   int64_t M, N, K, lda, ldb, ldc;
   float alpha, beta;
   bool ta, tb, bias, bf16_out;
+  bool alone = false;  // made and run outside a parallel region, on one thread (see run)
   bool operator==(const Key&) const = default;
 };
 
@@ -31,7 +32,8 @@ struct KeyHash {
     for (int64_t v : {k.M, k.N, k.K, k.lda, k.ldb, k.ldc}) mix(uint64_t(v));
     mix(std::bit_cast<uint32_t>(k.alpha));
     mix(std::bit_cast<uint32_t>(k.beta));
-    mix(uint64_t(k.ta) | uint64_t(k.tb) << 1 | uint64_t(k.bias) << 2 | uint64_t(k.bf16_out) << 3);
+    mix(uint64_t(k.ta) | uint64_t(k.tb) << 1 | uint64_t(k.bias) << 2 | uint64_t(k.bf16_out) << 3 |
+        uint64_t(k.alone) << 4);
     return h;
   }
 };
@@ -86,13 +88,15 @@ class OneThread {
   int before_ = omp_get_max_threads();
 };
 
-void run(const Key& k, const bf16* A, const bf16* B, void* C, const float* bias) {
+void run(Key k, const bf16* A, const bf16* B, void* C, const float* bias) {
   // The ops split their GEMMs over the threads themselves (gemm.h), so one that reaches here
   // outside a parallel region was left whole because it is small; oneDNN would split it again
   // over every thread, which it decides when it makes the primitive. Made and run on one thread,
-  // a decoding step no longer wakes the team for each of its small products.
+  // a decoding step no longer wakes the team for each of its small products. The key keeps such
+  // a primitive apart from one of the same shape made inside a region for the team's size.
+  k.alone = !omp_in_parallel();
   std::optional<OneThread> one;
-  if (!omp_in_parallel()) one.emplace();
+  if (k.alone) one.emplace();
   thread_local std::unordered_map<Key, Primitive, KeyHash> cache;
   thread_local dnnl::stream stream(engine());
   auto it = cache.find(k);
