@@ -7,7 +7,7 @@
 # is the median of the runs' medians, and only figures from one such run compare.
 #
 #   bench/compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N] [--rt]
-#                    [--kernel NAME|best] [--no-autocast]
+#                    [--kernel NAME|best] [--no-autocast] [--against BUILD] [--qkv-only]
 #   e.g. bench/compare.sh ../shared/data/tinyshakespeare.txt --rt
 #        bench/compare.sh ../shared/data/tinyshakespeare.txt --big --rt     (few iterations)
 # --rt runs each command under SCHED_FIFO (chrt -f 10; needs root or CAP_SYS_NICE), so other
@@ -17,7 +17,9 @@
 # The OpenBLAS kernel is qkv's (bench/openblas_kernel.sh): OPENBLAS_CORETYPE when set, else the
 # one for this CPU; both sides print the kernel they loaded. A preset kernel slower than the
 # CPU's (measured) gets a warning; --kernel NAME runs both sides on NAME, --kernel best on the
-# CPU's. --no-autocast leaves out the autocast settings.
+# CPU's. --no-autocast leaves out the autocast settings. --against BUILD adds another build's
+# bench_train (an older commit's, say) to the same interleaved rounds and prints this build's time
+# over it; --qkv-only leaves PyTorch out (build against build).
 # Needs a Release build with the benchmarks (build/release from the preset, or build/, or
 # $BUILD) and Debian's python3-torch.
 set -euo pipefail
@@ -31,18 +33,20 @@ if [[ -z $build ]]; then
   [[ -x $root/build/release/bench/bench_train ]] && build=$root/build/release
 fi
 usage="usage: compare.sh CORPUS [--big] [--threads N] [--iters N] [--warmup N] [--repeats N] [--rt]
-                  [--kernel NAME|best] [--no-autocast]"
+                  [--kernel NAME|best] [--no-autocast] [--against BUILD] [--qkv-only]"
 corpus=${1:?$usage}
 shift
 config=$root/configs/shakespeare_char.toml
 threads=2 iters= warmup=5 repeats=3
-big=0 rt=() kernel= autocast=1
+big=0 rt=() kernel= autocast=1 against= torch=1
 while (($#)); do
   case $1 in
     --big) big=1 ;;
     --rt) rt=(chrt -f 10) ;;
     --kernel) kernel=$2; shift ;;
     --no-autocast) autocast=0 ;;
+    --against) against=$2; shift ;;
+    --qkv-only) torch=0 autocast=0 ;;
     --threads) threads=$2; shift ;;
     --iters) iters=$2; shift ;;
     --warmup) warmup=$2; shift ;;
@@ -58,7 +62,9 @@ if ((big)); then
   iters=${iters:-3} warmup=1
 fi
 iters=${iters:-30}
-[[ -x $build/bench/bench_train ]] || { echo "no $build/bench/bench_train: build with -DQKV_BUILD_BENCH=ON" >&2; exit 1; }
+for b in "$build" ${against:+"$against"}; do
+  [[ -x $b/bench/bench_train ]] || { echo "no $b/bench/bench_train: build with -DQKV_BUILD_BENCH=ON" >&2; exit 1; }
+done
 
 source "$here/openblas_kernel.sh"
 if [[ -n $kernel ]]; then
@@ -70,14 +76,19 @@ fi
 # name | command (env settings first)
 ref="/usr/bin/python3 $here/pytorch_ref.py $config $corpus --iters $iters --warmup $warmup"
 qkv="$build/bench/bench_train $config $corpus --threads $threads --iters $iters --warmup $warmup"
-settings=(
-  "qkv --threads $threads|env $qkv"
-  "torch default intra-op (1), OpenBLAS $threads|env -u OMP_NUM_THREADS OPENBLAS_NUM_THREADS=$threads $ref"
-  "torch $threads intra-op, OpenBLAS $threads|env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads $ref --torch-threads $threads"
-  "torch $threads intra-op, OpenBLAS 1|env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 $ref --torch-threads $threads"
-)
+settings=("qkv --threads $threads|env $qkv")
+if [[ -n $against ]]; then
+  settings+=("qkv --threads $threads, $against|env $against/bench/bench_train $config $corpus --threads $threads --iters $iters --warmup $warmup")
+fi
+if ((torch)); then
+  settings+=(
+    "torch default intra-op (1), OpenBLAS $threads|env -u OMP_NUM_THREADS OPENBLAS_NUM_THREADS=$threads $ref"
+    "torch $threads intra-op, OpenBLAS $threads|env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads $ref --torch-threads $threads"
+    "torch $threads intra-op, OpenBLAS 1|env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=1 $ref --torch-threads $threads"
+  )
+fi
 # qkv in fp32 too where its default (train.precision = auto) is bf16, for the fp32 figures.
-if grep -qw avx512_bf16 /proc/cpuinfo; then
+if ((torch)) && grep -qw avx512_bf16 /proc/cpuinfo; then
   settings+=("qkv --threads $threads, train.precision fp32|env $qkv --set train.precision=fp32")
 fi
 # CPU autocast bf16 (nanoGPT's ctx on a CPU): its matmuls run in oneDNN on torch's intra-op
@@ -134,7 +145,13 @@ for s in "${settings[@]}"; do
     best_ms=$m best_torch=$name
   fi
   [[ $name == "qkv --threads $threads" ]] && qkv_ms=$m
+  [[ $name == "qkv --threads $threads, $against" ]] && against_ms=$m
 done
+if [[ -n $against ]]; then
+  awk -v q="$qkv_ms" -v a="$against_ms" -v b="$against" 'BEGIN {
+    printf "\nthis build / %s: %.3f of the time per iteration\n", b, q / a }'
+fi
+((torch)) || exit 0
 awk -v q="$qkv_ms" -v t="$best_ms" -v n="$best_torch" -v p="$qkv_precision" 'BEGIN {
   printf "\nbest PyTorch setting: %s, %.2f ms/iter\n", n, t
   if (p != "") printf "qkv ran at precision %s\n", p
