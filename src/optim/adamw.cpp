@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "ops/bf16.h"
-#include "optim/named_state.h"
 #include "qkv/error.h"
 
 namespace qkv::optim {
@@ -95,7 +94,7 @@ NamedTensors AdamW::state() const {
 
 void AdamW::load_state(const NamedTensors& state, int64_t step_count) {
   QKV_CHECK(step_count >= 0, "optimizer state: negative step count {}", step_count);
-  load_named_state(state, this->state());
+  copy_named(state, this->state(), "optimizer state", "parameter");
   step_ = step_count;
 }
 
