@@ -43,8 +43,6 @@ static void adamw_update(float* p, bf16* p16, float* m, float* v, const float* g
   }
 }
 
-void AdamW::step(float lr) { step(lr, 1.0f); }
-
 // All parameters as one index range split over the threads, so the whole update is one
 // parallel region whatever the sizes of the tensors; elementwise, so any split gives the same
 // result.
