@@ -9,7 +9,6 @@
 #include <set>
 
 #include "qkv/allocator.h"
-#include "qkv/autograd.h"
 #include "qkv/error.h"
 
 namespace qkv {
