@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "ops/gemm.h"
-#include "qkv/error.h"
 
 extern "C" char* openblas_get_corename(void);
 

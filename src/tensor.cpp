@@ -1,11 +1,14 @@
 // Tensor handles, factories, element access and printing.
 #include "qkv/tensor.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
+#include <map>
 #include <ostream>
+#include <set>
 
 #include "qkv/allocator.h"
-#include "qkv/autograd.h"
 #include "qkv/error.h"
 
 namespace qkv {
@@ -154,6 +157,36 @@ Tensor Tensor::detach() const {
 Tensor& Tensor::set_name(std::string name) {
   impl_->name = std::move(name);
   return *this;
+}
+
+std::vector<std::string> named_problems(const NamedTensors& given, const NamedTensors& into,
+                                        std::string_view expecter) {
+  std::map<std::string, const Tensor*> by_name;
+  std::vector<std::string> problems;
+  for (const auto& [name, t] : given)
+    if (!by_name.emplace(name, &t).second) problems.push_back(fmt::format("duplicate '{}'", name));
+  std::set<std::string> expected;
+  for (const auto& [name, t] : into) {
+    expected.insert(name);
+    const auto it = by_name.find(name);
+    if (it == by_name.end())
+      problems.push_back(fmt::format("missing '{}'", name));
+    else if (!(it->second->shape() == t.shape()))
+      problems.push_back(fmt::format("'{}' is {}, {} expects {}", name, it->second->shape(),
+                                     expecter, t.shape()));
+  }
+  for (const auto& [name, t] : given)
+    if (!expected.contains(name)) problems.push_back(fmt::format("unexpected '{}'", name));
+  return problems;
+}
+
+void copy_named(const NamedTensors& given, const NamedTensors& into, std::string_view what,
+                std::string_view expecter) {
+  const std::vector<std::string> problems = named_problems(given, into, expecter);
+  QKV_CHECK(problems.empty(), "{}: {}", what, fmt::join(problems, "; "));
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : given) by_name.emplace(name, &t);
+  for (auto [name, t] : into) t.copy_from(*by_name.at(name));
 }
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {

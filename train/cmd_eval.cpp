@@ -49,9 +49,7 @@ void add_eval(CLI::App& app, std::function<int()>& run, const Environment& env) 
       set_num_threads(a->threads);
       std::vector<std::string> overrides;
       if (!a->data.empty()) overrides.push_back("data.path=" + a->data);
-      const Precision precision =
-          choose_precision(parse_precision(a->precision), "--precision", bf16_support(env))
-              .precision;
+      const Precision precision = chosen_precision(a->precision, env);
       load::LoadedModel m = load::load_model(a->checkpoint, {.overrides = overrides});
       const std::string dir = m.dir;
       const io::Config config = m.config;

@@ -1,11 +1,11 @@
 // `qkv info`: what a run or checkpoint holds, verified, without loading any data.
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 
 #include "commands.h"
 #include "qkv/io/checkpoint.h"
+#include "qkv/io/trainer_state.h"
 #include "qkv/load.h"
 
 namespace qkv::cli {
@@ -22,9 +22,9 @@ void add_info(CLI::App& app, std::function<int()>& run) {
       const io::Config c = load::load_model(ck, dir).config;
       int64_t params = 0;
       for (const auto& [name, t] : ck.model) params += t.numel();
-      const auto& s = ck.trainer_state;
-      auto loss = [](const nlohmann::json& j) {
-        return j.is_number() ? fmt::format("{:.4f}", j.get<double>()) : std::string("-");
+      const io::TrainerState s = io::read_trainer_state(ck, dir);
+      auto loss = [](double v) {
+        return std::isfinite(v) ? fmt::format("{:.4f}", v) : std::string("-");
       };
       fmt::print("checkpoint   {} (verified against its manifest)\n", dir);
       const nn::ModelConfig& m = c.model;
@@ -38,11 +38,9 @@ void add_info(CLI::App& app, std::function<int()>& run) {
           m.tie_weights ? ", tied embeddings" : "", m.bias ? ", biases" : "");
       fmt::print("parameters   {} ({:.2f}M) in {} tensors\n", params, double(params) / 1e6,
                  ck.model.size());
-      fmt::print("step         {} of max_iters {}\n", s.value("iter", int64_t{0}),
-                 c.train.max_iters);
-      fmt::print(
-          "val loss     best {}, last {}\n", loss(s.value("best_val_loss", nlohmann::json())),
-          loss(s.value("last_eval", nlohmann::json::object()).value("val_loss", nlohmann::json())));
+      fmt::print("step         {} of max_iters {}\n", s.iter, c.train.max_iters);
+      fmt::print("val loss     best {}, last {}\n", loss(s.best_val_loss),
+                 loss(s.last_eval.is_object() ? s.last_eval.at("val_loss").get<double>() : NAN));
       fmt::print("data         {} (SHA-256 {}...)\n", fmt::join(c.data.path, ", "),
                  ck.data_fingerprint.substr(0, 16));
       fmt::print("optim        {} lr {} -> {} ({}), batch {} x grad_accum {}, weight decay {}{}\n",
@@ -52,14 +50,11 @@ void add_info(CLI::App& app, std::function<int()>& run) {
                      ? fmt::format(", muon_lr {} (momentum {})", c.optim.muon_lr,
                                    c.optim.muon_momentum)
                      : "");
-      // Checkpoints from before MPI record no scale: they ran in one process.
-      const int64_t processes = s.value("processes", int64_t{1});
-      const int64_t micro_batches = s.value("micro_batches", c.train.grad_accum);
       fmt::print(
           "scale        {} micro-batches per step ({} process{} x grad_accum {}), {} "
           "sequences\n",
-          micro_batches, processes, processes > 1 ? "es" : "", micro_batches / processes,
-          micro_batches * c.train.batch_size);
+          s.micro_batches, s.processes, s.processes > 1 ? "es" : "", s.micro_batches / s.processes,
+          s.micro_batches * c.train.batch_size);
       fmt::print("files\n");
       for (const auto& e : std::filesystem::directory_iterator(dir))
         if (e.is_regular_file())

@@ -292,9 +292,7 @@ void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env
   cmd->callback([&run, a, cmd, env] {
     run = [a, cmd, env]() -> int {
       set_num_threads(a->threads);
-      a->compute =
-          choose_precision(parse_precision(a->precision), "--precision", bf16_support(env))
-              .precision;
+      a->compute = chosen_precision(a->precision, env);
       const load::LoadedModel m = load::load_model(a->checkpoint, {.precision = a->compute});
       const nn::ModelKind kind = m.model_config.kind;
       check_options_fit(*cmd, kind);

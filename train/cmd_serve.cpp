@@ -44,8 +44,7 @@ void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env)
   add_precision_option(*cmd, *precision);
   cmd->callback([&run, o, precision, env] {
     run = [o, precision, env]() -> int {
-      o->precision =
-          choose_precision(parse_precision(*precision), "--precision", bf16_support(env)).precision;
+      o->precision = chosen_precision(*precision, env);
       return serve::serve(*o);
     };
   });

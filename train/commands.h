@@ -61,8 +61,10 @@ inline void add_precision_option(CLI::App& cmd, std::string& setting) {
       ->type_name("P")
       ->check(one_of);
 }
-inline PrecisionSetting parse_precision(const std::string& setting) {
-  return parse_enum<PrecisionSetting>(setting).value_or(PrecisionSetting::automatic);
+// What an --precision setting the option checked means on this CPU.
+inline Precision chosen_precision(const std::string& setting, const Environment& env) {
+  const auto s = parse_enum<PrecisionSetting>(setting).value_or(PrecisionSetting::automatic);
+  return choose_precision(s, "--precision", bf16_support(env)).precision;
 }
 
 // --length-penalty A (generate::BeamOptions) for the commands that run beam search.

@@ -3,7 +3,6 @@
 // exit code 2. Logs go to stderr, so stdout holds only results (eval, info, --dump-config).
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>

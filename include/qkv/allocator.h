@@ -3,7 +3,6 @@
 // the system. After the first training step every request is served from the cache.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 
 namespace qkv {

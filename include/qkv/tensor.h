@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -120,5 +121,15 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // Tensors by name, in order: a model's parameters, the optimizer's moments, a safetensors file.
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// What keeps `given` from filling `into` by name, one entry each: "duplicate 'x'", then for
+// each of into's names in order "missing 'x'" or "'x' is [3], <expecter> expects [2]", then
+// "unexpected 'y'"; empty when every name and shape fits.
+std::vector<std::string> named_problems(const NamedTensors& given, const NamedTensors& into,
+                                        std::string_view expecter);
+// Copies into each of into's tensors the one of its name in given. When named_problems finds
+// any, throws one qkv::Error "<what>: " listing them all instead, and copies nothing.
+void copy_named(const NamedTensors& given, const NamedTensors& into, std::string_view what,
+                std::string_view expecter);
 
 }  // namespace qkv

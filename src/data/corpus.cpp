@@ -8,8 +8,6 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <exception>
 #include <filesystem>
-#include <optional>
 #include <unordered_map>
 
 #include "data/corpus_files.h"
@@ -19,9 +18,7 @@
 #include "data/text_source.h"
 #include "qkv/data/sha256.h"
 #include "qkv/data/utf8.h"
-#include "qkv/data/vocab.h"
 #include "qkv/error.h"
-#include "qkv/io/durable_file.h"
 
 namespace qkv::data {
 

@@ -5,7 +5,6 @@
 
 #include "data/vocab_map.h"
 #include "qkv/data/sha256.h"
-#include "qkv/data/utf8.h"
 #include "qkv/error.h"
 
 namespace qkv::data {

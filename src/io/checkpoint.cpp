@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -29,13 +28,6 @@ namespace fs = std::filesystem;
 using namespace layout;
 
 std::string dir_name(int64_t step) { return fmt::format("checkpoint-{}", step); }
-
-// The step of a "checkpoint-<step>" name.
-std::optional<int64_t> parse_dir_name(std::string_view name) {
-  constexpr std::string_view prefix = "checkpoint-";
-  if (!name.starts_with(prefix)) return std::nullopt;
-  return parse_uint(name.substr(prefix.size()));
-}
 
 // A leftover of an interrupted save: ".checkpoint-<step>.<tag>-<pid>" -> (step, pid).
 std::optional<std::pair<int64_t, pid_t>> parse_leftover(std::string_view name,

@@ -28,4 +28,11 @@ inline std::optional<int64_t> parse_uint(std::string_view digits) {
   return v;
 }
 
+// The step of a "checkpoint-<step>" name.
+inline std::optional<int64_t> parse_dir_name(std::string_view name) {
+  constexpr std::string_view prefix = "checkpoint-";
+  if (!name.starts_with(prefix)) return std::nullopt;
+  return parse_uint(name.substr(prefix.size()));
+}
+
 }  // namespace qkv::io::layout

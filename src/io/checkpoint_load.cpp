@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <iterator>
 #include <map>
 
 #include "io/checkpoint_layout.h"

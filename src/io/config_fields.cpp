@@ -37,7 +37,6 @@ const std::vector<Field>& fields() {
       {"model.norm", QKV_REF(model.norm), "LayerNorm placement: pre (GPT-2) or post (original)"},
       {"model.tie_weights", QKV_REF(model.tie_weights),
        "share the token embedding with the output head"},
-      // The modern recipe (issue 23): each off by default, which is the model as before.
       {"model.rope_base", QKV_REF(model.rope_base),
        "pos_encoding = \"rope\": the pair (i, i + head_size/2) of q and k turns by the angle "
        "position * rope_base^(-2i/head_size)",
@@ -63,7 +62,6 @@ const std::vector<Field>& fields() {
        "clip gradients to this global L2 norm; 0 turns clipping off", kNonNegative},
       {"optim.decay_all", QKV_REF(optim.decay_all),
        "decay every parameter; false decays only matrices and embeddings (nanoGPT)"},
-      // Muon for the hidden matrices (issue 23).
       {"optim.kind", QKV_REF(optim.kind),
        "adamw: AdamW for every parameter; muon: Muon for the matrices inside the blocks "
        "(attention and MLP), AdamW at lr for the rest (embeddings, lm_head, norms, biases)"},
@@ -77,7 +75,6 @@ const std::vector<Field>& fields() {
        kNonNegative},
       {"schedule.lr_decay_iters", QKV_REF(schedule.lr_decay_iters),
        "iteration at which the decay (cosine or wsd) reaches min_lr", kNonNegative},
-      // Warmup-stable-decay (issue 23).
       {"schedule.decay_fraction", QKV_REF(schedule.decay_fraction),
        "wsd: the last share of lr_decay_iters, over which lr falls linearly to min_lr",
        {0, 1, true, false}},

@@ -4,24 +4,13 @@
 #include <cmath>
 #include <filesystem>
 
+#include "io/checkpoint_layout.h"
 #include "qkv/error.h"
 
 namespace qkv::io {
 namespace {
 
 using nlohmann::json;
-
-// The step a directory named checkpoint-<step> holds; nothing for other names (a copy).
-std::optional<int64_t> step_in_name(const std::string& dir) {
-  const std::string name = std::filesystem::path(dir).filename().string();
-  const std::string prefix = "checkpoint-";
-  if (!name.starts_with(prefix)) return std::nullopt;
-  const std::string digits = name.substr(prefix.size());
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
-      digits.size() > 18)
-    return std::nullopt;
-  return std::stoll(digits);
-}
 
 class Reader {
  public:
@@ -82,7 +71,8 @@ TrainerState read_trainer_state(const CheckpointData& checkpoint, const std::str
   const Reader r(checkpoint.trainer_state, dir);
   TrainerState s;
   s.iter = r.count("iter");
-  if (const auto step = step_in_name(dir))
+  // A directory named checkpoint-<step> holds that step; another name (a copy) says nothing.
+  if (const auto step = layout::parse_dir_name(std::filesystem::path(dir).filename().string()))
     r.check(s.iter == *step, "'iter' is {}, but the directory holds step {}", s.iter, *step);
   if (checkpoint.manifest_step >= 0)
     r.check(s.iter == checkpoint.manifest_step, "'iter' is {}, but manifest.json records step {}",

@@ -1,14 +1,8 @@
 // Module registry: parameter and child bookkeeping, and state-dict loading.
 #include "qkv/nn/module.h"
 
-#include <fmt/ranges.h>
-
 #include <algorithm>
 #include <cassert>
-#include <map>
-#include <set>
-
-#include "qkv/error.h"
 
 namespace qkv::nn {
 
@@ -60,35 +54,11 @@ NamedTensors Module::state_dict() const {
 }
 
 std::vector<std::string> Module::state_dict_problems(const NamedTensors& dict) const {
-  std::map<std::string, const Tensor*> given;
-  std::vector<std::string> problems;
-  for (const auto& [name, t] : dict)
-    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("duplicate '{}'", name));
-
-  std::set<std::string> expected;
-  for (const auto& [name, p] : named_parameters()) {
-    expected.insert(name);
-    auto it = given.find(name);
-    if (it == given.end())
-      problems.push_back(fmt::format("missing '{}'", name));
-    else if (!(it->second->shape() == p.shape()))
-      problems.push_back(
-          fmt::format("'{}' is {}, model expects {}", name, it->second->shape(), p.shape()));
-  }
-  for (const auto& [name, t] : dict)
-    if (!expected.contains(name)) problems.push_back(fmt::format("unexpected '{}'", name));
-  return problems;
+  return named_problems(dict, named_parameters(), "model");
 }
 
 void Module::load_state_dict(const NamedTensors& dict) {
-  const std::vector<std::string> problems = state_dict_problems(dict);
-  QKV_CHECK(problems.empty(), "load_state_dict: {}", fmt::join(problems, "; "));
-
-  std::map<std::string, const Tensor*> given;
-  for (const auto& [name, t] : dict) given.emplace(name, &t);
-  for (auto& [name, p] : named_parameters()) {
-    p.copy_from(*given.at(name));
-  }
+  copy_named(dict, named_parameters(), "load_state_dict", "model");
 }
 
 Tensor Module::param(std::string name, Shape shape, const Init& init) {

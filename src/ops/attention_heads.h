@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "ops/bf16.h"
 #include "ops/dropout_mask.h"
 
 namespace qkv::attention_heads {

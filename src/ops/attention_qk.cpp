@@ -3,7 +3,6 @@
 
 #include <cmath>
 
-#include "ops/describe.h"
 #include "ops/vecmath.h"
 #include "qkv/error.h"
 #include "qkv/ops.h"

@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <string>
-#include <utility>
 
 #include "ops/describe.h"
 #include "ops/gemm.h"

@@ -3,9 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "ops/describe.h"
 #include "ops/norm_rows.h"

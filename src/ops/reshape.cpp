@@ -60,30 +60,25 @@ void copy_slab(float* dst, int64_t dst_d, int64_t dst_start, const float* src, i
 using Dims4 = std::array<int64_t, 4>;
 
 // y[i0, i1, i2, i3] = x[Σ_k i_k · xstride[k]].   y: ys (contiguous); xstride[k] is x's stride
-// along the dim that becomes y's dim k.
-void permute_forward(float* y, const float* x, const Dims4& ys, const Dims4& xstride) {
+// along the dim that becomes y's dim k. kBackward: dx[Σ_k i_k · xstride[k]] += dy[i0, i1, i2, i3],
+// the same index map scattered; a permutation is a bijection, so no two threads write the same
+// element of dx.
+template <bool kBackward>
+void permute_copy(float* to, const float* from, const Dims4& ys, const Dims4& xstride) {
 #pragma omp parallel for collapse(2) schedule(static) if (ys[0] * ys[1] * ys[2] * ys[3] >= \
                                                             kParallelMin)
   for (int64_t i0 = 0; i0 < ys[0]; ++i0)
     for (int64_t i1 = 0; i1 < ys[1]; ++i1) {
-      float* yp = y + (i0 * ys[1] + i1) * ys[2] * ys[3];
-      const float* xp = x + i0 * xstride[0] + i1 * xstride[1];
+      int64_t y = (i0 * ys[1] + i1) * ys[2] * ys[3];
+      const int64_t x0 = i0 * xstride[0] + i1 * xstride[1];
       for (int64_t i2 = 0; i2 < ys[2]; ++i2)
-        for (int64_t i3 = 0; i3 < ys[3]; ++i3) *yp++ = xp[i2 * xstride[2] + i3 * xstride[3]];
-    }
-}
-
-// dx[Σ_k i_k · xstride[k]] += dy[i0, i1, i2, i3]: the forward's index map, scattered. A
-// permutation is a bijection, so no two threads write the same element of dx.
-void permute_backward(float* dx, const float* dy, const Dims4& ys, const Dims4& xstride) {
-#pragma omp parallel for collapse(2) schedule(static) if (ys[0] * ys[1] * ys[2] * ys[3] >= \
-                                                            kParallelMin)
-  for (int64_t i0 = 0; i0 < ys[0]; ++i0)
-    for (int64_t i1 = 0; i1 < ys[1]; ++i1) {
-      const float* dyp = dy + (i0 * ys[1] + i1) * ys[2] * ys[3];
-      float* dxp = dx + i0 * xstride[0] + i1 * xstride[1];
-      for (int64_t i2 = 0; i2 < ys[2]; ++i2)
-        for (int64_t i3 = 0; i3 < ys[3]; ++i3) dxp[i2 * xstride[2] + i3 * xstride[3]] += *dyp++;
+        for (int64_t i3 = 0; i3 < ys[3]; ++i3, ++y) {
+          const int64_t x = x0 + i2 * xstride[2] + i3 * xstride[3];
+          if constexpr (kBackward)
+            to[x] += from[y];
+          else
+            to[y] = from[x];
+        }
     }
 }
 
@@ -150,9 +145,9 @@ Tensor permute_impl(const char* op, const Tensor& x, const int perm[4]) {
     if (k >= pad) out.push_back(ys[k]);
   }
   Tensor y = Tensor::empty(out);
-  permute_forward(y.data(), x.data(), ys, ystride);
+  permute_copy<false>(y.data(), x.data(), ys, ystride);
   record(y, op, {x}, [n = x.numel(), ys, ystride](const float* dy, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], n)) permute_backward(dx, dy, ys, ystride);
+    if (float* dx = zero_if_fresh(g[0], n)) permute_copy<true>(dx, dy, ys, ystride);
   });
   return y;
 }

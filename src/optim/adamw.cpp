@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "ops/bf16.h"
-#include "optim/named_state.h"
 #include "qkv/error.h"
 
 namespace qkv::optim {
@@ -43,8 +42,6 @@ static void adamw_update(float* p, bf16* p16, float* m, float* v, const float* g
     if constexpr (kRound) p16[i] = bf16(p[i]);
   }
 }
-
-void AdamW::step(float lr) { step(lr, 1.0f); }
 
 // All parameters as one index range split over the threads, so the whole update is one
 // parallel region whatever the sizes of the tensors; elementwise, so any split gives the same
@@ -95,7 +92,7 @@ NamedTensors AdamW::state() const {
 
 void AdamW::load_state(const NamedTensors& state, int64_t step_count) {
   QKV_CHECK(step_count >= 0, "optimizer state: negative step count {}", step_count);
-  load_named_state(state, this->state());
+  copy_named(state, this->state(), "optimizer state", "parameter");
   step_ = step_count;
 }
 

@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "ops/bf16.h"
-#include "optim/named_state.h"
 #include "qkv/error.h"
 #include "qkv/optim/newton_schulz.h"
 
@@ -113,6 +112,8 @@ NamedTensors Muon::state() const {
   return out;
 }
 
-void Muon::load_state(const NamedTensors& state) { load_named_state(state, this->state()); }
+void Muon::load_state(const NamedTensors& state) {
+  copy_named(state, this->state(), "optimizer state", "parameter");
+}
 
 }  // namespace qkv::optim

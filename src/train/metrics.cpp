@@ -8,7 +8,6 @@
 #include <cmath>
 #include <sstream>
 
-#include "qkv/error.h"
 #include "qkv/io/durable_file.h"
 #include "qkv/io/regular_file.h"
 

@@ -84,8 +84,7 @@ Trainer::Trainer(const TrainOptions& o, const parallel::Distributed& group, cons
   // Processes that disagree would each compute their own run and reduce garbage together.
   if (group.size() > 1)
     group.check_same({{"config", data::sha256_hex(io::to_toml(config_))},
-                      {"training text", task_->fingerprint()},
-                      {"qkv binary", data::sha256_file_hex("/proc/self/exe")}});
+                      {"training text", task_->fingerprint()}});
   state_->progress = std::make_unique<Progress>(
       config_, env, group.size(), state_->precision,
       measure_gemm_gflops(state_->precision.precision, 1024, 1024, 1024, 3));

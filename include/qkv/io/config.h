@@ -25,7 +25,6 @@ struct OptimSection {
   double lr = 1e-3, min_lr = 1e-4, beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.1;
   double grad_clip = 1.0;  // 0 turns clipping off
   bool decay_all = false;  // false: nanoGPT's groups (only rank >= 2 tensors decay)
-  // Muon for the hidden matrices (issue 23).
   optim::OptimizerKind kind = optim::OptimizerKind::adamw;
   double muon_lr = 0.02, muon_momentum = 0.95;
 };

@@ -38,7 +38,6 @@ struct ModelConfig {
   bool tie_weights = true;  // logits use tok_emb.weight; no lm_head parameter
   int64_t ffn_hidden = 0;   // 0 = 4·n_embd (swiglu: see ffn())
   uint64_t seed = 1337;     // of the init; train::model_config copies train.seed
-  // The modern recipe's options (issue 23); each default is the model as it was before them.
   double rope_base = 10000.0;  // of PosEncoding::rope's angles
   NormType norm_type = NormType::layernorm;
   bool qk_norm = false;  // q and k of every attention head RMS-normalised, before the rotation

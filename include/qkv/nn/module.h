@@ -10,7 +10,6 @@
 #include <utility>
 #include <vector>
 
-#include "qkv/ops.h"
 #include "qkv/rng.h"
 #include "qkv/tensor.h"
 

@@ -26,12 +26,11 @@ class AdamW {
   AdamW(NamedTensors params, AdamWConfig config);
 
   void zero_grad();
-  // One update of every parameter that has a grad, at learning rate lr. One pass per parameter.
-  void step(float lr);
-  // The same with every grad multiplied by grad_scale first: clip_grad_norm's factor (see
-  // clip_factor in schedule.h) applied inside the update instead of in a pass of its own.
-  // step(lr, clip_factor(norm, max)) after grad_norm equals clip_grad_norm then step(lr).
-  void step(float lr, float grad_scale);
+  // One update of every parameter that has a grad, at learning rate lr, with every grad
+  // multiplied by grad_scale first: clip_grad_norm's factor (see clip_factor in schedule.h)
+  // applied inside the update instead of in a pass of its own. step(lr, clip_factor(norm, max))
+  // after grad_norm equals clip_grad_norm then step(lr).
+  void step(float lr, float grad_scale = 1.0f);
   int64_t step_count() const { return step_; }
 
   // "m.<name>" and "v.<name>" for every parameter: what optimizer.safetensors holds, with the

@@ -6,7 +6,6 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <memory>
 #include <mutex>
 #include <stop_token>
 #include <thread>
