@@ -141,6 +141,7 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
     auto send = [&sink](const std::string& event) {
       if (!sink.write(event.data(), event.size())) throw Abandoned{};
     };
+    std::string last;  // the "done" or "error" event
     try {
       use_generation_threads(state);
       const auto t0 = std::chrono::steady_clock::now();
@@ -152,25 +153,22 @@ void sample(State& state, const httplib::Request& req, httplib::Response& res) {
                              if (state.stopping) throw Abandoned{};
                              send(sse_event("token", {{"text", std::string(t.text)}}));
                            });
-      place->reset();
       const double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      send(sse_event("done", {{"text", g.text},
-                              {"tokens", g.tokens.size()},
-                              {"stop", g.stop},
-                              {"ms", ms},
-                              {"checkpoint", checkpoint_name(*m)}}));
-      sink.done();
-      return true;
+      last = sse_event("done", {{"text", g.text},
+                                {"tokens", g.tokens.size()},
+                                {"stop", g.stop},
+                                {"ms", ms},
+                                {"checkpoint", checkpoint_name(*m)}});
     } catch (const Abandoned&) {
       return false;
     } catch (const std::exception& e) {  // nothing may escape into httplib's writer
-      place->reset();
-      const std::string event = sse_event("error", {{"error", e.what()}});
-      if (!sink.write(event.data(), event.size())) return false;
-      sink.done();
-      return true;
+      last = sse_event("error", {{"error", e.what()}});
     }
+    place->reset();
+    if (!sink.write(last.data(), last.size())) return false;
+    sink.done();
+    return true;
   });
 }
 

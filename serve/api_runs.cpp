@@ -24,14 +24,6 @@ fs::path metrics_path(State& state, const Run& run) {
   return p;
 }
 
-json run_details(State& state, const Run& run) {
-  json s = state.table.summary(run);
-  if (const auto config = state.runs.inside(run.path / "config.toml")) {
-    s["config_toml"] = io::read_regular_file(*config);
-  }
-  return s;
-}
-
 // Sends the lines of metrics.jsonl as they come: the whole file first, then each append, as
 // "metrics" events {"reset": bool, "lines": [...]}; reset means the file was rewritten.
 void stream_metrics(State& state, const Run& run, httplib::Response& res) {
@@ -83,7 +75,11 @@ void add_run_routes(httplib::Server& http, State& state) {
     send_json(res, list);
   });
   http.Get("/api/run", [&state](const httplib::Request& req, httplib::Response& res) {
-    send_json(res, run_details(state, find_run(state, req)));
+    const Run run = find_run(state, req);
+    json s = state.table.summary(run);
+    if (const auto config = state.runs.inside(run.path / "config.toml"))
+      s["config_toml"] = io::read_regular_file(*config);
+    send_json(res, s);
   });
   http.Get("/api/metrics", [&state](const httplib::Request& req, httplib::Response& res) {
     const Run run = find_run(state, req);

@@ -24,17 +24,8 @@ std::shared_ptr<void> Gate::try_enter() {
     used_->fetch_sub(1);
     return nullptr;
   }
-  class Place {
-   public:
-    explicit Place(std::shared_ptr<std::atomic<int64_t>> used) : used_(std::move(used)) {}
-    ~Place() { used_->fetch_sub(1); }
-    Place(const Place&) = delete;
-    Place& operator=(const Place&) = delete;
-
-   private:
-    std::shared_ptr<std::atomic<int64_t>> used_;
-  };
-  return std::make_shared<Place>(used_);
+  // The deleter holds the count too, so a place may outlive its Gate.
+  return std::shared_ptr<void>(used_.get(), [used = used_](void*) { used->fetch_sub(1); });
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -188,9 +179,8 @@ int Server::bind() {
             "--host {} --port {}: cannot listen there (the port is taken, or the address is not "
             "one of this machine's)",
             o.host, o.port);
-  // Debian's compiled httplib listens with a backlog of 5: a 6th client connecting at once
-  // lost its SYN and waited a second to send it again (bench_serve's p99). A second listen()
-  // raises it.
+  // Debian's httplib listens with a backlog of 5, so a burst of clients waits a second for SYN
+  // retries; a second listen() raises it.
   ::listen(listening_socket_, SOMAXCONN);
   return port;
 }

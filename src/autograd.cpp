@@ -110,15 +110,11 @@ void run_backward(const std::shared_ptr<TensorImpl>& root, const float* seed,
     TensorImpl& t = *order[order.size() - 1 - k];
     std::shared_ptr<Node> node = std::move(t.grad_fn);
     resolve_grads(*node, grads);
-    if (op_profile::enabled()) {
-      const auto t0 = std::chrono::steady_clock::now();
-      node->backward(t.grad->data, grads);
-      op_profile::backward_ran(
-          node->op, t.shape,
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    } else {
-      node->backward(t.grad->data, grads);
-    }
+    const bool timed = op_profile::enabled();
+    const auto t0 =
+        timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    node->backward(t.grad->data, grads);
+    if (timed) op_profile::backward_ran(node->op, t.shape, t0);
     t.graph_released = true;
     t.grad.reset();  // intermediates keep no grad, so their storage is reused by the next node
     if (leaf_done)
@@ -133,17 +129,14 @@ bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
 
-bool needs_grad(std::initializer_list<Tensor> inputs) {
-  if (!g_grad_enabled) return false;
-  return std::any_of(inputs.begin(), inputs.end(),
-                     [](const Tensor& t) { return t.defined() && t.requires_grad(); });
+template <class Range>
+static bool any_needs_grad(const Range& inputs) {
+  return g_grad_enabled && std::any_of(inputs.begin(), inputs.end(), [](const Tensor& t) {
+           return t.defined() && t.requires_grad();
+         });
 }
 
-bool needs_grad(const std::vector<Tensor>& inputs) {
-  if (!g_grad_enabled) return false;
-  return std::any_of(inputs.begin(), inputs.end(),
-                     [](const Tensor& t) { return t.defined() && t.requires_grad(); });
-}
+bool needs_grad(std::initializer_list<Tensor> inputs) { return any_needs_grad(inputs); }
 
 float* zero_if_fresh(const GradOut& g, int64_t n) {
   if (g.overwrite) std::memset(g.data, 0, sizeof(float) * static_cast<size_t>(n));
@@ -164,11 +157,11 @@ static void record_impl(Tensor& out, const char* op, const Range& inputs, Backwa
 
 void record(Tensor& out, const char* op, std::initializer_list<Tensor> inputs,
             BackwardFn backward) {
-  if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
+  if (any_needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 
 void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, BackwardFn backward) {
-  if (needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
+  if (any_needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 
 void Tensor::backward() const { backward(LeafDone()); }

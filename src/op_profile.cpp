@@ -56,10 +56,10 @@ void forward_recorded(const char* op, const Shape& out) {
   s.last = now;
 }
 
-void backward_ran(const char* op, const Shape& out, double ms) {
+void backward_ran(const char* op, const Shape& out, Clock::time_point start) {
   Entry& e = state().totals[key(op, out)];
   e.op = key(op, out);
-  e.backward_ms += ms;
+  e.backward_ms += std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
 }  // namespace qkv::op_profile

@@ -2,6 +2,7 @@
 // bench_train --profile. Off by default, when it costs one branch per recorded op.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +28,6 @@ std::vector<Entry> take();
 // Hooks for the engine (autograd.cpp).
 bool enabled();
 void forward_recorded(const char* op, const Shape& out);
-void backward_ran(const char* op, const Shape& out, double ms);
+void backward_ran(const char* op, const Shape& out, std::chrono::steady_clock::time_point start);
 
 }  // namespace qkv::op_profile

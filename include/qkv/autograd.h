@@ -63,7 +63,6 @@ class NoGradGuard {
 
 // True when an op over these inputs must record a node.
 bool needs_grad(std::initializer_list<Tensor> inputs);
-bool needs_grad(const std::vector<Tensor>& inputs);
 
 // Every op calls this after its forward kernel. Does nothing when grad mode is off or no input
 // requires grad, so inference pays nothing.

@@ -50,6 +50,10 @@ void validate(const SamplingOptions& options);
 // Candidates are ranked by logit, ties by id, so the draw depends only on the logits and rng.
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& options, Rng& rng);
 
+// The ids of the k (<= size) highest scores, highest first, ties to the lower id: how
+// sample_token and fill_masks rank candidates, and the greedy pick of beam search.
+std::vector<int32_t> top_ids(std::span<const float> scores, int64_t k);
+
 // What the per-token callback sees. The views are valid only during the call.
 struct GeneratedToken {
   int32_t id;

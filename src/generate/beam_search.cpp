@@ -52,14 +52,6 @@ double normalised(double log_prob, size_t tokens, double alpha) {
   return log_prob / std::pow(double(tokens + 1), alpha);
 }
 
-// The highest log-probability, the lowest id among ties: the token greedy decoding takes.
-int32_t argmax(const float* row, int64_t V) {
-  int32_t best = 0;
-  for (int32_t v = 1; v < V; ++v)
-    if (row[v] > row[best]) best = v;
-  return best;
-}
-
 }  // namespace
 
 std::vector<Hypothesis> beam_search(const BeamOptions& o, int64_t max_length, int32_t eos,
@@ -100,7 +92,7 @@ std::vector<Hypothesis> beam_search(const BeamOptions& o, int64_t max_length, in
       for (int32_t v = must_end ? eos : 0; v < (must_end ? eos + 1 : V); ++v)
         if (row[v] > -std::numeric_limits<float>::infinity())
           candidates.push_back({h.log_prob + double(row[v]), i, v});
-      if (i == greedy) greedy_token = must_end ? eos : argmax(row, V);
+      if (i == greedy) greedy_token = must_end ? eos : top_ids(std::span(row, size_t(V)), 1)[0];
     }
     // Ties rank by (parent, token): a strict order, so the beam is fully determined.
     std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {

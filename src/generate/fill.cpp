@@ -1,6 +1,5 @@
 // Encoder fill: masked characters replaced by the encoder's most likely characters.
 #include <algorithm>
-#include <numeric>
 
 #include "generate/check_vocab.h"
 #include "qkv/data/masking.h"
@@ -38,11 +37,8 @@ Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_v
   std::u32string filled = chars;
   for (int64_t i : masked) {
     const float* p = probs.data() + i * V;
-    // Only characters can fill a position; ties go to the lower id.
-    std::vector<int32_t> order(static_cast<size_t>(n_chars));
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    // Only characters can fill a position.
+    const std::vector<int32_t> order = top_ids(std::span(p, size_t(n_chars)), k);
     FilledPosition pos{i, {}};
     for (int64_t r = 0; r < k; ++r)
       pos.candidates.emplace_back(order[size_t(r)], p[order[size_t(r)]]);

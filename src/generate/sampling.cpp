@@ -25,24 +25,22 @@ void validate(const SamplingOptions& o) {
   }
 }
 
+std::vector<int32_t> top_ids(std::span<const float> scores, int64_t k) {
+  std::vector<int32_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  // Ties by id make the order strict, so partial_sort's result is fully determined.
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  order.resize(size_t(k));
+  return order;
+}
+
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {
   const auto V = int64_t(logits.size());
   QKV_CHECK(V > 0, "sample: no logits to sample from");
-  // Rank by logit, ties by id: a strict order, so partial_sort's result is fully determined.
-  auto better = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  if (o.temperature == 0.0f) {
-    int32_t best = 0;
-    for (int32_t i = 1; i < V; ++i)
-      if (better(i, best)) best = i;
-    return best;
-  }
-  const int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
-  std::vector<int32_t> order(static_cast<size_t>(V));
-  std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), better);
-  order.resize(static_cast<size_t>(k));
+  if (o.temperature == 0.0f) return top_ids(logits, 1)[0];
+  const std::vector<int32_t> order = top_ids(logits, o.top_k > 0 ? std::min(o.top_k, V) : V);
 
   // Unnormalised softmax at the temperature, in double, relative to the top logit.
   std::vector<double> weight(order.size());

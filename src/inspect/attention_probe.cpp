@@ -19,28 +19,24 @@ class Recording {
   Recording(nn::Module& model, const std::string& prefix, const std::string& name,
             std::vector<Tensor>& probs) {
     for (auto& [path, module] : model.named_modules())
-      for (size_t l = 0; l < probs.size(); ++l) {
-        if (path != fmt::format("{}blocks.{}.{}", prefix, l, name)) continue;
-        if (auto* self = dynamic_cast<nn::MultiHeadAttention*>(module)) {
-          self->record_probabilities(&probs[l]);
-          self_.push_back(self);
+      for (size_t l = 0; l < probs.size(); ++l)
+        if (path == fmt::format("{}blocks.{}.{}", prefix, l, name)) {
+          record(module, &probs[l]);
+          modules_.push_back(module);
         }
-        if (auto* cross = dynamic_cast<nn::CrossAttention*>(module)) {
-          cross->record_probabilities(&probs[l]);
-          cross_.push_back(cross);
-        }
-      }
   }
   ~Recording() {
-    for (auto* m : self_) m->record_probabilities(nullptr);
-    for (auto* m : cross_) m->record_probabilities(nullptr);
+    for (nn::Module* m : modules_) record(m, nullptr);
   }
   Recording(const Recording&) = delete;
   Recording& operator=(const Recording&) = delete;
 
  private:
-  std::vector<nn::MultiHeadAttention*> self_;
-  std::vector<nn::CrossAttention*> cross_;
+  static void record(nn::Module* m, Tensor* out) {
+    if (auto* self = dynamic_cast<nn::MultiHeadAttention*>(m)) self->record_probabilities(out);
+    if (auto* cross = dynamic_cast<nn::CrossAttention*>(m)) cross->record_probabilities(out);
+  }
+  std::vector<nn::Module*> modules_;
 };
 
 std::vector<std::string> char_labels(std::string_view text) {

@@ -26,11 +26,6 @@ namespace qkv::parallel {
 
 namespace {
 
-Distributed& group() {
-  static Distributed g;
-  return g;
-}
-
 #ifdef QKV_HAVE_MPI
 // MPI counts elements in int: larger buffers go in chunks, a request each.
 constexpr size_t kChunk = size_t{1} << 30;
@@ -219,7 +214,7 @@ void Distributed::end_job_after_error(int exit_code, const std::string& line) co
 }
 
 const Distributed& join_launched_processes(const Environment& env, const std::atomic<bool>& stop) {
-  Distributed& g = group();
+  static Distributed g;
   if (env.launched == 1) return g;
 #ifdef QKV_HAVE_MPI
   g.stop_ = &stop;

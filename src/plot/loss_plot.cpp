@@ -36,14 +36,14 @@ std::vector<double> nice_ticks(Range r, int target) {
 }
 
 // Ticks of a log10 axis over r (in log10 units): 1, 2 and 5 times each power of ten while the
-// axis spans few decades, the powers alone beyond. Pairs of (log10 position, value).
-std::vector<std::pair<double, double>> log_ticks(Range r) {
+// axis spans few decades, the powers alone beyond.
+std::vector<double> log_ticks(Range r) {
   const bool dense = r.span() <= 3;
-  std::vector<std::pair<double, double>> ticks;
+  std::vector<double> ticks;
   for (int k = int(std::floor(r.lo)); k <= int(std::ceil(r.hi)); ++k)
     for (double m : {1.0, 2.0, 5.0}) {
       const double v = m * std::pow(10.0, k), at = std::log10(v);
-      if ((dense || m == 1.0) && at >= r.lo - 1e-9 && at <= r.hi + 1e-9) ticks.emplace_back(at, v);
+      if ((dense || m == 1.0) && at >= r.lo - 1e-9 && at <= r.hi + 1e-9) ticks.push_back(v);
     }
   return ticks;
 }
@@ -133,12 +133,7 @@ std::string loss_chart_svg(const std::vector<LossCurves>& runs, std::string_view
     svg.line(px(t), kBottom, px(t), kBottom + 5, "#444");
     svg.text(px(t), kBottom + 19, fmt::format("{:g}", t), {.size = 11, .anchor = "middle"});
   }
-  std::vector<double> y_ticks;
-  if (log_y)
-    for (const auto& [at, value] : log_ticks(yr)) y_ticks.push_back(value);
-  else
-    y_ticks = nice_ticks(yr, 6);
-  for (double t : y_ticks) {
+  for (double t : log_y ? log_ticks(yr) : nice_ticks(yr, 6)) {
     svg.line(kLeft, py(t), right, py(t), "#e4e4e4");
     svg.line(kLeft - 5, py(t), kLeft, py(t), "#444");
     svg.text(kLeft - 8, py(t) + 4, fmt::format("{:g}", t), {.size = 11, .anchor = "end"});

@@ -10,25 +10,16 @@ std::string xml_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out += c;
-    }
+    const char* entity = c == '&'    ? "&amp;"
+                         : c == '<'  ? "&lt;"
+                         : c == '>'  ? "&gt;"
+                         : c == '"'  ? "&quot;"
+                         : c == '\'' ? "&apos;"
+                                     : nullptr;
+    if (entity)
+      out += entity;
+    else
+      out += c;
   }
   return out;
 }
@@ -51,12 +42,11 @@ void Svg::rect(double x, double y, double w, double h, std::string_view fill,
   body_ += "/>\n";
 }
 
-void Svg::line(double x1, double y1, double x2, double y2, std::string_view stroke, double width,
-               bool dashed) {
+void Svg::line(double x1, double y1, double x2, double y2, std::string_view stroke, double width) {
   body_ += fmt::format(
-      R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="{}"{}/>)"
+      R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="{}"/>)"
       "\n",
-      x1, y1, x2, y2, stroke, width, dashed ? R"( stroke-dasharray="3,3")" : "");
+      x1, y1, x2, y2, stroke, width);
 }
 
 void Svg::polyline(std::span<const std::pair<double, double>> points, std::string_view stroke,

@@ -31,8 +31,8 @@ class Svg {
 
   void rect(double x, double y, double w, double h, std::string_view fill,
             std::string_view stroke = "none");
-  void line(double x1, double y1, double x2, double y2, std::string_view stroke, double width = 1.0,
-            bool dashed = false);
+  void line(double x1, double y1, double x2, double y2, std::string_view stroke,
+            double width = 1.0);
   // A polyline of class `cls` (what tests and style sheets select on).
   void polyline(std::span<const std::pair<double, double>> points, std::string_view stroke,
                 double width, std::string_view cls, double opacity = 1.0);
