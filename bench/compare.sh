@@ -75,10 +75,11 @@ fi
 
 # name | command (env settings first)
 ref="/usr/bin/python3 $here/pytorch_ref.py $config $corpus --iters $iters --warmup $warmup"
-qkv="$build/bench/bench_train $config $corpus --threads $threads --iters $iters --warmup $warmup"
+args="$config $corpus --threads $threads --iters $iters --warmup $warmup"
+qkv="$build/bench/bench_train $args"
 settings=("qkv --threads $threads|env $qkv")
 if [[ -n $against ]]; then
-  settings+=("qkv --threads $threads, $against|env $against/bench/bench_train $config $corpus --threads $threads --iters $iters --warmup $warmup")
+  settings+=("qkv --threads $threads, $against|env $against/bench/bench_train $args")
 fi
 if ((torch)); then
   settings+=(
