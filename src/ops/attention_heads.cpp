@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "ops/gemm.h"
+#include "ops/small_gemm.h"
 #include "ops/vecmath.h"
 
 namespace qkv::attention_heads {
@@ -38,6 +39,19 @@ Head<H> head(const Inputs<H>& in, const Layout& l, int64_t b, int64_t h) {
           static_cast<uint64_t>((b * l.NH + h) * l.Tq * l.Tk)};
 }
 
+// C = alpha·op(A)·op(B) + beta·C for the heads: in fp32 by gemm_small (`pack`: `room` floats for
+// a transposed B), in bf16 by gemm_ld.
+template <class H>
+void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const H* A,
+             int64_t lda, const H* B, int64_t ldb, float beta, float* C, int64_t ldc, float* pack,
+             int64_t room) {
+  if constexpr (std::is_same_v<H, float>) {
+    if (!tb || K * N <= room)
+      return gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pack);
+  }
+  gemm_ld(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 // A tile of [rows, w] (row stride ld) as a GEMM operand of type H: the tile itself for floats,
 // else rounded into `to` (the same layout).
 template <class H>
@@ -52,13 +66,13 @@ const H* operand(const float* tile, float* to, int64_t rows, int64_t w, int64_t 
 }
 
 // s: [rows, w] of row stride ld = q·kᵀ/√HS of query rows [i0, i0 + rows) and keys
-// [j0, j0 + w), -inf where a key is masked for its row.
+// [j0, j0 + w), -inf where a key is masked for its row; pack: `room` floats (see product).
 template <class H>
 void scores(float* s, int64_t ld, const Head<H>& hd, const Layout& l, int64_t i0, int64_t rows,
-            int64_t j0, int64_t w) {
+            int64_t j0, int64_t w, float* pack, int64_t room) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(l.HS));
-  gemm_ld(false, true, rows, w, l.HS, scale, hd.q + i0 * l.ldq, l.ldq, hd.k + j0 * l.ldk, l.ldk,
-          0.0f, s, ld);
+  product(false, true, rows, w, l.HS, scale, hd.q + i0 * l.ldq, l.ldq, hd.k + j0 * l.ldk, l.ldk,
+          0.0f, s, ld, pack, room);
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * ld;
     const int64_t n = std::clamp<int64_t>(visible_keys(l, i0 + r) - j0, 0, w);
@@ -96,10 +110,11 @@ void forward(float* o, float* lse, const Inputs<H>& in, const Layout& l, int64_t
   float m[kRows], sum[kRows];
   std::fill_n(m, rows, kMasked);
   std::fill_n(sum, rows, 0.0f);
-  float* s = scratch;
+  float *s = scratch, *pack = scratch + 2 * kRows * kKeys;
+  const int64_t room = kScratch - 2 * kRows * kKeys;
   for (int64_t j0 = 0; j0 < n1; j0 += kKeys) {
     const int64_t w = std::min(kKeys, n1 - j0);
-    scores(s, kKeys, hd, l, i0, rows, j0, w);
+    scores(s, kKeys, hd, l, i0, rows, j0, w, pack, room);
     for (int64_t r = 0; r < rows; ++r) {
       float* sr = s + r * kKeys;
       const float mx = std::max(m[r], vecmath::lane_max(sr, w));
@@ -116,8 +131,8 @@ void forward(float* o, float* lse, const Inputs<H>& in, const Layout& l, int64_t
       if (in.mask) drop_row(sr, sr, w, *in.mask, hd.mask0 + uint64_t((i0 + r) * l.Tk + j0));
     }
     const H* P = operand<H>(s, scratch + kRows * kKeys, rows, w, kKeys);
-    gemm_ld(false, false, rows, l.HS, w, 1.0f, P, kKeys, hd.v + j0 * l.ldk, l.ldk,
-            j0 == 0 ? 0.0f : 1.0f, O, C);
+    product(false, false, rows, l.HS, w, 1.0f, P, kKeys, hd.v + j0 * l.ldk, l.ldk,
+            j0 == 0 ? 0.0f : 1.0f, O, C, pack, room);
   }
   for (int64_t r = 0; r < rows; ++r) {
     float* orow = O + r * C;
@@ -188,7 +203,7 @@ void backward(float* dq, float* dk, float* dv, const H* dout, const float* o, co
       const float beta_kv = c0 == first ? 0.0f : 1.0f;
       const H* dO = dout + (b * l.Tq + c0) * C + h * HS;
       const float* O = o + (b * l.Tq + c0) * C + h * HS;
-      scores(s, kCols, hd, l, c0, rows, j0, w);
+      scores(s, kCols, hd, l, c0, rows, j0, w, t, tile);
       for (int64_t r = 0; r < rows; ++r) {
         exp_row(s + r * kCols, w, L[c0 + r]);  // a row that sees no key is all -inf: zeros
         D[r] = vecmath::lane_sum_of(HS,
@@ -202,8 +217,10 @@ void backward(float* dq, float* dk, float* dv, const H* dout, const float* o, co
         A32 = a;
       }
       const H* A = operand<H>(A32, t, rows, w, kCols);
-      gemm_ld(true, false, w, HS, rows, 1.0f, A, kCols, dO, C, beta_kv, dV + j0 * l.ldk, l.ldk);
-      gemm_ld(false, true, rows, w, HS, 1.0f, dO, C, hd.v + j0 * l.ldk, l.ldk, 0.0f, g, kCols);
+      product(true, false, w, HS, rows, 1.0f, A, kCols, dO, C, beta_kv, dV + j0 * l.ldk, l.ldk, t,
+              tile);
+      product(false, true, rows, w, HS, 1.0f, dO, C, hd.v + j0 * l.ldk, l.ldk, 0.0f, g, kCols, t,
+              tile);
       for (int64_t r = 0; r < rows; ++r) {
         float* gr = g + r * kCols;
         const float* pr = s + r * kCols;
@@ -211,10 +228,10 @@ void backward(float* dq, float* dk, float* dv, const H* dout, const float* o, co
         for (int64_t j = 0; j < w; ++j) gr[j] = pr[j] * (gr[j] - D[r]);
       }
       const H* dS = operand<H>(g, t + tile / 2, rows, w, kCols);
-      gemm_ld(false, false, rows, HS, w, scale, dS, kCols, hd.k + j0 * l.ldk, l.ldk, 1.0f,
-              dQ + c0 * l.ldq, l.ldq);
-      gemm_ld(true, false, w, HS, rows, scale, dS, kCols, hd.q + c0 * l.ldq, l.ldq, beta_kv,
-              dK + j0 * l.ldk, l.ldk);
+      product(false, false, rows, HS, w, scale, dS, kCols, hd.k + j0 * l.ldk, l.ldk, 1.0f,
+              dQ + c0 * l.ldq, l.ldq, t, tile);
+      product(true, false, w, HS, rows, scale, dS, kCols, hd.q + c0 * l.ldq, l.ldq, beta_kv,
+              dK + j0 * l.ldk, l.ldk, t, tile);
     }
   }
 }
