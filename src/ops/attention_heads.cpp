@@ -152,19 +152,13 @@ void probabilities(float* p, const float* lse, const Inputs<H>& in, const Layout
                    int64_t h, int64_t blk) {
   const Head<H> hd = head(in, l, b, h);
   const int64_t i0 = blk * kRows, rows = std::min(kRows, l.Tq - i0);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(l.HS));
   const int64_t n1 = visible_keys(l, i0 + rows - 1);
   float* P = p + ((b * l.NH + h) * l.Tq + i0) * l.Tk;
   const float* L = lse + (b * l.NH + h) * l.Tq + i0;
-  if (n1 > 0)
-    gemm_ld(false, true, rows, n1, l.HS, scale, hd.q + i0 * l.ldq, l.ldq, hd.k, l.ldk, 0.0f, P,
-            l.Tk);
+  scores(P, l.Tk, hd, l, i0, rows, 0, n1, nullptr, 0);  // no room to pack: through BLAS
   for (int64_t r = 0; r < rows; ++r) {
-    float* pr = P + r * l.Tk;
-    const int64_t n = L[r] == kMasked ? 0 : visible_keys(l, i0 + r);
-    for (int64_t j = 0; j < n; ++j)
-      pr[j] = hd.pad && hd.pad[j] != 0.0f ? 0.0f : vecmath::exp(pr[j] - L[r]);
-    std::fill(pr + n, pr + l.Tk, 0.0f);
+    exp_row(P + r * l.Tk, n1, L[r]);  // masked keys are -inf: 0
+    std::fill(P + r * l.Tk + n1, P + (r + 1) * l.Tk, 0.0f);
   }
 }
 
