@@ -20,15 +20,6 @@ namespace {
 
 constexpr char32_t kCodePoints = 0x110000;
 
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) io::throw_os_error(path, "cannot write", errno);
-    p += w, n -= size_t(w);
-  }
-}
-
 void pread_all(int fd, uint8_t* p, size_t n, int64_t at, const std::string& path) {
   while (n > 0) {
     const ssize_t r = ::pread(fd, p, n, at);
@@ -90,7 +81,7 @@ IdFile::~IdFile() { ::close(fd_); }
 
 void IdFile::write(const uint8_t* bytes, int64_t ids) {
   const size_t n = size_t(ids) * size_t(width_);
-  write_all(fd_, bytes, n, path_);
+  pwrite_all(fd_, bytes, n, count_ * width_, path_);
   checksum(bytes, n);
   count_ += ids;
 }
@@ -126,7 +117,6 @@ void IdFile::fit(int64_t vocab) {
     end = begin;
   }
   width_ = need;
-  if (::lseek(fd_, count_ * width_, SEEK_SET) < 0) io::throw_os_error(path_, "cannot seek", errno);
   sums_.clear();
   XXH3_64bits_reset(block_.get());
   block_fill_ = 0;
