@@ -164,8 +164,6 @@ void record(Tensor& out, const char* op, const std::vector<Tensor>& inputs, Back
   if (any_needs_grad(inputs)) record_impl(out, op, inputs, std::move(backward));
 }
 
-void Tensor::backward() const { backward(LeafDone()); }
-
 void Tensor::backward(const LeafDone& leaf_done) const {
   QKV_CHECK(numel() == 1,
             "backward: tensor of shape {} is not a scalar; pass a seed gradient of that shape",

@@ -33,17 +33,15 @@ void add_attention(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("--head", a->head, "Only this head (from 0; default: all)")->check(at_least(0));
   cmd->add_option("-o,--out", *out, "SVG file to write")->capture_default_str();
   cmd->add_option("--threads", *threads, "Threads (0 = all cores)")->check(at_least(0));
-  cmd->callback([&run, a, checkpoint, out, threads] {
-    run = [a, checkpoint, out, threads]() -> int {
-      set_num_threads(*threads);
-      const load::LoadedModel m = load::load_model(*checkpoint);
-      plot::AttentionChart chart = inspect::probe_attention(*m.model, m.config, m.vocab, *a);
-      chart.title += fmt::format(" of {} ({} model)", m.dir, enum_name(m.config.model.kind));
-      io::replace_file(*out, plot::attention_chart_svg(chart));
-      std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
-                  chart.panels.size() == 1 ? "" : "s");
-      return 0;
-    };
+  on_run(*cmd, run, [a, checkpoint, out, threads]() -> int {
+    set_num_threads(*threads);
+    const load::LoadedModel m = load::load_model(*checkpoint);
+    plot::AttentionChart chart = inspect::probe_attention(*m.model, m.config, m.vocab, *a);
+    chart.title += fmt::format(" of {} ({} model)", m.dir, enum_name(m.config.model.kind));
+    io::replace_file(*out, plot::attention_chart_svg(chart));
+    std::printf("wrote %s (%zu panel%s)\n", out->c_str(), chart.panels.size(),
+                chart.panels.size() == 1 ? "" : "s");
+    return 0;
   });
 }
 

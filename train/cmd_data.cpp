@@ -41,21 +41,19 @@ void add_prepare(CLI::App& data, std::function<int()>& run) {
       ->capture_default_str();
   cmd->add_flag("--pairs", a->pairs,
                 "One TSV of source<TAB>target lines, for model.kind = encoder_decoder");
-  cmd->callback([&run, a] {
-    run = [a]() -> int {
-      const data::PrepareOptions options{
-          .jsonl_field = a->jsonl_field, .what = "input", .progress = train::log_prepare_progress};
-      const std::vector<std::string> files = data::expand_inputs(a->inputs, "input");
-      QKV_CHECK(!a->pairs || files.size() == 1, "--pairs takes one TSV file, got {} files",
-                files.size());
-      const data::Corpus c = a->pairs ? data::prepare_pairs(files[0], a->out, options)
-                                      : data::prepare_text(files, a->out, options);
-      fmt::print("wrote {}: {} characters from {} file{}, {} symbols, {} byte{} per id{}\n",
-                 a->out, c.size(), files.size(), files.size() == 1 ? "" : "s", c.chars().size(),
-                 c.id_width(), c.id_width() == 1 ? "" : "s",
-                 a->pairs ? fmt::format(", {} pairs", c.pairs()) : std::string());
-      return 0;
-    };
+  on_run(*cmd, run, [a]() -> int {
+    const data::PrepareOptions options{
+        .jsonl_field = a->jsonl_field, .what = "input", .progress = train::log_prepare_progress};
+    const std::vector<std::string> files = data::expand_inputs(a->inputs, "input");
+    QKV_CHECK(!a->pairs || files.size() == 1, "--pairs takes one TSV file, got {} files",
+              files.size());
+    const data::Corpus c = a->pairs ? data::prepare_pairs(files[0], a->out, options)
+                                    : data::prepare_text(files, a->out, options);
+    fmt::print("wrote {}: {} characters from {} file{}, {} symbols, {} byte{} per id{}\n", a->out,
+               c.size(), files.size(), files.size() == 1 ? "" : "s", c.chars().size(), c.id_width(),
+               c.id_width() == 1 ? "" : "s",
+               a->pairs ? fmt::format(", {} pairs", c.pairs()) : std::string());
+    return 0;
   });
 }
 
@@ -83,27 +81,25 @@ void add_data(CLI::App& app, std::function<int()>& run) {
       ->check(at_least(1));
   dates->add_option("--seed", a->seed, "Random seed")->capture_default_str()->check(at_least(0));
   dates->add_option("--out", a->out, "Directory to write to")->capture_default_str();
-  dates->callback([&run, a] {
-    run = [a]() -> int {
-      const data::DateSplits d = data::generate_dates(a->train, a->val, a->seed);
-      std::error_code ec;
-      std::filesystem::create_directories(a->out, ec);
-      QKV_CHECK(!ec, "--out {}: cannot create the directory: {}", a->out, ec.message());
-      const std::string all = a->out + "/dates.tsv", val = a->out + "/dates_val.tsv";
-      io::replace_file(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
-      io::replace_file(val, data::dates_tsv(d.val));
-      // The pair dataset keeps floor(n * (1 - val_fraction)) lines for training; half a line
-      // less than the exact fraction makes that exactly n_train whatever the rounding.
-      const int64_t n = a->train + a->val;
-      double fraction = double(a->val) / double(n);
-      if (data::train_size(n, fraction) != a->train) fraction = (double(a->val) - 0.5) / double(n);
-      std::printf(
-          "wrote %s (%lld training pairs, then %lld held out) and %s; train on it with "
-          "data.val_fraction = %.17g\n",
-          all.c_str(), static_cast<long long>(a->train), static_cast<long long>(a->val),
-          val.c_str(), fraction);
-      return 0;
-    };
+  on_run(*dates, run, [a]() -> int {
+    const data::DateSplits d = data::generate_dates(a->train, a->val, a->seed);
+    std::error_code ec;
+    std::filesystem::create_directories(a->out, ec);
+    QKV_CHECK(!ec, "--out {}: cannot create the directory: {}", a->out, ec.message());
+    const std::string all = a->out + "/dates.tsv", val = a->out + "/dates_val.tsv";
+    io::replace_file(all, data::dates_tsv(d.train) + data::dates_tsv(d.val));
+    io::replace_file(val, data::dates_tsv(d.val));
+    // The pair dataset keeps floor(n * (1 - val_fraction)) lines for training; half a line
+    // less than the exact fraction makes that exactly n_train whatever the rounding.
+    const int64_t n = a->train + a->val;
+    double fraction = double(a->val) / double(n);
+    if (data::train_size(n, fraction) != a->train) fraction = (double(a->val) - 0.5) / double(n);
+    std::printf(
+        "wrote %s (%lld training pairs, then %lld held out) and %s; train on it with "
+        "data.val_fraction = %.17g\n",
+        all.c_str(), static_cast<long long>(a->train), static_cast<long long>(a->val), val.c_str(),
+        fraction);
+    return 0;
   });
 }
 

@@ -53,25 +53,23 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
   cmd->add_option("-o,--out", a->out, "SVG file to write")->capture_default_str();
   cmd->add_option("--title", a->title, "Chart title (default: the run names)");
   cmd->add_flag("--log-y", a->log_y, "Log-scale loss axis, to tell apart losses near 0");
-  cmd->callback([&run, a] {
-    run = [a]() -> int {
-      QKV_CHECK(a->labels.empty() || a->labels.size() == a->runs.size(),
-                "--label given {} times for {} inputs: give one per input, in order",
-                a->labels.size(), a->runs.size());
-      const std::vector<std::string> labels = a->labels.empty() ? run_labels(a->runs) : a->labels;
-      const plot::XAxis x = a->x == "seconds" ? plot::XAxis::seconds : plot::XAxis::iteration;
-      std::vector<plot::LossCurves> curves;
-      for (size_t i = 0; i < a->runs.size(); ++i)
-        curves.push_back(a->runs[i].ends_with(".csv")
-                             ? plot::read_val_csv(a->runs[i], labels[i], x)
-                             : plot::read_loss_curves(a->runs[i], labels[i], x));
-      const std::string title =
-          a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
-      io::replace_file(a->out, plot::loss_chart_svg(curves, title, a->log_y, x));
-      std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
-                  curves.size() == 1 ? "" : "s");
-      return 0;
-    };
+  on_run(*cmd, run, [a]() -> int {
+    QKV_CHECK(a->labels.empty() || a->labels.size() == a->runs.size(),
+              "--label given {} times for {} inputs: give one per input, in order",
+              a->labels.size(), a->runs.size());
+    const std::vector<std::string> labels = a->labels.empty() ? run_labels(a->runs) : a->labels;
+    const plot::XAxis x = a->x == "seconds" ? plot::XAxis::seconds : plot::XAxis::iteration;
+    std::vector<plot::LossCurves> curves;
+    for (size_t i = 0; i < a->runs.size(); ++i)
+      curves.push_back(a->runs[i].ends_with(".csv")
+                           ? plot::read_val_csv(a->runs[i], labels[i], x)
+                           : plot::read_loss_curves(a->runs[i], labels[i], x));
+    const std::string title =
+        a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
+    io::replace_file(a->out, plot::loss_chart_svg(curves, title, a->log_y, x));
+    std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
+                curves.size() == 1 ? "" : "s");
+    return 0;
   });
 }
 

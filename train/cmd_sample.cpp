@@ -289,17 +289,15 @@ void add_sample(CLI::App& app, std::function<int()>& run, const Environment& env
   cmd->add_option("--threads", a->threads, "Threads (0 = all cores; default 1)")
       ->check(at_least(0));
   add_precision_option(*cmd, a->precision);
-  cmd->callback([&run, a, cmd, env] {
-    run = [a, cmd, env]() -> int {
-      set_num_threads(a->threads);
-      a->compute = chosen_precision(a->precision, env);
-      const load::LoadedModel m = load::load_model(a->checkpoint, {.precision = a->compute});
-      const nn::ModelKind kind = m.model_config.kind;
-      check_options_fit(*cmd, kind);
-      if (kind == nn::ModelKind::decoder) return sample_decoder(*a, *cmd, m);
-      if (kind == nn::ModelKind::encoder_decoder) return sample_encoder_decoder(*a, *cmd, m);
-      return sample_encoder(*a, *cmd, m);
-    };
+  on_run(*cmd, run, [a, cmd, env]() -> int {
+    set_num_threads(a->threads);
+    a->compute = chosen_precision(a->precision, env);
+    const load::LoadedModel m = load::load_model(a->checkpoint, {.precision = a->compute});
+    const nn::ModelKind kind = m.model_config.kind;
+    check_options_fit(*cmd, kind);
+    if (kind == nn::ModelKind::decoder) return sample_decoder(*a, *cmd, m);
+    if (kind == nn::ModelKind::encoder_decoder) return sample_encoder_decoder(*a, *cmd, m);
+    return sample_encoder(*a, *cmd, m);
   });
 }
 

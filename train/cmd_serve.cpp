@@ -42,11 +42,9 @@ void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env)
   cmd->add_option("--threads", o->threads, "Threads of one generation (0 = all cores; default 1)")
       ->check(at_least(0));
   add_precision_option(*cmd, *precision);
-  cmd->callback([&run, o, precision, env] {
-    run = [o, precision, env]() -> int {
-      o->precision = chosen_precision(*precision, env);
-      return serve::serve(*o);
-    };
+  on_run(*cmd, run, [o, precision, env]() -> int {
+    o->precision = chosen_precision(*precision, env);
+    return serve::serve(*o);
   });
 }
 

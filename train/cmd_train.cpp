@@ -63,22 +63,20 @@ void add_train(CLI::App& app, std::function<int()>& run, const Environment& env,
   cmd->add_flag("--allow-data-change", opts->allow_data_change,
                 "With --resume: accept a training text that differs from the checkpoint's");
   cmd->add_flag("--dump-config", *dump, "Print the resolved config and exit");
-  cmd->callback([&run, &env, &group, opts, out, threads, dump] {
+  on_run(*cmd, run, [&env, &group, opts, out, threads, dump]() -> int {
     if (!out->empty()) opts->overrides.push_back("train.out_dir=" + *out);
     if (*threads >= 0) opts->overrides.push_back("train.threads=" + std::to_string(*threads));
-    run = [&env, &group, opts, dump]() -> int {
-      if (*dump) {
-        std::cout << io::to_toml(dump_config(*opts));
-        return 0;
-      }
-      group = &parallel::join_launched_processes(env, g_stop_requested);
-      g_announce_stop = group->writes();
-      // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
-      std::signal(SIGINT, on_signal);
-      std::signal(SIGTERM, on_signal);
-      train::Trainer trainer(*opts, *group, env);
-      return trainer.run(g_stop_requested) ? 0 : 130;
-    };
+    if (*dump) {
+      std::cout << io::to_toml(dump_config(*opts));
+      return 0;
+    }
+    group = &parallel::join_launched_processes(env, g_stop_requested);
+    g_announce_stop = group->writes();
+    // Before anything starts, so that a Ctrl-C while starting stops cleanly too.
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    train::Trainer trainer(*opts, *group, env);
+    return trainer.run(g_stop_requested) ? 0 : 130;
   });
 }
 

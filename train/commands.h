@@ -33,6 +33,11 @@ void add_plot(CLI::App& app, std::function<int()>& run);
 void add_attention(CLI::App& app, std::function<int()>& run);
 void add_serve(CLI::App& app, std::function<int()>& run, const Environment& env);
 
+// Makes `work` what qkv runs when cmd is the subcommand given.
+inline void on_run(CLI::App& cmd, std::function<int()>& run, std::function<int()> work) {
+  cmd.callback([&run, work = std::move(work)] { run = work; });
+}
+
 // An integer option's lower bound, said plainly: CLI11's range validators print their upper
 // bound, DBL_MAX, in all its 309 digits, and an unsigned option would take -1 as 2^64-1.
 inline CLI::Validator between(int64_t lo, int64_t hi) {

@@ -98,13 +98,12 @@ class Tensor {
 
   // Reverse-mode pass from this tensor. The first form needs a single element (a loss);
   // the second seeds with a gradient of this tensor's shape. Throws qkv::Error otherwise, or
-  // when the graph was already released by an earlier backward().
-  void backward() const;
+  // when the graph was already released by an earlier backward(). A given leaf_done(leaf) is
+  // called for each leaf (a parameter) as soon as its gradient is complete, while the walk goes
+  // on: data-parallel training reduces those gradients across processes during the rest of the
+  // backward (PyTorch DDP's hooks).
+  void backward(const LeafDone& leaf_done = {}) const;
   void backward(const Tensor& seed) const;
-  // The first form, calling leaf_done(leaf) for each leaf (a parameter) as soon as its gradient
-  // is complete, while the walk goes on: data-parallel training reduces those gradients across
-  // processes during the rest of the backward (PyTorch DDP's hooks).
-  void backward(const LeafDone& leaf_done) const;
 
   const std::string& name() const { return impl_->name; }
   Tensor& set_name(std::string name);

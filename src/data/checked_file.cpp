@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -59,10 +58,10 @@ void CheckedFile::read(size_t at, size_t n, uint8_t* out) const {
     const size_t b = pos / kCorpusBlockBytes, begin = b * kCorpusBlockBytes;
     const size_t stop = std::min(end, begin + kCorpusBlockBytes);
     if (checked_[b].load(std::memory_order_acquire)) {
-      pread_exactly(out + (pos - at), stop - pos, pos);
+      io::read_at(fd_, path_, pos, out + (pos - at), stop - pos);
     } else {
       const size_t len = std::min<size_t>(kCorpusBlockBytes, size_ - begin);
-      pread_exactly(block.data(), len, begin);
+      io::read_at(fd_, path_, begin, block.data(), len);
       QKV_CHECK(block_checksum(block.data(), len) == sums_[b],
                 "{}: bytes {}..{} do not match their checksum: the file is damaged; prepare the "
                 "corpus again",
@@ -71,16 +70,6 @@ void CheckedFile::read(size_t at, size_t n, uint8_t* out) const {
       std::memcpy(out + (pos - at), block.data() + (pos - begin), stop - pos);
     }
     pos = stop;
-  }
-}
-
-void CheckedFile::pread_exactly(uint8_t* out, size_t n, size_t at) const {
-  for (size_t got = 0; got < n;) {
-    const ssize_t r = ::pread(fd_, out + got, n - got, off_t(at + got));
-    if (r < 0 && errno == EINTR) continue;
-    QKV_CHECK(r > 0, "{}: cannot read bytes {}..{} ({})", path_, at, at + n,
-              r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
-    got += size_t(r);
   }
 }
 

@@ -28,8 +28,6 @@ class CheckedFile {
   void read(size_t at, size_t n, uint8_t* out) const;
 
  private:
-  void pread_exactly(uint8_t* out, size_t n, size_t at) const;
-
   std::string path_;
   size_t size_ = 0;
   int fd_ = -1;

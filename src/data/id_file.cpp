@@ -13,30 +13,13 @@
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::data {
 
 namespace {
 
 constexpr char32_t kCodePoints = 0x110000;
-
-void write_all(int fd, const uint8_t* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) io::throw_os_error(path, "cannot write", errno);
-    p += w, n -= size_t(w);
-  }
-}
-
-void pread_all(int fd, uint8_t* p, size_t n, int64_t at, const std::string& path) {
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, n, at);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) io::throw_os_error(path, "cannot read back", r < 0 ? errno : EIO);
-    p += r, n -= size_t(r), at += r;
-  }
-}
 
 void pwrite_all(int fd, const uint8_t* p, size_t n, int64_t at, const std::string& path) {
   while (n > 0) {
@@ -90,7 +73,7 @@ IdFile::~IdFile() { ::close(fd_); }
 
 void IdFile::write(const uint8_t* bytes, int64_t ids) {
   const size_t n = size_t(ids) * size_t(width_);
-  write_all(fd_, bytes, n, path_);
+  pwrite_all(fd_, bytes, n, count_ * width_, path_);
   checksum(bytes, n);
   count_ += ids;
 }
@@ -119,20 +102,19 @@ void IdFile::fit(int64_t vocab) {
   std::vector<uint8_t> out(static_cast<size_t>(kStep * need));
   for (int64_t end = count_; end > 0;) {
     const int64_t begin = std::max<int64_t>(0, end - kStep), n = end - begin;
-    pread_all(fd_, in.data(), size_t(n) * size_t(width_), begin * width_, path_);
+    io::read_at(fd_, path_, begin * width_, in.data(), size_t(n) * size_t(width_));
     for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = load_id(in.data() + i * width_, width_);
     narrow_ids(ids.data(), n, need, out.data());
     pwrite_all(fd_, out.data(), size_t(n) * size_t(need), begin * need, path_);
     end = begin;
   }
   width_ = need;
-  if (::lseek(fd_, count_ * width_, SEEK_SET) < 0) io::throw_os_error(path_, "cannot seek", errno);
   sums_.clear();
   XXH3_64bits_reset(block_.get());
   block_fill_ = 0;
   for (int64_t at = 0, bytes = count_ * width_; at < bytes; at += int64_t(out.size())) {
     const size_t n = size_t(std::min<int64_t>(int64_t(out.size()), bytes - at));
-    pread_all(fd_, out.data(), n, at, path_);
+    io::read_at(fd_, path_, at, out.data(), n);
     checksum(out.data(), n);
   }
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "qkv/error.h"
 #include "qkv/io/durable_file.h"
@@ -71,6 +72,16 @@ std::string read_regular_file(const fs::path& path) {
   }
   ::close(fd);
   return out;
+}
+
+void read_at(int fd, const std::string& path, uint64_t at, void* dst, size_t n) {
+  for (size_t got = 0; got < n;) {
+    const ssize_t r = ::pread(fd, static_cast<char*>(dst) + got, n - got, off_t(at + got));
+    if (r < 0 && errno == EINTR) continue;
+    QKV_CHECK(r > 0, "{}: cannot read bytes {}..{} ({})", path, at, at + n,
+              r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
+    got += size_t(r);
+  }
 }
 
 fs::path output_target(const fs::path& path) {

@@ -107,16 +107,6 @@ void check_no_overlap(const std::string& path, const std::vector<Entry>& sorted)
   }
 }
 
-void read_bytes(int fd, const std::string& path, uint64_t pos, void* dst, uint64_t n) {
-  for (uint64_t got = 0; got < n;) {
-    const ssize_t r = ::pread(fd, static_cast<char*>(dst) + got, n - got, off_t(pos + got));
-    if (r < 0 && errno == EINTR) continue;
-    QKV_CHECK(r > 0, "{}: read of {} bytes at offset {} failed ({})", path, n, pos,
-              r < 0 ? std::strerror(errno) : "the file is shorter than when it was opened");
-    got += uint64_t(r);
-  }
-}
-
 // Weights that are not numbers would make every output nan (eval would print "loss nan" and
 // succeed), so a file holding one is refused as damaged whatever wrote it.
 void check_finite(const std::string& path, const std::string& name, const Tensor& t) {
@@ -151,7 +141,7 @@ SafetensorsContents read_safetensors(const std::string& path) {
             file_size);
 
   unsigned char len_bytes[8];
-  read_bytes(in.fd, path, 0, len_bytes, 8);
+  read_at(in.fd, path, 0, len_bytes, 8);
   const uint64_t header_len = read_u64_le(len_bytes);
   QKV_CHECK(header_len <= file_size - 8,
             "{}: truncated: the header claims {} bytes but the file has only {} after the 8-byte "
@@ -161,7 +151,7 @@ SafetensorsContents read_safetensors(const std::string& path) {
   const uint64_t data_start = 8 + header_len, data_size = file_size - data_start;
 
   std::string text(header_len, '\0');
-  read_bytes(in.fd, path, 8, text.data(), header_len);
+  read_at(in.fd, path, 8, text.data(), header_len);
   json header;
   try {
     header = json::parse(text);
@@ -198,11 +188,11 @@ SafetensorsContents read_safetensors(const std::string& path) {
     const uint64_t bytes = e.end - e.begin;
     if (e.is_int) {
       IntTensor t{.shape = e.shape, .values = std::vector<int32_t>(bytes / 4)};
-      if (bytes) read_bytes(in.fd, path, data_start + e.begin, t.values.data(), bytes);
+      if (bytes) read_at(in.fd, path, data_start + e.begin, t.values.data(), bytes);
       out.int_tensors.emplace(e.name, std::move(t));
     } else {
       Tensor t = Tensor::empty(e.shape);
-      if (bytes) read_bytes(in.fd, path, data_start + e.begin, t.data(), bytes);
+      if (bytes) read_at(in.fd, path, data_start + e.begin, t.data(), bytes);
       check_finite(path, e.name, t);
       out.tensors.emplace_back(e.name, std::move(t));
     }

@@ -41,13 +41,11 @@ inline void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
 }
 
 // The same over bf16 operands, accumulating in fp32 (oneDNN, gemm_bf16.cpp), into fp32 C, or
-// into bf16 C (rounded once, at the end; beta must then be 0). The CPU must have AVX512_BF16
-// (precision.h: bf16_support).
+// into bf16 C (Out = bf16: rounded once, at the end; beta must then be 0). The CPU must have
+// AVX512_BF16 (precision.h: bf16_support).
+template <class Out>
 void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-             int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,
-             const float* bias = nullptr);
-void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-             int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc,
+             int64_t lda, const bf16* B, int64_t ldb, float beta, Out* C, int64_t ldc,
              const float* bias = nullptr);
 
 // [begin, end) of part t of n items split into `parts` nearly equal contiguous blocks.

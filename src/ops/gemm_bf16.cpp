@@ -7,6 +7,7 @@
 #include <bit>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -123,30 +124,25 @@ void run(Key k, const bf16* A, const bf16* B, void* C, const float* bias) {
 
 }  // namespace
 
+template <class Out>
 void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-             int64_t lda, const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc,
+             int64_t lda, const bf16* B, int64_t ldb, float beta, Out* C, int64_t ldc,
              const float* bias) {
   if (M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum: C = beta·C + bias
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n)
-        C[m * ldc + n] = (beta == 0.0f ? 0.0f : beta * C[m * ldc + n]) + (bias ? bias[n] : 0.0f);
+        C[m * ldc + n] =
+            Out((beta == 0.0f ? 0.0f : beta * float(C[m * ldc + n])) + (bias ? bias[n] : 0.0f));
     return;
   }
-  run({M, N, K, lda, ldb, ldc, alpha, beta, ta, tb, bias != nullptr, false}, A, B, C, bias);
+  run({M, N, K, lda, ldb, ldc, alpha, beta, ta, tb, bias != nullptr, std::is_same_v<Out, bf16>}, A,
+      B, C, bias);
 }
-
-void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,
-             int64_t lda, const bf16* B, int64_t ldb, float beta, bf16* C, int64_t ldc,
-             const float* bias) {
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = bf16(bias ? bias[n] : 0.0f);
-    return;
-  }
-  run({M, N, K, lda, ldb, ldc, alpha, beta, ta, tb, bias != nullptr, true}, A, B, C, bias);
-}
+template void gemm_ld(bool, bool, int64_t, int64_t, int64_t, float, const bf16*, int64_t,
+                      const bf16*, int64_t, float, float*, int64_t, const float*);
+template void gemm_ld(bool, bool, int64_t, int64_t, int64_t, float, const bf16*, int64_t,
+                      const bf16*, int64_t, float, bf16*, int64_t, const float*);
 
 const bf16* bf16_copy(const Tensor& w) {
   TensorImpl& t = *w.impl();

@@ -51,8 +51,7 @@ Tensor reduce_all(const char* op, const Tensor& x, double scale) {
   y.data()[0] = static_cast<float>(scale * sum_all(x.data(), n));
   // dx += scale · dy
   record(y, op, {x}, [n, s = static_cast<float>(scale)](const float* dy, GradOuts g) {
-    if (float* dx = zero_if_fresh(g[0], n))
-      pointwise(n, [=, v = s * dy[0]](int64_t i) { dx[i] += v; });
+    if (g[0]) accumulate(g[0], n, [v = s * dy[0]](int64_t) { return v; });
   });
   return y;
 }

@@ -33,12 +33,6 @@ int64_t inner_size(const Shape& s, int dim) {
   return n;
 }
 
-// dx += dy.   dx, dy: [n]
-void add_into(float* dx, const float* dy, int64_t n) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
-}
-
 // dst[o, dst_start + j, i] = src[o, src_start + j, i] for j < len (or += when kAccumulate).
 // dst: [outer, dst_d, inner]; src: [outer, src_d, inner]. Narrow, concat and split are all this
 // copy, forward one way and backward the other.
@@ -96,7 +90,7 @@ Tensor reshape_impl(const char* op, const Tensor& x, Shape shape) {
   Tensor y = share_storage(x, shape);
   record(y, op, {x}, [n = x.numel()](const float* dy, GradOuts g) {
     // dx = dy: the same elements in the same order, only the shape differs.
-    if (float* dx = zero_if_fresh(g[0], n)) add_into(dx, dy, n);
+    if (g[0]) accumulate(g[0], n, [=](int64_t i) { return dy[i]; });
   });
   return y;
 }

@@ -4,6 +4,8 @@
 // naming the path.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -19,6 +21,10 @@ void require_regular(const std::filesystem::path& path);
 
 // The whole of a regular file (open_regular's errors, and read errors naming the path).
 std::string read_regular_file(const std::filesystem::path& path);
+
+// Bytes [at, at + n) of the open file fd into dst; throws qkv::Error naming path when a read
+// fails or the file ends first.
+void read_at(int fd, const std::string& path, uint64_t at, void* dst, size_t n);
 
 // The regular file a write to path creates or replaces: path when it does not exist or is a
 // regular file, a symlink's target when that is one (so the link stays a link). Throws
