@@ -13,8 +13,6 @@
 
 #include "ops/gemm.h"
 
-extern "C" char* openblas_get_corename(void);
-
 namespace qkv {
 namespace {
 

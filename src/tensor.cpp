@@ -55,8 +55,7 @@ Tensor Tensor::empty(Shape shape) {
 Tensor Tensor::full(Shape shape, float value, bool requires_grad) {
   Tensor t = empty(shape);
   std::fill_n(t.data(), t.numel(), value);
-  t.impl_->requires_grad = requires_grad;
-  return t;
+  return t.set_requires_grad(requires_grad);
 }
 
 Tensor Tensor::zeros(Shape shape, bool requires_grad) { return full(shape, 0.0f, requires_grad); }
@@ -68,24 +67,21 @@ Tensor Tensor::from_vector(Shape shape, const std::vector<float>& values, bool r
             values.size());
   Tensor t = empty(shape);
   std::copy(values.begin(), values.end(), t.data());
-  t.impl_->requires_grad = requires_grad;
-  return t;
+  return t.set_requires_grad(requires_grad);
 }
 
 Tensor Tensor::randn(Shape shape, Rng& rng, float stddev, bool requires_grad) {
   Tensor t = empty(shape);
   float* p = t.data();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = stddev * rng.normal();
-  t.impl_->requires_grad = requires_grad;
-  return t;
+  return t.set_requires_grad(requires_grad);
 }
 
 Tensor Tensor::uniform(Shape shape, Rng& rng, float lo, float hi, bool requires_grad) {
   Tensor t = empty(shape);
   float* p = t.data();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = lo + (hi - lo) * rng.uniform();
-  t.impl_->requires_grad = requires_grad;
-  return t;
+  return t.set_requires_grad(requires_grad);
 }
 
 int64_t Tensor::size(int dim) const {

@@ -78,8 +78,7 @@ std::string shell_quote(std::string_view s) {
 // Tokens stream as they come; once stdout refuses them (a full disk), generating more is
 // wasted: stop with the error main would give at the end.
 void flush_stdout() {
-  if (std::fflush(stdout) != 0)
-    throw Error(fmt::format("standard output: cannot write: {}", std::strerror(errno)));
+  QKV_CHECK(std::fflush(stdout) == 0, "standard output: cannot write: {}", std::strerror(errno));
 }
 
 // Which model kinds each kind-specific option applies to; giving one to another kind is an error.

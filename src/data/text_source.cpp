@@ -13,6 +13,7 @@
 
 #include "qkv/data/sha256.h"
 #include "qkv/error.h"
+#include "qkv/io/regular_file.h"
 
 namespace qkv::data {
 
@@ -23,14 +24,9 @@ class RawFile {
  public:
   // hash: hash the bytes as they are read; otherwise bytes_hash() is fed by whoever reads.
   RawFile(const std::string& path, bool hash) : path_(path), hash_(hash) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    QKV_CHECK(fd_ >= 0, "{}: cannot open ({})", path, std::strerror(errno));
+    fd_ = io::open_regular(path);
     struct stat st {};
     ::fstat(fd_, &st);
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd_);
-      throw Error(fmt::format("{}: not a regular file (a FIFO, device or socket)", path));
-    }
     info_ = {path, int64_t(st.st_size),
              int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, "", 0};
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);

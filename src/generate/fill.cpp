@@ -40,8 +40,7 @@ Fill fill_masks(nn::EncoderModel& model, const data::Vocab& vocab, std::string_v
     // Only characters can fill a position.
     const std::vector<int32_t> order = top_ids(std::span(p, size_t(n_chars)), k);
     FilledPosition pos{i, {}};
-    for (int64_t r = 0; r < k; ++r)
-      pos.candidates.emplace_back(order[size_t(r)], p[order[size_t(r)]]);
+    for (const int32_t id : order) pos.candidates.emplace_back(id, p[id]);
     filled[size_t(i)] = vocab.chars()[size_t(order[0])];
     out.positions.push_back(std::move(pos));
   }

@@ -198,12 +198,10 @@ void apply_table(Config& c, const toml::table& root, const std::string& file, Or
   for (const auto& [section_key, section] : root) {
     const std::string section_name(section_key.str());
     const toml::table* table = section.as_table();
-    if (!table) {
-      const std::string key(section_name);
-      throw Error(fmt::format("{}: key '{}' is outside any section; put it under [data], "
-                              "[model], [optim], [schedule] or [train]{}",
-                              where(section), key, did_you_mean("model." + key)));
-    }
+    QKV_CHECK(table,
+              "{}: key '{}' is outside any section; put it under [data], [model], [optim], "
+              "[schedule] or [train]{}",
+              where(section), section_name, did_you_mean("model." + section_name));
     for (const auto& [k, node] : *table) {
       const std::string key = section_name + "." + std::string(k.str());
       const Field* f = find_field(key);

@@ -21,11 +21,10 @@ class Reader {
 
   template <class... Args>
   void check(bool ok, fmt::format_string<Args...> what, Args&&... args) const {
-    if (!ok)
-      throw Error(
-          fmt::format("{}: {}; the checkpoint is damaged or was edited — resume from an "
-                      "earlier checkpoint",
-                      file_, fmt::format(what, std::forward<Args>(args)...)));
+    QKV_CHECK(ok,
+              "{}: {}; the checkpoint is damaged or was edited — resume from an earlier "
+              "checkpoint",
+              file_, fmt::format(what, std::forward<Args>(args)...));
   }
 
   const json& at(const char* key) const {
