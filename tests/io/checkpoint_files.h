@@ -24,6 +24,8 @@ namespace qkv::testing::checkpoint {
 using namespace qkv::io;
 namespace fs = std::filesystem;
 using nlohmann::json;
+using qkv::testing::read_file;
+using qkv::testing::TempDir;
 
 // A small checkpoint whose values differ with `seed`, with floats that must survive bit for bit.
 inline CheckpointData sample_data(int seed) {

@@ -9,15 +9,9 @@
 
 #include "checkpoint_files.h"
 #include "qkv/io/safetensors.h"
-#include "support/temp_dir.h"
 
 using namespace qkv;
-using namespace qkv::io;
-using namespace qkv::testing::checkpoint;
-namespace fs = std::filesystem;
-using nlohmann::json;
-using qkv::testing::read_file;
-using qkv::testing::TempDir;
+using namespace qkv::testing::checkpoint;  // with qkv::io, fs, json, read_file and TempDir
 
 TEST_CASE("checkpoint: a corrupt or incomplete checkpoint is reported and left untouched") {
   TempDir tmp("checkpoint-bad");
