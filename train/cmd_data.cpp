@@ -1,7 +1,6 @@
 // `qkv data`: `qkv data prepare` turns text into a prepared corpus that training reads in place;
 // `qkv data dates` writes the date-normalisation pairs of the encoder-decoder example
 // (configs/dates_encdec.toml).
-#include <cstdio>
 #include <filesystem>
 #include <memory>
 
@@ -94,11 +93,10 @@ void add_data(CLI::App& app, std::function<int()>& run) {
     const int64_t n = a->train + a->val;
     double fraction = double(a->val) / double(n);
     if (data::train_size(n, fraction) != a->train) fraction = (double(a->val) - 0.5) / double(n);
-    std::printf(
-        "wrote %s (%lld training pairs, then %lld held out) and %s; train on it with "
-        "data.val_fraction = %.17g\n",
-        all.c_str(), static_cast<long long>(a->train), static_cast<long long>(a->val), val.c_str(),
-        fraction);
+    fmt::print(
+        "wrote {} ({} training pairs, then {} held out) and {}; train on it with "
+        "data.val_fraction = {:.17g}\n",
+        all, a->train, a->val, val, fraction);
     return 0;
   });
 }

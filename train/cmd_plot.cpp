@@ -1,7 +1,6 @@
 // `qkv plot`: the loss curves of one or more runs on one SVG chart, to compare experiments.
 #include <fmt/ranges.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -67,8 +66,7 @@ void add_plot(CLI::App& app, std::function<int()>& run) {
     const std::string title =
         a->title.empty() ? fmt::format("loss: {}", fmt::join(labels, ", ")) : a->title;
     io::replace_file(a->out, plot::loss_chart_svg(curves, title, a->log_y, x));
-    std::printf("wrote %s (%zu run%s)\n", a->out.c_str(), curves.size(),
-                curves.size() == 1 ? "" : "s");
+    fmt::print("wrote {} ({} run{})\n", a->out, curves.size(), curves.size() == 1 ? "" : "s");
     return 0;
   });
 }

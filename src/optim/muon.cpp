@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <utility>
 
 #include "ops/bf16.h"
 #include "qkv/error.h"
@@ -20,8 +19,7 @@ Muon::Muon(std::vector<MuonParam> params, MuonConfig config) : config_(config) {
     QKV_CHECK(s.rank() == 2, "muon: '{}' is {}; Muon updates matrices only", p.name, s);
     QKV_CHECK(p.parts >= 1 && s[0] % p.parts == 0,
               "muon: '{}' is {}, which does not split into {} blocks of rows", p.name, s, p.parts);
-    Tensor momentum = Tensor::zeros(s);
-    slots_.push_back({std::move(p), std::move(momentum)});
+    slots_.push_back({p, Tensor::zeros(s)});
   }
 }
 

@@ -73,14 +73,13 @@ void Optimizer::load_state(const NamedTensors& state, int64_t step_count) {
     (entry.first.starts_with(kMomentum) ? muon : adamw).push_back(entry);
   // A run keeps its optim.kind on resume (train/start.cpp): a state of the other kind means the
   // checkpoint was not written by this run's config.
-  const char* ours = muon_ ? "muon" : "adamw";
   QKV_CHECK(muon_.has_value() == !muon.empty(),
             "optimizer state: it is optim.kind = \"{}\"'s ({}), this run's optim.kind is \"{}\"; "
             "the optimizer cannot change on resume: start a new run from the checkpoint's weights "
             "with --init-from",
             muon_ ? "adamw" : "muon",
             muon_ ? "no Muon momentum" : fmt::format("'{}' is Muon's momentum", muon.front().first),
-            ours);
+            muon_ ? "muon" : "adamw");
   if (muon_) muon_->load_state(muon);
   adamw_.load_state(adamw, step_count);
 }

@@ -66,7 +66,6 @@ class Task {
 
   const data::Vocab& vocab() const { return *vocab_; }
   const std::string& fingerprint() const { return fingerprint_; }
-  const nn::ModelConfig& model_config() const { return model_config_; }
 
  protected:
   std::optional<data::Vocab> vocab_;
