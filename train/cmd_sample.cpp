@@ -78,7 +78,8 @@ std::string shell_quote(std::string_view s) {
 // Tokens stream as they come; once stdout refuses them (a full disk), generating more is
 // wasted: stop with the error main would give at the end.
 void flush_stdout() {
-  QKV_CHECK(std::fflush(stdout) == 0, "standard output: cannot write: {}", std::strerror(errno));
+  const bool flushed = std::fflush(stdout) == 0;
+  QKV_CHECK(flushed, "standard output: cannot write: {}", std::strerror(errno));
 }
 
 // Which model kinds each kind-specific option applies to; giving one to another kind is an error.
